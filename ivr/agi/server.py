@@ -1,0 +1,411 @@
+"""Thin asyncio FastAGI server: sockets in, ``AgiConnection`` events out, one task per call.
+
+Why we own this instead of using panoramisk's: its server spins forever when a peer closes before
+the end of the AGI header (every TCP health check does that). Here the protocol decisions live in
+``protocol.py``; this module only moves bytes, bounds every wait, and makes sure an unexpected
+error ends in a *defined dialplan fallback* rather than a dead channel:
+
+* unknown route, or a handler raising anything but ``CallEnded``: ``SET VARIABLE IVR_ACTION
+  "<fallback_action>"`` (when the channel is still up and the connection in sync), then close.
+  The dialplan reads ``IVR_ACTION`` after ``AGI()`` returns and sends the call to its fallback.
+  When even that cannot be sent (protocol error, command timeout, server stop) we close the
+  socket; the dialplan must treat an empty ``IVR_ACTION`` the same way.
+* ``CallEnded`` (HANGUP notice, 511, EOF, ``result=-1`` on a hung-up channel): control flow,
+  logged at INFO.
+
+Each connection is its own task, owned by the server (``stop`` cancels and awaits them), and
+exceptions are contained per task, so one call's failure never touches another.
+Per-call overhead is kept low (no threads, no per-line INFO logging, ``asyncio.timeout`` rather
+than ``wait_for`` which would create a task per command) because Asterisk, not us, should be the
+bottleneck of the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from ivr.agi import commands
+from ivr.agi.protocol import (
+    NEED_DATA,
+    AgiConnection,
+    AgiEnvironment,
+    Closed,
+    ConnectionState,
+    DeadChannel,
+    HangupNotice,
+    InvalidCommand,
+    Reply,
+    UsageError,
+)
+from ivr.errors import CallEnded, ChannelError, CommandTimeout, IvrError, RemoteProtocolError
+from ivr.logs import call_id
+
+__all__ = ["IVR_ACTION", "AgiServer", "AgiSession", "Handler", "Router"]
+
+log = logging.getLogger("ivr.agi")
+
+#: Channel variable the dialplan reads after ``AGI()`` returns to pick the next step.
+IVR_ACTION: Final = "IVR_ACTION"
+
+_READ_SIZE: Final = 64 * 1024
+#: Bound on the fallback SET VARIABLE after a failure: the call must not wait long for it.
+_FALLBACK_TIMEOUT: Final = 2.0
+_BACKLOG: Final = 1024
+
+
+class AgiSession:
+    """One call as a handler sees it: the environment and an awaitable ``command``.
+
+    A session is not safe for concurrent ``command`` calls (AGI is strictly one command, one
+    reply); a second concurrent call raises LocalProtocolError, a bug on our side.
+    """
+
+    __slots__ = ("_closed", "_conn", "_eof", "_hangup_grace", "_reader", "_timeout", "_writer", "env")
+
+    def __init__(
+        self,
+        env: AgiEnvironment,
+        conn: AgiConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        command_timeout: float,
+        hangup_grace: float = 0.1,
+    ) -> None:
+        self.env = env
+        self._conn = conn
+        self._reader = reader
+        self._writer = writer
+        self._timeout = command_timeout
+        self._hangup_grace = hangup_grace
+        self._closed = False
+        self._eof = False
+
+    @property
+    def hung_up(self) -> bool:
+        """The caller is gone: a HANGUP notice, a 511 reply or EOF was seen."""
+        return self._conn.hung_up or self._eof
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def ready(self) -> bool:
+        """A command can be sent now (channel up, connection open and in sync)."""
+        return not self._closed and not self.hung_up and self._conn.state is ConnectionState.IDLE
+
+    async def command(self, line: str, *, timeout: float | None = None) -> Reply:  # noqa: ASYNC109
+        """Send one AGI command line and await its reply.
+
+        Raises CallEnded when the caller hung up (HANGUP notice, 511, EOF, or ``result=-1``
+        followed by a HANGUP notice within ``hangup_grace``), ChannelError when Asterisk rejects
+        the command (510 / 520, the message carries Asterisk's usage text) or answers 503,
+        CommandTimeout when no reply comes within ``timeout`` (default: the server's
+        ``command_timeout``). A timeout, a RemoteProtocolError or cancellation closes the
+        session: the byte stream can no longer be trusted to pair replies with commands. (That
+        is why the timeout is a parameter here rather than an ``asyncio.timeout`` around the
+        call, hence the ASYNC109 waiver.)
+        """
+        if self.hung_up:
+            raise CallEnded("caller hung up")
+        if self._closed:
+            raise ChannelError("the AGI session is closed")
+        self._writer.write(self._conn.send_command(line))
+        limit = self._timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                reply = await self._await_reply(line)
+                # Asterisk writes "200 result=-1" and only then notices the hangup and writes
+                # HANGUP; give it a moment so a hangup reads as CallEnded, not as a failure.
+                if reply.result == "-1" and reply.code == 200 and not self.hung_up:
+                    await self._await_hangup()
+        except TimeoutError:
+            self.close()
+            raise CommandTimeout(f"no AGI reply to {line[:80]!r} within {limit:g}s") from None
+        except (RemoteProtocolError, asyncio.CancelledError):
+            # Cancelled mid-exchange (server stop, an outer timeout): the reply would arrive
+            # later and pair with the next command, so this connection is done.
+            self.close()
+            raise
+        if reply.code != 200:
+            raise ChannelError(f"Asterisk failed {line[:80]!r}: {reply.raw}")
+        if reply.result == "-1" and self.hung_up:
+            raise CallEnded("caller hung up")
+        return reply
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command(commands.set_variable(name, value))
+
+    def close(self) -> None:
+        """Close the socket (idempotent); Asterisk then continues in the dialplan."""
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+    async def _await_reply(self, line: str) -> Reply:
+        conn = self._conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                await self._fill()
+            elif isinstance(event, Reply):
+                return event
+            elif isinstance(event, HangupNotice | DeadChannel):
+                raise CallEnded("caller hung up")
+            elif isinstance(event, Closed):
+                self._eof = True
+                raise CallEnded("Asterisk closed the AGI connection")
+            elif isinstance(event, InvalidCommand):
+                raise ChannelError(f"Asterisk does not know the AGI command {line[:80]!r}: {event.raw}")
+            elif isinstance(event, UsageError):
+                raise ChannelError(f"Asterisk rejected the syntax of {line[:80]!r}; usage:\n{event.usage}")
+            else:
+                raise RemoteProtocolError(f"unexpected AGI event {event!r}")
+
+    async def _await_hangup(self) -> None:
+        if self._hangup_grace <= 0:
+            return
+        conn = self._conn
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._hangup_grace):
+                while True:
+                    event = conn.next_event()
+                    if event is NEED_DATA:
+                        await self._fill()
+                    elif isinstance(event, Closed):
+                        self._eof = True
+                        return
+                    else:  # only HANGUP is legal while idle; anything else raised already
+                        return
+
+    async def _fill(self) -> None:
+        try:
+            data = await self._reader.read(_READ_SIZE)
+        except OSError:  # reset by peer and friends: the same as EOF for us
+            data = b""
+        self._conn.receive_data(data)
+
+
+Handler = Callable[[AgiSession], Awaitable[None]]
+Router = Callable[[AgiEnvironment], Handler | None]
+
+
+class AgiServer:
+    """FastAGI listener: routes each call by ``env.route`` to a handler, contains its failures.
+
+    ``route`` maps the environment to a handler (``None`` for an unknown route). Counters:
+    ``total_calls`` counts connections that delivered an environment (health checks do not),
+    ``active_calls`` those in progress, ``failed_calls`` those that ended on the fallback path
+    (unknown route, handler error, protocol error, timeout) -- hangups are not failures.
+    """
+
+    def __init__(
+        self,
+        route: Router,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        header_timeout: float = 5.0,
+        command_timeout: float = 120.0,
+        fallback_action: str = "fallback",
+        hangup_grace: float = 0.1,
+    ) -> None:
+        self._route = route
+        self._host = host
+        self._port = port
+        self._header_timeout = header_timeout
+        self._command_timeout = command_timeout
+        self._fallback_action = fallback_action
+        self._fallback_command = commands.set_variable(IVR_ACTION, fallback_action)  # validates
+        self._hangup_grace = hangup_grace
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        self._active_calls = 0
+        self._total_calls = 0
+        self._failed_calls = 0
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (useful with ``port=0``), else the configured one."""
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def active_calls(self) -> int:
+        return self._active_calls
+
+    @property
+    def total_calls(self) -> int:
+        return self._total_calls
+
+    @property
+    def failed_calls(self) -> int:
+        return self._failed_calls
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("AgiServer.start() called twice")
+        self._server = await asyncio.start_server(
+            self._on_connect, self._host, self._port, backlog=_BACKLOG, reuse_address=True
+        )
+        log.info("FastAGI server listening on %s:%d", self._host, self.port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, cancel every call task and await them (at most ``grace`` seconds).
+
+        A cancelled call closes its socket at once, so Asterisk continues in the dialplan with
+        ``IVR_ACTION`` unset. Idempotent; a concurrent second call waits for the first.
+        """
+        if self._server is None:
+            return
+        if self._stopped is not None:
+            await self._stopped.wait()
+            return
+        self._stopped = asyncio.Event()
+        self._stopping = True
+        try:
+            self._server.close()
+            current = asyncio.current_task()
+            tasks = [task for task in self._tasks if task is not current]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=grace)
+                if pending:
+                    log.warning("%d AGI call task(s) did not finish within %gs of stop", len(pending), grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._server.wait_closed()
+            log.info("FastAGI server stopped (%d calls, %d failed)", self._total_calls, self._failed_calls)
+        finally:
+            self._stopped.set()
+
+    async def __aenter__(self) -> AgiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- per connection ---------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._stopping:
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        except Exception:  # a bug here must not reach the event loop or another call
+            log.exception("unexpected error in the FastAGI connection handler")
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # One small command, one small reply: Nagle would add up to 40 ms per exchange.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = AgiConnection()
+        env = await self._read_environment(reader, conn, writer)
+        if env is None:
+            return
+        call_id.set(env.uniqueid or "-")
+        session = AgiSession(
+            env,
+            conn,
+            reader,
+            writer,
+            command_timeout=self._command_timeout,
+            hangup_grace=self._hangup_grace,
+        )
+        self._total_calls += 1
+        self._active_calls += 1
+        try:
+            await self._run_call(session)
+        finally:
+            self._active_calls -= 1
+            session.close()
+
+    async def _read_environment(
+        self, reader: asyncio.StreamReader, conn: AgiConnection, writer: asyncio.StreamWriter
+    ) -> AgiEnvironment | None:
+        """The environment, or None (logged once) for EOF, garbage or silence within the bound."""
+        try:
+            async with asyncio.timeout(self._header_timeout):
+                while True:
+                    event = conn.next_event()
+                    if event is NEED_DATA:
+                        try:
+                            data = await reader.read(_READ_SIZE)
+                        except OSError:
+                            data = b""
+                        conn.receive_data(data)
+                    elif isinstance(event, AgiEnvironment):
+                        return event
+                    else:  # Closed: a health check, or a peer that gave up mid-header
+                        log.debug("peer %s closed before the end of the AGI environment", _peer(writer))
+                        return None
+        except TimeoutError:
+            log.info("no AGI environment from %s within %gs; closing", _peer(writer), self._header_timeout)
+        except RemoteProtocolError as exc:
+            log.info("dropping connection from %s: %s", _peer(writer), exc)
+        return None
+
+    async def _run_call(self, session: AgiSession) -> None:
+        env = session.env
+        log.debug("call on route %r from %s", env.route, env.channel)
+        try:
+            handler = self._route(env)
+            if handler is None:
+                self._failed_calls += 1
+                log.warning(
+                    "no handler for AGI route %r (agi_network_script %r); sending the call to %r",
+                    env.route,
+                    env.network_script,
+                    self._fallback_action,
+                )
+                await self._send_fallback(session)
+                return
+            await handler(session)
+        except CallEnded:
+            log.info("caller hung up")
+        except Exception:
+            self._failed_calls += 1
+            log.exception("AGI route %r failed; sending the call to %r", env.route, self._fallback_action)
+            await self._send_fallback(session)
+        else:
+            log.debug("call on route %r finished", env.route)
+
+    async def _send_fallback(self, session: AgiSession) -> None:
+        """Best effort ``SET VARIABLE IVR_ACTION "<fallback>"``; never raises (but cancellation)."""
+        if not session.ready:
+            return
+        try:
+            await session.command(self._fallback_command, timeout=min(_FALLBACK_TIMEOUT, self._command_timeout))
+        except CallEnded:
+            log.info("caller hung up before the fallback was set")
+        except (IvrError, OSError) as exc:
+            log.warning("could not set %s for the dialplan fallback: %s", IVR_ACTION, exc)
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

@@ -1,0 +1,193 @@
+"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | lab | demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from ivr.config import Config, load_config
+from ivr.errors import IvrError
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(getattr(args, "config", None))
+    overrides = {k: v for k, v in vars(args).items() if k in ("agi_host", "agi_port") and v is not None}
+    return config.with_overrides(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ivr.app import serve
+    from ivr.logs import setup_logging
+
+    config = _config(args)
+    setup_logging(config["log.level"])
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(config))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ivr.flow.loader import check_paths
+
+    paths = [Path(p) for p in args.paths] or [Path(_config(args)["flows.dir"])]
+    flows, problems = check_paths(paths)
+    for problem in problems:
+        print(problem)
+    for flow in flows:
+        print(f"ok: {flow.name}@{flow.version} ({len(flow.steps)} steps) {flow.source}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_prompts_build(args: argparse.Namespace) -> int:
+    from ivr.flow.loader import check_paths
+    from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT
+    from ivr.prompts.build import PromptItem, build_prompts
+
+    config = _config(args)
+    flows, problems = check_paths([Path(config["flows.dir"])])
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    prefix = config["prompts.prefix"]
+    items = [PromptItem(p.audio_name(prefix), p.text) for p in (FOR_PROMPT, PRESS_PROMPT)]
+    for flow in flows:
+        items += [PromptItem(p.audio_name(prefix), p.text) for p in flow.prompts() if not p.audio]
+    out = args.out or config["prompts.dir"]
+    if not out:
+        print("error: give --out DIR or set prompts.dir (Asterisk's sounds directory)", file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int, name: str) -> None:
+        print(f"[{done}/{total}] {name}", file=sys.stderr)
+
+    report = build_prompts(items, Path(out), engine=args.engine or config["prompts.engine"], progress=progress,
+                           force=args.force)  # fmt: skip
+    print(f"{len(report.rendered)} rendered, {len(report.skipped)} up to date, engine {report.engine}, "
+          f"{report.seconds:.1f}s -> {out}")  # fmt: skip
+    return 0
+
+
+def cmd_flow_diagram(args: argparse.Namespace) -> int:
+    from ivr.flow.diagram import mermaid
+    from ivr.flow.loader import check_paths
+
+    flows, _ = check_paths([Path(_config(args)["flows.dir"])])
+    by_name = {f.name: f for f in flows}
+    if args.name not in by_name:
+        print(f"error: no valid flow {args.name!r} (found: {', '.join(sorted(by_name))})", file=sys.stderr)
+        return 1
+    print(mermaid(by_name[args.name]), end="")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    config = _config(args)
+    for key, value, source, description in config.rows():
+        print(f"{key:24} {value:40} [{source}]\n{'':24} {description}")
+    return 0
+
+
+def cmd_journeys(args: argparse.Namespace) -> int:
+    from ivr.store.journeys import JourneyStore, make_engine
+
+    async def run() -> None:
+        store = JourneyStore(make_engine(_config(args).database_url))
+        await store.start()
+        try:
+            if args.id:
+                journey = await store.get(args.id)
+                if journey is None:
+                    raise IvrError(f"no journey {args.id}")
+                print(json.dumps(journey.to_dict(), indent=2))
+                for event in await store.interactions(args.id):
+                    print(f"  {event['kind']:16} {event['step'] or '-':20} {json.dumps(event['data'])}")
+            else:
+                for j in await store.recent(args.limit):
+                    print(f"{j.id}  {j.channel:5} {j.caller or '-':14} {j.flow:12} {j.status:10} {' > '.join(j.path)}")
+        finally:
+            await store.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from ivr.lab.asterisk import main as lab_main
+
+    return lab_main(args.lab_args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ivr.lab.demo import run_demo
+
+    return run_demo(_config(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr", description=__doc__)
+    parser.add_argument("--config", help="TOML config file (default: $IVR_CONFIG or ./ivr.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the FastAGI controller")
+    p.add_argument("--agi-host")
+    p.add_argument("--agi-port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate flow files; prints file:line: step: message")
+    p.add_argument("paths", nargs="*")
+    p.set_defaults(func=cmd_check)
+
+    prompts = sub.add_parser("prompts", help="prompt audio").add_subparsers(dest="prompts_cmd", required=True)
+    p = prompts.add_parser("build", help="render every prompt text in the flows to 8 kHz audio")
+    p.add_argument("--out", help="Asterisk sounds directory (default: prompts.dir)")
+    p.add_argument("--engine", choices=["auto", "piper", "flite", "espeak-ng"])
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_prompts_build)
+
+    flow = sub.add_parser("flow", help="flow tools").add_subparsers(dest="flow_cmd", required=True)
+    p = flow.add_parser("diagram", help="print a flow as a Mermaid flowchart")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_flow_diagram)
+
+    config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_cmd", required=True)
+    config.add_parser("show", help="every setting, its value, source and description").set_defaults(
+        func=cmd_config_show
+    )
+
+    p = sub.add_parser("journeys", help="recent journeys, or one journey with its interaction log")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_journeys)
+
+    p = sub.add_parser("lab", help="the lab Asterisk 22 (provision | up | down | status | cli CMD)")
+    p.add_argument("lab_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("demo", help="provision Asterisk, start the controller, place demo calls with SIPp")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except IvrError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

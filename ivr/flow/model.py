@@ -1,0 +1,227 @@
+"""Plain data of the flow engine: prompts, flows, journeys, the commands a machine emits and the
+events it receives.
+
+Why all of it is plain data: a journey is saved after every step and may be resumed hours later
+on another channel (SMS, chat) or another node, so nothing here holds a socket, a coroutine or a
+stack frame. Channels translate ``Command`` objects to their medium and report back with events.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ivr.prompts.naming import prompt_audio_name
+
+if TYPE_CHECKING:
+    from ivr.flow.hours import BusinessHours
+    from ivr.flow.steps import Step
+
+
+# --------------------------------------------------------------------------------------- prompts
+@dataclass(frozen=True)
+class Prompt:
+    """Words to say. ``audio`` names a studio recording that overrides the rendered text."""
+
+    text: str
+    audio: str | None = None
+
+    def audio_name(self, prefix: str = "ivr") -> str:
+        return self.audio or prompt_audio_name(self.text, prefix)
+
+
+#: Fragments the voice channel composes menus from ("For" <label> "press" <digit>).
+FOR_PROMPT = Prompt("For")
+PRESS_PROMPT = Prompt("press")
+DEFAULT_TEXTS: dict[str, str] = {
+    "invalid": "Sorry, that is not a valid choice.",
+    "noinput": "Sorry, I did not hear your choice.",
+    "invalid_digits": "Sorry, that number is not valid.",
+    "failure": "Let me get someone to help you.",
+}
+
+
+# ----------------------------------------------------------------------------------------- flows
+@dataclass(frozen=True)
+class FlowProblem:
+    """One thing wrong with a flow file, printed as ``file:line: step: message``."""
+
+    file: str
+    line: int
+    step: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.step or '-'}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    version: str  # short hash of the file's bytes: journeys keep the version they started on
+    start: str
+    steps: dict[str, Step]
+    source: str = ""
+    description: str = ""
+    numbers: tuple[str, ...] = ()  # dialled numbers (DNIS) routed to this flow
+    hours: dict[str, BusinessHours] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEXTS))
+    on_failure: str | None = None  # flow-wide step for menus/asks that run out of tries
+
+    def prompts(self) -> list[Prompt]:
+        found: list[Prompt] = [Prompt(t) for t in self.texts.values()]
+        for step in self.steps.values():
+            found.extend(step.prompts())
+        return found
+
+
+# -------------------------------------------------------------------------------------- journeys
+JourneyStatus = Literal["active", "queued", "completed", "abandoned", "failed", "handed_off"]
+
+
+@dataclass
+class Frame:
+    """Where to come back to when an invoked sub-flow returns."""
+
+    flow: str
+    version: str
+    return_to: str | None
+
+
+@dataclass
+class Journey:
+    """Everything known about one customer's progress through a flow, on any channel."""
+
+    id: str
+    flow: str
+    version: str
+    channel: str
+    step: str | None = None
+    status: JourneyStatus = "active"
+    caller: str | None = None
+    customer_id: str | None = None
+    customer: dict[str, Any] = field(default_factory=dict)
+    slots: dict[str, str] = field(default_factory=dict)
+    path: list[str] = field(default_factory=list)
+    stack: list[Frame] = field(default_factory=list)
+    attempts: int = 0
+    intent: str | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # channel references: call uniqueid, DNIS, ...
+    started_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def new(cls, flow: Flow, channel: str, caller: str | None = None) -> Journey:
+        return cls(id=uuid.uuid4().hex, flow=flow.name, version=flow.version, channel=channel, caller=caller)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Journey:
+        data = dict(data)
+        data["stack"] = [Frame(**f) for f in data.get("stack", [])]
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One entry for the append-only interaction log (step entered, option chosen, ...)."""
+
+    kind: str
+    step: str | None
+    data: dict[str, Any]
+    at: float
+
+
+# -------------------------------------------------------------------------------------- commands
+@dataclass(frozen=True)
+class Play:
+    step: str
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    option: str
+    label: Prompt
+    intents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Menu:
+    step: str
+    prompt: Prompt
+    choices: tuple[Choice, ...]
+    timeout: float
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Ask:
+    step: str
+    prompt: Prompt
+    slot: str
+    min_digits: int
+    max_digits: int
+    timeout: float
+    attempt: int
+    terminator: str = "#"
+
+
+@dataclass(frozen=True)
+class Queue:
+    step: str
+    queue: str
+    skill: str | None
+    priority: int
+    timeout: int
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Hangup:
+    step: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The engine cannot continue: the channel takes its safe path (voice: the dialplan fallback)."""
+
+    step: str | None
+    reason: str
+
+
+Command = Play | Menu | Ask | Queue | Hangup | Fallback
+
+
+# ---------------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class InputResult:
+    """One result type for DTMF, speech and text."""
+
+    status: Literal["match", "nomatch", "noinput"]
+    mode: Literal["dtmf", "speech", "text"]
+    utterance: str = ""
+    interpretation: str | None = None  # an option id or intent name, when the channel knows it
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class Continue:
+    """The channel finished the commands that needed no input."""
+
+
+@dataclass(frozen=True)
+class CallerLeft:
+    """The caller hung up / closed the conversation."""
+
+    reason: str = "hangup"
+
+
+Event = InputResult | Continue | CallerLeft

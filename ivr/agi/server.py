@@ -65,7 +65,7 @@ class AgiSession:
     reply); a second concurrent call raises LocalProtocolError, a bug on our side.
     """
 
-    __slots__ = ("_closed", "_conn", "_eof", "_hangup_grace", "_reader", "_timeout", "_writer", "env")
+    __slots__ = ("_closed", "_conn", "_dead", "_hangup_grace", "_reader", "_timeout", "_writer", "env")
 
     def __init__(
         self,
@@ -84,12 +84,12 @@ class AgiSession:
         self._timeout = command_timeout
         self._hangup_grace = hangup_grace
         self._closed = False
-        self._eof = False
+        self._dead = False  # a 511 reply or EOF: the caller is gone even without a HANGUP line
 
     @property
     def hung_up(self) -> bool:
         """The caller is gone: a HANGUP notice, a 511 reply or EOF was seen."""
-        return self._conn.hung_up or self._eof
+        return self._dead or self._conn.hung_up
 
     @property
     def closed(self) -> bool:
@@ -100,7 +100,7 @@ class AgiSession:
         """A command can be sent now (channel up, connection open and in sync)."""
         return not self._closed and not self.hung_up and self._conn.state is ConnectionState.IDLE
 
-    async def command(self, line: str, *, timeout: float | None = None) -> Reply:  # noqa: ASYNC109
+    async def command(self, line: str, *, timeout: float | None = None) -> Reply:
         """Send one AGI command line and await its reply.
 
         Raises CallEnded when the caller hung up (HANGUP notice, 511, EOF, or ``result=-1``
@@ -119,15 +119,16 @@ class AgiSession:
         self._writer.write(self._conn.send_command(line))
         limit = self._timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(limit):
-                reply = await self._await_reply(line)
-                # Asterisk writes "200 result=-1" and only then notices the hangup and writes
-                # HANGUP; give it a moment so a hangup reads as CallEnded, not as a failure.
-                if reply.result == "-1" and reply.code == 200 and not self.hung_up:
-                    await self._await_hangup()
-        except TimeoutError:
-            self.close()
-            raise CommandTimeout(f"no AGI reply to {line[:80]!r} within {limit:g}s") from None
+            try:
+                async with asyncio.timeout(limit):
+                    reply = await self._await_reply(line)
+            except TimeoutError:
+                self.close()
+                raise CommandTimeout(f"no AGI reply to {line[:80]!r} within {limit:g}s") from None
+            # Asterisk writes "200 result=-1" and only then notices the hangup and writes
+            # HANGUP; give it a moment so a hangup reads as CallEnded, not as a failure.
+            if reply.result == "-1" and reply.code == 200 and not self.hung_up:
+                await self._await_hangup()
         except (RemoteProtocolError, asyncio.CancelledError):
             # Cancelled mid-exchange (server stop, an outer timeout): the reply would arrive
             # later and pair with the next command, so this connection is done.
@@ -156,10 +157,13 @@ class AgiSession:
                 await self._fill()
             elif isinstance(event, Reply):
                 return event
-            elif isinstance(event, HangupNotice | DeadChannel):
+            elif isinstance(event, HangupNotice):
                 raise CallEnded("caller hung up")
+            elif isinstance(event, DeadChannel):
+                self._dead = True
+                raise CallEnded("caller hung up (the channel is dead)")
             elif isinstance(event, Closed):
-                self._eof = True
+                self._dead = True
                 raise CallEnded("Asterisk closed the AGI connection")
             elif isinstance(event, InvalidCommand):
                 raise ChannelError(f"Asterisk does not know the AGI command {line[:80]!r}: {event.raw}")
@@ -179,7 +183,7 @@ class AgiSession:
                     if event is NEED_DATA:
                         await self._fill()
                     elif isinstance(event, Closed):
-                        self._eof = True
+                        self._dead = True
                         return
                     else:  # only HANGUP is legal while idle; anything else raised already
                         return
@@ -309,6 +313,12 @@ class AgiServer:
         self._tasks.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # stop() cancelled this call (the socket is closed below). Ending normally is
+            # deliberate: this is the task's outermost frame, stop() only waits for it, and
+            # Python 3.11's start_server done-callback calls task.exception(), which on a
+            # cancelled task logs a spurious "Exception in callback" at ERROR.
+            log.debug("call cancelled by server stop")
         except Exception:  # a bug here must not reach the event loop or another call
             log.exception("unexpected error in the FastAGI connection handler")
         finally:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ivr.flow.model import Flow
+from ivr.flow.model import Flow, Prompt
 from ivr.flow.steps import BranchStep, GotoStep, InvokeStep, MenuStep, Step
 
 
 def _label(step: Step) -> str:
-    text = getattr(step, "prompt", None)
-    words = f": {text.text[:40]}" if text is not None and getattr(text, "text", "") else ""
+    prompt = getattr(step, "prompt", None)
+    words = f": {prompt.text[:40]}" if isinstance(prompt, Prompt) and prompt.text else ""
     if isinstance(step, InvokeStep):
         words = f": {step.flow}"
     if isinstance(step, GotoStep) and step.flow:

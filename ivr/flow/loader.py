@@ -227,7 +227,7 @@ def check_paths(paths: Iterable[Path]) -> tuple[list[Flow], list[FlowProblem]]:
                     known.add(other.stem)
     for flow in flows:
         for step in flow.steps.values():
-            for other, line in step.flows_used():
-                if other not in known:
-                    problems.append(FlowProblem(flow.source, line, step.name, f"flow {other!r} does not exist"))
+            for used, line in step.flows_used():
+                if used not in known:
+                    problems.append(FlowProblem(flow.source, line, step.name, f"flow {used!r} does not exist"))
     return flows, problems

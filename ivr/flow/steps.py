@@ -461,7 +461,7 @@ class BranchStep(Step):
 class QueueStep(Step):
     KIND = "queue"
     FLOWS_ON = False
-    queue: str = "general"
+    queue: str = "main"
     skill: str | None = None
     priority: int = 0
     timeout: int = 600
@@ -472,10 +472,12 @@ class QueueStep(Step):
     def parse(cls, name: str, body: Any, next_: str | None, ctx: ParseContext) -> Step | None:
         body = ctx.mapping(body, ctx.line, "queue", {"name", "skill", "priority", "timeout", "carry", "prompt"})
         skill = body.get("skill")
-        queue = body.get("name") or skill or "general"
+        queue = body.get("name") or skill or "main"
         if not isinstance(queue, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", queue):
             ctx.problem("queue name must be letters, digits, '-' or '_'", ctx.line_of(body, "name"))
-            queue = "general"
+            queue = "main"
+        elif queue == "general":  # queues.conf's [general] holds global settings, not a queue
+            ctx.problem("'general' cannot be a queue name in Asterisk (use e.g. 'main')", ctx.line_of(body, "name"))
         carry = body.get("carry", [])
         if not isinstance(carry, list) or not all(isinstance(c, str) and SLOT_NAME.match(c) for c in carry):
             ctx.problem("carry is a list of slot names", ctx.line_of(body, "carry"))

@@ -107,16 +107,6 @@ def _default_root() -> Path:
         return DEFAULT_ROOT
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _mounts_under(path: Path) -> list[str]:
     """Mount points at or below ``path`` (an interrupted mmdebstrap can leave /proc mounted)."""
     prefix = str(path.resolve()) + "/"
@@ -131,10 +121,16 @@ def _mounts_under(path: Path) -> list[str]:
     return found
 
 
-def _remove_tree(path: Path) -> None:
-    """Delete a (partial) root. Refuses if anything is mounted inside: rmtree would descend into it."""
+def _remove_tree(path: Path, *, unmount: bool = False) -> None:
+    """Delete a (partial) root. Refuses if anything is still mounted inside: rmtree would descend
+    into it (the host's /proc, /sys, /dev/pts). With ``unmount``, first detaches those mounts: an
+    mmdebstrap interrupted by Ctrl-C leaves proc, sys, dev/pts and dev/shm mounted in its build dir.
+    """
     if not path.exists() and not path.is_symlink():
         return
+    if unmount:
+        for point in sorted(_mounts_under(path), key=len, reverse=True):
+            subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
     mounted = _mounts_under(path)
     if mounted:
         raise LabError(f"cannot delete {path}: still mounted inside it: {', '.join(mounted)} (umount them)")
@@ -197,7 +193,6 @@ class AsteriskLab:
         self.log_path: Path = self.root / "var/log/asterisk/console.log"
         self._progress: Progress = progress or _stderr_progress
         self._process: subprocess.Popen[bytes] | None = None
-        self._log_handle: int | None = None
         self.ami_secret: str = self._resolve_ami_secret(ami_secret)
         self.agent_passwords: dict[str, str] = self._load_agent_passwords()
 
@@ -360,14 +355,14 @@ class AsteriskLab:
         # Leftovers of interrupted builds (we hold the provision lock, so none is in progress).
         for stale in parent.glob(f".{self.root.name}.*"):
             self._progress(f"removing leftover {stale}")
-            _remove_tree(stale)
+            _remove_tree(stale, unmount=True)
         build = parent / f".{self.root.name}.build-{os.getpid()}"
         self._progress(f"building Debian {SUITE} root with Asterisk in {build} (about a minute)")
         command = [
             "mmdebstrap",
             "--variant=apt",
             "--mode=root",
-            "--aptopt=Acquire::Check-Valid-Until \"false\"",
+            '--aptopt=Acquire::Check-Valid-Until "false"',
             "--include=" + ",".join(PACKAGES),
             SUITE,
             str(build),
@@ -379,14 +374,14 @@ class AsteriskLab:
             self._finish_root(build)
         except BaseException:
             with contextlib.suppress(Exception):
-                _remove_tree(build)
+                _remove_tree(build, unmount=True)
             raise
         if self.root.exists() or self.root.is_symlink():
             self.stop()  # an Asterisk still running from the old root
             old = parent / f".{self.root.name}.old-{os.getpid()}"
             os.rename(self.root, old)
             os.rename(build, self.root)
-            _remove_tree(old)
+            _remove_tree(old, unmount=True)
         else:
             os.rename(build, self.root)
         self._progress(f"root built in {time.monotonic() - started:.0f}s: {self.root}")
@@ -522,7 +517,9 @@ class AsteriskLab:
                 timeout=600,
             )
             if result.returncode != 0:
-                raise LabError(f"pip install {name} in the root failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
+                raise LabError(
+                    f"pip install {name} in the root failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}"
+                )
         finally:
             _remove_tree(wheels)
 
@@ -651,14 +648,18 @@ class AsteriskLab:
         foreign = self._foreign_asterisk()
         if foreign:
             raise LabError(
-                "another Asterisk is running on this machine and would hold ports 5060/5038: "
-                + ", ".join(foreign)
+                "another Asterisk is running on this machine and would hold ports 5060/5038: " + ", ".join(foreign)
             )
         self._ensure_run_dir()
         for leftover in ("asterisk.pid", "asterisk.ctl"):
             with contextlib.suppress(FileNotFoundError):
                 (self.root / "run/asterisk" / leftover).unlink()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # The lab's logs are per run: benchmarks write many lines, and a test reading a log must
+        # not match a line left by an earlier run.
+        for name in ("messages.log", "queue_log"):
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self.log_path.parent / name, 0)
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -717,9 +718,7 @@ class AsteriskLab:
             except LabError as exc:
                 last = str(exc)
             if time.monotonic() >= deadline:
-                raise LabError(
-                    f"Asterisk not ready after {timeout:.0f}s (at {stage}: {last}):\n{self.log_tail()}"
-                )
+                raise LabError(f"Asterisk not ready after {timeout:.0f}s (at {stage}: {last}):\n{self.log_tail()}")
             time.sleep(0.2)
 
     def ami_login_succeeds(self, secret: str | None = None, username: str | None = None, timeout: float = 5) -> bool:

@@ -7,7 +7,13 @@ tree as the namespace package ``tests.unit.agi`` (rootdir-relative names, no ``_
 
 from __future__ import annotations
 
-from ivr.agi.protocol import NEED_DATA, AgiConnection, AgiEnvironment, Closed, Event
+import itertools
+
+from ivr.agi.protocol import NEED_DATA, AgiConnection, AgiEnvironment, Closed, ConnectionState, Event
+from ivr.errors import RemoteProtocolError
+
+#: What ``replay`` returns: the events, ending with Closed or an "error: ..." string.
+Outcome = list[Event | str]
 
 #: The environment block res_agi.c writes for ``AGI(agi://127.0.0.1:4573/inbound?flow=x,one,two)``
 #: (FastAGI first sends agi_network and agi_network_script, then setup_env's lines, then "\n").
@@ -79,3 +85,41 @@ def idle_connection() -> AgiConnection:
     event = conn.next_event()
     assert isinstance(event, AgiEnvironment)
     return conn
+
+
+def replay(chunks: list[bytes], *, prefix: bytes = b"") -> Outcome:
+    """Feed ``prefix`` + chunks then EOF, sending a command whenever the connection is idle."""
+    conn = AgiConnection()
+    out: Outcome = []
+    data = [prefix, *chunks] if prefix else list(chunks)
+    for chunk in [*data, b""]:
+        conn.receive_data(chunk)
+        # Each next_event consumes at least one line or returns, so this bound is generous.
+        budget = chunk.count(b"\n") + len(conn._buffer) + 5
+        while True:
+            budget -= 1
+            assert budget >= 0, "next_event looped without consuming input"
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as exc:
+                assert conn.state is ConnectionState.ERROR
+                out.append(f"error: {exc}")
+                return out
+            if event is NEED_DATA:
+                assert chunk, "NEED_DATA after EOF"
+                break
+            assert not isinstance(event, type)
+            out.append(event)
+            if isinstance(event, Closed):
+                assert conn.state is ConnectionState.CLOSED
+                return out
+            if conn.state is ConnectionState.IDLE:
+                conn.send_command("NOOP")
+    raise AssertionError("EOF did not end in Closed")
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at the given offsets (taken modulo its length; duplicates ignored)."""
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    edges = [0, *points, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]

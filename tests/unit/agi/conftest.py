@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.agi.agi_wire import idle_connection
-
 from ivr.agi.protocol import AgiConnection
+from tests.unit.agi.agi_wire import idle_connection
 
 
 @pytest.fixture

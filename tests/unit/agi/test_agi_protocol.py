@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.agi.agi_wire import ENV_BYTES, drain, idle_connection
 
 from ivr.agi.protocol import (
     _TRANSITIONS,
@@ -22,8 +21,14 @@ from ivr.agi.protocol import (
     UsageError,
 )
 from ivr.errors import LocalProtocolError, RemoteProtocolError
+from tests.unit.agi.agi_wire import ENV_BYTES, drain, idle_connection
 
 S = ConnectionState
+
+
+def state_of(conn: AgiConnection) -> ConnectionState:
+    """The state, read through a call so mypy does not pin it to an earlier assertion."""
+    return conn.state
 
 
 def read_env(data: bytes) -> AgiEnvironment:
@@ -164,6 +169,18 @@ def test_too_many_environment_lines() -> None:
         conn.next_event()
 
 
+def test_repeating_one_key_does_not_dodge_the_line_bound() -> None:
+    conn = AgiConnection()
+    for _ in range(MAX_ENVIRONMENT_LINES + 1):
+        conn.receive_data(b"agi_x: y\n")
+        try:
+            conn.next_event()
+        except RemoteProtocolError as exc:
+            assert "longer than" in str(exc)
+            return
+    raise AssertionError("no error after too many lines")
+
+
 def test_environment_at_the_line_limit_is_fine() -> None:
     data = b"".join(b"agi_x%d: y\n" % i for i in range(MAX_ENVIRONMENT_LINES)) + b"\n"
     assert len(read_env(data).variables) == MAX_ENVIRONMENT_LINES
@@ -186,7 +203,7 @@ def test_eof_at_every_offset_of_the_environment_is_closed(crlf: bool) -> None:
 
 REPLIES = [
     b"200 result=0\n",
-    b"200 result=1 (speech) endpos=0 results=1 score0=900 text0=\"hi (there)\" grammar0=g\n",
+    b'200 result=1 (speech) endpos=0 results=1 score0=900 text0="hi (there)" grammar0=g\n',
     b"510 Invalid or unknown command\n",
     b"520-Invalid command syntax.  Proper usage follows:\nUsage: GET DATA\n520 End of proper usage.\n",
     b"100 result=0 Trying...\n200 result=0 Gosub complete\n",
@@ -263,7 +280,7 @@ def test_result_int() -> None:
 def test_reply_byte_at_a_time(idle_conn: AgiConnection) -> None:
     data = b"200 result=1 (some value) endpos=77\r\n"
     assert idle_conn.send_command("GET VARIABLE X") == b"GET VARIABLE X\n"
-    assert idle_conn.state is S.AWAITING_REPLY
+    assert state_of(idle_conn) is S.AWAITING_REPLY
     for byte in data[:-1]:
         idle_conn.receive_data(bytes([byte]))
         assert idle_conn.next_event() is NEED_DATA
@@ -354,7 +371,7 @@ def test_hangup_while_idle(idle_conn: AgiConnection) -> None:
     assert idle_conn.hung_up
     assert idle_conn.state is S.IDLE
     # dead mode: commands still go out; most answer 511
-    idle_conn.send_command("STREAM FILE beep \"\"")
+    idle_conn.send_command('STREAM FILE beep ""')
     idle_conn.receive_data(b"511 Command Not Permitted on a dead channel or intercept routine\n")
     assert isinstance(idle_conn.next_event(), DeadChannel)
 
@@ -362,7 +379,7 @@ def test_hangup_while_idle(idle_conn: AgiConnection) -> None:
 def test_hangup_while_awaiting_a_reply(awaiting_conn: AgiConnection) -> None:
     awaiting_conn.receive_data(b"HANGUP\r\n")
     assert awaiting_conn.next_event() == HangupNotice()
-    assert awaiting_conn.state is S.AWAITING_REPLY
+    assert state_of(awaiting_conn) is S.AWAITING_REPLY
     awaiting_conn.receive_data(b"200 result=-1 endpos=1234\n")
     assert awaiting_conn.next_event() == Reply(200, "-1", None, 1234, "200 result=-1 endpos=1234")
     assert awaiting_conn.state is S.IDLE
@@ -468,7 +485,7 @@ def test_two_commands_without_a_reply(awaiting_conn: AgiConnection) -> None:
     assert awaiting_conn.state is S.AWAITING_REPLY
 
 
-@pytest.mark.parametrize("command", ["ANSWER\n", "ANSWER\r", "SET VARIABLE X \"a\0b\"", "", "   "])
+@pytest.mark.parametrize("command", ["ANSWER\n", "ANSWER\r", 'SET VARIABLE X "a\0b"', "", "   "])
 def test_bad_command_text(idle_conn: AgiConnection, command: str) -> None:
     with pytest.raises(LocalProtocolError):
         idle_conn.send_command(command)

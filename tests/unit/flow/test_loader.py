@@ -140,3 +140,8 @@ def test_shipped_dialplans_are_valid() -> None:
     flows, found = check_paths([root])
     assert not found, "\n".join(map(str, found))
     assert {"support", "verify_identity", "bench"} <= {f.name for f in flows}
+
+
+def test_queue_named_general_is_refused() -> None:
+    out = problems(GOOD.replace("    hangup: Goodbye.", "    queue: {name: general}"))
+    assert out == ["f.yaml:14: bye: 'general' cannot be a queue name in Asterisk (use e.g. 'main')"]

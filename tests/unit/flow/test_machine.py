@@ -89,8 +89,8 @@ def test_menu_retries_then_failure_target(library: FlowLibrary) -> None:
     cmds = m.receive(InputResult("noinput", "dtmf"))
     assert cmds[0].prompt.text == "Sorry, I did not hear your choice." and cmds[1].attempt == 3
     cmds = m.receive(dtmf("9"))
-    assert [type(c) for c in cmds] == [Play, Queue] and cmds[1].queue == "general"
-    assert m.journey.path[-1] == "to_general"
+    assert [type(c) for c in cmds] == [Play, Queue] and cmds[1].queue == "main"
+    assert m.journey.path[-1] == "to_agent"
 
 
 def test_speech_interpretation_matches_intent(library: FlowLibrary) -> None:

@@ -1,0 +1,116 @@
+"""The controller as a child process (``ivr serve``), the way a user runs it, for tests and benches.
+
+Why a real process instead of an in-process App: tests must be able to kill it mid-call (the
+dialplan fallback is only proven if the controller really disappears), and a benchmark must see
+the controller's own CPU time apart from the test driver's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ivr.errors import LabError
+
+
+class ControllerProcess:
+    def __init__(self, *, flows_dir: Path, data_dir: Path, agi_port: int = 4573, env: dict[str, str] | None = None,
+                 log_level: str = "INFO") -> None:  # fmt: skip
+        self.flows_dir = flows_dir
+        self.data_dir = data_dir
+        self.agi_port = agi_port
+        self.log_path = data_dir / "controller.log"
+        self.db_path = data_dir / "ivr.sqlite3"
+        self._env = {
+            **os.environ,
+            "IVR_FLOWS_DIR": str(flows_dir),
+            "IVR_DATA_DIR": str(data_dir),
+            "IVR_AGI_PORT": str(agi_port),
+            "IVR_LOG_LEVEL": log_level,
+            "IVR_FLOWS_WATCH_INTERVAL": "0.5",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve"], env=self._env, stdout=log,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LabError(f"controller exited with {self.process.returncode}:\n{self.log_tail()}")
+            if "FastAGI listening" in self.log_path.read_text(errors="replace")[offset:]:
+                return
+            time.sleep(0.05)
+        raise LabError(f"controller not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM (graceful: calls go to the fallback, journeys are flushed), then SIGKILL."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL: the controller vanishes mid-call, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def reload(self) -> None:
+        if self.process:
+            self.process.send_signal(signal.SIGHUP)
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU time of the running controller (from /proc)."""
+        if not self.process:
+            return 0.0
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def journeys(self) -> list[dict[str, Any]]:
+        if not self.db_path.exists():
+            return []
+        with sqlite3.connect(self.db_path, timeout=10) as db:
+            try:
+                rows = db.execute("SELECT data FROM journeys ORDER BY started_at").fetchall()
+            except sqlite3.OperationalError:
+                return []
+        return [json.loads(r[0]) for r in rows]
+
+    def interactions(self, journey_id: str) -> list[dict[str, Any]]:
+        with sqlite3.connect(self.db_path, timeout=10) as db:
+            rows = db.execute(
+                "SELECT kind, step, data FROM interactions WHERE journey_id = ? ORDER BY id", (journey_id,)
+            ).fetchall()
+        return [{"kind": k, "step": s, "data": json.loads(d)} for k, s, d in rows]
+
+    def wait_for_journey(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for journey in self.journeys():
+                if predicate(journey):
+                    return journey
+            time.sleep(0.1)
+        raise LabError(f"no matching journey after {timeout}s; have {self.journeys()}\n{self.log_tail()}")

@@ -1,0 +1,63 @@
+"""Shared fixtures for tests on the real lab: one Asterisk 22 for the session, prompts rendered
+into its sounds directory, and the controller as a child process (``ivr serve``)."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr.flow.loader import check_paths
+from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT
+from ivr.lab.asterisk import AsteriskLab
+from ivr.lab.controller import ControllerProcess
+from ivr.prompts.build import PromptItem, build_prompts
+
+REPO = Path(__file__).resolve().parents[2]
+DIALPLANS = REPO / "dialplans"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[AsteriskLab]:
+    """The session's Asterisk; started here unless one of this root is already running."""
+    lab = AsteriskLab()
+    lab.provision()
+    lab.install_config()
+    flows, problems = check_paths([DIALPLANS])
+    assert not problems, problems
+    items = [PromptItem(p.audio_name(), p.text) for p in (FOR_PROMPT, PRESS_PROMPT)]
+    for flow in flows:
+        items += [PromptItem(p.audio_name(), p.text) for p in flow.prompts() if not p.audio]
+    build_prompts(items, lab.sounds_dir)
+    started = not lab.is_running()
+    if started:
+        lab.start()
+    yield lab
+    if started:
+        lab.stop()
+
+
+@pytest.fixture(scope="session")
+def prompt_ms(lab: AsteriskLab) -> dict[str, int]:
+    """Length in ms of each rendered prompt, keyed by its text: tests time their key presses by it."""
+    lengths: dict[str, int] = {}
+    for path in (lab.sounds_dir / "ivr").glob("*.wav"):
+        with wave.open(str(path)) as w:
+            lengths[path.stem] = int(w.getnframes() * 1000 / w.getframerate())
+    return lengths
+
+
+@pytest.fixture
+def controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
+    proc = ControllerProcess(flows_dir=DIALPLANS, data_dir=tmp_path / "ivr")
+    proc.start()
+    yield proc
+    proc.stop()

@@ -84,7 +84,10 @@ def test_bad_condition_syntax_and_names() -> None:
     )
     out = problems(text)
     assert out[0].startswith("f.yaml:7: hello: bad condition: cannot parse 'slots.x =='")
-    assert out[1] == "f.yaml:9: hello: bad condition: unknown function in \"__import__('os')\" (allowed: digits, len, open)"
+    assert (
+        out[1]
+        == "f.yaml:9: hello: bad condition: unknown function in \"__import__('os')\" (allowed: digits, len, open)"
+    )
     assert out[2] == "f.yaml:11: hello: bad condition: open('nope'): no such calendar under 'hours'"
 
 

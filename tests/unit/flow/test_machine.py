@@ -166,7 +166,7 @@ def test_loop_without_input_becomes_fallback() -> None:
 
 def test_missing_invoked_flow_becomes_fallback() -> None:
     flow = parse_flow("flow: l\nstart: a\nsteps:\n  a: {invoke: ghost, next: b}\n  b: {hangup: {}}\n", "l.yaml")
-    m, cmds = start(Flows(flow), "l")
+    _, cmds = start(Flows(flow), "l")
     assert isinstance(cmds[0], Fallback) and "ghost" in cmds[0].reason
 
 

@@ -64,13 +64,18 @@ class App:
         if not self.flows.names():
             raise ConfigError(f"no usable flow in {self.flows.directory}: " + "; ".join(map(str, report.problems)))
         if self.config["flows.default"] not in self.flows.names():
-            log.warning("default flow %r is not loaded; calls without a flow go to the fallback",
-                        self.config["flows.default"])  # fmt: skip
+            log.warning(
+                "default flow %r is not loaded; calls without a flow go to the fallback", self.config["flows.default"]
+            )
         await self.store.start()
         await self.agi.start()
         self._watcher = asyncio.create_task(self._watch_flows(), name="flow-watcher")
-        log.info("FastAGI listening on %s:%d with flows %s", self.config["agi.host"], self.agi.port,
-                 ", ".join(self.flows.names()))  # fmt: skip
+        log.info(
+            "FastAGI listening on %s:%d with flows %s",
+            self.config["agi.host"],
+            self.agi.port,
+            ", ".join(self.flows.names()),
+        )
 
     async def stop(self) -> None:
         await self.agi.stop()

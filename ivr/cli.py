@@ -70,10 +70,13 @@ def cmd_prompts_build(args: argparse.Namespace) -> int:
     def progress(done: int, total: int, name: str) -> None:
         print(f"[{done}/{total}] {name}", file=sys.stderr)
 
-    report = build_prompts(items, Path(out), engine=args.engine or config["prompts.engine"], progress=progress,
-                           force=args.force)  # fmt: skip
-    print(f"{len(report.rendered)} rendered, {len(report.skipped)} up to date, engine {report.engine}, "
-          f"{report.seconds:.1f}s -> {out}")  # fmt: skip
+    report = build_prompts(
+        items, Path(out), engine=args.engine or config["prompts.engine"], progress=progress, force=args.force
+    )
+    print(
+        f"{len(report.rendered)} rendered, {len(report.skipped)} up to date, engine {report.engine}, "
+        f"{report.seconds:.1f}s -> {out}"
+    )
     return 0
 
 

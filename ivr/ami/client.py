@@ -25,11 +25,13 @@ def _as_dict(message: Any) -> dict[str, str]:
 
 
 class AmiClient:
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 5038, username: str, secret: str,
-                 timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 5038, username: str, secret: str, timeout: float = 10.0
+    ) -> None:
         self._timeout = timeout
-        self._manager = Manager(host=host, port=port, username=username, secret=secret, ping_delay=10,
-                                reconnect_timeout=2, events="off")  # fmt: skip
+        self._manager = Manager(
+            host=host, port=port, username=username, secret=secret, ping_delay=10, reconnect_timeout=2, events="off"
+        )
 
     async def connect(self) -> None:
         self._manager.loop = asyncio.get_running_loop()

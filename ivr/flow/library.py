@@ -78,8 +78,13 @@ class FlowLibrary:
                 report.problems.extend(exc.problems)
                 if path in self._by_file:
                     report.kept.append(self._by_file[path])
-                    log.error("flow file %s is broken; keeping %s@%s:\n%s", path, self._by_file[path],
-                              self._current.get(self._by_file[path]), exc)  # fmt: skip
+                    log.error(
+                        "flow file %s is broken; keeping %s@%s:\n%s",
+                        path,
+                        self._by_file[path],
+                        self._current.get(self._by_file[path]),
+                        exc,
+                    )
                 else:
                     log.error("flow file %s is broken and was not loaded:\n%s", path, exc)
                 continue

@@ -95,16 +95,22 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
         try:
             hours[cal_name] = parse_hours(cal_name, spec)
         except HoursError as exc:
-            report(raw_hours.key_lines.get(cal_name, 1) if isinstance(raw_hours, LineDict) else 1, "",
-                   f"hours {cal_name}: {exc}")  # fmt: skip
+            report(
+                raw_hours.key_lines.get(cal_name, 1) if isinstance(raw_hours, LineDict) else 1,
+                "",
+                f"hours {cal_name}: {exc}",
+            )
 
     texts = dict(DEFAULT_TEXTS)
     raw_texts = doc.get("texts") or {}
     if isinstance(raw_texts, dict):
         for key, value in raw_texts.items():
             if key not in DEFAULT_TEXTS or not isinstance(value, str) or not value.strip():
-                report(doc.key_lines.get("texts", 1), "", f"texts: {key!r} must be one of {sorted(DEFAULT_TEXTS)} "
-                       "with words to say")  # fmt: skip
+                report(
+                    doc.key_lines.get("texts", 1),
+                    "",
+                    f"texts: {key!r} must be one of {sorted(DEFAULT_TEXTS)} with words to say",
+                )
             else:
                 texts[key] = value
 
@@ -151,13 +157,29 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
         numbers = []
     if problems:
         raise FlowLoadError(sorted(problems, key=lambda p: p.line))
-    return Flow(name=name, version=flow_version(raw), start=start, steps=steps, source=file,
-                description=str(doc.get("description", "")), numbers=tuple(str(n) for n in numbers),
-                hours=hours, texts=texts, on_failure=on_failure)  # fmt: skip
+    return Flow(
+        name=name,
+        version=flow_version(raw),
+        start=start,
+        steps=steps,
+        source=file,
+        description=str(doc.get("description", "")),
+        numbers=tuple(str(n) for n in numbers),
+        hours=hours,
+        texts=texts,
+        on_failure=on_failure,
+    )
 
 
-def _check_graph(steps: dict[str, Step], next_lines: dict[str, int], start: str, on_failure: Any, raw_steps: LineDict, doc: LineDict,
-                 report: Any) -> None:  # fmt: skip
+def _check_graph(
+    steps: dict[str, Step],
+    next_lines: dict[str, int],
+    start: str,
+    on_failure: Any,
+    raw_steps: LineDict,
+    doc: LineDict,
+    report: Any,
+) -> None:
     """Dangling targets and unreachable steps (only meaningful for steps that parsed)."""
     if start and start not in raw_steps:
         report(doc.key_lines.get("start", 1), "", f"start step {start!r} does not exist")

@@ -78,6 +78,7 @@ class Flow:
 
 
 # -------------------------------------------------------------------------------------- journeys
+REDACTED = "[redacted]"
 JourneyStatus = Literal["active", "queued", "completed", "abandoned", "failed", "handed_off"]
 
 
@@ -104,6 +105,7 @@ class Journey:
     customer_id: str | None = None
     customer: dict[str, Any] = field(default_factory=dict)
     slots: dict[str, str] = field(default_factory=dict)
+    secret_slots: list[str] = field(default_factory=list)  # never persisted in clear, never carried
     path: list[str] = field(default_factory=list)
     stack: list[Frame] = field(default_factory=list)
     attempts: int = 0
@@ -119,6 +121,14 @@ class Journey:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def persisted(self) -> dict[str, Any]:
+        """What may be written down: secret slots (a PIN) are redacted, so they live only in memory."""
+        data = asdict(self)
+        for name in self.secret_slots:
+            if name in data["slots"]:
+                data["slots"][name] = REDACTED
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Journey:

@@ -141,8 +141,9 @@ class ParseContext:
             return {}
         for key in value:
             if key not in allowed:
-                self.problem(f"unknown key {key!r} in {kind} (allowed: {', '.join(sorted(allowed))})",
-                             self.line_of(value, key))  # fmt: skip
+                self.problem(
+                    f"unknown key {key!r} in {kind} (allowed: {', '.join(sorted(allowed))})", self.line_of(value, key)
+                )
         return value
 
 
@@ -268,8 +269,16 @@ class MenuStep(_Retrying):
     options: tuple[MenuOption, ...] = ()
     personalize: bool = False
 
-    _KEYS: ClassVar[set[str]] = {"prompt", "options", "tries", "timeout", "invalid", "noinput", "on_failure",
-                                 "personalize"}  # fmt: skip
+    _KEYS: ClassVar[set[str]] = {
+        "prompt",
+        "options",
+        "tries",
+        "timeout",
+        "invalid",
+        "noinput",
+        "on_failure",
+        "personalize",
+    }
     _OPTION_KEYS: ClassVar[set[str]] = {"dtmf", "say", "intents", "next", "pin"}
 
     @classmethod
@@ -304,12 +313,20 @@ class MenuStep(_Retrying):
             target = ctx.target(spec.get("next"), line, f"next of option {option_id}")
             if target is None:
                 ctx.problem(f"option {option_id} has no next step", line)
-            options.append(MenuOption(str(option_id), key, label or Prompt(str(option_id)), tuple(intents),
-                                      target, pin, line))  # fmt: skip
+            options.append(
+                MenuOption(str(option_id), key, label or Prompt(str(option_id)), tuple(intents), target, pin, line)
+            )
         if prompt is None:
             return None
-        return cls(name, ctx.line, next_, **cls.parse_retry(body, ctx), prompt=prompt, options=tuple(options),
-                   personalize=bool(body.get("personalize", False)))  # fmt: skip
+        return cls(
+            name,
+            ctx.line,
+            next_,
+            **cls.parse_retry(body, ctx),
+            prompt=prompt,
+            options=tuple(options),
+            personalize=bool(body.get("personalize", False)),
+        )
 
     def targets(self) -> list[tuple[str, int]]:
         return super().targets() + [(o.next, o.line) for o in self.options if o.next]
@@ -341,8 +358,14 @@ class MenuStep(_Retrying):
         option = self.match(result)
         if option is None:
             return self.retry(rt, result, "invalid")
-        rt.record("option_chosen", option=option.id, key=option.key, mode=result.mode,
-                  utterance=result.utterance, confidence=result.confidence)  # fmt: skip
+        rt.record(
+            "option_chosen",
+            option=option.id,
+            key=option.key,
+            mode=result.mode,
+            utterance=result.utterance,
+            confidence=result.confidence,
+        )
         if option.intents:
             rt.journey.intent = result.interpretation if result.interpretation in option.intents else option.intents[0]
         return Goto(option.next)
@@ -357,9 +380,23 @@ class AskStep(_Retrying):
     max_digits: int = 20
     pattern: re.Pattern[str] | None = None
     prefill: bool = False
+    secret: bool = False
 
-    _KEYS: ClassVar[set[str]] = {"prompt", "slot", "digits", "min_digits", "max_digits", "pattern", "tries",
-                                 "timeout", "invalid", "noinput", "on_failure", "prefill"}  # fmt: skip
+    _KEYS: ClassVar[set[str]] = {
+        "prompt",
+        "slot",
+        "digits",
+        "min_digits",
+        "max_digits",
+        "pattern",
+        "tries",
+        "timeout",
+        "invalid",
+        "noinput",
+        "on_failure",
+        "prefill",
+        "secret",
+    }
 
     @classmethod
     def parse(cls, name: str, body: Any, next_: str | None, ctx: ParseContext) -> Step | None:
@@ -385,15 +422,27 @@ class AskStep(_Retrying):
                 ctx.problem(f"bad pattern: {exc}", ctx.line_of(body, "pattern"))
         if prompt is None:
             return None
-        return cls(name, ctx.line, next_, **cls.parse_retry(body, ctx), prompt=prompt, slot=slot,
-                   min_digits=low, max_digits=high, pattern=pattern, prefill=bool(body.get("prefill", False)))  # fmt: skip
+        return cls(
+            name,
+            ctx.line,
+            next_,
+            **cls.parse_retry(body, ctx),
+            prompt=prompt,
+            slot=slot,
+            min_digits=low,
+            max_digits=high,
+            pattern=pattern,
+            prefill=bool(body.get("prefill", False)),
+            secret=bool(body.get("secret", False)),
+        )
 
     def prompts(self) -> list[Prompt]:
         return [self.prompt, *super().prompts()]
 
     def render(self, rt: Runtime) -> Command:
-        return Ask(self.name, self.prompt, self.slot, self.min_digits, self.max_digits, self.timeout,
-                   rt.journey.attempts + 1)  # fmt: skip
+        return Ask(
+            self.name, self.prompt, self.slot, self.min_digits, self.max_digits, self.timeout, rt.journey.attempts + 1
+        )
 
     def valid(self, value: str) -> bool:
         if not value.isdigit() or not self.min_digits <= len(value) <= self.max_digits:
@@ -405,6 +454,8 @@ class AskStep(_Retrying):
         if result.status != "match" or not self.valid(value):
             return self.retry(rt, result, "invalid_digits")
         rt.journey.slots[self.slot] = value
+        if self.secret and self.slot not in rt.journey.secret_slots:
+            rt.journey.secret_slots.append(self.slot)
         rt.record("slot_filled", slot=self.slot, mode=result.mode, length=len(value))
         return Goto(self.next)
 
@@ -483,10 +534,17 @@ class QueueStep(Step):
             ctx.problem("carry is a list of slot names", ctx.line_of(body, "carry"))
             carry = []
         prompt = ctx.prompt(body["prompt"], ctx.line_of(body, "prompt")) if "prompt" in body else None
-        return cls(name, ctx.line, None, queue=queue, skill=str(skill) if skill else None,
-                   priority=ctx.integer(body.get("priority"), ctx.line_of(body, "priority"), "priority", 0, 0, 100),
-                   timeout=ctx.integer(body.get("timeout"), ctx.line_of(body, "timeout"), "timeout", 600, 5, 86400),
-                   carry=tuple(carry), prompt=prompt)  # fmt: skip
+        return cls(
+            name,
+            ctx.line,
+            None,
+            queue=queue,
+            skill=str(skill) if skill else None,
+            priority=ctx.integer(body.get("priority"), ctx.line_of(body, "priority"), "priority", 0, 0, 100),
+            timeout=ctx.integer(body.get("timeout"), ctx.line_of(body, "timeout"), "timeout", 600, 5, 86400),
+            carry=tuple(carry),
+            prompt=prompt,
+        )
 
     def prompts(self) -> list[Prompt]:
         return [self.prompt] if self.prompt else []
@@ -502,7 +560,7 @@ class QueueStep(Step):
             "IVR_SKILL": self.skill or "",
         }
         for slot in self.carry:
-            if slot in j.slots:
+            if slot in j.slots and slot not in j.secret_slots:
                 variables[f"IVR_SLOT_{slot.upper()}"] = j.slots[slot]
         j.outcome = {"queue": self.queue, "skill": self.skill, "priority": self.priority}
         rt.record("queued", queue=self.queue, skill=self.skill, priority=self.priority)

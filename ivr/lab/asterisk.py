@@ -499,16 +499,30 @@ class AsteriskLab:
             files = sorted(wheels.glob("*.whl"))
             if download.returncode == 0 and files:
                 command = [
-                    "python3", "-m", "pip", "install", "--break-system-packages", "--no-index", "--no-deps",
-                    "--root-user-action=ignore", "--disable-pip-version-check",
+                    "python3",
+                    "-m",
+                    "pip",
+                    "install",
+                    "--break-system-packages",
+                    "--no-index",
+                    "--no-deps",
+                    "--root-user-action=ignore",
+                    "--disable-pip-version-check",
                     *[f"/tmp/ivr-lab-wheels/{f.name}" for f in files],
-                ]  # fmt: skip
+                ]
             else:
                 self._progress(f"host pip download failed, trying pip inside the root: {download.stderr[-300:]}")
                 command = [
-                    "python3", "-m", "pip", "install", "--break-system-packages", "--no-cache-dir",
-                    "--root-user-action=ignore", "--disable-pip-version-check", name,
-                ]  # fmt: skip
+                    "python3",
+                    "-m",
+                    "pip",
+                    "install",
+                    "--break-system-packages",
+                    "--no-cache-dir",
+                    "--root-user-action=ignore",
+                    "--disable-pip-version-check",
+                    name,
+                ]
             result = subprocess.run(
                 ["chroot", str(self.root), "env", "HOME=/root", *command],
                 capture_output=True,

@@ -22,8 +22,15 @@ from ivr.errors import LabError
 
 
 class ControllerProcess:
-    def __init__(self, *, flows_dir: Path, data_dir: Path, agi_port: int = 4573, env: dict[str, str] | None = None,
-                 log_level: str = "INFO") -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        flows_dir: Path,
+        data_dir: Path,
+        agi_port: int = 4573,
+        env: dict[str, str] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
         self.flows_dir = flows_dir
         self.data_dir = data_dir
         self.agi_port = agi_port
@@ -44,8 +51,9 @@ class ControllerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "ivr.cli", "serve"], env=self._env, stdout=log,
-                                        stderr=subprocess.STDOUT)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ivr.cli", "serve"], env=self._env, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ivr.config import Config
 from ivr.flow.loader import check_paths
-from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT, Journey
+from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT, REDACTED, Journey
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
 from ivr.prompts.build import PromptItem, build_prompts
@@ -30,25 +30,38 @@ class DemoCaller:
 
 CALLERS = (
     DemoCaller(
-        "Alice", "pays her bill: presses 1, types her account number and PIN",
-        CallerScript(caller_id="+15551230001", dialled="5550100",
-                     dtmf=(Dtmf("1", 4000), Dtmf("12345678", 6500), Dtmf("4321", 11000)), hangup_after_ms=24000),
+        "Alice",
+        "pays her bill: presses 1, types her account number and PIN",
+        CallerScript(
+            caller_id="+15551230001",
+            dialled="5550100",
+            dtmf=(Dtmf("1", 4000), Dtmf("12345678", 6500), Dtmf("4321", 11000)),
+            hangup_after_ms=24000,
+        ),
     ),
     DemoCaller(
-        "Bob", "reports an outage, then ends the call from the menu",
-        CallerScript(caller_id="+15551230002", dialled="5550100", dtmf=(Dtmf("2", 4000), Dtmf("2", 13000)),
-                     max_call_ms=40000),
+        "Bob",
+        "reports an outage, then ends the call from the menu",
+        CallerScript(
+            caller_id="+15551230002", dialled="5550100", dtmf=(Dtmf("2", 4000), Dtmf("2", 13000)), max_call_ms=40000
+        ),
     ),
     DemoCaller(
-        "Carol", "presses keys that mean nothing three times",
-        CallerScript(caller_id="+15551230003", dialled="5550100",
-                     dtmf=(Dtmf("7", 4000), Dtmf("9", 8000), Dtmf("8", 12000)), hangup_after_ms=22000),
+        "Carol",
+        "presses keys that mean nothing three times",
+        CallerScript(
+            caller_id="+15551230003",
+            dialled="5550100",
+            dtmf=(Dtmf("7", 4000), Dtmf("9", 8000), Dtmf("8", 12000)),
+            hangup_after_ms=22000,
+        ),
     ),
     DemoCaller(
-        "Dave", "hangs up while the menu is playing",
+        "Dave",
+        "hangs up while the menu is playing",
         CallerScript(caller_id="+15551230004", dialled="5550100", hangup_after_ms=4500),
     ),
-)  # fmt: skip
+)
 
 
 def say(text: str) -> None:
@@ -63,16 +76,25 @@ def build_demo_prompts(config: Config, sounds_dir: Path) -> None:
     items = [PromptItem(p.audio_name(prefix), p.text) for p in (FOR_PROMPT, PRESS_PROMPT)]
     for flow in flows:
         items += [PromptItem(p.audio_name(prefix), p.text) for p in flow.prompts() if not p.audio]
-    report = build_prompts(items, sounds_dir, engine=config["prompts.engine"],
-                           progress=lambda i, n, name: say(f"  [{i}/{n}] {name}"))  # fmt: skip
+    report = build_prompts(
+        items, sounds_dir, engine=config["prompts.engine"], progress=lambda i, n, name: say(f"  [{i}/{n}] {name}")
+    )
     say(f"  {len(report.rendered)} rendered, {len(report.skipped)} up to date (engine {report.engine})")
 
 
 def describe(journey: Journey) -> str:
-    slots = ", ".join(f"{k}=…{v[-2:]}" for k, v in journey.slots.items()) or "none"
+    slots = (
+        ", ".join(
+            f"{k}=…{v[-2:]}" if k not in journey.secret_slots and v != REDACTED else f"{k}=(secret)"
+            for k, v in journey.slots.items()
+        )
+        or "none"
+    )
     where = journey.outcome.get("queue") if journey.status == "queued" else journey.step
-    return (f"{journey.status} at {where}\n      path:  {' > '.join(journey.path)}\n"
-            f"      slots: {slots}   intent: {journey.intent or '-'}")  # fmt: skip
+    return (
+        f"{journey.status} at {where}\n      path:  {' > '.join(journey.path)}\n"
+        f"      slots: {slots}   intent: {journey.intent or '-'}"
+    )
 
 
 async def _calls(config: Config) -> int:

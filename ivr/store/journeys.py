@@ -77,7 +77,7 @@ class JourneyStore:
         await self.engine.dispose()
 
     def save(self, journey: Journey, events: Sequence[Interaction] = ()) -> None:
-        self._pending[journey.id] = journey.to_dict()
+        self._pending[journey.id] = journey.persisted()
         for event in events:
             self._events.append((journey.id, journey.customer_id, journey.channel, event))
         self._idle.clear()
@@ -101,8 +101,9 @@ class JourneyStore:
                 self.commits += 1
                 backoff = 0.1
             except Exception as exc:  # keep everything; retry later
-                log.error("journey store write failed (%d journeys pending, retry in %.1fs): %s",
-                          len(journeys), backoff, exc)  # fmt: skip
+                log.error(
+                    "journey store write failed (%d journeys pending, retry in %.1fs): %s", len(journeys), backoff, exc
+                )
                 for jid, data in journeys.items():
                     self._pending.setdefault(jid, data)
                 self._events[:0] = events
@@ -122,29 +123,55 @@ class JourneyStore:
             if journeys:
                 rows = [
                     {
-                        "id": d["id"], "flow": d["flow"], "flow_version": d["version"], "channel": d["channel"],
-                        "step": d["step"], "status": d["status"], "caller": d["caller"],
-                        "customer_id": d["customer_id"], "data": d, "started_at": d["started_at"],
+                        "id": d["id"],
+                        "flow": d["flow"],
+                        "flow_version": d["version"],
+                        "channel": d["channel"],
+                        "step": d["step"],
+                        "status": d["status"],
+                        "caller": d["caller"],
+                        "customer_id": d["customer_id"],
+                        "data": d,
+                        "started_at": d["started_at"],
                         "updated_at": d["updated_at"],
                     }
                     for d in journeys.values()
-                ]  # fmt: skip
+                ]
                 stmt = insert(JourneyRow).values(rows)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=[JourneyRow.id],
-                    set_={c: stmt.excluded[c] for c in ("flow", "flow_version", "channel", "step", "status",
-                                                         "caller", "customer_id", "data", "updated_at")},
-                )  # fmt: skip
+                    set_={
+                        c: stmt.excluded[c]
+                        for c in (
+                            "flow",
+                            "flow_version",
+                            "channel",
+                            "step",
+                            "status",
+                            "caller",
+                            "customer_id",
+                            "data",
+                            "updated_at",
+                        )
+                    },
+                )
                 await conn.execute(stmt)
             if events:
                 await conn.execute(
                     insert(InteractionRow),
                     [
-                        {"journey_id": jid, "customer_id": cid, "channel": ch, "kind": e.kind, "step": e.step,
-                         "data": e.data, "at": e.at}
+                        {
+                            "journey_id": jid,
+                            "customer_id": cid,
+                            "channel": ch,
+                            "kind": e.kind,
+                            "step": e.step,
+                            "data": e.data,
+                            "at": e.at,
+                        }
                         for jid, cid, ch, e in events
                     ],
-                )  # fmt: skip
+                )
 
     # ----------------------------------------------------------------------------------- reads
     async def get(self, journey_id: str) -> Journey | None:

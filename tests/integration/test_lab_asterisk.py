@@ -65,8 +65,15 @@ def lab() -> Iterator[AsteriskLab]:
             the_lab.stop()
 
 
-def _sipp(lab: AsteriskLab, tmp: Path, service: str, *, from_user: str = "sipp", pause_ms: int = 1000,
-          background: bool = False) -> subprocess.Popen[str]:  # fmt: skip
+def _sipp(
+    lab: AsteriskLab,
+    tmp: Path,
+    service: str,
+    *,
+    from_user: str = "sipp",
+    pause_ms: int = 1000,
+    background: bool = False,
+) -> subprocess.Popen[str]:
     """One call with SIPp's stock "uac" scenario, optionally with another From user."""
     if shutil.which("sipp") is None:
         pytest.skip("sipp is not installed (apt-get install sip-tester)")
@@ -76,14 +83,37 @@ def _sipp(lab: AsteriskLab, tmp: Path, service: str, *, from_user: str = "sipp",
     path = tmp / f"uac-{from_user}.xml"
     path.write_text(scenario.replace("sip:sipp@", f"sip:{from_user}@"))
     command = [
-        "sipp", f"127.0.0.1:{SIP_PORT}", "-sf", str(path), "-s", service,
-        "-i", "127.0.0.1", "-p", str(_free_udp_port()), "-mp", str(_free_udp_port()),
-        "-m", "1", "-l", "1", "-d", str(pause_ms), "-recv_timeout", "10000", "-timeout", "20s",
-        "-nostdin", "-trace_err", "-error_file", str(_error_file(tmp, from_user, service)),
-    ]  # fmt: skip
+        "sipp",
+        f"127.0.0.1:{SIP_PORT}",
+        "-sf",
+        str(path),
+        "-s",
+        service,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(_free_udp_port()),
+        "-mp",
+        str(_free_udp_port()),
+        "-m",
+        "1",
+        "-l",
+        "1",
+        "-d",
+        str(pause_ms),
+        "-recv_timeout",
+        "10000",
+        "-timeout",
+        "20s",
+        "-nostdin",
+        "-trace_err",
+        "-error_file",
+        str(_error_file(tmp, from_user, service)),
+    ]
     with _error_file(tmp, from_user, service).with_suffix(".out").open("w") as out:  # SIPp's screen
-        proc = subprocess.Popen(command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
     if not background:
         proc.wait(timeout=30)
     return proc
@@ -138,12 +168,30 @@ def test_required_modules_are_running(lab: AsteriskLab) -> None:
     modules = lab.cli("module show")
     running = set(re.findall(r"^(\S+)\.so\s.*\bRunning\b", modules, re.MULTILINE))
     required = {
-        "res_agi", "app_queue", "chan_pjsip", "res_pjsip", "res_pjsip_session", "res_rtp_asterisk",
-        "res_pjsip_endpoint_identifier_user", "res_pjsip_endpoint_identifier_ip",
-        "res_pjsip_authenticator_digest", "format_wav", "format_gsm", "codec_ulaw", "codec_alaw",
-        "res_audiosocket", "app_audiosocket", "chan_audiosocket", "res_musiconhold",
-        "app_read", "app_playback", "app_userevent", "app_echo", "func_strings", "func_logic",
-    }  # fmt: skip
+        "res_agi",
+        "app_queue",
+        "chan_pjsip",
+        "res_pjsip",
+        "res_pjsip_session",
+        "res_rtp_asterisk",
+        "res_pjsip_endpoint_identifier_user",
+        "res_pjsip_endpoint_identifier_ip",
+        "res_pjsip_authenticator_digest",
+        "format_wav",
+        "format_gsm",
+        "codec_ulaw",
+        "codec_alaw",
+        "res_audiosocket",
+        "app_audiosocket",
+        "chan_audiosocket",
+        "res_musiconhold",
+        "app_read",
+        "app_playback",
+        "app_userevent",
+        "app_echo",
+        "func_strings",
+        "func_logic",
+    }
     assert required - running == set()
     # [net] modules of modules.conf must stay off: they would listen on 0.0.0.0.
     assert {"chan_iax2", "pbx_dundi", "chan_unistim"} & running == set()

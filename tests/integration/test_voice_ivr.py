@@ -47,8 +47,9 @@ async def wait_queue_entry(lab: AsteriskLab, queue: str, timeout: float = 30) ->
 def test_menu_keys_reach_the_right_step(controller: ControllerProcess, prompt_ms: dict[str, int]) -> None:
     first = ms(prompt_ms, GREETING) + 800  # during the menu prompt: barge-in
     second = first + ms(prompt_ms, OUTAGE) + 1200  # during the "anything else?" menu
-    result = run_caller(CallerScript(caller_id="+15551230002", dtmf=(Dtmf("2", first), Dtmf("2", second)),
-                                     max_call_ms=40000))  # fmt: skip
+    result = run_caller(
+        CallerScript(caller_id="+15551230002", dtmf=(Dtmf("2", first), Dtmf("2", second)), max_call_ms=40000)
+    )
     result.raise_for_failure()
     journey = by_caller(controller, "+15551230002", status="completed")
     assert journey["path"] == ["greeting", "check_hours", "main_menu", "outage_info", "outage_menu", "goodbye"]
@@ -65,9 +66,15 @@ def test_digits_fill_a_slot_and_the_queue_sees_the_journey(
     pin = account + 8 * 250 + 1200  # during the PIN prompt, which starts at the 8th digit
 
     async def scenario() -> None:
-        call = asyncio.create_task(run_caller_async(CallerScript(
-            caller_id="+15551230001", dtmf=(Dtmf("1", press_1), Dtmf("12345678", account), Dtmf("4321", pin)),
-            hangup_after_ms=pin + 15000)))  # fmt: skip
+        call = asyncio.create_task(
+            run_caller_async(
+                CallerScript(
+                    caller_id="+15551230001",
+                    dtmf=(Dtmf("1", press_1), Dtmf("12345678", account), Dtmf("4321", pin)),
+                    hangup_after_ms=pin + 15000,
+                )
+            )
+        )
         ami, entry = await wait_queue_entry(lab, "billing", timeout=pin / 1000 + 12)
         try:
             channel = entry["Channel"]
@@ -75,9 +82,9 @@ def test_digits_fill_a_slot_and_the_queue_sees_the_journey(
             assert await ami.getvar(channel, "IVR_JOURNEY_ID") == journey["id"]
             assert await ami.getvar(channel, "IVR_SLOT_ACCOUNT_NUMBER") == "12345678"
             assert await ami.getvar(channel, "IVR_INTENT") == "billing"
-            assert (await ami.getvar(channel, "IVR_PATH") or "").endswith("verify>verify_identity.ask_pin"
-                                                                         ">verify_identity.verified"
-                                                                         ">verify_identity.done>to_billing")  # fmt: skip
+            assert (await ami.getvar(channel, "IVR_PATH") or "").endswith(
+                "verify>verify_identity.ask_pin>verify_identity.verified>verify_identity.done>to_billing"
+            )
             assert await ami.getvar(channel, "QUEUE_PRIO") == "5"
         finally:
             ami.close()
@@ -85,7 +92,7 @@ def test_digits_fill_a_slot_and_the_queue_sees_the_journey(
 
     asyncio.run(scenario())
     journey = by_caller(controller, "+15551230001")
-    assert journey["slots"] == {"account_number": "12345678", "pin": "4321"}
+    assert journey["slots"] == {"account_number": "12345678", "pin": "[redacted]"}  # a PIN is never stored
     assert journey["outcome"]["queue"] == "billing"
 
 
@@ -105,9 +112,15 @@ def test_wrong_keys_exhaust_tries_and_reach_main_queue(
     sorry = ms(prompt_ms, "Sorry, that is not a valid choice.")
 
     async def scenario() -> None:
-        call = asyncio.create_task(run_caller_async(CallerScript(
-            caller_id="+15551230003", dtmf=(Dtmf("7", t), Dtmf("9", t + sorry + 1500), Dtmf("8", t + 2 * sorry + 3000)),
-            hangup_after_ms=t + 2 * sorry + 12000)))  # fmt: skip
+        call = asyncio.create_task(
+            run_caller_async(
+                CallerScript(
+                    caller_id="+15551230003",
+                    dtmf=(Dtmf("7", t), Dtmf("9", t + sorry + 1500), Dtmf("8", t + 2 * sorry + 3000)),
+                    hangup_after_ms=t + 2 * sorry + 12000,
+                )
+            )
+        )
         ami, entry = await wait_queue_entry(lab, "main", timeout=(t + 2 * sorry) / 1000 + 10)
         ami.close()
         assert entry["CallerIDNum"] == "+15551230003"

@@ -10,10 +10,14 @@ from ivr.flow.hours import HoursError, parse_hours
 
 def scope(**kw: object) -> ConditionScope:
     base: dict[str, object] = dict(
-        slots={"account_number": "12345678"}, customer={"tier": "gold"}, caller="+15551230001",
-        channel="voice", intent=None, now=datetime(2026, 11, 23, 9, 30, tzinfo=UTC),
+        slots={"account_number": "12345678"},
+        customer={"tier": "gold"},
+        caller="+15551230001",
+        channel="voice",
+        intent=None,
+        now=datetime(2026, 11, 23, 9, 30, tzinfo=UTC),
         is_open=lambda name, now: name == "support",
-    )  # fmt: skip
+    )
     base.update(kw)
     return ConditionScope(**base)  # type: ignore[arg-type]
 
@@ -40,9 +44,20 @@ def test_evaluate(source: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["__import__('os')", "slots.__class__.__bases__", "(lambda: 1)()", "x + 1", "[i for i in slots]",
-     "slots['a']", "open(name)", "len(1, 2)", "", "f'{slots}'", "slots.a if 1 else 2"],
-)  # fmt: skip
+    [
+        "__import__('os')",
+        "slots.__class__.__bases__",
+        "(lambda: 1)()",
+        "x + 1",
+        "[i for i in slots]",
+        "slots['a']",
+        "open(name)",
+        "len(1, 2)",
+        "",
+        "f'{slots}'",
+        "slots.a if 1 else 2",
+    ],
+)
 def test_rejects_unsafe_or_unknown(source: str) -> None:
     with pytest.raises(ConditionError):
         parse_condition(source)

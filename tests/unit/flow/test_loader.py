@@ -42,8 +42,10 @@ def test_good_flow_parses_with_version() -> None:
 
 def test_unknown_step_kind() -> None:
     out = problems(GOOD.replace("    say: Hello.", "    speak: Hello."))
-    assert out == ["f.yaml:5: hello: unknown step kind or key 'speak' (kinds: say, menu, ask, branch, queue, goto, "
-                   "invoke, return, hangup)"]  # fmt: skip
+    assert out == [
+        "f.yaml:5: hello: unknown step kind or key 'speak' (kinds: say, menu, ask, branch, queue, goto, "
+        "invoke, return, hangup)"
+    ]
 
 
 def test_dangling_next() -> None:
@@ -110,8 +112,10 @@ def test_many_problems_reported_together_sorted_by_line() -> None:
 def test_bad_values_and_unknown_keys() -> None:
     text = GOOD.replace("      prompt: Choose.", "      prompt: Choose.\n      tires: 3\n      timeout: -1")
     out = problems(text)
-    assert "f.yaml:10: menu: unknown key 'tires' in menu (allowed: invalid, noinput, on_failure, options, " \
-           "personalize, prompt, timeout, tries)" in out  # fmt: skip
+    assert (
+        "f.yaml:10: menu: unknown key 'tires' in menu (allowed: invalid, noinput, on_failure, options, "
+        "personalize, prompt, timeout, tries)" in out
+    )
     assert "f.yaml:11: menu: timeout must be a number from 0.5 to 60" in out
 
 

@@ -209,3 +209,15 @@ def test_broken_edit_keeps_last_good_version(tmp_path: Path) -> None:
     report = lib.reload()
     assert report.kept == ["v"] and report.problems
     assert lib.get("v").version == good
+
+
+def test_secret_slot_is_never_persisted_nor_carried(library: FlowLibrary) -> None:
+    m, _ = start(library, "support")
+    m.receive(Continue())
+    m.receive(dtmf("1"))
+    m.receive(InputResult("match", "dtmf", "12345678"))
+    m.receive(InputResult("match", "dtmf", "4321"))
+    assert m.journey.slots["pin"] == "4321"  # usable during the call
+    assert m.journey.persisted()["slots"] == {"account_number": "12345678", "pin": "[redacted]"}
+    cmds = m.receive(Continue())
+    assert not any("4321" in v for v in cmds[-1].variables.values())

@@ -90,11 +90,13 @@ class VoiceChannel:
         return Continue()
 
     async def _stream(self, name: str, escape: str) -> str | None:
+        """Play one file; a file Asterisk cannot play is logged and skipped, the call goes on."""
         reply = await self.session.command(agi.stream_file(name, escape))
         if reply.result_int < 0:
-            raise CallEnded(f"STREAM FILE {name} failed: {reply.raw}")
-        if reply.result_int == 0 and reply.endpos == 0:
-            log.warning("sound file %s did not play (missing? run 'ivr prompts build')", name)
+            # The session already turned a real hangup into CallEnded; -1 on a live channel means
+            # the file could not be opened (missing prompt): degrade, do not drop the caller.
+            log.error("cannot play sound file %s (run 'ivr prompts build'?): %s", name, reply.raw)
+            return None
         return agi.digit_from_reply(reply)
 
     async def menu(self, menu: Menu) -> InputResult:
@@ -111,17 +113,16 @@ class VoiceChannel:
             if digit:
                 return InputResult("match", "dtmf", digit)
         reply = await self.session.command(agi.wait_for_digit(int(menu.timeout * 1000)))
-        if reply.result_int < 0:
-            raise CallEnded("WAIT FOR DIGIT failed")
-        digit = agi.digit_from_reply(reply)
+        digit = agi.digit_from_reply(reply) if reply.result_int > 0 else None
         return InputResult("match", "dtmf", digit) if digit else InputResult("noinput", "dtmf")
 
     async def ask(self, ask: Ask) -> InputResult:
         reply = await self.session.command(
             agi.get_data(ask.prompt.audio_name(self.prefix), int(ask.timeout * 1000), ask.max_digits)
         )
-        if reply.result_int < 0:
-            raise CallEnded("GET DATA failed")
+        if reply.result_int < 0:  # the prompt could not be played; the caller can still type
+            log.error("GET DATA failed for %s: %s", ask.prompt.audio_name(self.prefix), reply.raw)
+            return InputResult("noinput", "dtmf")
         digits, _timed_out = agi.get_data_digits(reply)
         digits = digits.rstrip(ask.terminator)
         return InputResult("match", "dtmf", digits) if digits else InputResult("noinput", "dtmf")

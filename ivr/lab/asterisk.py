@@ -630,6 +630,10 @@ class AsteriskLab:
             return None
         return pid if pid in self._asterisk_pids() else None
 
+    def server_pid(self) -> int | None:
+        """Host pid of this root's running Asterisk server (for CPU accounting in benchmarks)."""
+        return self._server_pid()
+
     def is_running(self) -> bool:
         if self._process is not None and self._process.poll() is None:
             return True

@@ -92,6 +92,14 @@ class ControllerProcess:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path.exists() and text in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.05)
+        raise LabError(f"{text!r} not in the controller log after {timeout}s:\n{self.log_tail()}")
+
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""

@@ -29,6 +29,20 @@ address in the 200 OK's SDP, and stops when the call ends.
 Who hung up is recorded by ``<log>`` actions in the scenario (``-trace_logs``), one line per
 event and call, with SIPp's millisecond ``[clock_tick]``; they also give per-call answer times
 and call lengths. SIP-level counts come from the last row of ``-trace_stat``.
+
+SIPp 3.6.1 (Debian sip-tester) quirks handled here
+--------------------------------------------------
+* No ``-min_rtp_port``/``-max_rtp_port`` (3.7+): each run gets its own free ``-mp`` (SIPp also
+  binds ``-mp`` + 2) and ``-p``; a lost race (exit 254, "binding") is retried with new ports.
+* ``-timeout`` is soft (it waits for calls in progress), so the wrapper kills: SIGTERM, which
+  still writes the statistics, but makes SIPp exit **0**; ``timed_out`` says so and ``ok`` is False.
+* The control socket binds 0.0.0.0:8888 (and up) unless ``-ci 127.0.0.1``.
+* The first call starts 1/rate s after launch: single calls run at ``-r 100``.
+* The default ``-l`` is 3 x rate x (unknown) call length, as low as 3: ``-l`` is always given.
+* An ``ontimeout`` jump is reported in the error log like an error: :func:`parse_error_log`
+  drops those notices.
+* Message text: ``[word]`` is a keyword (an unknown one is fatal), ``\\xHH`` a byte. User text is
+  passed through :func:`sipp_escape`.
 """
 
 from __future__ import annotations
@@ -57,19 +71,27 @@ from typing import BinaryIO
 from ivr.errors import LabError
 
 __all__ = [
+    "CallTrace",
     "CallerScript",
     "Dtmf",
+    "RtpPacket",
     "SippResult",
     "build_caller_media",
     "build_caller_scenario",
+    "caller_rtp",
     "find_sipp",
+    "load_audio_ulaw",
     "parse_error_log",
     "parse_event_log",
     "parse_stat_csv",
+    "quoted_display",
+    "read_pcap_rtp",
     "read_run",
     "run_caller",
     "run_caller_async",
     "run_load",
+    "sipp_escape",
+    "uri_user",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -873,14 +895,20 @@ def _plan(
         raise ValueError(f"timeout must be > 0, got {timeout}")
     sipp = find_sipp()
     own = workdir is None
-    wd = Path(tempfile.mkdtemp(prefix="ivr-sipp-")) if workdir is None else Path(workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    plan = _Plan(script, target, calls, rate, max_concurrent, timeout, wd, own, keep_logs, trace_messages, sipp)
-    audio = load_audio_ulaw(script.audio) if script.audio is not None else b""
-    (wd / MEDIA_FILE).write_bytes(build_caller_media(script, audio))
-    plan.scenario.write_text(build_caller_scenario(script, media_file=MEDIA_FILE), encoding="ascii")
-    for name in RUN_FILES:
-        (wd / name).unlink(missing_ok=True)
+    # absolute: sipp runs in it, and its log options name files in it
+    wd = Path(tempfile.mkdtemp(prefix="ivr-sipp-")) if workdir is None else Path(workdir).resolve()
+    try:
+        wd.mkdir(parents=True, exist_ok=True)
+        plan = _Plan(script, target, calls, rate, max_concurrent, timeout, wd, own, keep_logs, trace_messages, sipp)
+        audio = load_audio_ulaw(script.audio) if script.audio is not None else b""
+        (wd / MEDIA_FILE).write_bytes(build_caller_media(script, audio))
+        plan.scenario.write_text(build_caller_scenario(script, media_file=MEDIA_FILE), encoding="ascii")
+        for name in RUN_FILES:
+            (wd / name).unlink(missing_ok=True)
+    except BaseException:
+        if own:
+            shutil.rmtree(wd, ignore_errors=True)
+        raise
     return plan
 
 

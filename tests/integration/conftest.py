@@ -3,6 +3,8 @@ into its sounds directory, and the controller as a child process (``ivr serve``)
 
 from __future__ import annotations
 
+import fcntl
+import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from ivr.lab.controller import ControllerProcess
 from ivr.prompts.build import PromptItem, build_prompts
 
 REPO = Path(__file__).resolve().parents[2]
+LOCK = Path("/var/cache/ivr-lab/state/test-session.lock")
 DIALPLANS = REPO / "dialplans"
 
 
@@ -26,7 +29,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def lab() -> Iterator[AsteriskLab]:
+def lab_lock() -> Iterator[None]:
+    """One test session at a time on the lab: Asterisk owns ports 5060/5038, the controller 4573.
+
+    Several developers' (or helpers') runs on one machine queue here instead of stopping each
+    other's Asterisk mid-test.
+    """
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another test session to release {LOCK} ...", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="session")
+def lab(lab_lock: None) -> Iterator[AsteriskLab]:
     """The session's Asterisk; started here unless one of this root is already running."""
     lab = AsteriskLab()
     lab.provision()

@@ -44,7 +44,7 @@ OWNED = {"lab": False}
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[AsteriskLab]:
+def lab(lab_lock: None) -> Iterator[AsteriskLab]:
     """The lab Asterisk, started here unless one of this root is already running (then it belongs
     to someone else -- another test session, `ivr lab up` -- and is only called, never reconfigured
     or stopped)."""

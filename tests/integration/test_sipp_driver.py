@@ -256,7 +256,7 @@ class TestLoopback:
         assert peer.rtp.sources() == {("127.0.0.1", media_port(result))}
         starts = peer.rtp.event_starts()
         expected = [0.4, 0.65, 0.9, 1.15, 1.8, 2.05, 2.3]
-        assert starts == pytest.approx(expected, abs=0.08)
+        assert starts == pytest.approx(expected, abs=0.1)
 
     def test_repeated_digits(self, uas: Callable[..., Uas]) -> None:
         peer = uas()
@@ -272,10 +272,10 @@ class TestLoopback:
         assert (result.successful, result.failed, result.calls_created) == (1, 0, 1)
         assert result.who_hung_up == "caller"
         assert result.max_call_reached == 0
-        assert result.call_lengths_ms[0] == pytest.approx(1500, abs=150)
+        assert result.call_lengths_ms[0] == pytest.approx(1500, abs=250)
         time.sleep(0.5)
         last = max(t for t, _a, _d in peer.rtp.packets) - peer.rtp.packets[0][0]
-        assert last == pytest.approx(1.5, abs=0.2)  # the media stops with the call
+        assert last == pytest.approx(1.5, abs=0.3)  # the media stops with the call
 
     def test_ivr_hangs_up(self, uas: Callable[..., Uas]) -> None:
         peer = uas(bye_after_ms=1000)
@@ -283,7 +283,7 @@ class TestLoopback:
         result.raise_for_failure()
         assert result.who_hung_up == "ivr"
         assert result.max_call_reached == 0
-        assert result.call_lengths_ms[0] == pytest.approx(1000, abs=150)
+        assert result.call_lengths_ms[0] == pytest.approx(1000, abs=250)
         assert result.duration_s < 5
 
     def test_ivr_hangs_up_before_the_scripted_hangup(self, uas: Callable[..., Uas]) -> None:
@@ -403,7 +403,7 @@ def sipp_pids(workdir: Path) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def asterisk() -> Iterator[AsteriskLab]:
+def asterisk(lab_lock: None) -> Iterator[AsteriskLab]:
     """The lab Asterisk: started (and stopped at the end) here unless one is already running,
     in which case it belongs to someone else and is only called, never reconfigured."""
     lab = AsteriskLab()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -651,6 +652,29 @@ class TestCommandLine:
         argv = " ".join(self.plan(tmp_path, calls=20, rate=10.0, max_concurrent=5, trace_messages=False).argv(1, 3))
         assert "-m 20" in argv and "-r 10" in argv and "-l 5" in argv
         assert "-trace_msg" not in argv
+
+    def test_relative_workdir_is_made_absolute(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        plan = self.plan(tmp_path, workdir=Path("runs/one"))
+        assert plan.workdir == tmp_path / "runs/one"
+        assert str(tmp_path / "runs/one" / sipp.STAT_FILE) in plan.argv(1, 3)
+
+    def test_own_workdir_removed_when_preparing_fails(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        script = CallerScript(audio=tmp_path / "missing.wav")
+        with pytest.raises(LabError):
+            sipp._plan(
+                script,
+                target="127.0.0.1",
+                calls=1,
+                rate=1,
+                max_concurrent=None,
+                timeout=1,
+                workdir=None,
+                keep_logs=None,
+                trace_messages=False,
+            )
+        assert list(tmp_path.iterdir()) == []
 
     def test_files_written(self, tmp_path: Path) -> None:
         plan = self.plan(tmp_path)

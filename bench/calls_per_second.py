@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Calls per second sustained with zero failed calls, three routes side by side on one Asterisk.
+
+* ``dialplan`` — Asterisk alone (answer, play a short file, set variables, hang up): the ceiling.
+* ``ivr``      — the same call through our FastAGI controller running the ``bench`` flow.
+* ``pyst2``    — the same AGI commands from a classic process-per-call pyst2 script.
+
+For each route the rate ramps up (x1.5) until a step fails, then bisects between the last good
+and the first bad rate. A step passes when SIPp reports every call successful, answers stay
+fast (p95 INVITE->200 under 500 ms: Asterisk keeping up, not queueing), the run does not overrun,
+and, for ``ivr``, the controller itself recorded every call as a completed journey (SIPp success
+alone does not prove the IVR ran). Prints the ratios and the controller's CPU share.
+
+Run: ``.venv/bin/python bench/calls_per_second.py [--seconds 8]`` (about 6-8 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ivr.lab.asterisk import AsteriskLab  # noqa: E402
+from ivr.lab.controller import ControllerProcess  # noqa: E402
+from ivr.lab.sipp import CallerScript, run_load  # noqa: E402
+
+PYST2_IN_ROOT = "/usr/local/share/ivr-lab/bench_pyst2.py"
+
+
+@dataclass
+class Step:
+    route: str
+    rate: float
+    calls: int
+    ok: bool
+    successful: int
+    failed: int
+    journeys: int | None
+    answer_p95_ms: float | None
+    wall_s: float
+    controller_cpu: float | None  # share of one core
+    asterisk_cpu: float | None
+    why: str
+
+
+def proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def p95(values: tuple[int, ...]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
+
+
+def run_step(route: str, rate: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess) -> Step:
+    calls = max(10, int(rate * seconds))
+    script = CallerScript(caller_id="+15550000000", from_user="lab", dialled=f"bench-{route}", max_call_ms=15000)
+    before = len(controller.journeys()) if route == "ivr" else 0
+    ast_pid = lab.server_pid()
+    ast0 = proc_cpu(ast_pid) if ast_pid else None
+    ctl0 = controller.cpu_seconds()
+    started = time.monotonic()
+    result = run_load(script, rate=rate, calls=calls, timeout=seconds * 3 + 30)
+    wall = time.monotonic() - started
+    ctl = (controller.cpu_seconds() - ctl0) / wall if route == "ivr" else None
+    ast = (proc_cpu(ast_pid) - ast0) / wall if ast_pid and ast0 is not None else None
+    journeys = None
+    why = ""
+    if route == "ivr":
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done = [j for j in controller.journeys()[before:] if j["status"] == "completed"]
+            if len(done) >= result.successful:
+                break
+            time.sleep(0.2)
+        journeys = len([j for j in controller.journeys()[before:] if j["status"] == "completed"])
+    answer = p95(result.answer_times_ms)
+    if not result.ok or result.failed or result.successful != calls:
+        why = f"sipp: {result.successful}/{calls} ok, {result.failed} failed {result.failure_counters}"
+    elif answer is None or answer > 500:
+        why = f"answer p95 {answer} ms: Asterisk is queueing calls"
+    elif wall > calls / rate + 10:
+        why = f"overran: {wall:.1f}s for {calls / rate:.1f}s of calls"
+    elif journeys is not None and journeys != calls:
+        why = f"controller recorded {journeys} completed journeys for {calls} calls"
+    return Step(route, rate, calls, not why, result.successful, result.failed, journeys, answer, wall, ctl, ast, why)
+
+
+def ceiling(route: str, start: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess,
+            steps: list[Step]) -> float:  # fmt: skip
+    good, bad = 0.0, None
+    rate = start
+    while bad is None:
+        step = run_step(route, rate, seconds, lab, controller)
+        steps.append(step)
+        print(f"  {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
+        if step.ok:
+            good, rate = rate, rate * 1.5
+        else:
+            bad = rate
+        if rate > 2000:
+            break
+    for _ in range(3):
+        if bad is None or bad - good < max(2.0, good * 0.05):
+            break
+        rate = (good + bad) / 2
+        step = run_step(route, rate, seconds, lab, controller)
+        steps.append(step)
+        print(f"  {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
+        good, bad = (rate, bad) if step.ok else (good, rate)
+        time.sleep(1)
+    return good
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8, help="length of each rate step")
+    parser.add_argument("--routes", default="dialplan,ivr,pyst2")
+    args = parser.parse_args()
+
+    lab = AsteriskLab()
+    lab.provision()
+    lab.install_config()
+    target = lab.root / PYST2_IN_ROOT.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "bench" / "bench_pyst2.py", target)
+    target.chmod(0o755)
+    started_lab = not lab.is_running()
+    if started_lab:
+        lab.start()
+    data = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+    controller = ControllerProcess(flows_dir=REPO / "dialplans", data_dir=data, log_level="WARNING")
+    controller.start()
+    steps: list[Step] = []
+    results: dict[str, float] = {}
+    try:
+        for route in args.routes.split(","):
+            print(f"== {route}", flush=True)
+            results[route] = ceiling(route, 8 if route == "pyst2" else 40, args.seconds, lab, controller, steps)
+    finally:
+        controller.stop()
+        if started_lab:
+            lab.stop()
+    print("\n== Sustained calls/s with zero failed calls (2 cores, Asterisk 22, SIPp on loopback)")
+    for route, rate in results.items():
+        print(f"  {route:8} {rate:7.1f}")
+    ivr_steps = [s for s in steps if s.route == "ivr" and s.ok]
+    if "ivr" in results and "dialplan" in results and results["dialplan"]:
+        print(f"  ivr / dialplan-only ceiling = {results['ivr'] / results['dialplan']:.2f}  (target >= 0.9)")
+    if "ivr" in results and results.get("pyst2"):
+        print(f"  ivr / pyst2                 = {results['ivr'] / results['pyst2']:.1f}x (target >= 8x)")
+    if ivr_steps:
+        top = max(ivr_steps, key=lambda s: s.rate)
+        print(
+            f"  controller CPU at {top.rate:.0f} calls/s: {100 * (top.controller_cpu or 0):.0f}% of one core "
+            f"(Asterisk {100 * (top.asterisk_cpu or 0):.0f}%)"
+        )
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"calls_per_second-{stamp}.json").write_text(
+        json.dumps({"ceilings": results, "steps": [asdict(s) for s in steps]}, indent=2)
+    )
+    shutil.rmtree(data, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

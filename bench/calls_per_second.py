@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from ivr.lab.asterisk import AsteriskLab  # noqa: E402
 from ivr.lab.controller import ControllerProcess  # noqa: E402
+from ivr.lab.lock import lab_session_lock  # noqa: E402
 from ivr.lab.sipp import CallerScript, run_load  # noqa: E402
 
 PYST2_IN_ROOT = "/usr/local/share/ivr-lab/bench_pyst2.py"
@@ -130,6 +131,11 @@ def main() -> int:
     parser.add_argument("--routes", default="dialplan,ivr,pyst2")
     args = parser.parse_args()
 
+    with lab_session_lock():
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     lab = AsteriskLab()
     lab.provision()
     lab.install_config()

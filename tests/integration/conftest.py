@@ -3,8 +3,6 @@ into its sounds directory, and the controller as a child process (``ivr serve``)
 
 from __future__ import annotations
 
-import fcntl
-import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +13,10 @@ from ivr.flow.loader import check_paths
 from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.controller import ControllerProcess
+from ivr.lab.lock import lab_session_lock
 from ivr.prompts.build import PromptItem, build_prompts
 
 REPO = Path(__file__).resolve().parents[2]
-LOCK = Path("/var/cache/ivr-lab/state/test-session.lock")
 DIALPLANS = REPO / "dialplans"
 
 
@@ -30,18 +28,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab_lock() -> Iterator[None]:
-    """One test session at a time on the lab: Asterisk owns ports 5060/5038, the controller 4573.
-
-    Several developers' (or helpers') runs on one machine queue here instead of stopping each
-    other's Asterisk mid-test.
-    """
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with LOCK.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another test session to release {LOCK} ...", file=sys.stderr, flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    """One test session at a time on the lab (see ivr.lab.lock)."""
+    with lab_session_lock():
         yield
 
 

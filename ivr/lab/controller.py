@@ -50,6 +50,8 @@ class ControllerProcess:
 
     def start(self, timeout: float = 20) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._accepts():
+            raise LabError(f"port {self.agi_port} is already taken (a stale 'ivr serve'?): calls would not reach us")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ivr.cli", "serve"], env=self._env, stdout=log, stderr=subprocess.STDOUT

@@ -17,6 +17,7 @@ from ivr.config import Config
 from ivr.flow.loader import check_paths
 from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT, REDACTED, Journey
 from ivr.lab.asterisk import AsteriskLab
+from ivr.lab.lock import lab_session_lock
 from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
 from ivr.prompts.build import PromptItem, build_prompts
 
@@ -126,6 +127,11 @@ async def _calls(config: Config) -> int:
 
 
 def run_demo(config: Config) -> int:
+    with lab_session_lock():
+        return _run_demo(config)
+
+
+def _run_demo(config: Config) -> int:
     say("== Provisioning Asterisk 22 (Debian sid root; cached after the first run)")
     lab = AsteriskLab(progress=lambda line: say(f"  {line}"))
     lab.provision()

@@ -1,4 +1,4 @@
-"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | lab | demo."""
+"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | db | customers | lab | demo."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_prompts_build(args: argparse.Namespace) -> int:
     from ivr.flow.loader import check_paths
-    from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT
+    from ivr.flow.model import SYSTEM_PROMPTS
     from ivr.prompts.build import PromptItem, build_prompts
 
     config = _config(args)
@@ -59,7 +59,7 @@ def cmd_prompts_build(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     prefix = config["prompts.prefix"]
-    items = [PromptItem(p.audio_name(prefix), p.text) for p in (FOR_PROMPT, PRESS_PROMPT)]
+    items = [PromptItem(p.audio_name(prefix), p.text) for p in SYSTEM_PROMPTS]
     for flow in flows:
         items += [PromptItem(p.audio_name(prefix), p.text) for p in flow.prompts() if not p.audio]
     out = args.out or config["prompts.dir"]
@@ -124,6 +124,60 @@ def cmd_journeys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from ivr.store import schema
+    from ivr.store.journeys import make_engine
+
+    config = _config(args)
+    if config.database_url.startswith("sqlite"):
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> str | None:
+        engine = make_engine(config.database_url)
+        try:
+            if args.db_cmd == "upgrade":
+                await schema.upgrade(engine, args.revision)
+            return await schema.current(engine)
+        finally:
+            await engine.dispose()
+
+    print(f"database at revision {asyncio.run(run()) or '(empty)'} (code expects {schema.head()})")
+    return 0
+
+
+def cmd_customers(args: argparse.Namespace) -> int:
+    from ivr.store.customers import CustomerStore
+    from ivr.store.journeys import JourneyStore, make_engine
+
+    config = _config(args)
+
+    async def run() -> int:
+        store = JourneyStore(make_engine(config.database_url))
+        await store.start()
+        try:
+            customers = CustomerStore(store.engine, country_code=config["phone.country_code"])
+            who = args.who
+            customer_id = await customers.find("phone", who) if who.startswith("+") or who.isdigit() else who
+            profile = await customers.load_profile(customer_id=customer_id) if customer_id else None
+            if profile is None:
+                print(f"error: no customer {who}", file=sys.stderr)
+                return 1
+            print(json.dumps(await customers.get(profile.customer_id), indent=2))
+            print(f"contacts: {profile.contacts}  verified: {profile.verified}")
+            for o in profile.options:
+                print(f"  option {o.flow}.{o.step}.{o.option}: chosen {o.count}x, score {o.score:.2f}")
+            for slot in profile.slots:
+                print(f"  slot {slot.name} = {slot.value} ({slot.channel})")
+            page = await customers.timeline(profile.customer_id, limit=args.limit)
+            for e in page.entries:
+                print(f"  {e['at']} {e['channel']:5} {e['kind']:16} {e['step'] or '-':20} {json.dumps(e['data'])}")
+            return 0
+        finally:
+            await store.stop()
+
+    return asyncio.run(run())
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from ivr.lab.asterisk import main as lab_main
 
@@ -171,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_journeys)
+
+    db = sub.add_parser("db", help="database schema (Alembic)").add_subparsers(dest="db_cmd", required=True)
+    p = db.add_parser("upgrade", help="migrate the database to the code's schema (ivr serve does it too)")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(func=cmd_db)
+    db.add_parser("current", help="the database's schema revision").set_defaults(func=cmd_db)
+
+    p = sub.add_parser("customers", help="one customer (by phone or id): profile and latest timeline entries")
+    p.add_argument("who", help="phone number (E.164) or customer id")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_customers)
 
     p = sub.add_parser("lab", help="the lab Asterisk 22 (provision | up | down | status | cli CMD)")
     p.add_argument("lab_args", nargs=argparse.REMAINDER)

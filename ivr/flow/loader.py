@@ -20,7 +20,9 @@ from ivr.flow.hours import BusinessHours, HoursError, parse_hours
 from ivr.flow.model import DEFAULT_TEXTS, Flow, FlowProblem
 from ivr.flow.steps import COMMON_KEYS, STEP_KINDS, ParseContext, Step
 
-FLOW_KEYS = frozenset({"flow", "description", "start", "steps", "numbers", "hours", "texts", "on_failure"})
+FLOW_KEYS = frozenset(
+    {"flow", "description", "start", "steps", "numbers", "hours", "texts", "on_failure", "personalize"}
+)
 
 
 class FlowLoadError(FlowError):
@@ -155,6 +157,9 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
     if not isinstance(numbers, list):
         report(doc.key_lines.get("numbers", 1), "", "'numbers' is a list of dialled numbers")
         numbers = []
+    personalize = doc.get("personalize", True)
+    if not isinstance(personalize, bool):
+        report(doc.key_lines.get("personalize", 1), "", "personalize (for the whole flow) must be true or false")
     if problems:
         raise FlowLoadError(sorted(problems, key=lambda p: p.line))
     return Flow(
@@ -168,6 +173,7 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
         hours=hours,
         texts=texts,
         on_failure=on_failure,
+        personalize=personalize,
     )
 
 

@@ -38,6 +38,8 @@ from ivr.flow.model import (
     JourneyStatus,
     Prompt,
 )
+from ivr.flow.personalize import DEFAULT_HALF_LIFE
+from ivr.flow.profile import CallerProfile
 from ivr.flow.steps import End, EnterFlow, Goto, Outcome, Return, Step, Wait
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,23 @@ class FlowMachine:
         journey: Journey,
         *,
         clock: Callable[[], datetime] | None = None,
+        profile: CallerProfile | None = None,
+        half_life: float = DEFAULT_HALF_LIFE,
     ) -> None:
+        """``profile``: what the store knew about the caller when the journey (re)started; it
+        ranks personalized menus and offers known values to ``prefill`` asks. ``half_life``:
+        seconds after which a past menu choice weighs half (see ``ivr.flow.personalize``)."""
+        if half_life <= 0:
+            raise ValueError(f"half_life must be positive, got {half_life}")
         self.flows = flows
         self.journey = journey
+        self.profile = profile
+        self.half_life = half_life
+        self.resuming = False
         self._clock = clock or (lambda: datetime.now(UTC))
+        if profile is not None and journey.customer_id is None:
+            journey.customer_id = profile.customer_id
+            journey.customer = journey.customer or dict(profile.fields)
         self.flow: Flow = flows.get(journey.flow, journey.version)
         self.expecting: Expecting = "nothing"
         self._events: list[Interaction] = []
@@ -107,6 +122,8 @@ class FlowMachine:
     def start(self) -> list[Command]:
         """Begin (or resume) at the journey's step; a new journey begins at the flow's start."""
         self.record("journey_started" if not self.journey.path else "journey_resumed", flow=self.flow.name)
+        # A resumed journey re-enters its saved step: a menu there keeps the keys already spoken.
+        self.resuming = bool(self.journey.path and self.journey.step)
         target = self.journey.step or self.flow.start
         return self._guard(lambda: self._run(Goto(target)))
 
@@ -153,7 +170,10 @@ class FlowMachine:
         j.path.append(name if not j.stack else f"{self.flow.name}.{name}")
         j.updated_at = time.time()
         self.record("step_entered", kind=step.KIND)
-        return step.enter(self)
+        try:
+            return step.enter(self)
+        finally:
+            self.resuming = False
 
     def _switch(self, flow_name: str, version: str | None) -> None:
         try:

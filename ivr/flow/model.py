@@ -35,11 +35,24 @@ class Prompt:
 #: Fragments the voice channel composes menus from ("For" <label> "press" <digit>).
 FOR_PROMPT = Prompt("For")
 PRESS_PROMPT = Prompt("press")
+#: The key that accepts a prefill offer, and the words that follow the offered digits.
+OFFER_ACCEPT_KEY = "1"
+OFFER_CHOICE_PROMPT = Prompt("Press 1 to use it, or enter another.")
+#: Every fragment the channels compose at run time (not found in any flow's ``prompts()``):
+#: ``ivr prompts build``, the demo and the test lab render these besides the flows' own prompts.
+SYSTEM_PROMPTS: tuple[Prompt, ...] = (FOR_PROMPT, PRESS_PROMPT, OFFER_CHOICE_PROMPT)
 DEFAULT_TEXTS: dict[str, str] = {
     "invalid": "Sorry, that is not a valid choice.",
     "noinput": "Sorry, I did not hear your choice.",
     "invalid_digits": "Sorry, that number is not valid.",
     "failure": "Let me get someone to help you.",
+    # A spoken answer heard with low confidence is read back (menu ``confirm_below``):
+    # "Did you say" <option label> "Is that right?" "For" "yes" "press" 1 "For" "no" "press" 2.
+    "confirm": "Did you say",
+    "confirm_question": "Is that right?",
+    "confirm_no": "Sorry about that.",
+    "yes": "yes",
+    "no": "no",
 }
 
 
@@ -69,6 +82,7 @@ class Flow:
     hours: dict[str, BusinessHours] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEXTS))
     on_failure: str | None = None  # flow-wide step for menus/asks that run out of tries
+    personalize: bool = True  # False: no menu of this flow is reordered, whatever the menu says
 
     def prompts(self) -> list[Prompt]:
         found: list[Prompt] = [Prompt(t) for t in self.texts.values()]
@@ -112,6 +126,17 @@ class Journey:
     intent: str | None = None
     outcome: dict[str, Any] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)  # channel references: call uniqueid, DNIS, ...
+    # Personalized menus, by step name. ``menu_keys``: key -> option id as last spoken, the mapping
+    # input is matched against (also after a resume on another channel). ``personalization``: why
+    # the menu came out in that order ({order, keys, reason, reordered, scores, flow}), for audit.
+    menu_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    personalization: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Speech. ``recognition``: the last thing the caller said and what it was taken to mean
+    # ({step, utterance, intent, option, confidence, status}), for the agent. ``confirming``: a
+    # low-confidence answer waiting for the caller's yes/no ({step, option, utterance, intent,
+    # confidence}); any channel can render and answer the confirmation.
+    recognition: dict[str, Any] = field(default_factory=dict)
+    confirming: dict[str, Any] | None = None
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -169,6 +194,7 @@ class Menu:
     choices: tuple[Choice, ...]
     timeout: float
     attempt: int
+    speech: bool = True  # the caller may answer by voice where the channel can listen
 
 
 @dataclass(frozen=True)
@@ -181,6 +207,11 @@ class Ask:
     timeout: float
     attempt: int
     terminator: str = "#"
+    # Prefill: a value the caller gave before is offered back. ``offer`` is only its last digits
+    # (what may be shown or said); pressing/sending ``OFFER_ACCEPT_KEY`` accepts it, a full value
+    # replaces it. ``offer_prompt`` introduces the digits ("We have your account number ending in").
+    offer: str | None = None
+    offer_prompt: Prompt | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +251,7 @@ class InputResult:
     utterance: str = ""
     interpretation: str | None = None  # an option id or intent name, when the channel knows it
     confidence: float = 1.0
+    intent: str | None = None  # the intent a spoken/typed answer matched (interpretation: its option)
 
 
 @dataclass(frozen=True)

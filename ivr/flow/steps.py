@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from ivr.flow.conditions import Condition, ConditionError, ConditionScope, parse_condition
 from ivr.flow.model import (
+    OFFER_ACCEPT_KEY,
+    REDACTED,
     Ask,
     Choice,
     Command,
@@ -30,9 +32,19 @@ from ivr.flow.model import (
     Prompt,
     Queue,
 )
+from ivr.flow.personalize import (
+    DEFAULT_MIN_CONTACTS,
+    Ranking,
+    file_ranking,
+    order_from_keys,
+    rank_menu,
+)
+from ivr.flow.profile import CallerProfile, KnownSlot
 
 SLOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DTMF_KEYS = frozenset("0123456789*#")
+DURATION = re.compile(r"(\d{1,6})\s*([smhdw])")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 # -------------------------------------------------------------------------------------- outcomes
@@ -76,6 +88,12 @@ class Runtime(Protocol):
 
     journey: Journey
     flow: Flow
+    #: what the store knew about the caller at the start (None: unknown caller, or no store)
+    profile: CallerProfile | None
+    #: seconds after which a past menu choice weighs half as much (menu ranking)
+    half_life: float
+    #: True only while a resumed journey re-enters the step it was saved at
+    resuming: bool
 
     def now(self) -> datetime: ...
     def scope(self) -> ConditionScope: ...
@@ -134,6 +152,24 @@ class ParseContext:
             self.problem(f"{what} must be a number from {low} to {high}", line)
             return default
         return float(value)
+
+    def boolean(self, value: Any, line: int, what: str, default: bool = False) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(f"{what} must be true or false", line)
+            return default
+        return value
+
+    def duration(self, value: Any, line: int, what: str) -> float | None:
+        """'90d', '12h', '30m', '45s', '2w' -> seconds (None when absent or wrong)."""
+        if value is None:
+            return None
+        match = DURATION.fullmatch(str(value).strip()) if isinstance(value, str) else None
+        if match is None or int(match[1]) == 0:
+            self.problem(f"{what} must be a duration like 90d, 12h, 30m or 2w", line)
+            return None
+        return int(match[1]) * DURATION_UNITS[match[2]]
 
     def mapping(self, value: Any, line: int, kind: str, allowed: set[str]) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
@@ -268,6 +304,9 @@ class MenuStep(_Retrying):
     prompt: Prompt = Prompt("")
     options: tuple[MenuOption, ...] = ()
     personalize: bool = False
+    min_contacts: int = DEFAULT_MIN_CONTACTS
+    speech: bool = True  # callers may answer by voice where the channel has a recognizer
+    confirm_below: float = 0.0  # a spoken answer with a lower confidence is read back for a yes/no
 
     _KEYS: ClassVar[set[str]] = {
         "prompt",
@@ -278,8 +317,11 @@ class MenuStep(_Retrying):
         "noinput",
         "on_failure",
         "personalize",
+        "speech",
+        "confirm_below",
     }
     _OPTION_KEYS: ClassVar[set[str]] = {"dtmf", "say", "intents", "next", "pin"}
+    _PERSONALIZE_KEYS: ClassVar[set[str]] = {"min_contacts"}
 
     @classmethod
     def parse(cls, name: str, body: Any, next_: str | None, ctx: ParseContext) -> Step | None:
@@ -316,6 +358,8 @@ class MenuStep(_Retrying):
             options.append(
                 MenuOption(str(option_id), key, label or Prompt(str(option_id)), tuple(intents), target, pin, line)
             )
+        cls._check_pins(options, ctx)
+        personalize, min_contacts = cls._parse_personalize(body, ctx)
         if prompt is None:
             return None
         return cls(
@@ -325,8 +369,39 @@ class MenuStep(_Retrying):
             **cls.parse_retry(body, ctx),
             prompt=prompt,
             options=tuple(options),
-            personalize=bool(body.get("personalize", False)),
+            personalize=personalize,
+            min_contacts=min_contacts,
+            speech=ctx.boolean(body.get("speech"), ctx.line_of(body, "speech"), "speech", True),
+            confirm_below=ctx.number(
+                body.get("confirm_below"), ctx.line_of(body, "confirm_below"), "confirm_below", 0.0, 0.0, 1.0
+            ),
         )
+
+    @staticmethod
+    def _check_pins(options: list[MenuOption], ctx: ParseContext) -> None:
+        """Pinned options must already sit where they are pinned: the file's order is the default."""
+        pins = [o.pin or "" for o in options]
+        for i, option in enumerate(options):
+            if option.pin == "first" and any(p != "first" for p in pins[:i]):
+                ctx.problem(f"option {option.id} is pinned first: list it before the unpinned options", option.line)
+            if option.pin == "last" and any(p != "last" for p in pins[i + 1 :]):
+                ctx.problem(f"option {option.id} is pinned last: list it after the unpinned options", option.line)
+
+    @classmethod
+    def _parse_personalize(cls, body: Mapping[str, Any], ctx: ParseContext) -> tuple[bool, int]:
+        """``personalize: true | false | {min_contacts: N}``."""
+        raw = body.get("personalize")
+        line = ctx.line_of(body, "personalize")
+        if raw is None or isinstance(raw, bool):
+            return bool(raw), DEFAULT_MIN_CONTACTS
+        if not isinstance(raw, Mapping):
+            ctx.problem("personalize must be true, false or {min_contacts: N}", line)
+            return False, DEFAULT_MIN_CONTACTS
+        raw = ctx.mapping(raw, line, "personalize", cls._PERSONALIZE_KEYS)
+        min_contacts = ctx.integer(
+            raw.get("min_contacts"), ctx.line_of(raw, "min_contacts"), "min_contacts", DEFAULT_MIN_CONTACTS, 0, 10000
+        )
+        return True, min_contacts
 
     def targets(self) -> list[tuple[str, int]]:
         return super().targets() + [(o.next, o.line) for o in self.options if o.next]
@@ -334,19 +409,57 @@ class MenuStep(_Retrying):
     def prompts(self) -> list[Prompt]:
         return [self.prompt, *super().prompts(), *(o.label for o in self.options)]
 
-    def render(self, rt: Runtime) -> Command:
-        choices = tuple(Choice(o.key, o.id, o.label, o.intents) for o in self.options)
-        return Menu(self.name, self.prompt, choices, self.timeout, rt.journey.attempts + 1)
+    # ------------------------------------------------------------------------- personalization
+    def rank(self, rt: Runtime) -> Ranking:
+        """This caller's order and keys for this menu, or the file's with the reason why not."""
+        if not rt.flow.personalize:
+            return file_ranking(self.options, f"personalization is off for flow {rt.flow.name}")
+        if rt.profile is None:
+            return file_ranking(self.options, "unknown caller: no history")
+        return rank_menu(
+            self.options,
+            rt.profile.option_stats(rt.flow.name, self.name),
+            now=rt.now().timestamp(),
+            half_life=rt.half_life,
+            contacts=rt.profile.contacts,
+            min_contacts=self.min_contacts,
+        )
 
-    def match(self, result: InputResult) -> MenuOption | None:
+    def enter(self, rt: Runtime) -> Outcome:
+        rt.journey.confirming = None  # a read-back left pending by an earlier visit is stale
+        keys = rt.journey.menu_keys
+        if self.personalize and not (rt.resuming and self.name in keys):
+            ranking = self.rank(rt)
+            keys[self.name] = ranking.key_map()
+            record = {**ranking.record(), "flow": rt.flow.name}
+            rt.journey.personalization[self.name] = record
+            rt.record("menu_personalized", **record)
+        elif not self.personalize:
+            keys.pop(self.name, None)  # a same-named menu of another flow left its keys here
+        return Wait([self.render(rt)], "input")
+
+    def spoken(self, rt: Runtime) -> list[tuple[str, MenuOption]]:
+        """(key, option) in the order the caller hears them: the journey's saved keys, else the file's."""
+        key_map = rt.journey.menu_keys.get(self.name) if self.personalize else None
+        if not key_map:
+            return [(o.key, o) for o in self.options]
+        key_of = {option: key for key, option in key_map.items()}
+        return [(key_of[o.id], o) for o in order_from_keys(self.options, key_map)]
+
+    def render(self, rt: Runtime) -> Command:
+        choices = tuple(Choice(key, o.id, o.label, o.intents) for key, o in self.spoken(rt))
+        return Menu(self.name, self.prompt, choices, self.timeout, rt.journey.attempts + 1, speech=self.speech)
+
+    def match(self, result: InputResult, spoken: list[tuple[str, MenuOption]] | None = None) -> MenuOption | None:
+        """The option this input means; keys are matched against what was spoken (``spoken``)."""
         if result.status != "match":
             return None
         by_id = {o.id: o for o in self.options}
         if result.interpretation in by_id:
             return by_id[result.interpretation]
         if result.mode in ("dtmf", "text"):
-            for option in self.options:
-                if result.utterance.strip() == option.key:
+            for key, option in spoken if spoken is not None else [(o.key, o) for o in self.options]:
+                if result.utterance.strip() == key:
                     return option
         if result.interpretation:
             for option in self.options:
@@ -355,20 +468,95 @@ class MenuStep(_Retrying):
         return None
 
     def on_input(self, rt: Runtime, result: InputResult) -> Outcome:
-        option = self.match(result)
+        confirmed = False
+        pending, rt.journey.confirming = rt.journey.confirming, None
+        if pending is not None and pending.get("step") == self.name:
+            answer = confirmation_answer(rt, result, pending)
+            if answer is None:  # "no", silence or anything but yes: ask the menu again
+                return self.retry(rt, InputResult("nomatch", result.mode, result.utterance), "confirm_no")
+            result, confirmed = answer, True
+        spoken = self.spoken(rt)
+        option = self.match(result, spoken)
+        if result.mode == "speech" and not confirmed:
+            recognised(rt, self.name, result, option.id if option else None)
         if option is None:
             return self.retry(rt, result, "invalid")
+        if result.mode == "speech" and not confirmed and result.confidence < self.confirm_below:
+            return self.read_back(rt, option, result)
+        position, key = next(((i, k) for i, (k, o) in enumerate(spoken, 1) if o is option), (0, option.key))
         rt.record(
             "option_chosen",
+            flow=rt.flow.name,
             option=option.id,
-            key=option.key,
+            key=key,
+            position=position,
             mode=result.mode,
             utterance=result.utterance,
             confidence=result.confidence,
         )
         if option.intents:
-            rt.journey.intent = result.interpretation if result.interpretation in option.intents else option.intents[0]
+            said = result.intent or result.interpretation
+            rt.journey.intent = said if said in option.intents else option.intents[0]
         return Goto(option.next)
+
+    def read_back(self, rt: Runtime, option: MenuOption, result: InputResult) -> Outcome:
+        """ "Did you say" <label> "Is that right?" with a yes (1) / no (2) menu, on any channel."""
+        rt.journey.confirming = {
+            "step": self.name,
+            "option": option.id,
+            "utterance": result.utterance,
+            "intent": result.intent,
+            "confidence": result.confidence,
+        }
+        rt.record("confirmation_asked", option=option.id, confidence=result.confidence, below=self.confirm_below)
+        choices = (
+            Choice("1", CONFIRM_YES, rt.text("yes"), (CONFIRM_YES,)),
+            Choice("2", CONFIRM_NO, rt.text("no"), (CONFIRM_NO,)),
+        )
+        question = Menu(
+            self.name, rt.text("confirm_question"), choices, self.timeout, rt.journey.attempts + 1, self.speech
+        )
+        return Wait([Play(self.name, rt.text("confirm")), Play(self.name, option.label), question], "input")
+
+
+#: Option ids (and intents) of the yes/no read-back menu.
+CONFIRM_YES = "yes"
+CONFIRM_NO = "no"
+
+
+def confirmation_answer(rt: Runtime, result: InputResult, pending: Mapping[str, Any]) -> InputResult | None:
+    """The original answer if the caller said yes to the read-back (key 1, "yes"), else None."""
+    said = result.utterance.strip().lower()
+    yes = result.status == "match" and (
+        CONFIRM_YES in (result.interpretation, result.intent) or (result.mode != "speech" and said in ("1", "yes"))
+    )
+    rt.record("confirmation_answered", option=pending.get("option"), confirmed=yes, mode=result.mode)
+    if not yes:
+        return None
+    return InputResult(
+        "match",
+        "speech",
+        str(pending.get("utterance", "")),
+        str(pending.get("option")),
+        float(pending.get("confidence", 0.0)),
+        intent=pending.get("intent"),
+    )
+
+
+def recognised(rt: Runtime, step: str, result: InputResult, option: str | None) -> None:
+    """What a caller said and what it was taken to mean: on the journey and in the interaction log."""
+    if result.status == "noinput":
+        return
+    heard = {
+        "step": step,
+        "utterance": result.utterance,
+        "intent": result.intent,
+        "option": option,
+        "confidence": result.confidence,
+        "status": result.status if option else "nomatch",
+    }
+    rt.journey.recognition = heard
+    rt.record("intent_recognised", **{k: v for k, v in heard.items() if k != "step"})
 
 
 @dataclass(frozen=True)
@@ -380,7 +568,12 @@ class AskStep(_Retrying):
     max_digits: int = 20
     pattern: re.Pattern[str] | None = None
     prefill: bool = False
+    reuse_for: float | None = None  # seconds a known value stays offerable; None: no limit
+    prefill_prompt: Prompt | None = None
     secret: bool = False
+
+    #: at most this many trailing digits of a known value are said back, and never more than half
+    OFFER_DIGITS: ClassVar[int] = 4
 
     _KEYS: ClassVar[set[str]] = {
         "prompt",
@@ -395,6 +588,8 @@ class AskStep(_Retrying):
         "noinput",
         "on_failure",
         "prefill",
+        "reuse_for",
+        "prefill_prompt",
         "secret",
     }
 
@@ -420,8 +615,28 @@ class AskStep(_Retrying):
                 pattern = re.compile(str(body["pattern"]))
             except re.error as exc:
                 ctx.problem(f"bad pattern: {exc}", ctx.line_of(body, "pattern"))
+        secret = ctx.boolean(body.get("secret"), ctx.line_of(body, "secret"), "secret")
+        prefill = ctx.boolean(body.get("prefill"), ctx.line_of(body, "prefill"), "prefill")
+        reuse_for = ctx.duration(body.get("reuse_for"), ctx.line_of(body, "reuse_for"), "reuse_for")
+        prefill_prompt = (
+            ctx.prompt(body["prefill_prompt"], ctx.line_of(body, "prefill_prompt"), "prefill_prompt")
+            if "prefill_prompt" in body
+            else None
+        )
+        if prefill and secret:
+            ctx.problem("a secret slot is never reused: remove prefill or secret", ctx.line_of(body, "prefill"))
+        if prefill and low < 2:
+            ctx.problem(
+                f"prefill needs at least 2 digits (a lone {OFFER_ACCEPT_KEY} accepts the offer): set min_digits",
+                ctx.line_of(body, "prefill"),
+            )
+        if not prefill and ("reuse_for" in body or "prefill_prompt" in body):
+            key = "reuse_for" if "reuse_for" in body else "prefill_prompt"
+            ctx.problem(f"{key} only applies with prefill: true", ctx.line_of(body, key))
         if prompt is None:
             return None
+        if prefill and prefill_prompt is None:
+            prefill_prompt = Prompt(f"We have your {slot.replace('_', ' ')} ending in")
         return cls(
             name,
             ctx.line,
@@ -432,16 +647,55 @@ class AskStep(_Retrying):
             min_digits=low,
             max_digits=high,
             pattern=pattern,
-            prefill=bool(body.get("prefill", False)),
-            secret=bool(body.get("secret", False)),
+            prefill=prefill,
+            reuse_for=reuse_for,
+            prefill_prompt=prefill_prompt,
+            secret=secret,
         )
 
     def prompts(self) -> list[Prompt]:
-        return [self.prompt, *super().prompts()]
+        extra = [self.prefill_prompt] if self.prefill and self.prefill_prompt else []
+        return [self.prompt, *super().prompts(), *extra]
+
+    # ----------------------------------------------------------------------------------- prefill
+    def known(self, rt: Runtime) -> KnownSlot | None:
+        """The value this caller gave before that may be offered now, if any.
+
+        Never for a secret slot, never older than ``reuse_for``, and only a value this step
+        would accept if typed (a stored value from an older, looser flow is not offered).
+        """
+        if not self.prefill or self.secret or rt.profile is None or self.slot in rt.journey.secret_slots:
+            return None
+        known = rt.profile.slot(self.slot)
+        if known is None or known.value == REDACTED or not self.valid(known.value):
+            return None
+        if self.reuse_for is not None and rt.now().timestamp() - known.at > self.reuse_for:
+            return None
+        return known
+
+    def offer_digits(self, value: str) -> str:
+        return value[-min(self.OFFER_DIGITS, len(value) // 2) :]
+
+    def enter(self, rt: Runtime) -> Outcome:
+        known = self.known(rt)
+        if known is not None:
+            rt.record(
+                "prefill_offered", slot=self.slot, offer=self.offer_digits(known.value), source_channel=known.channel
+            )
+        return Wait([self.render(rt)], "input")
 
     def render(self, rt: Runtime) -> Command:
+        known = self.known(rt)
         return Ask(
-            self.name, self.prompt, self.slot, self.min_digits, self.max_digits, self.timeout, rt.journey.attempts + 1
+            self.name,
+            self.prompt,
+            self.slot,
+            self.min_digits,
+            self.max_digits,
+            self.timeout,
+            rt.journey.attempts + 1,
+            offer=self.offer_digits(known.value) if known else None,
+            offer_prompt=self.prefill_prompt if known else None,
         )
 
     def valid(self, value: str) -> bool:
@@ -451,12 +705,26 @@ class AskStep(_Retrying):
 
     def on_input(self, rt: Runtime, result: InputResult) -> Outcome:
         value = result.utterance.strip()
+        known = self.known(rt)
+        if known is not None and result.status == "match" and value == OFFER_ACCEPT_KEY:
+            rt.journey.slots[self.slot] = known.value
+            rt.record(
+                "slot_prefilled",
+                slot=self.slot,
+                mode=result.mode,
+                source_channel=known.channel,
+                age_s=round(max(0.0, rt.now().timestamp() - known.at)),
+            )
+            return Goto(self.next)
         if result.status != "match" or not self.valid(value):
             return self.retry(rt, result, "invalid_digits")
         rt.journey.slots[self.slot] = value
         if self.secret and self.slot not in rt.journey.secret_slots:
             rt.journey.secret_slots.append(self.slot)
-        rt.record("slot_filled", slot=self.slot, mode=result.mode, length=len(value))
+        data: dict[str, Any] = {"slot": self.slot, "mode": result.mode, "length": len(value)}
+        if known is not None:
+            data["offer_declined"] = True
+        rt.record("slot_filled", **data)
         return Goto(self.next)
 
 

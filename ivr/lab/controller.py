@@ -44,6 +44,7 @@ class ControllerProcess:
             "IVR_AGI_PORT": str(agi_port),
             "IVR_LOG_LEVEL": log_level,
             "IVR_FLOWS_WATCH_INTERVAL": "0.5",
+            "IVR_WEB_PORT": "0",  # the HTTP API on any free port: never collide with a real 8080
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

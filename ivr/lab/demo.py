@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ivr.config import Config
 from ivr.flow.loader import check_paths
-from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT, REDACTED, Journey
+from ivr.flow.model import REDACTED, SYSTEM_PROMPTS, Journey
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.lock import lab_session_lock
 from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
@@ -74,7 +74,7 @@ def build_demo_prompts(config: Config, sounds_dir: Path) -> None:
     for problem in problems:
         say(f"  flow problem (skipped): {problem}")
     prefix = config["prompts.prefix"]
-    items = [PromptItem(p.audio_name(prefix), p.text) for p in (FOR_PROMPT, PRESS_PROMPT)]
+    items = [PromptItem(p.audio_name(prefix), p.text) for p in SYSTEM_PROMPTS]
     for flow in flows:
         items += [PromptItem(p.audio_name(prefix), p.text) for p in flow.prompts() if not p.audio]
     report = build_prompts(

@@ -6,6 +6,12 @@ synchronous and cheap (it snapshots the journey as plain data); one writer task 
 accumulated in a single transaction, coalescing repeated saves of the same journey. Nothing is
 dropped when the database fails: the batch stays pending and is retried with backoff, and reads
 see pending snapshots first. ``flush()`` waits until everything saved so far is committed.
+
+The same transaction keeps the per-customer aggregates the call path reads (``option_stats``,
+``customer_slots``) in step with the log, from the ``option_chosen`` and ``slot_filled``
+interactions: a crash can never leave an aggregate counting an event the log does not have, and a
+retried batch never counts one twice. Slot values come from the journey at ``save()`` time; a
+secret slot's value is never taken.
 """
 
 from __future__ import annotations
@@ -13,43 +19,93 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Float, case, func, literal, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ivr.errors import StoreError
-from ivr.flow.model import Interaction, Journey
-from ivr.store.models import Base, InteractionRow, JourneyRow
+from ivr.flow.model import REDACTED, Interaction, Journey
+from ivr.store import schema
+from ivr.store.aggregates import DAY, tally
+from ivr.store.models import CustomerRow, CustomerSlotRow, InteractionRow, JourneyRow, OptionStatRow
 
 log = logging.getLogger(__name__)
+MAX_SLOT_VALUE = 256  # customer_slots.value
+#: Rows per multi-row statement: a backlog after an outage (thousands of journeys) must stay under
+#: the drivers' bind-parameter limits (asyncpg 32767, SQLite 32766) or it could never be written.
+ROWS_PER_STATEMENT = 500
+T = TypeVar("T")
+
+
+def chunks(rows: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def make_engine(url: str) -> AsyncEngine:
+    """A pooled engine. SQLite: WAL, enforced foreign keys (as on PostgreSQL), ``power()``.
+
+    PostgreSQL: no pre-ping. A ping is one more round trip on every checkout, and the call path
+    is allowed one; a connection that died in the pool is retried once by the reader instead
+    (``ivr.store.customers``), and the writer retries every failed batch anyway.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
-        from sqlalchemy import event
-
-        @event.listens_for(engine.sync_engine, "connect")
+        @sa_event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:  # WAL: readers never block the writer
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            try:
+                cur.execute("SELECT power(2, 1)")  # math functions are a compile-time option of SQLite
+            except Exception:
+                dbapi_conn.create_function("power", 2, math.pow, deterministic=True)
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+
+
+class LoggedEvent(NamedTuple):
+    """One interaction waiting for the writer, with what the aggregates need from its journey."""
+
+    journey_id: str
+    customer_id: str | None
+    channel: str
+    flow: str
+    event: Interaction
+    value: str | None  # slot_filled: the value given (None for a secret slot)
+
+
+def _slot_value(journey: Journey, event: Interaction) -> str | None:
+    if event.kind != "slot_filled":
+        return None
+    name = event.data.get("slot")
+    if not isinstance(name, str) or name in journey.secret_slots:
+        return None
+    value = journey.slots.get(name)
+    if value is None or value == REDACTED or len(str(value)) > MAX_SLOT_VALUE:
+        return None
+    return str(value)
 
 
 class JourneyStore:
-    def __init__(self, engine: AsyncEngine, *, batch_delay: float = 0.02) -> None:
+    def __init__(self, engine: AsyncEngine, *, batch_delay: float = 0.02, half_life_days: float = 30.0) -> None:
+        if half_life_days <= 0:
+            raise StoreError(f"half-life must be positive, got {half_life_days} days")
         self.engine = engine
+        self.half_life = half_life_days * DAY
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._pending: dict[str, dict[str, Any]] = {}
-        self._events: list[tuple[str, str | None, str, Interaction]] = []
+        self._events: list[LoggedEvent] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -58,8 +114,8 @@ class JourneyStore:
         self.commits = 0
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        """Bring the schema to head (``alembic upgrade head``), then start the writer."""
+        await schema.upgrade(self.engine)
         self._task = asyncio.create_task(self._writer(), name="journey-writer")
 
     async def stop(self) -> None:
@@ -79,7 +135,11 @@ class JourneyStore:
     def save(self, journey: Journey, events: Sequence[Interaction] = ()) -> None:
         self._pending[journey.id] = journey.persisted()
         for event in events:
-            self._events.append((journey.id, journey.customer_id, journey.channel, event))
+            self._events.append(
+                LoggedEvent(
+                    journey.id, journey.customer_id, journey.channel, journey.flow, event, _slot_value(journey, event)
+                )
+            )
         self._idle.clear()
         self._wake.set()
 
@@ -114,9 +174,7 @@ class JourneyStore:
             if not self._pending and not self._events:
                 self._idle.set()
 
-    async def _write(
-        self, journeys: dict[str, dict[str, Any]], events: list[tuple[str, str | None, str, Interaction]]
-    ) -> None:
+    async def _write(self, journeys: dict[str, dict[str, Any]], events: list[LoggedEvent]) -> None:
         dialect = self.engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         async with self.engine.begin() as conn:
@@ -137,25 +195,26 @@ class JourneyStore:
                     }
                     for d in journeys.values()
                 ]
-                stmt = insert(JourneyRow).values(rows)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[JourneyRow.id],
-                    set_={
-                        c: stmt.excluded[c]
-                        for c in (
-                            "flow",
-                            "flow_version",
-                            "channel",
-                            "step",
-                            "status",
-                            "caller",
-                            "customer_id",
-                            "data",
-                            "updated_at",
-                        )
-                    },
-                )
-                await conn.execute(stmt)
+                for chunk in chunks(rows):
+                    stmt = insert(JourneyRow).values(chunk)
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=[JourneyRow.id],
+                        set_={
+                            c: stmt.excluded[c]
+                            for c in (
+                                "flow",
+                                "flow_version",
+                                "channel",
+                                "step",
+                                "status",
+                                "caller",
+                                "customer_id",
+                                "data",
+                                "updated_at",
+                            )
+                        },
+                    )
+                    await conn.execute(stmt)
             if events:
                 await conn.execute(
                     insert(InteractionRow),
@@ -169,9 +228,75 @@ class JourneyStore:
                             "data": e.data,
                             "at": e.at,
                         }
-                        for jid, cid, ch, e in events
+                        for jid, cid, ch, _flow, e, _value in events
                     ],
                 )
+                await self._aggregate(conn, events, insert)
+
+    async def _aggregate(self, conn: Any, events: list[LoggedEvent], insert: Any) -> None:
+        """Fold this batch's choices and slot values into the aggregates (same transaction)."""
+        choices: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+        slots: dict[tuple[str, str], LoggedEvent] = {}
+        for logged in events:
+            e = logged.event
+            if logged.customer_id is None:
+                continue
+            if e.kind == "option_chosen" and e.step and isinstance(e.data.get("option"), str):
+                given = e.data.get("flow")
+                flow = given if isinstance(given, str) else logged.flow
+                choices[(logged.customer_id, flow, e.step, e.data["option"])].append(e.at)
+            elif e.kind == "slot_filled" and logged.value is not None:
+                key = (logged.customer_id, str(e.data["slot"]))
+                if key not in slots or slots[key].event.at <= e.at:
+                    slots[key] = logged
+        if not choices and not slots:
+            return
+        wanted = {k[0] for k in choices} | {k[0] for k in slots}
+        # Aggregates reference customers; an id no customer has (a channel's own id, a deleted
+        # customer) must not poison the batch: its events stay in the log, it just has no aggregate.
+        known: set[str] = set()
+        for ids in chunks(sorted(wanted)):
+            known.update((await conn.execute(select(CustomerRow.id).where(CustomerRow.id.in_(ids)))).scalars())
+        option_rows: list[dict[str, Any]] = []
+        for (cid, flow, step, option), times in choices.items():
+            t = tally(times, self.half_life)
+            if cid in known and t is not None:
+                option_rows.append(
+                    {
+                        "customer_id": cid,
+                        "flow": flow,
+                        "step": step,
+                        "option": option,
+                        "count": t.count,
+                        "score": t.score,
+                        "last_at": t.last_at,
+                    }
+                )
+        for options in chunks(option_rows):
+            stmt = insert(OptionStatRow).values(options)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[
+                    OptionStatRow.customer_id,
+                    OptionStatRow.flow,
+                    OptionStatRow.step,
+                    OptionStatRow.option,
+                ],
+                set_=merge_option_stats(stmt.excluded, self.half_life),
+            )
+            await conn.execute(stmt)
+        slot_rows: list[dict[str, Any]] = [
+            {"customer_id": cid, "slot": slot, "value": e.value, "channel": e.channel, "at": e.event.at}
+            for (cid, slot), e in slots.items()
+            if cid in known
+        ]
+        for slot_chunk in chunks(slot_rows):
+            stmt = insert(CustomerSlotRow).values(slot_chunk)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[CustomerSlotRow.customer_id, CustomerSlotRow.slot],
+                set_={"value": stmt.excluded.value, "channel": stmt.excluded.channel, "at": stmt.excluded.at},
+                where=stmt.excluded.at >= CustomerSlotRow.at,
+            )
+            await conn.execute(stmt)
 
     # ----------------------------------------------------------------------------------- reads
     async def get(self, journey_id: str) -> Journey | None:
@@ -194,3 +319,19 @@ class JourneyStore:
                 )
             ).all()
         return [{"kind": r.kind, "step": r.step, "data": r.data, "at": r.at, "channel": r.channel} for r in rows]
+
+
+def merge_option_stats(new: Any, half_life: float) -> dict[str, ColumnElement[Any]]:
+    """The upsert's SET clause: ``OptionTally.merge`` in SQL (both decayed to the later last_at)."""
+    old = OptionStatRow.__table__.c
+    two = literal(2.0, Float)
+    hl = literal(half_life, Float)
+    new_is_later = new.last_at >= old.last_at
+    return {
+        "count": old.count + new.count,
+        "score": case(
+            (new_is_later, old.score * func.power(two, (old.last_at - new.last_at) / hl) + new.score),
+            else_=old.score + new.score * func.power(two, (new.last_at - old.last_at) / hl),
+        ),
+        "last_at": case((new_is_later, new.last_at), else_=old.last_at),
+    }

@@ -1,20 +1,41 @@
-"""Tables. Only ``ivr.store`` knows SQL; everything else sees ``Journey`` and plain dicts.
+"""Tables. Only ``ivr.store`` knows SQL; everything else sees ``Journey``, ``CallerProfile`` and dicts.
 
 ``journeys`` holds the latest snapshot of each journey (its full plain-data form in ``data``, plus
-indexed columns for lookups); ``interactions`` is the append-only log of everything that happened,
-on every channel, which timelines and metrics are computed from.
+indexed columns for lookups); ``interactions`` is the ONE append-only log of everything that
+happened, on every channel, which timelines and metrics are computed from.
+
+``customers`` and ``customer_identities`` say who a contact is: an identity (a phone number in
+E.164, an e-mail address, an external CRM id) points to exactly one customer.
+
+``option_stats`` and ``customer_slots`` are derived from the log, kept up to date incrementally by
+the journey writer, so the call path reads a handful of rows instead of scanning a customer's
+history: the count and exponentially decayed score of every menu option a customer chose, and the
+last value of every (non-secret) slot they gave.
+
+The schema is owned by the Alembic migrations in ``ivr/store/migrations``; these classes must match
+them (a test compares the two).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: 64-bit ids where the database has them; SQLite's autoincrement needs exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints: SQLite's batch migrations can only drop or alter what has a name.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        }
+    )
 
 
 class JourneyRow(Base):
@@ -34,9 +55,11 @@ class JourneyRow(Base):
 
 
 class InteractionRow(Base):
+    """One event on one channel: call started, step entered, option chosen, queued, message sent, ..."""
+
     __tablename__ = "interactions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     journey_id: Mapped[str] = mapped_column(String(32))
     customer_id: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
@@ -47,5 +70,61 @@ class InteractionRow(Base):
 
     __table_args__ = (
         Index("ix_interactions_journey", "journey_id", "id"),
-        Index("ix_interactions_customer_at", "customer_id", "at"),
+        # the timeline: one customer's events, newest first, with a stable (at, id) cursor
+        Index("ix_interactions_customer_at", "customer_id", "at", "id"),
     )
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    crm_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    tier: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(String(16))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class CustomerIdentityRow(Base):
+    """How a contact is recognised: (kind, normalised value) -> one customer."""
+
+    __tablename__ = "customer_identities"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # phone | email | crm
+    value: Mapped[str] = mapped_column(String(320), primary_key=True)  # phone in E.164, e-mail lower-cased
+    customer_id: Mapped[str] = mapped_column(String(32), ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class OptionStatRow(Base):
+    """How often and how recently a customer chose one option of one menu (decayed as of last_at)."""
+
+    __tablename__ = "option_stats"
+
+    customer_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step: Mapped[str] = mapped_column(String(64), primary_key=True)
+    option: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    last_at: Mapped[float] = mapped_column(Float)
+
+
+class CustomerSlotRow(Base):
+    """The last value a customer gave for a slot, on any channel. Secret slots are never here."""
+
+    __tablename__ = "customer_slots"
+
+    customer_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    channel: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)

@@ -3,6 +3,8 @@ into its sounds directory, and the controller as a child process (``ivr serve``)
 
 from __future__ import annotations
 
+import os
+import uuid
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from ivr.flow.loader import check_paths
-from ivr.flow.model import FOR_PROMPT, PRESS_PROMPT
+from ivr.flow.model import SYSTEM_PROMPTS
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.controller import ControllerProcess
 from ivr.lab.lock import lab_session_lock
+from ivr.lab.postgres import PostgresServer, throwaway_postgres
+from ivr.lab.postgres import available as postgres_available
 from ivr.prompts.build import PromptItem, build_prompts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +45,7 @@ def lab(lab_lock: None) -> Iterator[AsteriskLab]:
     lab.install_config()
     flows, problems = check_paths([DIALPLANS])
     assert not problems, problems
-    items = [PromptItem(p.audio_name(), p.text) for p in (FOR_PROMPT, PRESS_PROMPT)]
+    items = [PromptItem(p.audio_name(), p.text) for p in SYSTEM_PROMPTS]
     for flow in flows:
         items += [PromptItem(p.audio_name(), p.text) for p in flow.prompts() if not p.audio]
     build_prompts(items, lab.sounds_dir)
@@ -65,7 +69,43 @@ def prompt_ms(lab: AsteriskLab) -> dict[str, int]:
 
 @pytest.fixture
 def controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
-    proc = ControllerProcess(flows_dir=DIALPLANS, data_dir=tmp_path / "ivr")
+    # As in production, the controller reads the prompts Asterisk plays (spoken menus play them
+    # over the AudioSocket); the lab's sounds live inside its root.
+    proc = ControllerProcess(
+        flows_dir=DIALPLANS, data_dir=tmp_path / "ivr", env={"IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir)}
+    )
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL for the session (ivr.lab.postgres), on a free loopback port.
+
+    Where PostgreSQL is not installed the PostgreSQL half of the suite is skipped, except in CI
+    (``CI`` set), where that is a failure: both databases must pass there.
+    """
+    if not postgres_available():
+        message = "PostgreSQL is not installed (scripts/bootstrap installs the 'postgresql' package)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with throwaway_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend, so the same test runs on SQLite and on PostgreSQL.
+
+    For ``ivr serve`` (ControllerProcess) pass ``env={"IVR_DATABASE_URL": database_url}``.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = server.create_database(name)
+    yield url
+    server.drop_database(name)

@@ -113,8 +113,8 @@ def test_bad_values_and_unknown_keys() -> None:
     text = GOOD.replace("      prompt: Choose.", "      prompt: Choose.\n      tires: 3\n      timeout: -1")
     out = problems(text)
     assert (
-        "f.yaml:10: menu: unknown key 'tires' in menu (allowed: invalid, noinput, on_failure, options, "
-        "personalize, prompt, timeout, tries)" in out
+        "f.yaml:10: menu: unknown key 'tires' in menu (allowed: confirm_below, invalid, noinput, on_failure, "
+        "options, personalize, prompt, speech, timeout, tries)" in out
     )
     assert "f.yaml:11: menu: timeout must be a number from 0.5 to 60" in out
 

@@ -1,0 +1,146 @@
+"""Recognition off the event loop: a bounded thread pool and the per-utterance plumbing to it.
+
+Why threads (not processes): both engines spend their time in C++ (Kaldi, CTranslate2) with the
+GIL released, and both models are big and read-only, so threads share one copy of the model
+(a process pool would load one per worker: 75-250 MB each). The pool is bounded at about one
+worker per core: more would only make every decode slower at once.
+
+Why :class:`Listening` instead of one ``run_in_executor`` per audio frame: AudioSocket delivers
+20 ms frames, 50 a second per call. A streaming engine gets them in batches of
+:data:`BATCH_BYTES` with at most one job in flight per utterance, so the order of the audio is
+kept without locks, a busy pool is never flooded by one call, and at the end of speech only
+the last batch is left to decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from ivr.speech.recognizer import Recognizer, RecognizerSession, Transcript
+
+__all__ = ["BATCH_BYTES", "Listening", "speech_executor", "transcribe"]
+
+BATCH_BYTES = 3200
+"""100 ms of 8 kHz 16-bit audio: what a streaming engine is handed at a time."""
+
+
+def speech_executor(workers: int = 2) -> ThreadPoolExecutor:
+    """The process's pool for recognition (``speech.workers`` threads). Owned by the composition
+    root, which shuts it down on stop."""
+    return ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="speech")
+
+
+class Listening:
+    """One utterance being recognised in ``executor`` while the event loop carries on.
+
+    ``feed`` never blocks (call it for every frame from the audio path); ``finish`` at the end
+    of speech returns the transcript; ``cancel`` when DTMF wins or the caller hangs up.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        phrases: Sequence[str],
+        executor: Executor,
+        *,
+        batch_bytes: int = BATCH_BYTES,
+    ) -> None:
+        self.recognizer = recognizer
+        self._phrases = tuple(phrases)
+        self._executor = executor
+        self._batch = batch_bytes
+        self._session: RecognizerSession | None = None
+        self._buffer = bytearray()
+        self._pending: asyncio.Future[None] | None = None
+        self._cancelled = False
+        self._finished = False
+
+    # Runs in a worker thread; one job of this utterance at a time, so no lock is needed.
+    def _accept(self, chunk: bytes) -> None:
+        if self._session is None:
+            self._session = self.recognizer.session(self._phrases)
+        if chunk:
+            self._session.accept(chunk)
+
+    def _finish(self, chunk: bytes) -> Transcript:
+        started = time.perf_counter()
+        self._accept(chunk)
+        assert self._session is not None
+        transcript = self._session.finish()
+        seconds = time.perf_counter() - started
+        return Transcript(transcript.text, transcript.confidence, transcript.engine, seconds)
+
+    def feed(self, pcm: bytes) -> None:
+        """More caller audio (8 kHz slin). Must be called from the event loop's thread."""
+        if self._finished or self._cancelled:
+            return
+        self._buffer += pcm
+        if not self.recognizer.streaming or len(self._buffer) < self._batch:
+            return
+        if self._pending is not None:
+            if not self._pending.done():
+                return  # the engine is behind: the next job takes a bigger batch
+            self._pending.result()  # re-raise an engine failure now, not at the end
+        chunk = bytes(self._buffer)
+        self._buffer.clear()
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(self._executor, self._accept, chunk)
+
+    async def finish(self) -> Transcript:
+        """The end of speech: wait for the last batch to decode and return the words.
+
+        ``Transcript.seconds`` is the engine time after the end of speech; queueing for a busy
+        pool comes on top (the benchmark measures both).
+        """
+        if self._cancelled:
+            raise RuntimeError("finish() on a cancelled Listening")
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        self._finished = True
+        if self._pending is not None:
+            await self._pending
+        chunk = bytes(self._buffer)
+        self._buffer.clear()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._finish, chunk)
+
+    def cancel(self) -> None:
+        """Drop the utterance (DTMF won, the caller left). A job already running finishes in its
+        thread and is discarded; nothing else is submitted."""
+        self._cancelled = True
+        self._buffer.clear()
+        if self._pending is not None:
+            # retrieve a failure of the abandoned job, so asyncio does not log it as never retrieved
+            self._pending.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+
+
+async def transcribe(
+    recognizer: Recognizer,
+    audio: bytes | Iterable[bytes] | AsyncIterable[bytes],
+    phrases: Sequence[str],
+    executor: Executor,
+) -> Transcript:
+    """Recognise one endpointed utterance without blocking the event loop.
+
+    ``audio`` is the whole utterance (bytes), or its chunks as they come (an iterable or an
+    async iterable, e.g. the frames of an AudioSocket): a streaming engine decodes while they
+    arrive.
+    """
+    listening = Listening(recognizer, phrases, executor)
+    try:
+        if isinstance(audio, bytes | bytearray | memoryview):
+            listening.feed(bytes(audio))
+        elif isinstance(audio, AsyncIterable):
+            async for chunk in audio:
+                listening.feed(chunk)
+        else:
+            for chunk in audio:
+                listening.feed(chunk)
+                await asyncio.sleep(0)  # let the batch reach the pool, like frames from a socket
+        return await listening.finish()
+    except BaseException:
+        listening.cancel()
+        raise

@@ -1,0 +1,211 @@
+"""Speech for the voice channel: one object the composition root owns and the channel asks.
+
+``SpeechService.menu`` is what a voice menu does when it may listen: play the menu's fragments
+through the AudioSocket while hearing the caller (speech or a key barges in), endpoint the answer,
+recognise it, map it to an option, and answer with the one ``InputResult`` type every channel
+uses. Anything that goes wrong on the speech side answers ``None`` instead: the channel then plays
+the same menu with STREAM FILE and takes keys (the caller hears the menu again, nothing more),
+and stops trying speech for the rest of the call.
+
+What is *not* a failure: the caller hanging up (``CallEnded`` from the AGI session, as everywhere),
+silence (``noinput``), words that match no option (``nomatch``), a key (``dtmf``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ivr.agi import commands as agi
+from ivr.agi.server import AgiSession
+from ivr.errors import ChannelError, CommandTimeout
+from ivr.flow.model import Choice, InputResult, Menu
+from ivr.speech.endpoint import EndpointSettings
+from ivr.speech.intents import IntentMatcher, to_input_result
+from ivr.speech.listener import AudioSocketServer, ListenRequest, ListenResult
+from ivr.speech.pool import speech_executor
+from ivr.speech.prompt_audio import PromptAudio
+from ivr.speech.recognizer import Recognizer, Transcript, load_recognizer
+
+__all__ = ["IntentMatchers", "SpeechService", "endpoint_settings", "speech_from_config"]
+
+log = logging.getLogger(__name__)
+
+#: Plays one sound file with STREAM FILE, every key an escape; returns the key pressed, if any.
+PlayFile = Callable[[str], Awaitable[str | None]]
+DEFAULT_SOUNDS_DIR = "/usr/share/asterisk/sounds/en"
+
+
+class IntentMatchers:
+    """One :class:`IntentMatcher` per distinct menu (its choices), built once and kept.
+
+    ``phrases`` is what the recognizer is primed with at that menu (Vosk grammar, Whisper prompt).
+    """
+
+    def __init__(self, language: str = "en", *, size: int = 256) -> None:
+        self.language = language
+        self._size = size
+        self._cache: OrderedDict[tuple[Choice, ...], IntentMatcher] = OrderedDict()
+
+    def matcher(self, choices: Sequence[Choice]) -> IntentMatcher:
+        key = tuple(choices)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = IntentMatcher.from_choices(key)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return found
+
+    def phrases(self, choices: Sequence[Choice]) -> list[str]:
+        return self.matcher(choices).phrases(self.language)
+
+
+def endpoint_settings(config: Any) -> EndpointSettings:
+    """The endpointer's tuning from the ``speech.*`` settings."""
+    return EndpointSettings(
+        threshold_dbfs=float(config["speech.threshold_dbfs"]),
+        start_ms=int(config["speech.start_ms"]),
+        end_silence_ms=int(config["speech.end_silence_ms"]),
+        max_speech_ms=int(config["speech.max_speech_ms"]),
+    )
+
+
+class SpeechService:
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        matchers: IntentMatchers,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 4574,
+        sounds_dir: Path = Path(DEFAULT_SOUNDS_DIR),
+        endpoint: EndpointSettings | None = None,
+        workers: int = 2,
+        decode_timeout: float = 15.0,
+    ) -> None:
+        self.recognizer = recognizer
+        self.matchers = matchers
+        self.endpoint = endpoint or EndpointSettings()
+        self.prompts = PromptAudio(sounds_dir)
+        self._executor = speech_executor(workers)
+        self.server = AudioSocketServer(
+            recognizer, host=host, port=port, executor=self._executor, decode_timeout=decode_timeout
+        )
+        self.listens = 0
+        self.failures = 0
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- the voice channel's entry points --------------------------------------------------
+
+    async def menu(
+        self, session: AgiSession, menu: Menu, fragments: Sequence[str], play: PlayFile
+    ) -> InputResult | None:
+        """Play and listen for one menu; ``None`` means "speech failed, do this menu on keys"."""
+        choices = menu.choices
+        settings = replace(self.endpoint, noinput_ms=int(menu.timeout * 1000))
+        try:
+            phrases = self.matchers.phrases(choices)
+            prompt = await self.prompts.load(fragments)
+        except Exception:  # our bug must cost speech, not the call
+            self.failures += 1
+            log.exception("cannot prepare listening at %s; falling back to keys", menu.step)
+            return None
+        if prompt is None:
+            # A fragment we cannot stream ourselves: Asterisk plays the menu (keys still barge
+            # in), and we listen after it. Slower to interrupt by voice, but the menu is heard.
+            for name in fragments:
+                digit = await play(name)
+                if digit:
+                    return InputResult("match", "dtmf", digit)
+            prompt = []
+        heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
+        return self.interpret(heard, choices)
+
+    async def listen(self, session: AgiSession, request: ListenRequest) -> ListenResult:
+        """One exchange over ``EXEC AudioSocket``; ``CallEnded`` if the caller hangs up meanwhile."""
+        self.listens += 1
+        try:
+            listening = self.server.expect(request)
+        except RuntimeError as exc:  # the server is stopping
+            return ListenResult("failed", detail=str(exc))
+        try:
+            reply = await session.command(
+                agi.exec_app("AudioSocket", [listening.uuid, self.server.address]),
+                timeout=self.server.bound_s(request),
+            )
+            if not listening.connected:
+                # EXEC returned without connecting: AudioSocket missing (result=-2), connect
+                # failure, channel not answered (-1) ...
+                return ListenResult("failed", detail=f"AudioSocket did not connect: {reply.raw}")
+            async with asyncio.timeout(self.server.bound_s(request)):
+                return await listening.result
+        except TimeoutError:
+            return ListenResult("failed", detail="no result from the speech server in time")
+        except CommandTimeout:
+            raise  # the AGI session is closed: nothing more can be done on this call
+        except ChannelError as exc:  # Asterisk refused the EXEC (the session is still in step)
+            return ListenResult("failed", detail=str(exc))
+        finally:
+            await self.server.forget(listening)
+
+    def interpret(self, heard: ListenResult, choices: Sequence[Choice]) -> InputResult | None:
+        """A listening outcome as the flow engine's ``InputResult`` (``None``: speech failed)."""
+        if heard.outcome == "dtmf":
+            return InputResult("match", "dtmf", heard.digit)
+        if heard.outcome == "noinput":
+            return InputResult("noinput", "speech")
+        if heard.outcome != "speech":
+            self.failures += 1
+            log.warning("speech unavailable for this call (%s: %s); falling back to keys", heard.outcome, heard.detail)
+            return None
+        try:
+            found = self.matchers.matcher(choices).match(heard.text)
+        except Exception:  # a matcher bug must not end the call: the caller can still press keys
+            self.failures += 1
+            log.exception("intent matching failed for %r; falling back to keys", heard.text)
+            return None
+        # No words: noinput; words without an intent: nomatch; else the option (or an intent no
+        # option claims) with the intent's confidence, lowered when the engine was unsure.
+        result = to_input_result(Transcript(heard.text, heard.confidence, heard.engine, heard.latency_s), found)
+        log.info(
+            "%r -> %s %s (%s; confidence %.2f)",
+            heard.text,
+            result.status,
+            result.interpretation,
+            found.reason,
+            result.confidence,
+        )
+        return replace(result, intent=found.intent)
+
+
+async def speech_from_config(config: Any) -> SpeechService | None:
+    """The process's speech service, or ``None`` for keys only (no engine, or ``speech.engine =
+    off``). Loads the model once, off the event loop; raises ConfigError for a model asked for
+    but missing (never downloads one)."""
+    recognizer = await asyncio.to_thread(load_recognizer, config)
+    if recognizer is None:
+        return None
+    sounds = str(config["speech.sounds_dir"] or config["prompts.dir"] or DEFAULT_SOUNDS_DIR)
+    return SpeechService(
+        recognizer,
+        IntentMatchers(str(config["speech.language"])),
+        host=str(config["speech.host"]),
+        port=int(config["speech.port"]),
+        sounds_dir=Path(sounds),
+        endpoint=endpoint_settings(config),
+        workers=int(config["speech.workers"]),
+        decode_timeout=float(config["speech.decode_timeout"]),
+    )

@@ -3,6 +3,8 @@
 
 * ``dialplan`` — Asterisk alone (answer, play a short file, set variables, hang up): the ceiling.
 * ``ivr``      — the same call through our FastAGI controller running the ``bench`` flow.
+* ``bare``     — the same two AGI commands from ``bare_fastagi.py``, the thinnest FastAGI server
+  there can be: what FastAGI itself costs Asterisk, before any controller logic.
 * ``pyst2``    — the same AGI commands from a classic process-per-call pyst2 script.
 
 For each route the rate ramps up (x1.5) until a step fails, then bisects between the last good
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,7 +131,7 @@ def ceiling(route: str, start: float, seconds: float, lab: AsteriskLab, controll
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8, help="length of each rate step")
-    parser.add_argument("--routes", default="dialplan,ivr,pyst2")
+    parser.add_argument("--routes", default="dialplan,bare,ivr,pyst2")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -156,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
     data = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
     controller = ControllerProcess(flows_dir=REPO / "dialplans", data_dir=data, log_level="WARNING")
     controller.start()
+    bare = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "bare_fastagi.py"), "4575"], stdout=subprocess.PIPE, text=True
+    )
+    assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
     steps: list[Step] = []
     results: dict[str, float] = {}
     rounds: list[dict[str, float]] = []
@@ -172,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
             print("   round " + str(number + 1) + ": " + ", ".join(f"{r} {v:.1f}" for r, v in this.items()), flush=True)
     finally:
         controller.stop()
+        bare.terminate()
+        bare.wait(10)
         if started_lab:
             lab.stop()
     print("\n== Sustained calls/s with zero failed calls (2 cores, Asterisk 22, SIPp on loopback)")
@@ -180,6 +189,14 @@ def run(args: argparse.Namespace) -> int:
     ivr_steps = [s for s in steps if s.route == "ivr" and s.ok]
     if "ivr" in results and "dialplan" in results and results["dialplan"]:
         print(f"  ivr / dialplan-only ceiling = {results['ivr'] / results['dialplan']:.2f}  (target >= 0.9)")
+    if "ivr" in results and results.get("bare"):
+        print(
+            f"  ivr / bare FastAGI          = {results['ivr'] / results['bare']:.2f}  (what the controller's logic costs)"
+        )
+    if "bare" in results and results.get("dialplan"):
+        print(
+            f"  bare FastAGI / dialplan     = {results['bare'] / results['dialplan']:.2f}  (what FastAGI costs Asterisk)"
+        )
     if "ivr" in results and results.get("pyst2"):
         print(f"  ivr / pyst2                 = {results['ivr'] / results['pyst2']:.1f}x (target >= 8x)")
     if ivr_steps:

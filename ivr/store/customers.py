@@ -335,7 +335,8 @@ class CallerProfiles:
         if number is None:
             return None
         try:
-            return await asyncio.wait_for(self._load(number), self.timeout)
+            async with asyncio.timeout(self.timeout):  # no extra task per call, unlike wait_for
+                return await self._load(number)
         except TimeoutError:
             self.failures += 1
             log.error("caller lookup for %s took over %.1fs: continuing as an unknown caller", number, self.timeout)

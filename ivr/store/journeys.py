@@ -2,8 +2,9 @@
 
 Why write-behind: at a couple of hundred calls a second, each with several steps, a commit per
 step would make the database the bottleneck and add its latency to every prompt. ``save()`` is
-synchronous and cheap (it snapshots the journey as plain data); one writer task commits whatever
-accumulated in a single transaction, coalescing repeated saves of the same journey. Nothing is
+synchronous and cheap (it notes the journey and its new events); one writer task snapshots every
+noted journey as plain data and commits the lot in a single transaction, so repeated saves of the
+same journey between two commits cost one snapshot and one row write. Nothing is
 dropped when the database fails: the batch stays pending and is retried with backoff, and reads
 see pending snapshots first. ``flush()`` waits until everything saved so far is committed.
 
@@ -95,6 +96,10 @@ class LoggedEvent(NamedTuple):
     value: str | None  # slot_filled: the value given (None for a secret slot)
 
 
+def _snapshot(pending: Journey | dict[str, Any]) -> dict[str, Any]:
+    return pending.persisted() if isinstance(pending, Journey) else pending
+
+
 def _slot_value(journey: Journey, event: Interaction) -> str | None:
     if event.kind != "slot_filled":
         return None
@@ -114,7 +119,9 @@ class JourneyStore:
         self.engine = engine
         self.half_life = half_life_days * DAY
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._pending: dict[str, dict[str, Any]] = {}
+        #: journey id -> the live journey (snapshotted when the writer runs, so a burst of saves of
+        #: one journey costs one snapshot), or a snapshot waiting for a retry after a failed write
+        self._pending: dict[str, Journey | dict[str, Any]] = {}
         self._events: list[LoggedEvent] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -144,7 +151,7 @@ class JourneyStore:
         await self.engine.dispose()
 
     def save(self, journey: Journey, events: Sequence[Interaction] = ()) -> None:
-        self._pending[journey.id] = journey.persisted()
+        self._pending[journey.id] = journey
         for event in events:
             self._events.append(
                 LoggedEvent(
@@ -165,7 +172,8 @@ class JourneyStore:
             await self._wake.wait()
             await asyncio.sleep(self._batch_delay)  # let a burst of saves coalesce into one commit
             self._wake.clear()
-            journeys, self._pending = self._pending, {}
+            pending, self._pending = self._pending, {}
+            journeys = {jid: _snapshot(j) for jid, j in pending.items()}
             events, self._events = self._events, []
             try:
                 await self._write(journeys, events)
@@ -310,7 +318,7 @@ class JourneyStore:
     # ----------------------------------------------------------------------------------- reads
     async def get(self, journey_id: str) -> Journey | None:
         if journey_id in self._pending:
-            return Journey.from_dict(self._pending[journey_id])
+            return Journey.from_dict(_snapshot(self._pending[journey_id]))
         async with self._sessions() as session:
             row = await session.get(JourneyRow, journey_id)
             return Journey.from_dict(row.data) if row else None

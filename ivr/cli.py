@@ -178,6 +178,74 @@ def cmd_customers(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _skills(values: list[str]) -> dict[str, int]:
+    """``billing`` or ``billing:1`` (skill:penalty; 0 primary, 1 secondary, 2 backup)."""
+    skills: dict[str, int] = {}
+    for value in values:
+        name, _, penalty = value.partition(":")
+        if not name.replace("-", "").replace("_", "").isalnum() or name == "general":
+            raise IvrError(f"bad skill {name!r}: letters, digits, '-' or '_' (and not 'general')")
+        try:
+            skills[name] = int(penalty or 0)
+        except ValueError:
+            raise IvrError(f"bad penalty in {value!r}: skill:penalty, e.g. billing:1") from None
+    return skills
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    import getpass
+
+    from ivr.acd.store import AgentStore
+    from ivr.store.journeys import JourneyStore, make_engine
+    from ivr.web.agents_auth import WeakPassword, hash_password
+
+    config = _config(args)
+    if config.database_url.startswith("sqlite"):
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def password() -> str:
+        if args.password_stdin:
+            return sys.stdin.readline().rstrip("\n")
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise IvrError("passwords differ")
+        return first
+
+    async def run() -> int:
+        store = JourneyStore(make_engine(config.database_url))
+        await store.start()
+        try:
+            agents = AgentStore(store.engine)
+            if args.agents_cmd == "list":
+                for a in await agents.all():
+                    skills = ", ".join(f"{k}:{v}" for k, v in sorted(a["skills"].items()))
+                    print(f"{a['id']}  {a['username']:16} {a['endpoint']:12} {skills}  {a['display_name']}")
+                return 0
+            try:
+                hashed = hash_password(password())
+            except WeakPassword as exc:
+                raise IvrError(str(exc)) from None
+            if args.agents_cmd == "passwd":
+                if not await agents.set_password(args.username, hashed):
+                    raise IvrError(f"no agent {args.username!r}")
+                print(f"password of {args.username} changed; their sessions are closed")
+                return 0
+            agent_id = await agents.add(
+                username=args.username,
+                display_name=args.name or args.username,
+                password_hash=hashed,
+                endpoint=args.endpoint,
+                skills=_skills(args.skill),
+                max_chats=args.max_chats,
+            )
+            print(f"agent {args.username} added (id {agent_id}, phone PJSIP/{args.endpoint})")
+            return 0
+        finally:
+            await store.stop()
+
+    return asyncio.run(run())
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from ivr.lab.asterisk import main as lab_main
 
@@ -236,6 +304,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("who", help="phone number (E.164) or customer id")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_customers)
+
+    agents = sub.add_parser("agents", help="contact-centre agents (desktop logins)").add_subparsers(
+        dest="agents_cmd", required=True
+    )
+    p = agents.add_parser("add", help="create an agent: login, softphone endpoint, skills")
+    p.add_argument("username")
+    p.add_argument("--name", help="display name (default: the user name)")
+    p.add_argument("--endpoint", required=True, help="PJSIP endpoint of their softphone, e.g. agent1001")
+    p.add_argument("--skill", action="append", default=[], help="skill[:penalty], repeatable (0 primary, 1, 2)")
+    p.add_argument("--max-chats", type=int, default=3, help="chats at once besides one call")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    p.set_defaults(func=cmd_agents)
+    p = agents.add_parser("passwd", help="set an agent's password (closes their sessions)")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(func=cmd_agents)
+    agents.add_parser("list", help="every agent").set_defaults(func=cmd_agents)
 
     p = sub.add_parser("lab", help="the lab Asterisk 22 (provision | up | down | status | cli CMD)")
     p.add_argument("lab_args", nargs=argparse.REMAINDER)

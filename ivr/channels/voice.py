@@ -17,8 +17,10 @@ died, sends the call down the dialplan's fallback path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -28,19 +30,30 @@ from ivr.agi.server import AgiSession
 from ivr.errors import CallEnded, ChannelError
 from ivr.flow.machine import FlowMachine, FlowSource
 from ivr.flow.model import (
+    CALLBACK_BOOKED_PROMPT,
+    CALLBACK_OFFER_PROMPT,
+    CONTINUE_LABEL,
     FOR_PROMPT,
     OFFER_ACCEPT_KEY,
     OFFER_CHOICE_PROMPT,
     PRESS_PROMPT,
+    QUEUE_MINUTES_PROMPT,
+    QUEUE_POSITION_PROMPT,
+    QUEUE_WAIT_PROMPT,
+    RESTART_LABEL,
+    WELCOME_BACK_PROMPT,
     Ask,
     CallerLeft,
+    Choice,
     Command,
     Continue,
     Event,
     Fallback,
     Flow,
+    Handoff,
     Hangup,
     InputResult,
+    Interaction,
     Journey,
     Menu,
     Play,
@@ -87,21 +100,40 @@ class SpeechMenus(Protocol):
     ) -> InputResult | None: ...
 
 
+#: Executes a ``Handoff`` for a journey (``ivr.channels.handoff.Handoffs.send``): (sent?, how).
+HandoffRunner = Callable[[Journey, Handoff], Awaitable[tuple[bool, str]]]
+
+
 class VoiceChannel:
     """Executes one batch of flow commands; returns the event for the machine, or None when done."""
 
-    def __init__(self, session: AgiSession, prefix: str = "ivr", speech: SpeechMenus | None = None) -> None:
+    def __init__(
+        self,
+        session: AgiSession,
+        prefix: str = "ivr",
+        speech: SpeechMenus | None = None,
+        *,
+        journey: Journey | None = None,
+        handoff: HandoffRunner | None = None,
+        queue_desk: QueueDesk | None = None,
+    ) -> None:
+        self.queue_desk = queue_desk
         self.session = session
         self.prefix = prefix
         #: None: keys only (no recognizer, or speech already failed once on this call)
         self.speech = speech
+        self.journey = journey
+        self.handoff = handoff
+        self.input_at: float | None = None  # when the last menu answer arrived (perf_counter)
 
     async def execute(self, commands: list[Command]) -> Event | None:
         for command in commands:
             if isinstance(command, Play):
                 await self._stream(command.prompt.audio_name(self.prefix), "")
             elif isinstance(command, Menu):
-                return await self.menu(command)
+                result = await self.menu(command)
+                self.input_at = time.perf_counter()
+                return result
             elif isinstance(command, Ask):
                 return await self.ask(command)
             elif isinstance(command, Queue):
@@ -113,6 +145,19 @@ class VoiceChannel:
             elif isinstance(command, Fallback):
                 await self.session.set_variable(VAR_ACTION, "fallback")
                 return None
+            elif isinstance(command, Handoff):
+                # Issue 6: the link goes out by SMS while the caller is still on the line; the
+                # step then says so (or that it could not) and ends the call or carries on.
+                if self.handoff is None or self.journey is None:
+                    return InputResult("nomatch", "dtmf", "disabled")
+                sent, how = await self.handoff(self.journey, command)
+                if sent and self.input_at is not None:  # bench/handoff.py reads this line
+                    log.info(
+                        "handoff: key press to SMS accepted by the gateway in %.1f ms (journey %s)",
+                        (time.perf_counter() - self.input_at) * 1000,
+                        self.journey.id,
+                    )
+                return InputResult("match" if sent else "nomatch", "dtmf", how)
             else:
                 raise ChannelError(f"voice cannot render {type(command).__name__}")
         return Continue()
@@ -213,12 +258,74 @@ class VoiceChannel:
         return agi.digit_from_reply(reply) if reply.result_int > 0 else None
 
     async def queue(self, queue: Queue) -> None:
+        if self.queue_desk is not None and self.journey is not None and await self._queue_experience(queue):
+            return
         for name, value in queue.variables.items():
             await self.session.set_variable(f"__{name}", value)  # '__': inherited by the agent's leg
         await self.session.set_variable(VAR_QUEUE, queue.queue)
         await self.session.set_variable(VAR_QUEUE_PRIO, str(queue.priority))
         await self.session.set_variable(VAR_QUEUE_TIMEOUT, str(queue.timeout))
         await self.session.set_variable(VAR_ACTION, "queue")
+
+    async def _queue_experience(self, queue: Queue) -> bool:
+        """Issue 5: say the caller's position and wait; past the threshold offer a callback that keeps
+        their place. True when a callback was booked (the call then ends instead of queueing)."""
+        desk, journey = self.queue_desk, self.journey
+        assert desk is not None and journey is not None
+        position, eta = desk.estimate(queue.queue, queue.skill)
+        if eta <= 0:
+            return False  # an agent is free: straight through
+        minutes = max(1, round(eta / 60))
+        for name in (QUEUE_POSITION_PROMPT.audio_name(self.prefix),):
+            await self._stream(name, "")
+        await self.session.command(agi.say_number(position))
+        await self._stream(QUEUE_WAIT_PROMPT.audio_name(self.prefix), "")
+        await self.session.command(agi.say_number(minutes))
+        await self._stream(QUEUE_MINUTES_PROMPT.audio_name(self.prefix), "")
+        offered = desk.should_offer(eta) and journey.caller is not None
+        journey_events = [
+            Interaction(
+                "queue_announced",
+                queue.step,
+                {"position": position, "eta_s": eta, "callback_offered": offered},
+                time.time(),
+            )
+        ]
+        if not offered:
+            desk.record(journey, journey_events)
+            return False
+        reply = await self.session.command(agi.get_data(CALLBACK_OFFER_PROMPT.audio_name(self.prefix), 5000, 1))
+        digits, _ = agi.get_data_digits(reply) if reply.result != "-1" else ("", False)
+        if digits != "1":
+            desk.record(journey, journey_events)
+            return False
+        ticket = await desk.book(journey, queue)
+        if ticket is None:  # one open callback per customer: they keep holding instead
+            journey_events.append(Interaction("callback_refused", queue.step, {"why": "already booked"}, time.time()))
+            desk.record(journey, journey_events)
+            return False
+        journey_events.append(
+            Interaction(
+                "callback_requested",
+                queue.step,
+                {"ticket": ticket, "queue": queue.queue, "position": position, "eta_s": eta},
+                time.time(),
+            )
+        )
+        journey.outcome = {**journey.outcome, "callback": ticket}
+        desk.record(journey, journey_events)
+        await self._stream(CALLBACK_BOOKED_PROMPT.audio_name(self.prefix), "")
+        await self.session.set_variable(VAR_ACTION, "hangup")
+        return True
+
+
+class QueueDesk(Protocol):
+    """Queue position, estimated wait and callbacks (``ivr.acd.callbacks.Callbacks`` via the ACD)."""
+
+    def estimate(self, queue: str, skill: str | None) -> tuple[int, float]: ...
+    def should_offer(self, eta: float) -> bool: ...
+    async def book(self, journey: Journey, queue: Queue) -> str | None: ...
+    def record(self, journey: Journey, events: list[Interaction]) -> None: ...
 
 
 class ProfileSource(Protocol):
@@ -247,6 +354,7 @@ class InboundCalls:
     ) -> None:
         self.flows = flows
         self.speech = speech  # set by the App once a recognizer is loaded
+        self.queue_desk: QueueDesk | None = None  # set by the App when the ACD runs (issue 5)
         self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
         self.pick_flow = pick_flow
         self.store = store
@@ -255,6 +363,11 @@ class InboundCalls:
         self.clock = clock
         self.calls = 0
         self.finished: dict[str, int] = {}
+        #: Issue 6: sends continuation links (set by the App when handoff is configured)
+        self.handoff: HandoffRunner | None = None
+        #: Issue 6: customer id -> the id of their journey open on another channel, if any
+        self.open_journeys: Callable[[str], Awaitable[str | None]] | None = None
+        self.continued = 0
 
     async def __call__(self, session: AgiSession) -> None:
         env = session.env
@@ -263,7 +376,77 @@ class InboundCalls:
         journey.refs = {"uniqueid": env.uniqueid, "channel": env.channel, "dnis": env.extension}
         self.calls += 1
         profile = await self.identify(journey)
+        open_journey = await self.continue_offer(session, journey)
+        if open_journey is not None:
+            journey = open_journey
         await self.run(session, journey, profile)
+
+    async def continue_call(self, session: AgiSession) -> None:
+        """The ``continue`` AGI route (issue 6, "call me now"): a call the controller originated
+        to the customer enters the IVR at their journey's current step (``?journey=<id>``)."""
+        journey_id = session.env.params.get("journey", "")
+        previous = await self.store.get(journey_id) if journey_id else None
+        if previous is None or previous.status not in ("active", "handed_off") or previous.step is None:
+            log.warning("continue call for unknown or finished journey %r: dialplan fallback", journey_id)
+            await session.set_variable(VAR_ACTION, "fallback")
+            return
+        was = previous.channel
+        previous.channel, previous.status, previous.outcome = "voice", "active", {}
+        previous.refs = {**previous.refs, "uniqueid": session.env.uniqueid, "channel": session.env.channel}
+        self.store.save(
+            previous,
+            [
+                Interaction(
+                    "channel_changed", previous.step, {"from": was, "to": "voice", "via": "call me"}, time.time()
+                )
+            ],
+        )
+        self.calls += 1
+        self.continued += 1
+        log.info("call-me call continues journey %s at %s (was on %s)", previous.id, previous.step, was)
+        profile = await self.identify(previous)
+        await self.run(session, previous, profile)
+
+    async def continue_offer(self, session: AgiSession, journey: Journey) -> Journey | None:
+        """Issue 6: a caller whose journey is open on another channel (handed off, chatting) is
+        offered to continue it: key 1 (or no key) continues at its saved step, skipping the menus
+        before it, with everything already entered; 2 starts over. None: a new journey."""
+        if self.open_journeys is None or journey.customer_id is None:
+            return None
+        try:
+            found = await asyncio.wait_for(self.open_journeys(journey.customer_id), 1.0)
+            previous = await self.store.get(found) if found else None
+        except Exception as exc:  # the call goes on as a new journey
+            log.error("open journey lookup failed for journey %s: %s", journey.id, exc)
+            return None
+        if previous is None or previous.step is None:
+            return None
+        offer = Menu(
+            "continue_offer",
+            WELCOME_BACK_PROMPT,
+            (Choice("1", "continue", CONTINUE_LABEL), Choice("2", "restart", RESTART_LABEL)),
+            timeout=3.0,
+            attempt=1,
+            speech=False,
+        )
+        answer = await VoiceChannel(session, self.prefix).menu(offer)
+        if answer.status == "match" and answer.utterance == "2":
+            log.info("caller chose to start over instead of journey %s", previous.id)
+            return None
+        was = previous.channel
+        previous.channel, previous.status, previous.outcome = "voice", "active", {}
+        previous.refs = {**previous.refs, **journey.refs}
+        self.store.save(
+            previous,
+            [
+                Interaction(
+                    "channel_changed", previous.step, {"from": was, "to": "voice", "via": "caller id"}, time.time()
+                )
+            ],
+        )
+        self.continued += 1
+        log.info("caller continues journey %s at %s (was on %s)", previous.id, previous.step, was)
+        return previous
 
     async def identify(self, journey: Journey) -> CallerProfile | None:
         """The caller's profile by caller id, before the first prompt. Never fails the call."""
@@ -281,7 +464,9 @@ class InboundCalls:
 
     async def run(self, session: AgiSession, journey: Journey, profile: CallerProfile | None = None) -> None:
         machine = FlowMachine(self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life)
-        channel = VoiceChannel(session, self.prefix, speech=self.speech)
+        channel = VoiceChannel(
+            session, self.prefix, speech=self.speech, journey=journey, handoff=self.handoff, queue_desk=self.queue_desk
+        )
         try:
             commands = machine.start()
             self.store.save(journey, machine.take_events())

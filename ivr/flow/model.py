@@ -40,7 +40,30 @@ OFFER_ACCEPT_KEY = "1"
 OFFER_CHOICE_PROMPT = Prompt("Press 1 to use it, or enter another.")
 #: Every fragment the channels compose at run time (not found in any flow's ``prompts()``):
 #: ``ivr prompts build``, the demo and the test lab render these besides the flows' own prompts.
-SYSTEM_PROMPTS: tuple[Prompt, ...] = (FOR_PROMPT, PRESS_PROMPT, OFFER_CHOICE_PROMPT)
+#: A caller whose journey is open on another channel (issue 6): continue it (1), or start over (2).
+WELCOME_BACK_PROMPT = Prompt("Welcome back. You can continue where you left off.")
+CONTINUE_LABEL = Prompt("continuing where you left off")
+RESTART_LABEL = Prompt("starting over")
+#: Before joining a queue (issue 5): "You are number" N "in line. The wait is about" M "minutes."
+#: then, past the callback threshold, the offer; a booked callback ends with the goodbye.
+QUEUE_POSITION_PROMPT = Prompt("You are number")
+QUEUE_WAIT_PROMPT = Prompt("in line. The wait is about")
+QUEUE_MINUTES_PROMPT = Prompt("minutes.")
+CALLBACK_OFFER_PROMPT = Prompt("To be called back without losing your place, press 1. To keep holding, press 2.")
+CALLBACK_BOOKED_PROMPT = Prompt("Thank you. We will call you back when it is your turn. Goodbye.")
+SYSTEM_PROMPTS: tuple[Prompt, ...] = (
+    FOR_PROMPT,
+    PRESS_PROMPT,
+    OFFER_CHOICE_PROMPT,
+    WELCOME_BACK_PROMPT,
+    CONTINUE_LABEL,
+    RESTART_LABEL,
+    QUEUE_POSITION_PROMPT,
+    QUEUE_WAIT_PROMPT,
+    QUEUE_MINUTES_PROMPT,
+    CALLBACK_OFFER_PROMPT,
+    CALLBACK_BOOKED_PROMPT,
+)
 DEFAULT_TEXTS: dict[str, str] = {
     "invalid": "Sorry, that is not a valid choice.",
     "noinput": "Sorry, I did not hear your choice.",
@@ -238,7 +261,23 @@ class Fallback:
     reason: str
 
 
-Command = Play | Menu | Ask | Queue | Hangup | Fallback
+@dataclass(frozen=True)
+class Handoff:
+    """Continue this journey on another channel: ``chat`` (a link sent by SMS) or ``sms``.
+
+    The channel that executes it creates the continuation and sends the message, then answers
+    with an ``InputResult``: ``match`` when the message was accepted by the gateway, ``nomatch``
+    when it could not be sent (no mobile number, the feature is off, the gateway refused).
+    ``resume``: the step the journey continues at on the new channel.
+    """
+
+    step: str
+    channel: Literal["chat", "sms"]
+    resume: str
+    prompt: Prompt | None = None  # words before the link in the message
+
+
+Command = Play | Menu | Ask | Queue | Hangup | Fallback | Handoff
 
 
 # ---------------------------------------------------------------------------------------- events

@@ -23,6 +23,7 @@ from ivr.flow.model import (
     Command,
     Fallback,
     Flow,
+    Handoff,
     Hangup,
     InputResult,
     Journey,
@@ -40,6 +41,7 @@ from ivr.flow.personalize import (
     rank_menu,
 )
 from ivr.flow.profile import CallerProfile, KnownSlot
+from ivr.routing.acd import RoutingFacts, route
 
 SLOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DTMF_KEYS = frozenset("0123456789*#")
@@ -442,9 +444,15 @@ class MenuStep(_Retrying):
         """(key, option) in the order the caller hears them: the journey's saved keys, else the file's."""
         key_map = rt.journey.menu_keys.get(self.name) if self.personalize else None
         if not key_map:
-            return [(o.key, o) for o in self.options]
+            return [(o.key, o) for o in self.options if self._offered(rt, o)]
         key_of = {option: key for key, option in key_map.items()}
-        return [(key_of[o.id], o) for o in order_from_keys(self.options, key_map)]
+        return [(key_of[o.id], o) for o in order_from_keys(self.options, key_map) if self._offered(rt, o)]
+
+    @staticmethod
+    def _offered(rt: Runtime, option: MenuOption) -> bool:
+        """ "Continue by text message" is not offered to a customer already chatting (issue 6)."""
+        target = rt.flow.steps.get(option.next) if option.next else None
+        return not (isinstance(target, HandoffStep) and target.channel == rt.journey.channel)
 
     def render(self, rt: Runtime) -> Command:
         choices = tuple(Choice(key, o.id, o.label, o.intents) for key, o in self.spoken(rt))
@@ -819,21 +827,39 @@ class QueueStep(Step):
 
     def enter(self, rt: Runtime) -> Outcome:
         j = rt.journey
+        # Issue 5: queue, skill and priority from the journey (intent, tier, language), pure.
+        decision = route(
+            RoutingFacts(
+                queue=self.queue,
+                skill=self.skill,
+                priority=self.priority,
+                intent=j.intent,
+                confidence=float((j.recognition or {}).get("confidence") or 1.0),
+                tier=(j.customer or {}).get("tier"),
+                language=(j.customer or {}).get("language"),
+            )
+        )
+        skill = self.skill or (decision.skill if decision.queue != "main" else None)
         variables = {
             "IVR_JOURNEY_ID": j.id,
             "IVR_FLOW": j.flow,
             "IVR_STEP": self.name,
             "IVR_PATH": ">".join(j.path),
             "IVR_INTENT": j.intent or "",
-            "IVR_SKILL": self.skill or "",
+            "IVR_SKILL": skill or "",
         }
         for slot in self.carry:
             if slot in j.slots and slot not in j.secret_slots:
                 variables[f"IVR_SLOT_{slot.upper()}"] = j.slots[slot]
-        j.outcome = {"queue": self.queue, "skill": self.skill, "priority": self.priority}
-        rt.record("queued", queue=self.queue, skill=self.skill, priority=self.priority)
+        j.outcome = {
+            "queue": decision.queue,
+            "skill": skill,
+            "priority": decision.priority,
+            "routing": decision.to_dict(),
+        }
+        rt.record("queued", queue=decision.queue, skill=skill, priority=decision.priority)
         commands: list[Command] = [Play(self.name, self.prompt)] if self.prompt else []
-        commands.append(Queue(self.name, self.queue, self.skill, self.priority, self.timeout, variables))
+        commands.append(Queue(self.name, decision.queue, skill, decision.priority, self.timeout, variables))
         return End(commands, "queued")
 
 
@@ -926,9 +952,98 @@ class HangupStep(Step):
         return End(commands, "completed")
 
 
+@dataclass(frozen=True)
+class HandoffStep(Step):
+    """Continue the journey on another channel, at ``resume`` (default ``next``), with nothing
+    the customer entered asked again (issue 6).
+
+    ``channel: chat`` texts a one-time link to the web chat (the only channel so far).
+    When the gateway accepted the message the customer hears ``say`` and this channel ends
+    (journey ``handed_off``); when it could not be sent they hear ``failed`` and the flow goes on
+    here, at ``on_failure`` (default: the flow's ``on_failure``, else ``resume``).
+    """
+
+    KIND = "handoff"
+    channel: Literal["chat", "sms"] = "chat"
+    resume: str = ""
+    message: Prompt | None = None
+    prompt: Prompt | None = None
+    failed: Prompt | None = None
+    on_failure: str | None = None
+
+    _KEYS: ClassVar[set[str]] = {"channel", "resume", "message", "say", "failed", "on_failure"}
+    DEFAULT_SAY: ClassVar[str] = "We have sent you a text message with a link to continue. Goodbye."
+    DEFAULT_FAILED: ClassVar[str] = "Sorry, we cannot send you a text message right now."
+
+    @classmethod
+    def parse(cls, name: str, body: Any, next_: str | None, ctx: ParseContext) -> Step | None:
+        body = ctx.mapping(body if body is not None else {}, ctx.line, "handoff", cls._KEYS)
+        channel = body.get("channel", "chat")
+        if channel != "chat":
+            ctx.problem("handoff channel must be chat (a link by SMS to the web chat)", ctx.line_of(body, "channel"))
+            channel = "chat"
+        resume = ctx.target(body.get("resume"), ctx.line_of(body, "resume"), "resume") or next_
+        if resume is None:
+            ctx.problem("handoff needs the step to continue at: resume (or next)", ctx.line)
+            return None
+
+        def text(key: str, default: str | None) -> Prompt | None:
+            if key in body:
+                return ctx.prompt(body[key], ctx.line_of(body, key), key)
+            return Prompt(default) if default else None
+
+        return cls(
+            name,
+            ctx.line,
+            next_,
+            channel=channel,
+            resume=resume,
+            message=text("message", None),
+            prompt=text("say", cls.DEFAULT_SAY),
+            failed=text("failed", cls.DEFAULT_FAILED),
+            on_failure=ctx.target(body.get("on_failure"), ctx.line_of(body, "on_failure"), "on_failure"),
+        )
+
+    def targets(self) -> list[tuple[str, int]]:
+        out = [(self.resume, self.line)]
+        if self.on_failure:
+            out.append((self.on_failure, self.line))
+        return out
+
+    def prompts(self) -> list[Prompt]:
+        return [p for p in (self.prompt, self.failed) if p]
+
+    def enter(self, rt: Runtime) -> Outcome:
+        return Wait([Handoff(self.name, self.channel, self.resume, self.message)], "input")
+
+    def on_input(self, rt: Runtime, result: InputResult) -> Outcome:
+        if result.status == "match":
+            rt.record("handed_off", to=self.channel, resume=self.resume, via=result.utterance)
+            rt.journey.step = self.resume  # where any channel picks the journey up
+            commands: list[Command] = [Play(self.name, self.prompt)] if self.prompt else []
+            commands.append(Hangup(self.name, "handoff"))
+            return End(commands, "handed_off")
+        rt.record("handoff_failed", to=self.channel, reason=result.utterance)
+        return Wait([Play(self.name, self.failed)] if self.failed else [], "continue")
+
+    def on_continue(self, rt: Runtime) -> Outcome:
+        return Goto(self.on_failure or rt.flow.on_failure or self.resume)
+
+
 STEP_KINDS: dict[str, type[Step]] = {
     kind.KIND: kind
-    for kind in (SayStep, MenuStep, AskStep, BranchStep, QueueStep, GotoStep, InvokeStep, ReturnStep, HangupStep)
+    for kind in (
+        SayStep,
+        MenuStep,
+        AskStep,
+        BranchStep,
+        QueueStep,
+        GotoStep,
+        InvokeStep,
+        ReturnStep,
+        HangupStep,
+        HandoffStep,
+    )
 }
 #: Keys every step may carry besides its kind.
 COMMON_KEYS = frozenset({"next", "description"})

@@ -128,3 +128,73 @@ class CustomerSlotRow(Base):
     value: Mapped[str] = mapped_column(String(256))
     channel: Mapped[str] = mapped_column(String(16))
     at: Mapped[float] = mapped_column(Float)
+
+
+class AgentRow(Base):
+    """A person who answers contacts: login, scrypt password hash, softphone endpoint, skills."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    endpoint: Mapped[str] = mapped_column(String(64))  # PJSIP endpoint of the softphone, e.g. agent1001
+    skills: Mapped[dict[str, Any]] = mapped_column(JSON)  # skill -> penalty (0 = primary)
+    max_chats: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class AgentSessionRow(Base):
+    """A desktop login. Only the SHA-256 of the cookie token is stored."""
+
+    __tablename__ = "agent_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(32), ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class CallbackRow(Base):
+    """A virtual queue ticket: the caller hung up but keeps their place (``ticket_at``)."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    # == customer_id while the ticket is open, NULL once closed: one open callback per customer
+    open_customer: Mapped[str | None] = mapped_column(String(64), unique=True)
+    journey_id: Mapped[str] = mapped_column(String(32))
+    phone: Mapped[str] = mapped_column(String(32))
+    queue: Mapped[str] = mapped_column(String(64))
+    skill: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(String(16))  # waiting | dialing | connected | done | failed | cancelled
+    ticket_at: Mapped[float] = mapped_column(Float)
+    not_before: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_callbacks_status", "status", "queue", "ticket_at"),)
+
+
+class ContinuationRow(Base):
+    """A link that continues a journey on another channel; usable once (``claimed_at``)."""
+
+    __tablename__ = "continuations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(32), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    step: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    session_hash: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -44,7 +44,7 @@ def test_unknown_step_kind() -> None:
     out = problems(GOOD.replace("    say: Hello.", "    speak: Hello."))
     assert out == [
         "f.yaml:5: hello: unknown step kind or key 'speak' (kinds: say, menu, ask, branch, queue, goto, "
-        "invoke, return, hangup)"
+        "invoke, return, hangup, handoff)"
     ]
 
 

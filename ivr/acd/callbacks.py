@@ -1,0 +1,276 @@
+"""Callbacks that keep their place, and the queue estimates the caller hears.
+
+A caller told "you are number 4, the wait is about 6 minutes" may press 1 to be called back. They
+hang up; a **ticket** keeps their place: ``ticket_at`` is the moment they would have joined the
+queue. The dispatcher dials the customer (AMI Originate) only when
+
+1. the ticket is due (``not_before``: after hours, the next opening time),
+2. no caller still holding in that queue joined before ``ticket_at`` (never ahead of them),
+3. no older open ticket of that queue is still waiting or being dialled (first come, first served),
+4. an agent with the skill is ready now (so the customer does not answer into a long wait).
+
+The answered callback joins the queue (``[ivr-callback]`` in extensions.conf) with the highest
+priority, which puts it ahead only of callers who joined after its ticket: exactly its place. The
+journey variables travel with it, so the agent's screen pop shows the same context as the original
+call. One open ticket per customer (a database constraint). Every step is recorded in the journey's
+timeline: ``callback_requested``, ``callback_dialled``, ``callback_connected``/``callback_failed``.
+
+:func:`due_tickets` is the pure decision; :class:`Callbacks` wires it to the store, AMI and the ACD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ivr.ami import actions
+from ivr.ami import events as ev
+from ivr.ami.client import AmiError
+from ivr.flow.hours import BusinessHours
+from ivr.flow.model import Interaction, Journey, Queue
+
+if TYPE_CHECKING:
+    from ivr.acd.service import Acd
+    from ivr.acd.store import CallbackStore
+
+log = logging.getLogger(__name__)
+CALLBACK_PRIORITY = 10  # the queue's highest: ahead of everyone who joined after the ticket
+MAX_ATTEMPTS = 3
+RETRY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    queue: str
+    skill: str
+    ticket_at: float
+    not_before: float
+    status: str  # waiting | dialing
+
+
+def due_tickets(
+    tickets: Sequence[Ticket],
+    holding: dict[str, list[float]],
+    ready_skills: set[str],
+    now: float,
+) -> list[Ticket]:
+    """Tickets to dial now. ``holding``: queue -> join times of callers still waiting in it;
+    ``ready_skills``: skills (queue names) with at least one ready agent. Pure."""
+    out: list[Ticket] = []
+    by_queue: dict[str, list[Ticket]] = {}
+    for ticket in sorted(tickets, key=lambda t: t.ticket_at):
+        by_queue.setdefault(ticket.queue, []).append(ticket)
+    for queue, queue_tickets in by_queue.items():
+        head = queue_tickets[0]  # an older ticket of this queue, waiting or dialling, goes first
+        if head.status != "waiting" or head.not_before > now:
+            continue
+        if any(joined < head.ticket_at for joined in holding.get(queue, [])):
+            continue  # someone who called before this ticket is still holding
+        if queue not in ready_skills and head.skill not in ready_skills:
+            continue
+        out.append(head)
+    return out
+
+
+def estimate_wait(position: int, agents: int, handle_time: float) -> float:
+    """Seconds until a caller at ``position`` reaches an agent: handled in parallel by ``agents``."""
+    return math.ceil(position / max(1, agents)) * handle_time if position > 0 else 0.0
+
+
+def next_opening(hours: BusinessHours, now: float, step_min: int = 5, horizon_days: int = 14) -> float:
+    """The first moment (to ``step_min``) at or after ``now`` when ``hours`` is open; ``now`` if open."""
+    t = datetime.fromtimestamp(now, UTC)
+    if hours.is_open(t):
+        return now
+    t = t.replace(second=0, microsecond=0) + timedelta(minutes=step_min - t.minute % step_min)
+    for _ in range(horizon_days * 24 * 60 // step_min):
+        if hours.is_open(t):
+            return t.timestamp()
+        t += timedelta(minutes=step_min)
+    raise ValueError(f"calendar {hours.name} never opens in the next {horizon_days} days")
+
+
+class Callbacks:
+    """Owned by the App through the ACD: ``start``/``stop`` run the dispatcher task."""
+
+    def __init__(
+        self,
+        acd: Acd,
+        store: CallbackStore,
+        *,
+        dial: str = "PJSIP/{number}@trunk",
+        offer_after: float = 120.0,
+        handle_time: float = 180.0,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        hours: Callable[[Journey, Queue], BusinessHours | None] | None = None,
+    ) -> None:
+        self.acd = acd
+        self.store = store
+        self.dial = dial
+        self.offer_after = offer_after
+        self.handle_time = handle_time
+        self.interval = interval
+        self.clock = clock
+        #: the calendar that says when this queue is staffed (after hours: dial at opening)
+        self.hours = hours
+        self.open: list[dict[str, Any]] = []  # cache of open tickets, refreshed by the dispatcher
+        self._dialing: dict[str, dict[str, Any]] = {}  # action id -> ticket
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ what the caller hears
+
+    def estimate(self, queue: str, skill: str | None = None) -> tuple[int, float]:
+        """(position the caller would take, estimated wait in seconds)."""
+        waiting = sum(1 for c in self.acd.waiting.values() if c.get("queue") == queue)
+        tickets = sum(1 for t in self.open if t["queue"] == queue)
+        skill = skill or queue
+        serving = [s for s in self.acd.states.values() if s.logged_in and (skill in s.skills or queue == "main")]
+        position = waiting + tickets + 1
+        if sum(1 for s in serving if s.status == "ready") >= position:
+            return position, 0.0  # an agent is free for this caller now: nothing to announce
+        return position, estimate_wait(position, len(serving), self.handle_time)
+
+    def record(self, journey: Journey, events: list[Interaction]) -> None:
+        self.acd.journeys.save(journey, events)
+
+    def should_offer(self, eta: float) -> bool:
+        return self.offer_after >= 0 and eta >= self.offer_after
+
+    async def book(self, journey: Journey, queue: Queue, *, open_at: float | None = None) -> str | None:
+        """A ticket for this caller at their place now; None if they already have an open one."""
+        if not journey.caller:
+            return None
+        now = self.clock()
+        calendar = self.hours(journey, queue) if self.hours and open_at is None else None
+        if calendar is not None:
+            open_at = next_opening(calendar, now)
+        ticket = await self.store.open(
+            customer_id=journey.customer_id or f"phone:{journey.caller}",
+            journey_id=journey.id,
+            phone=journey.caller,
+            queue=queue.queue,
+            skill=queue.skill or queue.queue,
+            priority=queue.priority,
+            ticket_at=now,
+            not_before=open_at or now,
+            context={k: v for k, v in queue.variables.items()},
+        )
+        if ticket is not None:
+            self.open.append({"id": ticket, "queue": queue.queue, "ticket_at": now})
+            log.info("callback %s booked for journey %s in %s", ticket, journey.id, queue.queue)
+        return ticket
+
+    # ------------------------------------------------------------------ dispatcher
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="callback-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("callback dispatcher failed; retrying")
+            await asyncio.sleep(self.interval)
+
+    async def tick(self) -> list[str]:
+        """One pass: dial every ticket that is due. Returns the ids dialled."""
+        rows = await self.store.waiting()
+        self.open = rows
+        if self.acd.ami is None or not self.acd.ami.connected.is_set():
+            return []
+        tickets = [Ticket(r["id"], r["queue"], r["skill"], r["ticket_at"], r["not_before"], r["status"]) for r in rows]
+        holding: dict[str, list[float]] = {}
+        for call in self.acd.waiting.values():
+            if not call.get("callback"):
+                holding.setdefault(call["queue"], []).append(float(call.get("joined_at") or 0.0))
+        ready = {skill for s in self.acd.states.values() if s.status == "ready" for skill in [*s.skills, "main"]}
+        dialled = []
+        for ticket in due_tickets(tickets, holding, ready, self.clock()):
+            row = next(r for r in rows if r["id"] == ticket.id)
+            await self._dial(row)
+            dialled.append(ticket.id)
+        return dialled
+
+    async def _dial(self, row: dict[str, Any]) -> None:
+        assert self.acd.ami is not None
+        attempts = int(row["attempts"]) + 1
+        await self.store.set_status(row["id"], "dialing", attempts=attempts)
+        context = dict(row["context"] or {})
+        variables = {f"__{k}": v for k, v in context.items() if k.startswith("IVR_") and "," not in v}
+        variables.update(
+            {
+                "IVR_QUEUE": row["queue"],
+                "QUEUE_PRIO": str(CALLBACK_PRIORITY),
+                "__IVR_CALLBACK_ID": row["id"],
+            }
+        )
+        action_id = f"cb-{row['id']}-{attempts}"
+        self._dialing[action_id] = row
+        try:
+            await self.acd.ami.action(
+                actions.originate(
+                    self.dial.format(number=row["phone"]),
+                    context="ivr-callback",
+                    exten="s",
+                    caller_id=row["phone"],
+                    timeout_ms=30000,
+                    variables=variables,
+                    action_id=action_id,
+                )
+            )
+        except AmiError as exc:
+            log.warning("callback %s: originate refused: %s", row["id"], exc)
+            self._dialing.pop(action_id, None)
+            await self._failed(row, attempts, str(exc))
+            return
+        await self._record(row["journey_id"], "callback_dialled", ticket=row["id"], attempt=attempts)
+
+    async def on_event(self, event: ev.AmiEvent) -> None:
+        if isinstance(event, ev.OriginateResponse) and event.action_id in self._dialing:
+            row = self._dialing.pop(event.action_id)
+            if event.response.lower() != "success":
+                await self._failed(row, int(row["attempts"]) + 1, f"originate {event.response} ({event.reason})")
+        elif isinstance(event, ev.QueueCallerJoin) and event.caller.variables.get("IVR_CALLBACK_ID"):
+            call = self.acd.waiting.get(event.caller.uniqueid)
+            if call is not None:
+                call["callback"] = event.caller.variables["IVR_CALLBACK_ID"]
+        elif isinstance(event, ev.QueueCallerAbandon) and event.caller.variables.get("IVR_CALLBACK_ID"):
+            # the customer answered the callback but hung up before an agent did: try again later
+            left = event.caller.variables["IVR_CALLBACK_ID"]
+            rows = [r for r in self.open if r["id"] == left]
+            if rows:
+                await self._failed(rows[0], int(rows[0]["attempts"]), "customer left the queue")
+        elif isinstance(event, ev.AgentConnect):
+            ticket = event.caller.variables.get("IVR_CALLBACK_ID")
+            if ticket:
+                await self.store.set_status(ticket, "done")
+                await self._record(event.caller.journey_id, "callback_connected", ticket=ticket, queue=event.queue)
+
+    async def _failed(self, row: dict[str, Any], attempts: int, why: str) -> None:
+        if attempts >= MAX_ATTEMPTS:
+            await self.store.set_status(row["id"], "failed")
+            await self._record(row["journey_id"], "callback_failed", ticket=row["id"], why=why)
+        else:
+            await self.store.set_status(row["id"], "waiting", attempts=attempts)
+            await self.store.postpone(row["id"], self.clock() + RETRY_S)
+
+    async def _record(self, journey_id: str | None, kind: str, **data: Any) -> None:
+        await self.acd.record(journey_id, kind, **data)

@@ -1,0 +1,131 @@
+"""Chat (and SMS) contacts offered to blended agents: N chats at once, next to one phone call.
+
+The chat channel (issue 6) calls :meth:`ChatOffers.offer` with a :class:`ChatContact`; the ACD
+picks a logged-in agent holding the skill with a free chat slot (lowest skill penalty first, then
+the least busy, then who has waited longest), publishes a ``chat.offer`` with a screen pop built
+from the journey to ``agent.<id>``, and from then on relays messages both ways:
+
+* customer -> agent: :meth:`customer_message` publishes ``chat.message`` to ``agent.<id>``;
+* agent -> customer: the desktop's ``chat.send`` becomes ``agent.message`` on ``chat.<contact_id>``
+  (the chat channel subscribes to that topic), ``chat.end`` becomes ``agent.closed``.
+
+See /work/notes/issue5-api.md for the message shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ivr.acd.service import Acd
+
+
+def chat_topic(contact_id: str) -> str:
+    return f"chat.{contact_id}"
+
+
+@dataclass(frozen=True)
+class ChatContact:
+    contact_id: str
+    journey_id: str
+    skill: str
+    channel: str = "chat"
+    customer_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "contact_id": self.contact_id,
+            "journey_id": self.journey_id,
+            "skill": self.skill,
+            "channel": self.channel,
+            "customer_id": self.customer_id,
+            "context": dict(self.context),
+        }
+
+
+class ChatOffers:
+    def __init__(self, acd: Acd) -> None:
+        self.acd = acd
+        #: contact_id -> (agent_id, contact)
+        self.active: dict[str, tuple[str, ChatContact]] = {}
+
+    async def offer(self, contact: ChatContact) -> str | None:
+        """The agent id the contact was given to, or None when no agent can take it now."""
+        if contact.contact_id in self.active:
+            return self.active[contact.contact_id][0]
+        candidates = self.acd.agents_with_skill(contact.skill, lambda s: s.can_take_chat())
+        if not candidates:
+            return None
+        state = candidates[0]
+        state.chats.add(contact.contact_id)
+        self.active[contact.contact_id] = (state.agent_id, contact)
+        now = time.time()
+        pop = await self.acd.pop_for(
+            {"uniqueid": contact.contact_id, "journey_id": contact.journey_id, "called_at": now, "queue": contact.skill}
+        )
+        pop["channel"] = contact.channel
+        from ivr.acd.service import agent_topic
+
+        await self.acd.bus.publish(
+            agent_topic(state.agent_id), {"type": "chat.offer", "contact": contact.to_dict(), "pop": pop}
+        )
+        await self.acd.publish_state(state.agent_id)
+        await self.acd.record(
+            contact.journey_id, "chat_offered", agent_id=state.agent_id, agent=state.display_name, skill=contact.skill
+        )
+        return state.agent_id
+
+    def agent_of(self, contact_id: str) -> str | None:
+        entry = self.active.get(contact_id)
+        return entry[0] if entry else None
+
+    async def customer_message(self, contact_id: str, text: str) -> bool:
+        """Relay what the customer wrote to the agent's desktop; False if the contact is not assigned."""
+        agent_id = self.agent_of(contact_id)
+        if agent_id is None:
+            return False
+        from ivr.acd.service import agent_topic
+
+        await self.acd.bus.publish(
+            agent_topic(agent_id),
+            {"type": "chat.message", "contact_id": contact_id, "from": "customer", "text": text, "at": time.time()},
+        )
+        return True
+
+    async def agent_message(self, agent_id: str, contact_id: str, text: str) -> None:
+        """From the desktop: published on ``chat.<contact_id>`` for the chat channel."""
+        if self.agent_of(contact_id) != agent_id:
+            raise PermissionError("this chat is not yours")
+        await self.acd.bus.publish(
+            chat_topic(contact_id),
+            {"type": "agent.message", "contact_id": contact_id, "agent_id": agent_id, "text": text, "at": time.time()},
+        )
+        _, contact = self.active[contact_id]
+        await self.acd.record(
+            contact.journey_id, "chat_message", **{"from": "agent", "agent_id": agent_id, "text": text}
+        )
+
+    async def close(self, contact_id: str, *, by: str, agent_id: str | None = None) -> None:
+        entry = self.active.pop(contact_id, None)
+        if entry is None:
+            return
+        owner, contact = entry
+        if agent_id is not None and agent_id != owner:
+            self.active[contact_id] = entry
+            raise PermissionError("this chat is not yours")
+        state = self.acd.states.get(owner)
+        if state is not None:
+            state.chats.discard(contact_id)
+        from ivr.acd.service import agent_topic
+
+        if by == "agent":
+            await self.acd.bus.publish(
+                chat_topic(contact_id),
+                {"type": "agent.closed", "contact_id": contact_id, "agent_id": owner, "at": time.time()},
+            )
+        await self.acd.bus.publish(agent_topic(owner), {"type": "chat.closed", "contact_id": contact_id, "by": by})
+        await self.acd.publish_state(owner)
+        await self.acd.record(contact.journey_id, "chat_closed", by=by, agent_id=owner)

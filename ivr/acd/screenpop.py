@@ -1,0 +1,113 @@
+"""The screen pop: everything the agent must see before saying hello. Pure: dicts in, a dict out.
+
+Built from the journey's plain data (what the IVR recorded), the customer row and the newest
+timeline entries; nothing here queries anything, so a pop can be prepared when the caller joins the
+queue and published in microseconds when the agent's phone rings.
+
+Secret slots (a PIN) never appear: the journey store has already redacted them, and this module
+drops any slot named in ``secret_slots`` as a second guard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TIMELINE_ENTRIES = 10
+
+
+def _recognition(journey: Mapping[str, Any]) -> dict[str, Any] | None:
+    rec = journey.get("recognition") or {}
+    intent = rec.get("intent") or journey.get("intent")
+    if not intent and not rec.get("utterance"):
+        return None
+    return {
+        "intent": intent,
+        "confidence": rec.get("confidence"),
+        "transcript": rec.get("utterance") or "",
+        "mode": rec.get("mode") or ("speech" if rec.get("utterance") else "dtmf"),
+        "step": rec.get("step"),
+    }
+
+
+def _slots(journey: Mapping[str, Any]) -> list[dict[str, Any]]:
+    secret = set(journey.get("secret_slots") or [])
+    customer = journey.get("customer") or {}
+    verified_identity = bool(customer.get("verified")) or "verify_identity" in (journey.get("flows_done") or [])
+    out = []
+    for name, value in sorted((journey.get("slots") or {}).items()):
+        if name in secret:
+            continue
+        out.append({"name": name, "value": value, "verified": verified_identity})
+    return out
+
+
+def _menu_reasons(journey: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for step, info in sorted((journey.get("personalization") or {}).items()):
+        out.append(
+            {
+                "step": step,
+                "reordered": bool(info.get("reordered")),
+                "reason": info.get("reason") or "",
+                "order": list(info.get("order") or []),
+            }
+        )
+    return out
+
+
+def build_pop(
+    journey: Mapping[str, Any] | None,
+    *,
+    customer: Mapping[str, Any] | None = None,
+    timeline: Sequence[Mapping[str, Any]] = (),
+    call: Mapping[str, Any],
+    routing: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """``call``: {"uniqueid", "queue", "callerid", "joined_at", "called_at", "channel"}."""
+    j: Mapping[str, Any] = journey or {}
+    joined = float(call.get("joined_at") or 0.0)
+    called = float(call.get("called_at") or (time.time() if now is None else now))
+    profile: dict[str, Any] = {}
+    if customer:
+        profile = {
+            "id": customer.get("id"),
+            "name": customer.get("name") or customer.get("display_name"),
+            "tier": customer.get("tier"),
+            "language": customer.get("language"),
+            "verified": bool(customer.get("verified")),
+            "email": customer.get("email"),
+        }
+    elif j.get("customer"):
+        c = j["customer"]
+        profile = {
+            "id": j.get("customer_id"),
+            "name": c.get("name") or c.get("display_name"),
+            "tier": c.get("tier"),
+            "language": c.get("language"),
+            "verified": bool(c.get("verified")),
+        }
+    return {
+        "pop_id": f"{call.get('uniqueid', '')}:{called:.6f}",
+        "journey_id": j.get("id") or call.get("journey_id"),
+        "channel": j.get("channel") or "voice",
+        "caller": j.get("caller") or call.get("callerid"),
+        "customer": profile,
+        "known_customer": bool(profile.get("id")),
+        "contacts": (j.get("customer") or {}).get("contacts"),
+        "flow": j.get("flow"),
+        "path": list(j.get("path") or []),
+        "recognition": _recognition(j),
+        "slots": _slots(j),
+        "menus": _menu_reasons(j),
+        "queue": call.get("queue") or (j.get("outcome") or {}).get("queue"),
+        "skill": (j.get("outcome") or {}).get("skill"),
+        "priority": (j.get("outcome") or {}).get("priority"),
+        "routing": dict(routing or {}),
+        "waited_s": round(max(0.0, called - joined), 1) if joined else None,
+        "called_at": called,
+        "uniqueid": call.get("uniqueid"),
+        "timeline": [dict(e) for e in list(timeline)[:TIMELINE_ENTRIES]],
+    }

@@ -1,0 +1,366 @@
+"""The ACD service: agents' states, queue events from AMI, screen pops to the right desktop.
+
+Owned by ``ivr.app.App`` (``start``/``stop``). It holds the AMI client's event stream and the
+logged-in agents' states (:class:`ivr.acd.agents.AgentState`); desktops talk to it through
+``login/ready/pause/logout/finish`` and receive everything through the pub/sub bus on topic
+``agent.<agent_id>``, so the node holding an agent's websocket need not be this one.
+
+The pop path is built for latency: on ``QueueCallerJoin`` the journey, the customer and their
+timeline are loaded and a pop prepared; on ``AgentCalled`` it is stamped and published at once
+(one dict update and one publish). A call that joined before we were connected is loaded then.
+
+After every AMI (re)connection :meth:`rebuild` reads ``QueueStatus`` and ``CoreShowChannels``:
+the waiting callers are known again, and every logged-in agent's memberships and pause state are
+put back the way our state says (after an Asterisk restart they are all gone), calls that vanished
+end, and every desktop gets its state again ("recovered").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ivr.acd.agents import AgentState
+from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
+from ivr.ami import actions
+from ivr.ami import events as ev
+from ivr.ami.actions import Action
+from ivr.ami.client import AmiClient, AmiError
+from ivr.flow.model import Interaction
+from ivr.store.customers import CustomerStore
+from ivr.store.journeys import JourneyStore
+from ivr.web.pubsub import Bus, MemoryBus
+
+log = logging.getLogger(__name__)
+DISPOSITIONS = ("resolved", "follow_up", "escalated", "callback", "wrong_queue", "other")
+
+
+def agent_topic(agent_id: str) -> str:
+    return f"agent.{agent_id}"
+
+
+class Acd:
+    def __init__(
+        self,
+        *,
+        ami: AmiClient | None,
+        journeys: JourneyStore,
+        customers: CustomerStore,
+        bus: Bus | None = None,
+    ) -> None:
+        self.ami = ami
+        self.journeys = journeys
+        self.customers = customers
+        self.bus: Bus = bus or MemoryBus()
+        self.states: dict[str, AgentState] = {}
+        self._by_interface: dict[str, str] = {}
+        #: callers waiting in queues, by their channel's uniqueid
+        self.waiting: dict[str, dict[str, Any]] = {}
+        self._pops: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.rebuilds = 0
+        #: (agent_id, ms from AgentCalled to painted in the browser), for metrics and benchmarks
+        self.paint_ms: list[float] = []
+        from ivr.acd.chat import ChatOffers  # circular at import time only
+
+        self.chats = ChatOffers(self)
+        #: set by the App (ivr.acd.callbacks.Callbacks): sees every event after the ACD did
+        self.callbacks: Any = None
+        if ami is not None:
+            ami.on_event(self.handle)
+            ami.on_connected(self.rebuild)
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._pops.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._pops.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._pops.clear()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, actions: list[Action]) -> bool:
+        """Send in order; False (logged) if AMI is down: ``rebuild`` will reconcile on reconnect."""
+        if self.ami is None:
+            return False
+        for action in actions:
+            try:
+                await self.ami.action(action)
+            except AmiError as exc:
+                log.warning("AMI %s for %s failed: %s", action.get("Action"), action.get("Interface"), exc)
+                return False
+        return True
+
+    async def publish_state(self, agent_id: str, **extra: Any) -> None:
+        state = self.states.get(agent_id)
+        if state is not None:
+            await self.bus.publish(agent_topic(agent_id), {"type": "state", "agent": state.to_dict(), **extra})
+
+    # ------------------------------------------------------------------ desktop commands
+
+    async def login(self, agent: dict[str, Any]) -> AgentState:
+        """The agent's desktop connected: join their softphone to their skill queues (paused)."""
+        state = self.states.get(agent["id"])
+        if state is None:
+            state = AgentState(
+                agent_id=agent["id"],
+                username=agent["username"],
+                display_name=agent["display_name"],
+                endpoint=agent["endpoint"],
+                skills={k: int(v) for k, v in agent["skills"].items()},
+                max_chats=int(agent.get("max_chats", 3)),
+            )
+            self.states[state.agent_id] = state
+            self._by_interface[state.interface] = state.agent_id
+        actions = state.login()
+        if actions:
+            log.info("agent %s logged in on %s (skills %s)", state.username, state.interface, state.skills)
+            await self._send(actions)
+        await self.publish_state(state.agent_id)
+        return state
+
+    async def logout(self, agent_id: str) -> None:
+        state = self.states.get(agent_id)
+        if state is None:
+            return
+        await self._send(state.logout())
+        await self.publish_state(agent_id)
+        log.info("agent %s logged out", state.username)
+
+    async def ready(self, agent_id: str) -> None:
+        state = self.states[agent_id]
+        await self._send(state.ready())
+        await self.publish_state(agent_id)
+
+    async def pause(self, agent_id: str, reason: str) -> None:
+        state = self.states[agent_id]
+        await self._send(state.pause(reason))
+        await self.publish_state(agent_id)
+
+    async def finish(self, agent_id: str, *, journey_id: str, disposition: str, notes: str) -> None:
+        """Notes and disposition of the interaction go to the customer's timeline."""
+        if disposition not in DISPOSITIONS:
+            raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        state = self.states.get(agent_id)
+        await self.record(
+            journey_id,
+            "agent_disposition",
+            agent_id=agent_id,
+            agent=state.display_name if state else agent_id,
+            disposition=disposition,
+            notes=notes[:4000],
+        )
+
+    async def painted(self, agent_id: str, called_at: float, at: float) -> None:
+        ms = (at - called_at) * 1000.0
+        self.paint_ms.append(ms)
+        log.info("screen pop painted for agent %s %.0f ms after AgentCalled", agent_id, ms)
+
+    async def record(self, journey_id: str | None, kind: str, **data: Any) -> None:
+        """Append to the journey's interaction log (the timeline every channel reads)."""
+        if not journey_id:
+            return
+        journey = await self.journeys.get(journey_id)
+        if journey is None:
+            log.warning("no journey %s to record %s", journey_id, kind)
+            return
+        self.journeys.save(journey, [Interaction(kind, journey.step, data, time.time())])
+
+    # ------------------------------------------------------------------ pops
+
+    async def _load_pop(self, call: dict[str, Any]) -> dict[str, Any]:
+        journey = await self.journeys.get(call["journey_id"]) if call.get("journey_id") else None
+        data = journey.to_dict() if journey else None
+        customer = None
+        timeline: list[dict[str, Any]] = []
+        if journey and journey.customer_id:
+            customer = await self.customers.get(journey.customer_id)
+            timeline = (await self.customers.timeline(journey.customer_id, limit=TIMELINE_ENTRIES)).entries
+        routing = (data or {}).get("outcome", {}).get("routing") if data else None
+        return build_pop(data, customer=customer, timeline=timeline, call=call, routing=routing)
+
+    def _prepare(self, call: dict[str, Any]) -> None:
+        uid = call["uniqueid"]
+        if uid not in self._pops:
+            task = asyncio.ensure_future(self._load_pop(call))
+            task.set_name(f"pop-{uid}")
+            self._pops[uid] = task
+
+    async def pop_for(self, call: dict[str, Any]) -> dict[str, Any]:
+        self._prepare(call)
+        try:
+            base = await self._pops[call["uniqueid"]]
+        except Exception:
+            log.exception("screen pop for %s could not be loaded; sending what AMI said", call["uniqueid"])
+            base = build_pop(None, call=call)
+        joined = call.get("joined_at") or 0.0
+        called = call["called_at"]
+        return {
+            **base,
+            "pop_id": f"{call['uniqueid']}:{called:.6f}",
+            "called_at": called,
+            "queue": call.get("queue") or base.get("queue"),
+            "waited_s": round(max(0.0, called - joined), 1) if joined else None,
+        }
+
+    # ------------------------------------------------------------------ AMI events
+
+    async def handle(self, event: ev.AmiEvent) -> None:
+        if isinstance(event, ev.QueueCallerJoin):
+            call = self._waiting_from(event.queue, event.caller, event.timestamp or time.time(), event.position)
+            self._prepare(call)
+        elif isinstance(event, ev.AgentCalled):
+            await self._agent_called(event)
+        elif isinstance(event, ev.AgentConnect):
+            agent_id = self._by_interface.get(event.interface)
+            self.waiting.pop(event.caller.uniqueid, None)
+            if agent_id:
+                state = self.states[agent_id]
+                state.connected({"hold_time": event.hold_time, "connected_at": event.timestamp})
+                await self.bus.publish(agent_topic(agent_id), {"type": "call.connected", "call": state.call})
+                await self.publish_state(agent_id)
+                self._spawn(
+                    self.record(
+                        event.caller.journey_id,
+                        "agent_connected",
+                        agent_id=agent_id,
+                        agent=state.display_name,
+                        queue=event.queue,
+                        hold_time=event.hold_time,
+                    ),
+                    "record-connect",
+                )
+        elif isinstance(event, ev.AgentComplete):
+            agent_id = self._by_interface.get(event.interface)
+            self._pops.pop(event.caller.uniqueid, None)
+            if agent_id:
+                state = self.states[agent_id]
+                ended = state.call
+                await self._send(state.completed())
+                await self.bus.publish(
+                    agent_topic(agent_id),
+                    {"type": "call.ended", "call": ended, "talk_time": event.talk_time, "by": event.reason},
+                )
+                await self.publish_state(agent_id)
+        elif isinstance(event, ev.AgentRingNoAnswer):
+            await self._cancel_ringing(event.caller.uniqueid, only=event.interface, why="no answer")
+        elif isinstance(event, ev.QueueCallerAbandon | ev.QueueCallerLeave):
+            if isinstance(event, ev.QueueCallerAbandon):
+                self.waiting.pop(event.caller.uniqueid, None)
+                self._pops.pop(event.caller.uniqueid, None)
+                await self._cancel_ringing(event.caller.uniqueid, why="caller hung up")
+            else:
+                self.waiting.pop(event.caller.uniqueid, None)
+        elif isinstance(event, ev.Hangup):
+            uid = event.channel.uniqueid
+            self.waiting.pop(uid, None)
+            task = self._pops.pop(uid, None)
+            if task is not None and not task.done():
+                task.cancel()
+            await self._cancel_ringing(uid, why="caller hung up")
+        elif isinstance(event, ev.Shutdown):
+            log.warning("Asterisk is shutting down (restart=%s)", event.restart)
+        if self.callbacks is not None:
+            await self.callbacks.on_event(event)
+
+    def _waiting_from(self, queue: str, caller: ev.Channel, joined_at: float, position: int) -> dict[str, Any]:
+        call = {
+            "uniqueid": caller.uniqueid,
+            "channel": caller.name,
+            "queue": queue,
+            "journey_id": caller.journey_id,
+            "callerid": caller.callerid,
+            "joined_at": joined_at,
+            "position": position,
+        }
+        self.waiting[caller.uniqueid] = call
+        return call
+
+    async def _agent_called(self, event: ev.AgentCalled) -> None:
+        agent_id = self._by_interface.get(event.interface)
+        if agent_id is None:
+            log.warning("queue %s rings %s, which no logged-in agent owns", event.queue, event.interface)
+            return
+        state = self.states[agent_id]
+        known = self.waiting.get(event.caller.uniqueid)
+        waiting = known if known is not None else self._waiting_from(event.queue, event.caller, 0.0, 0)
+        call = {
+            **waiting,
+            "journey_id": waiting.get("journey_id") or event.caller.journey_id,
+            "called_at": event.timestamp or time.time(),
+            "agent_channel": event.agent_channel.name,
+        }
+        state.ringing(call)
+        pop = await self.pop_for(call)
+        await self.bus.publish(agent_topic(agent_id), {"type": "pop", "pop": pop, "agent": state.to_dict()})
+
+    async def _cancel_ringing(self, uniqueid: str, *, only: str | None = None, why: str) -> None:
+        for state in self.states.values():
+            if only and state.interface != only:
+                continue
+            if state.status == "ringing" and state.call and state.call.get("uniqueid") == uniqueid:
+                state.no_answer()
+                await self.bus.publish(
+                    agent_topic(state.agent_id), {"type": "pop.cancel", "uniqueid": uniqueid, "why": why}
+                )
+                await self.publish_state(state.agent_id)
+
+    # ------------------------------------------------------------------ after a reconnect
+
+    async def rebuild(self) -> None:
+        assert self.ami is not None
+        status = await self.ami.queue_status()
+        channels = await self.ami.action_list({"Action": "CoreShowChannels"})
+        live = {str(c.get("Uniqueid")) for c in channels if c.get("Event") == "CoreShowChannel"}
+        members: dict[str, dict[str, dict[str, Any]]] = {}
+        now = time.time()
+        self.waiting = {}
+        for item in status:
+            if isinstance(item, ev.QueueMember):
+                members.setdefault(item.interface, {})[item.queue] = {"penalty": item.penalty, "paused": item.paused}
+            elif isinstance(item, ev.QueueEntry):
+                call = self._waiting_from(item.queue, item.caller, now - item.wait, item.position)
+                if not call["journey_id"] and self.ami is not None:
+                    with contextlib.suppress(AmiError):
+                        call["journey_id"] = await self.ami.getvar(item.caller.name, "IVR_JOURNEY_ID")
+                self._prepare(call)
+        self.rebuilds += 1
+        owned = {s.interface for s in self.states.values() if s.logged_in}
+        for interface, queues in members.items():
+            if interface not in owned:
+                # a member no logged-in agent owns (left by a controller that stopped, or added by
+                # hand): its phone would ring without a screen pop. Agents rejoin when they log in.
+                log.info("removing %s from %s: no agent is logged in on it", interface, ", ".join(sorted(queues)))
+                await self._send([actions.queue_remove(q, interface) for q in sorted(queues)])
+        for state in list(self.states.values()):
+            fixes = state.reconcile(members.get(state.interface, {}), live)
+            if fixes:
+                log.info("agent %s: restoring %d queue memberships/pauses after reconnect", state.username, len(fixes))
+                await self._send(fixes)
+            await self.publish_state(state.agent_id, recovered=True)
+        log.info(
+            "ACD state rebuilt from QueueStatus: %d callers waiting, %d agents logged in",
+            len(self.waiting),
+            sum(1 for s in self.states.values() if s.logged_in),
+        )
+
+    # ------------------------------------------------------------------ for chat and callbacks
+
+    def agents_with_skill(self, skill: str, predicate: Callable[[AgentState], bool]) -> list[AgentState]:
+        found = [
+            s for s in self.states.values() if s.logged_in and (skill in s.skills or skill == "main") and predicate(s)
+        ]
+        return sorted(found, key=lambda s: (s.skills.get(skill, 0), len(s.chats), s.since))

@@ -1,0 +1,205 @@
+"""Agents, desktop sessions and callback tickets in the database (tables of migration r0003).
+
+The SQL for the ACD lives here, next to the code that uses it, over the same engine as the
+journey store. Passwords arrive already hashed (``ivr.web.agents_auth.hash_password``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr.errors import StoreError
+from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow
+
+SESSION_TTL = 12 * 3600.0
+
+
+def _agent(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "username": row.username,
+        "display_name": row.display_name,
+        "endpoint": row.endpoint,
+        "skills": dict(row.skills or {}),
+        "max_chats": row.max_chats,
+        "disabled": bool(row.disabled),
+    }
+
+
+class AgentStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def add(
+        self,
+        *,
+        username: str,
+        display_name: str,
+        password_hash: str,
+        endpoint: str,
+        skills: dict[str, int],
+        max_chats: int = 3,
+        agent_id: str | None = None,
+    ) -> str:
+        now = time.time()
+        agent_id = agent_id or uuid.uuid4().hex[:12]
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(AgentRow).values(
+                        id=agent_id,
+                        username=username,
+                        display_name=display_name,
+                        password_hash=password_hash,
+                        endpoint=endpoint,
+                        skills=skills,
+                        max_chats=max_chats,
+                        disabled=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            raise StoreError(f"agent {username!r} already exists") from None
+        return agent_id
+
+    async def by_username(self, username: str) -> tuple[dict[str, Any], str] | None:
+        """(agent, password hash) for a login attempt."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(AgentRow).where(AgentRow.username == username))).first()
+        return (_agent(row), row.password_hash) if row else None
+
+    async def get(self, agent_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(AgentRow).where(AgentRow.id == agent_id))).first()
+        return _agent(row) if row else None
+
+    async def all(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(AgentRow).order_by(AgentRow.username))).all()
+        return [_agent(r) for r in rows]
+
+    async def set_password(self, username: str, password_hash: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(AgentRow)
+                .where(AgentRow.username == username)
+                .values(password_hash=password_hash, updated_at=time.time())
+            )
+            await conn.execute(
+                delete(AgentSessionRow).where(
+                    AgentSessionRow.agent_id.in_(select(AgentRow.id).where(AgentRow.username == username))
+                )
+            )
+        return bool(result.rowcount)
+
+    # ------------------------------------------------------------------ sessions
+
+    async def create_session(self, agent_id: str, token_hash: str, csrf: str, ttl: float = SESSION_TTL) -> None:
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(AgentSessionRow).where(AgentSessionRow.expires_at < now))
+            await conn.execute(
+                insert(AgentSessionRow).values(
+                    token_hash=token_hash, agent_id=agent_id, csrf_token=csrf, created_at=now, expires_at=now + ttl
+                )
+            )
+
+    async def session(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        """(agent, csrf token) of a live session, or None (unknown, expired, or agent disabled)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(AgentRow.__table__, AgentSessionRow.csrf_token, AgentSessionRow.expires_at)
+                    .join(AgentSessionRow, AgentSessionRow.agent_id == AgentRow.id)
+                    .where(AgentSessionRow.token_hash == token_hash)
+                )
+            ).first()
+        if row is None or row.expires_at < time.time() or row.disabled:
+            return None
+        return _agent(row), row.csrf_token
+
+    async def end_session(self, token_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(AgentSessionRow).where(AgentSessionRow.token_hash == token_hash))
+
+
+class CallbackStore:
+    """Virtual queue tickets. ``open_customer`` makes "one open callback per customer" a constraint."""
+
+    OPEN = ("waiting", "dialing")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def open(
+        self,
+        *,
+        customer_id: str | None,
+        journey_id: str,
+        phone: str,
+        queue: str,
+        skill: str,
+        priority: int,
+        ticket_at: float,
+        not_before: float,
+        context: dict[str, Any],
+    ) -> str | None:
+        """The new ticket's id, or None when this customer already has an open one."""
+        now = time.time()
+        ticket = uuid.uuid4().hex
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(CallbackRow).values(
+                        id=ticket,
+                        customer_id=customer_id,
+                        open_customer=customer_id,
+                        journey_id=journey_id,
+                        phone=phone,
+                        queue=queue,
+                        skill=skill,
+                        priority=priority,
+                        status="waiting",
+                        ticket_at=ticket_at,
+                        not_before=not_before,
+                        attempts=0,
+                        context=context,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            return None
+        return ticket
+
+    async def waiting(self, queue: str | None = None) -> list[dict[str, Any]]:
+        query = select(CallbackRow.__table__).where(CallbackRow.status.in_(self.OPEN))
+        if queue:
+            query = query.where(CallbackRow.queue == queue)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(CallbackRow.ticket_at))).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def postpone(self, ticket: str, not_before: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(CallbackRow)
+                .where(CallbackRow.id == ticket)
+                .values(not_before=not_before, updated_at=time.time())
+            )
+
+    async def set_status(self, ticket: str, status: str, *, attempts: int | None = None) -> None:
+        values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+        if status not in self.OPEN:
+            values["open_customer"] = None
+        if attempts is not None:
+            values["attempts"] = attempts
+        async with self.engine.begin() as conn:
+            await conn.execute(update(CallbackRow).where(CallbackRow.id == ticket).values(**values))

@@ -1,0 +1,230 @@
+"""SMS as a channel, through a real gateway (Kannel), behind a small provider interface.
+
+Outgoing (MT): ``SmsProvider.send``; the Kannel provider calls smsbox's ``/cgi-bin/sendsms`` and
+asks for delivery reports at our ``dlr-url``. Incoming (MO) messages and delivery reports come to
+our aiohttp endpoints (``ivr.web.chat.setup_sms``), which Kannel calls through its ``get-url``
+and ``dlr-url``; both require ``sms.inbound_token`` (no default: they answer 503 until it is set).
+
+SMS runs flows itself: a journey started by an incoming message (or handed over from a call)
+sends each step's words as one message; the customer's reply is the input, numbers or words
+matched to options by the same intent matcher as speech (``ivr.channels.chat.text_input``). One
+open SMS journey per number: the next message from that number answers its question.
+
+Why an interface: an HTTP SMS provider or SMPP is one more class with ``send``; nothing else in
+the product knows it is Kannel.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiohttp
+
+from ivr.channels.chat import TextFlows, View, menu_text
+from ivr.errors import ChannelError
+from ivr.flow.model import Flow, Journey, Menu
+from ivr.flow.profile import CallerProfile
+from ivr.store.journeys import JourneyStore
+from ivr.store.phones import to_e164
+
+log = logging.getLogger(__name__)
+MAX_SMS_TEXT = 1000  # concatenated SMS: about 6 parts
+
+
+class SmsError(ChannelError):
+    """The gateway refused a message or could not be reached."""
+
+
+class SmsProvider(Protocol):
+    """Sends one text message; raises :class:`SmsError` when the gateway does not accept it."""
+
+    name: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, to: str, text: str, reference: str) -> None: ...
+
+
+class KannelProvider:
+    """Kannel smsbox's sendsms HTTP interface (``202 0: Accepted for delivery``)."""
+
+    name = "kannel"
+    DLR_MASK = "27"  # 1 delivered + 2 failed + 8 accepted by the SMSC + 16 rejected by the SMSC
+
+    def __init__(
+        self,
+        sendsms_url: str,
+        username: str,
+        password: str,
+        *,
+        sender: str = "",
+        dlr_url: str = "",
+        timeout: float = 5.0,
+    ) -> None:
+        if not password:
+            raise SmsError("sms.kannel_password is not set")
+        self.sendsms_url = sendsms_url
+        self.username = username
+        self.password = password
+        self.sender = sender
+        self.dlr_url = dlr_url  # with "{ref}": our reference; Kannel fills %d (the status)
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, to: str, text: str, reference: str) -> None:
+        if self._session is None:
+            raise SmsError("the Kannel provider is not started")
+        params = {
+            "username": self.username,
+            "password": self.password,
+            "to": to,
+            "text": text[:MAX_SMS_TEXT],
+            "charset": "UTF-8",
+            "coding": "0",
+        }
+        if self.sender:
+            params["from"] = self.sender
+        if self.dlr_url:
+            params["dlr-mask"] = self.DLR_MASK
+            params["dlr-url"] = self.dlr_url.replace("{ref}", reference)
+        try:
+            async with self._session.get(self.sendsms_url, params=params) as reply:
+                body = await reply.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SmsError(f"Kannel sendsms unreachable: {exc}") from exc
+        if reply.status not in (200, 202) or not body.startswith("0:"):
+            raise SmsError(f"Kannel refused the message: HTTP {reply.status} {body.strip()[:200]}")
+
+
+def sms_text(view: View) -> str:
+    """A turn as one message: what was said, then the question with its options."""
+    lines = list(view.messages)
+    if isinstance(view.waiting, Menu):
+        if lines and lines[-1] == view.waiting.prompt.text:
+            lines.pop()
+        lines.append(menu_text(view.waiting))
+    return "\n".join(lines)
+
+
+class ProfileSource(Protocol):
+    async def load(self, phone: str | None) -> CallerProfile | None: ...
+
+
+class OpenJourneys(Protocol):
+    """``ivr.store.continuations.ContinuationStore``: SMS conversations and the SMS log."""
+
+    async def open_journey(self, caller: str, channel: str) -> str | None: ...
+
+    async def append(
+        self,
+        *,
+        journey_id: str,
+        customer_id: str | None,
+        channel: str,
+        kind: str,
+        step: str | None,
+        data: dict[str, Any],
+    ) -> None: ...
+
+
+class SmsChannel:
+    """The SMS channel: send, receive, and run journeys whose turns are messages."""
+
+    def __init__(
+        self,
+        provider: SmsProvider,
+        text: TextFlows,
+        store: JourneyStore,
+        *,
+        pick_flow: Callable[[], Flow],
+        profiles: ProfileSource | None = None,
+        open_journeys: OpenJourneys | None = None,
+        country_code: str = "",
+    ) -> None:
+        self.provider = provider
+        self.text = text
+        self.store = store
+        self.pick_flow = pick_flow
+        self.profiles = profiles
+        self.open_journeys = open_journeys
+        self.country_code = country_code
+        self._open: dict[str, str] = {}  # number -> journey id waiting for that number's reply
+        self._refs: dict[str, tuple[str, str | None]] = {}  # our reference -> (journey, customer), for reports
+        self.received = 0
+        self.sent = 0
+
+    async def send(self, to: str, text: str, *, journey_id: str | None = None, customer_id: str | None = None) -> str:
+        """Send one message; it goes to the journey's log (``sms_sent``) when it belongs to one."""
+        reference = uuid.uuid4().hex
+        await self.provider.send(to, text, reference)
+        self.sent += 1
+        if journey_id:
+            if len(self._refs) > 10000:
+                self._refs.clear()
+            self._refs[reference] = (journey_id, customer_id)
+            await self._log(journey_id, customer_id, "sms_sent", {"reference": reference, "length": len(text)})
+        return reference
+
+    async def _log(self, journey_id: str, customer_id: str | None, kind: str, data: dict[str, Any]) -> None:
+        if self.open_journeys is None:
+            return
+        try:
+            await self.open_journeys.append(
+                journey_id=journey_id, customer_id=customer_id, channel="sms", kind=kind, step=None, data=data
+            )
+        except Exception as exc:  # the message went out; only its log line is missing
+            log.error("cannot log %s for journey %s: %s", kind, journey_id, exc)
+
+    async def delivery(self, reference: str, status: str) -> None:
+        """A delivery report from the gateway (Kannel %d: 1 delivered, 2 failed, 8 accepted, 16 rejected)."""
+        found = self._refs.get(reference)
+        if found is not None:
+            await self._log(found[0], found[1], "sms_delivery", {"reference": reference, "status": status})
+
+    async def incoming(self, sender: str, text: str) -> str | None:
+        """An MO message: answer the open journey of this number, or start one. Returns its id."""
+        number = to_e164(sender, self.country_code)
+        if number is None:
+            log.warning("SMS from an unusable sender %r ignored", sender)
+            return None
+        self.received += 1
+        journey_id = self._open.get(number)
+        if journey_id is None and self.open_journeys is not None:
+            journey_id = await self.open_journeys.open_journey(number, "sms")
+        view = await self.text.answer(journey_id, text) if journey_id else None
+        if view is None:
+            view = await self._begin(number)
+        await self._reply(number, view)
+        return view.journey_id
+
+    async def _begin(self, number: str) -> View:
+        journey = Journey.new(self.pick_flow(), "sms", caller=number)
+        journey.refs = {"sms": number}
+        profile = await self.profiles.load(number) if self.profiles is not None else None
+        if profile is not None:
+            journey.customer_id = profile.customer_id
+            journey.customer = {**profile.fields, "verified": profile.verified, "contacts": profile.contacts}
+        return await self.text.begin(journey)
+
+    async def _reply(self, number: str, view: View) -> None:
+        if view.waiting is not None:
+            self._open[number] = view.journey_id
+        else:
+            self._open.pop(number, None)
+        body = sms_text(view)
+        if body:
+            await self.send(number, body, journey_id=view.journey_id, customer_id=view.customer_id)
+
+
+__all__ = ["KannelProvider", "SmsChannel", "SmsError", "SmsProvider", "sms_text"]

@@ -1,0 +1,149 @@
+"""Continuation rows (issue 6): the only SQL behind handoff links. See ``ivr.channels.handoff``.
+
+Single use is enforced here, by the database: ``claim`` is one conditional UPDATE that succeeds
+for exactly one caller, however many browsers race for the same link.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr.store.models import ContinuationRow, InteractionRow, JourneyRow
+
+
+@dataclass(frozen=True)
+class Continuation:
+    id: str
+    journey_id: str
+    customer_id: str | None
+    channel: str
+    step: str
+    created_at: float
+    expires_at: float
+    claimed_at: float | None
+
+
+def _row(r: Any) -> Continuation:
+    return Continuation(r.id, r.journey_id, r.customer_id, r.channel, r.step, r.created_at, r.expires_at, r.claimed_at)
+
+
+class ContinuationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create(
+        self, *, id: str, journey_id: str, customer_id: str | None, channel: str, step: str, expires_at: float
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(ContinuationRow).values(
+                    id=id,
+                    journey_id=journey_id,
+                    customer_id=customer_id,
+                    channel=channel,
+                    step=step,
+                    created_at=time.time(),
+                    expires_at=expires_at,
+                )
+            )
+
+    async def get(self, continuation_id: str) -> Continuation | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(ContinuationRow).where(ContinuationRow.id == continuation_id))).first()
+        return _row(row) if row else None
+
+    async def claim(self, continuation_id: str, session_hash: str, now: float) -> bool:
+        """Mark the continuation used by this session: True for exactly one caller."""
+        c = ContinuationRow
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(c)
+                .where(c.id == continuation_id, c.claimed_at.is_(None), c.expires_at > now)
+                .values(claimed_at=now, session_hash=session_hash)
+            )
+        return bool(result.rowcount == 1)
+
+    async def by_session(self, session_hash: str) -> Continuation | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(ContinuationRow).where(ContinuationRow.session_hash == session_hash))
+            ).first()
+        return _row(row) if row else None
+
+    async def open_for_customer(self, customer_id: str, now: float) -> Continuation | None:
+        """The newest unexpired continuation of this customer (returning callers, issue 6)."""
+        c = ContinuationRow
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(c).where(c.customer_id == customer_id, c.expires_at > now).order_by(c.created_at.desc())
+                )
+            ).first()
+        return _row(row) if row else None
+
+    async def open_journey(self, caller: str, channel: str) -> str | None:
+        """The newest active journey of this number on this channel (an SMS conversation)."""
+        j = JourneyRow
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(j.id)
+                    .where(j.caller == caller, j.channel == channel, j.status == "active")
+                    .order_by(j.updated_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        return str(row[0]) if row else None
+
+    async def open_journey_of_customer(self, customer_id: str, since: float) -> str | None:
+        """The newest journey of a customer open on another channel since ``since``: handed off by a
+        call, or active in chat or SMS. (A call abandoned mid-menu is not: that caller starts afresh.)"""
+        j = JourneyRow
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(j.id)
+                    .where(
+                        j.customer_id == customer_id,
+                        or_(j.status == "handed_off", and_(j.status == "active", j.channel.in_(("chat", "sms")))),
+                        j.updated_at >= since,
+                    )
+                    .order_by(j.updated_at.desc())
+                    .limit(1)
+                )
+            ).first()
+        return str(row[0]) if row else None
+
+    async def append(
+        self,
+        *,
+        journey_id: str,
+        customer_id: str | None,
+        channel: str,
+        kind: str,
+        step: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        """One interaction straight into the log, without a journey snapshot.
+
+        Why not ``JourneyStore.save``: gateway callbacks (delivery reports) arrive at any time,
+        from outside the journey's own turn; saving a snapshot read back from the store could put
+        an older state of the journey over a newer one still being written.
+        """
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(InteractionRow).values(
+                    journey_id=journey_id,
+                    customer_id=customer_id,
+                    channel=channel,
+                    kind=kind,
+                    step=step,
+                    data=data,
+                    at=time.time(),
+                )
+            )

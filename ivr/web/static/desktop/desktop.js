@@ -1,0 +1,183 @@
+// Agent desktop: one websocket to the controller; screen pops, call state, notes, chats.
+// Plain JS, no build step. Everything from the server is written with textContent (never as HTML).
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const state = { csrf: "", agent: null, ws: null, pop: null, retry: 500, chats: new Map() };
+window.__ivrPops = [];  // {pop_id, called_at, painted_at}: read by tests and the benchmark
+
+function text(el, value) { el.textContent = value == null || value === "" ? "—" : String(value); }
+function fmtWait(s) { if (s == null) return "—"; s = Math.round(s); return s < 60 ? s + " s" : Math.floor(s / 60) + " min " + (s % 60) + " s"; }
+function fmtTime(iso) { try { return new Date(iso).toLocaleString(); } catch { return iso; } }
+
+function send(msg) { if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify(msg)); }
+
+async function start() {
+  const r = await fetch("/desktop/api/me", { credentials: "same-origin" });
+  if (r.status === 401) { location.href = "/desktop/login"; return; }
+  const me = await r.json();
+  state.csrf = me.csrf; state.agent = me.agent;
+  text($("#agent-name"), me.agent.display_name);
+  text($("#agent-skills"), Object.entries(me.agent.skills).map(([s, p]) => s + (p ? " (" + p + ")" : "")).join(", "));
+  $("#btn-ready").onclick = () => send({ type: "ready" });
+  $("#btn-pause").onclick = () => send({ type: "pause", reason: $("#pause-reason").value });
+  $("#btn-logout").onclick = logout;
+  connect();
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(proto + "//" + location.host + "/desktop/ws?csrf=" + encodeURIComponent(state.csrf));
+  state.ws = ws;
+  ws.onopen = () => { state.retry = 500; $("#link").className = "link up"; };
+  ws.onmessage = (e) => handle(JSON.parse(e.data));
+  ws.onclose = () => {
+    $("#link").className = "link down";
+    setTimeout(connect, state.retry);            // the server may be restarting: back off, come back
+    state.retry = Math.min(state.retry * 2, 10000);
+  };
+}
+
+async function logout() {
+  await fetch("/desktop/api/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf }, credentials: "same-origin" });
+  location.href = "/desktop/login";
+}
+
+function handle(msg) {
+  switch (msg.type) {
+    case "state": showState(msg.agent, msg.recovered); break;
+    case "pop": showPop(msg.pop, "ringing"); if (msg.agent) showState(msg.agent); break;
+    case "pop.cancel": if (state.pop && state.pop.uniqueid === msg.uniqueid) clearCall("Missed: " + msg.why); break;
+    case "call.connected": activate(); break;
+    case "call.ended": ended(msg); break;
+    case "chat.offer": openChat(msg.contact, msg.pop); break;
+    case "chat.message": chatLine(msg.contact_id, msg.text, false); break;
+    case "chat.closed": closeChat(msg.contact_id, msg.by); break;
+    case "error": console.warn("server:", msg.message); break;
+  }
+}
+
+function showState(agent, recovered) {
+  const pill = $("#status");
+  pill.className = "pill " + agent.status;
+  pill.dataset.status = agent.status;
+  text(pill, agent.status.replace("_", "-"));
+  $("#status-reason").textContent = agent.reason ? "(" + agent.reason + ")" : "";
+  $("#btn-ready").disabled = agent.status === "ready" || agent.status === "ringing" || agent.status === "on_call";
+  $("#btn-pause").disabled = agent.status === "ringing" || agent.status === "on_call";
+  document.body.dataset.recovered = recovered ? "yes" : (document.body.dataset.recovered || "");
+  if ((agent.status === "ready" || agent.status === "paused") && state.pop && !state.pop.wrapping) clearCall();
+}
+
+function clearCall(note) {
+  state.pop = null;
+  const card = $("#call");
+  card.className = "card empty";
+  card.replaceChildren();
+  const p = document.createElement("p");
+  p.className = "placeholder";
+  p.textContent = note || "No call. When your phone rings the caller's details appear here.";
+  card.append(p);
+}
+
+function li(list, value) { const el = document.createElement("li"); el.textContent = value; list.append(el); return el; }
+
+function showPop(pop, phase) {
+  state.pop = pop;
+  const card = $("#call");
+  card.replaceChildren($("#tpl-pop").content.cloneNode(true));
+  card.className = "card " + phase;
+  card.dataset.popId = pop.pop_id;
+  card.dataset.journey = pop.journey_id || "";
+  const f = (name) => card.querySelector('[data-f="' + name + '"]');
+  const c = pop.customer || {};
+  text(f("name"), c.name || (pop.known_customer ? "Known customer" : "New caller"));
+  text(f("caller"), pop.caller);
+  text(f("tier"), c.tier ? c.tier + " tier" : "no tier");
+  text(f("language"), c.language || "en");
+  text(f("waited"), fmtWait(pop.waited_s));
+  const rec = pop.recognition;
+  text(f("intent"), rec ? rec.intent : "(no intent)");
+  f("confidence").textContent = rec && rec.confidence != null ? Math.round(rec.confidence * 100) + "% " + (rec.mode || "") : "";
+  text(f("transcript"), rec && rec.transcript ? "“" + rec.transcript + "”" : "(keys only)");
+  for (const step of pop.path || []) li(f("path"), step);
+  const slots = f("slots");
+  for (const s of pop.slots || []) {
+    const tr = slots.insertRow();
+    tr.insertCell().textContent = s.name;
+    const v = tr.insertCell(); v.className = "v"; v.textContent = s.value;
+    const ok = tr.insertCell(); ok.className = s.verified ? "ok" : "no"; ok.textContent = s.verified ? "✔ verified" : "unverified";
+  }
+  if (!(pop.slots || []).length) { const tr = slots.insertRow(); tr.insertCell().textContent = "nothing collected"; }
+  text(f("queue"), (pop.queue || "?") + (pop.skill ? " · skill " + pop.skill : "") + (pop.priority != null ? " · priority " + pop.priority : ""));
+  for (const r of (pop.routing && pop.routing.reasons) || []) li(f("routing"), r);
+  for (const m of pop.menus || []) li(f("menus"), m.step + ": " + (m.reordered ? "reordered — " : "as designed — ") + (m.reason || "no history"));
+  if (!(pop.menus || []).length) li(f("menus"), "no menu personalized");
+  for (const e of pop.timeline || []) {
+    const el = li(f("timeline"), "");
+    const ch = document.createElement("span"); ch.className = "ch"; ch.textContent = e.channel;
+    el.append(ch, " " + e.kind + (e.step ? " · " + e.step : "") + " ", Object.assign(document.createElement("span"), { className: "muted", textContent: fmtTime(e.at) }));
+  }
+  if (!(pop.timeline || []).length) li(f("timeline"), "first contact");
+  const form = f("wrap");
+  form.onsubmit = (e) => {
+    e.preventDefault();
+    send({ type: "finish", journey_id: pop.journey_id, disposition: form.disposition.value, notes: form.notes.value, ready: true });
+    state.pop.wrapping = false;
+    clearCall("Saved. Ready for the next call.");
+  };
+  // "painted": after the browser has laid out and drawn this frame
+  requestAnimationFrame(() => setTimeout(() => {
+    const at = Date.now() / 1000;
+    window.__ivrPops.push({ pop_id: pop.pop_id, called_at: pop.called_at, painted_at: at });
+    send({ type: "painted", called_at: pop.called_at, at });
+  }, 0));
+}
+
+function activate() {
+  const card = $("#call");
+  if (!state.pop) return;
+  card.className = "card active";
+  text($('[data-f="phase"]', card), "On call");
+  $('[data-f="wrap"]', card).hidden = false;
+}
+
+function ended(msg) {
+  const card = $("#call");
+  if (!state.pop) return;
+  state.pop.wrapping = true;
+  card.className = "card active";
+  text($('[data-f="phase"]', card), "Wrap-up: call ended (" + (msg.by || "") + ")");
+  $('[data-f="wrap"]', card).hidden = false;
+}
+
+function openChat(contact, pop) {
+  const box = document.createElement("div");
+  box.className = "chat";
+  box.dataset.contact = contact.contact_id;
+  const head = document.createElement("strong");
+  head.textContent = (pop.customer && pop.customer.name) || pop.caller || "Customer";
+  const sub = document.createElement("div"); sub.className = "muted";
+  sub.textContent = contact.channel + " · " + contact.skill + (pop.recognition ? " · " + pop.recognition.intent : "");
+  const log = document.createElement("div"); log.className = "log";
+  const form = document.createElement("form");
+  const input = document.createElement("input"); input.placeholder = "Type a reply";
+  const btn = document.createElement("button"); btn.textContent = "Send";
+  const end = document.createElement("button"); end.type = "button"; end.className = "quiet"; end.textContent = "End";
+  form.append(input, btn, end);
+  form.onsubmit = (e) => { e.preventDefault(); if (!input.value) return; send({ type: "chat.send", contact_id: contact.contact_id, text: input.value }); chatLine(contact.contact_id, input.value, true); input.value = ""; };
+  end.onclick = () => send({ type: "chat.end", contact_id: contact.contact_id });
+  box.append(head, sub, log, form);
+  $("#chats").append(box);
+  state.chats.set(contact.contact_id, box);
+}
+
+function chatLine(id, value, mine) {
+  const box = state.chats.get(id); if (!box) return;
+  const line = document.createElement("div"); line.className = mine ? "me" : "them"; line.textContent = value;
+  $(".log", box).append(line); $(".log", box).scrollTop = 1e9;
+}
+
+function closeChat(id, by) { const box = state.chats.get(id); if (box) { box.remove(); state.chats.delete(id); } }
+
+start();

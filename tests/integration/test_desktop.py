@@ -1,0 +1,313 @@
+"""The agent desktop end to end, all real: SIPp caller -> Asterisk 22 -> IVR (spoken intent, keyed
+account number) -> skill queue "billing" -> app_queue rings agent1001's SIPp softphone -> AMI
+AgentCalled -> ``ivr serve``'s ACD -> Redis pub/sub -> websocket -> a real Chromium logged in as
+that agent, which paints the screen pop BEFORE the softphone answers. Another agent's browser gets
+nothing. Then Asterisk is restarted: the controller reconnects to AMI, rebuilds from QueueStatus,
+puts the agent back in their queues, the desktop says it recovered, and a second call pops again.
+
+A screenshot of the pop is saved under ``$IVR_ARTIFACTS`` (default tests/artifacts/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.ami import events as ev
+from ivr.ami.client import AmiClient
+from ivr.flow.model import Prompt
+from ivr.lab.asterisk import AsteriskLab
+from ivr.lab.browser import chromium
+from ivr.lab.controller import ControllerProcess
+from ivr.lab.redis import RedisServer, throwaway_redis
+from ivr.lab.redis import available as redis_available
+from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
+from ivr.lab.softphone import Softphone
+from ivr.prompts.tts import get_engine, render_to_file
+from ivr.store.customers import CustomerStore
+from ivr.store.journeys import JourneyStore, make_engine
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("IVR_ARTIFACTS") or REPO / "tests" / "artifacts")
+NUMBER = "5550188"
+CALLER = "+15551238001"
+ACCOUNT = "12345678"
+RING_MS = 4000
+MENU = "How can we help you today?"
+FLOW = f"""\
+# Issue 5 test line: a spoken menu, a keyed account number, the billing skill queue.
+flow: desk
+numbers: ["{NUMBER}"]
+start: main_menu
+steps:
+  main_menu:
+    menu:
+      prompt: {MENU}
+      personalize: true
+      tries: 2
+      timeout: 5
+      options:
+        pay_bill: {{dtmf: "1", say: "paying your bill", intents: [billing, pay], next: account}}
+        outage:   {{dtmf: "2", say: "reporting an outage", intents: [outage], next: to_main}}
+        agent:    {{dtmf: "0", say: "talking to an agent", intents: [agent, operator], next: to_main}}
+      on_failure: to_main
+  account:
+    ask:
+      prompt: Please enter your eight digit account number, then press pound.
+      slot: account_number
+      digits: 8
+      tries: 3
+      timeout: 6
+    next: to_billing
+  to_billing:
+    queue: {{name: billing, skill: billing, priority: 5, carry: [account_number]}}
+  to_main:
+    queue: {{name: main}}
+"""
+
+
+def ms(prompt_ms: dict[str, int], text: str) -> int:
+    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
+
+
+def padded_speech(text: str, lead_ms: int, target: Path) -> tuple[Path, int]:
+    raw = target.with_suffix(".raw.wav")
+    render_to_file(get_engine("auto"), text, raw)
+    with wave.open(str(raw)) as w:
+        speech = w.readframes(w.getnframes())
+        assert (w.getframerate(), w.getsampwidth()) == (8000, 2)
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(bytes(16 * lead_ms) + speech)
+    return target, len(speech) // 16
+
+
+def add_agent(data_dir: Path, username: str, name: str, endpoint: str, skills: list[str], password: str) -> None:
+    argv = [sys.executable, "-m", "ivr.cli", "agents", "add", username, "--name", name, "--endpoint", endpoint]
+    for skill in skills:
+        argv += ["--skill", skill]
+    subprocess.run(
+        [*argv, "--password-stdin"],
+        input=password + "\n",
+        text=True,
+        check=True,
+        env={**os.environ, "IVR_DATA_DIR": str(data_dir)},
+        capture_output=True,
+    )
+
+
+async def seed_customer(data_dir: Path) -> None:
+    store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{data_dir / 'ivr.sqlite3'}"))
+    await store.start()
+    try:
+        await CustomerStore(store.engine).create(name="Dana Example", tier="gold", phones=[CALLER], verified=True)
+    finally:
+        await store.stop()
+
+
+def web_port(controller: ControllerProcess) -> int:
+    controller.wait_for_log("HTTP API listening on")
+    match = re.search(r"HTTP API listening on http://127\.0\.0\.1:(\d+)/", controller.log_path.read_text())
+    assert match
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    if not redis_available():
+        pytest.skip("redis-server is not installed (scripts/bootstrap)")
+    with throwaway_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def desk(lab: AsteriskLab, tmp_path: Path, redis: RedisServer) -> Iterator[ControllerProcess]:
+    # A fresh Asterisk (we hold the lab lock): queue members and device states left by an earlier
+    # session's load must not decide who rings. The test restarts it once more mid-call anyway.
+    lab.restart()
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "desk.yaml").write_text(FLOW)
+    data = tmp_path / "ivr"
+    data.mkdir()
+    add_agent(data, "ann", "Ann Agent", "agent1001", ["billing"], "ann-password-1")
+    add_agent(data, "bob", "Bob Agent", "agent1002", ["support"], "bob-password-1")
+    asyncio.run(seed_customer(data))
+    proc = ControllerProcess(
+        flows_dir=flows,
+        data_dir=data,
+        env={
+            "IVR_FLOWS_DEFAULT": "desk",
+            "IVR_AMI_SECRET": lab.ami_secret,
+            "IVR_PUBSUB_URL": redis.url,
+            "IVR_SPEECH_ENGINE": "whisper",
+            "IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir),
+        },
+    )
+    proc.start(timeout=60)
+    proc.wait_for_log("AMI connected")
+    yield proc
+    proc.stop()
+
+
+async def login(browser: Any, base: str, username: str, password: str) -> Any:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{base}/desktop/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#signin")
+    await page.wait_for_url(f"{base}/desktop/")
+    await page.wait_for_selector("#status[data-status=paused]")
+    await page.click("#btn-ready")
+    await page.wait_for_selector("#status[data-status=ready]")
+    return page
+
+
+async def member_of(ami: AmiClient, queue: str, interface: str) -> ev.QueueMember | None:
+    for item in await ami.queue_status(queue):
+        if isinstance(item, ev.QueueMember) and item.interface == interface:
+            return item
+    return None
+
+
+class AmiWatch:
+    """The test's own AMI listener: when did Asterisk ring and connect the agent?"""
+
+    def __init__(self, lab: AsteriskLab) -> None:
+        self.ami = AmiClient(username=lab.ami_username, secret=lab.ami_secret, events=True)
+        self.seen: list[ev.AmiEvent] = []
+
+        async def keep(event: ev.AmiEvent) -> None:
+            self.seen.append(event)
+
+        self.ami.on_event(keep)
+
+    async def first(self, kind: type[ev.AmiEvent], timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.seen:
+                if isinstance(event, kind):
+                    return event
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {kind.__name__} within {timeout}s")
+
+
+@pytest.fixture
+async def phone(lab: AsteriskLab) -> AsyncIterator[Softphone]:
+    async with Softphone("agent1001", lab.agent_passwords["agent1001"], ring_ms=RING_MS) as softphone:
+        yield softphone
+
+
+async def test_screen_pop_before_answer_only_for_that_agent_and_recovery_after_asterisk_restart(
+    lab: AsteriskLab, desk: ControllerProcess, phone: Softphone, prompt_ms: dict[str, int], tmp_path: Path
+) -> None:
+    base = f"http://127.0.0.1:{web_port(desk)}"
+    lead = 1500  # into the menu prompt: the caller barges in
+    audio, speech_ms = padded_speech("I want to pay my bill.", lead, tmp_path / "caller.wav")
+    key_at = lead + speech_ms + 4500  # after the decode, during the account prompt
+    hangup = key_at + 8 * 250 + 1500 + RING_MS + 6000
+    watch = AmiWatch(lab)
+    await watch.ami.connect()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    async with chromium() as browser:
+        ann = await login(browser, base, "ann", "ann-password-1")
+        bob = await login(browser, base, "bob", "bob-password-1")
+        member = await member_of(watch.ami, "billing", "PJSIP/agent1001")
+        assert member is not None and not member.paused and member.penalty == 0
+        assert await member_of(watch.ami, "billing", "PJSIP/agent1002") is None  # bob has no billing skill
+
+        call = asyncio.create_task(
+            run_caller_async(
+                CallerScript(
+                    caller_id=CALLER,
+                    dialled=NUMBER,
+                    audio=audio,
+                    dtmf=(Dtmf(ACCOUNT, key_at),),
+                    hangup_after_ms=hangup,
+                    max_call_ms=hangup + 1000,
+                ),
+                timeout=hangup / 1000 + 30,
+            )
+        )
+        await ann.wait_for_selector("#call.ringing", timeout=key_at + 30000)
+        await ann.screenshot(path=str(ARTIFACTS / "desktop-screen-pop.png"), full_page=True)
+        called = await watch.first(ev.AgentCalled)
+        painted = await ann.evaluate("window.__ivrPops")
+        assert len(painted) == 1 and painted[0]["called_at"] == pytest.approx(called.timestamp, abs=0.001)
+        card = ann.locator("#call")
+        assert await card.locator('[data-f="name"]').inner_text() == "Dana Example"
+        assert await card.locator('[data-f="intent"]').inner_text() in ("billing", "pay")  # the pay_bill option's
+        assert "pay my bill" in (await card.locator('[data-f="transcript"]').inner_text()).lower()
+        assert "%" in await card.locator('[data-f="confidence"]').inner_text()
+        assert await card.locator('[data-f="path"] li').all_inner_texts() == ["main_menu", "account", "to_billing"]
+        slots = await card.locator('[data-f="slots"]').inner_text()
+        assert ACCOUNT in slots and "verified" in slots
+        assert "main_menu" in await card.locator('[data-f="menus"]').inner_text()
+
+        connected = await watch.first(ev.AgentConnect, timeout=RING_MS / 1000 + 10)
+        assert painted[0]["painted_at"] < connected.timestamp  # on screen before the agent answered
+        await ann.wait_for_selector("#call.active")
+        await ann.fill("#call textarea[name=notes]", "Customer asked about the last bill; explained the fees.")
+        await ann.select_option("#call select[name=disposition]", "resolved")
+        result = await call
+        result.raise_for_failure()
+        await ann.wait_for_selector("#status[data-status=wrap_up]")
+        await ann.click("#call button[name=save]")
+        await ann.wait_for_selector("#status[data-status=ready]")
+
+        assert await bob.evaluate("window.__ivrPops.length") == 0
+        assert await bob.locator("#call.empty").count() == 1
+        # the context travelled as channel variables, never in SIP headers to the agent's phone
+        sip = (phone.workdir / "messages.log").read_text(errors="replace")
+        assert "INVITE sip:agent1001" in sip and ACCOUNT not in sip and called.caller.journey_id not in sip
+
+        journey = desk.wait_for_journey(lambda j: j["caller"] == CALLER)
+        deadline = time.monotonic() + 10
+        kinds: list[str] = []
+        while time.monotonic() < deadline and "agent_disposition" not in kinds:
+            kinds = [e["kind"] for e in desk.interactions(journey["id"])]
+            await asyncio.sleep(0.2)
+        assert "agent_connected" in kinds and "agent_disposition" in kinds
+        disposition = next(e for e in desk.interactions(journey["id"]) if e["kind"] == "agent_disposition")
+        assert disposition["data"]["disposition"] == "resolved" and "fees" in disposition["data"]["notes"]
+
+        # --- Asterisk restarts mid-shift: memberships are gone (persistentmembers = no) ------------
+        await watch.ami.stop()
+        await asyncio.to_thread(lab.restart)
+        await phone.restart()
+        await ann.wait_for_selector("body[data-recovered=yes]", timeout=40000)
+        await ann.wait_for_selector("#status[data-status=ready]")
+        watch = AmiWatch(lab)
+        await watch.ami.connect()
+        member = await member_of(watch.ami, "billing", "PJSIP/agent1001")
+        assert member is not None and not member.paused
+        desk.wait_for_log("ACD state rebuilt from QueueStatus")
+
+        # --- and calls pop again (keys only this time) ---------------------------------------------
+        second = await run_caller_async(
+            CallerScript(
+                caller_id="+15551238002",
+                dialled=NUMBER,
+                dtmf=(Dtmf("1", 1500), Dtmf(ACCOUNT, 1500 + ms(prompt_ms, MENU) // 2 + 2500)),
+                hangup_after_ms=1500 + ms(prompt_ms, MENU) // 2 + 2500 + 2000 + 1500 + RING_MS + 2000,
+            ),
+            timeout=60,
+        )
+        second.raise_for_failure()
+        pops = await ann.evaluate("window.__ivrPops")
+        assert len(pops) == 2
+        assert await bob.evaluate("window.__ivrPops.length") == 0
+    await watch.ami.stop()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from ivr.ami import actions
+
+
+def test_queue_actions() -> None:
+    assert actions.queue_add("billing", "PJSIP/agent1001", penalty=1, member_name="Ann") == {
+        "Action": "QueueAdd",
+        "Queue": "billing",
+        "Interface": "PJSIP/agent1001",
+        "Penalty": "1",
+        "Paused": "false",
+        "MemberName": "Ann",
+    }
+    assert actions.queue_pause("PJSIP/a", True, reason="lunch") == {
+        "Action": "QueuePause",
+        "Interface": "PJSIP/a",
+        "Paused": "true",
+        "Reason": "lunch",
+    }
+    assert actions.queue_remove("q", "PJSIP/a")["Action"] == "QueueRemove"
+
+
+def test_originate_carries_variables_and_refuses_header_injection() -> None:
+    a = actions.originate(
+        "PJSIP/+15551230001@trunk", context="ivr-callback", exten="s", variables={"IVR_CALLBACK_ID": "cb1"}
+    )
+    assert a["Variable"] == "IVR_CALLBACK_ID=cb1" and a["Async"] == "true"
+    with pytest.raises(ValueError, match="line break"):
+        actions.queue_pause("PJSIP/a\r\nAction: Originate", True)
+    with pytest.raises(ValueError):
+        actions.originate("x", context="c", exten="s", variables={"A": "1,B=2"})

@@ -177,7 +177,7 @@ class Acd:
         if journey is None:
             log.warning("no journey %s to record %s", journey_id, kind)
             return
-        self.journeys.save(journey, [Interaction(kind, journey.step, data, time.time())])
+        self.journeys.log(journey, [Interaction(kind, journey.step, data, time.time())])
 
     # ------------------------------------------------------------------ pops
 

@@ -152,14 +152,25 @@ class JourneyStore:
 
     def save(self, journey: Journey, events: Sequence[Interaction] = ()) -> None:
         self._pending[journey.id] = journey
+        self.log(journey, events)
+        self._idle.clear()
+        self._wake.set()
+
+    def log(self, journey: Journey, events: Sequence[Interaction]) -> None:
+        """Append events to the journey's log without writing the journey itself.
+
+        For services that hold a copy, not the live journey (an agent's disposition, a delivery
+        report): saving their copy could overwrite a newer state that the channel saved since.
+        """
         for event in events:
             self._events.append(
                 LoggedEvent(
                     journey.id, journey.customer_id, journey.channel, journey.flow, event, _slot_value(journey, event)
                 )
             )
-        self._idle.clear()
-        self._wake.set()
+        if events:
+            self._idle.clear()
+            self._wake.set()
 
     async def flush(self) -> None:
         if self._task is None or self._task.done():

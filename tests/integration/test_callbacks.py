@@ -116,6 +116,7 @@ async def setup(lab: AsteriskLab, tmp_path: Path) -> AsyncIterator[tuple[Control
             yield proc, customer_phone, agent_phone
         finally:
             proc.stop()
+            await asyncio.to_thread(lab.restart)  # the agent's queue membership must not outlive the test
 
 
 async def test_a_callback_never_jumps_a_caller_who_held_and_then_gets_its_turn(

@@ -138,7 +138,9 @@ def _run_demo(config: Config) -> int:
     lab.install_config()
     demo_dir = Path(config["data_dir"]) / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
-    config = config.with_overrides(data_dir=str(demo_dir))
+    # The controller reads the prompts Asterisk plays (spoken menus stream them over AudioSocket);
+    # in the lab they live inside the Asterisk root.
+    config = config.with_overrides(**{"data_dir": str(demo_dir), "speech.sounds_dir": str(lab.sounds_dir)})
     say("== Rendering prompts with an offline TTS into Asterisk's sounds directory")
     build_demo_prompts(config, lab.sounds_dir)
     say("== Starting Asterisk")

@@ -17,6 +17,7 @@ the product knows it is Kannel.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ import aiohttp
 
 from ivr.channels.chat import TextFlows, View, menu_text
 from ivr.errors import ChannelError
-from ivr.flow.model import Flow, Journey, Menu
+from ivr.flow.model import Flow, Interaction, Journey, Menu
 from ivr.flow.profile import CallerProfile
 from ivr.store.journeys import JourneyStore
 from ivr.store.phones import to_e164
@@ -122,20 +123,9 @@ class ProfileSource(Protocol):
 
 
 class OpenJourneys(Protocol):
-    """``ivr.store.continuations.ContinuationStore``: SMS conversations and the SMS log."""
+    """``ivr.store.continuations.ContinuationStore``: the SMS conversation open for a number."""
 
     async def open_journey(self, caller: str, channel: str) -> str | None: ...
-
-    async def append(
-        self,
-        *,
-        journey_id: str,
-        customer_id: str | None,
-        channel: str,
-        kind: str,
-        step: str | None,
-        data: dict[str, Any],
-    ) -> None: ...
 
 
 class SmsChannel:
@@ -177,14 +167,7 @@ class SmsChannel:
         return reference
 
     async def _log(self, journey_id: str, customer_id: str | None, kind: str, data: dict[str, Any]) -> None:
-        if self.open_journeys is None:
-            return
-        try:
-            await self.open_journeys.append(
-                journey_id=journey_id, customer_id=customer_id, channel="sms", kind=kind, step=None, data=data
-            )
-        except Exception as exc:  # the message went out; only its log line is missing
-            log.error("cannot log %s for journey %s: %s", kind, journey_id, exc)
+        self.store.append(journey_id, customer_id, "sms", [Interaction(kind, None, data, time.time())])
 
     async def delivery(self, reference: str, status: str) -> None:
         """A delivery report from the gateway (Kannel %d: 1 delivered, 2 failed, 8 accepted, 16 rejected)."""

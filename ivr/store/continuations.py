@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr.store.models import ContinuationRow, InteractionRow, JourneyRow
+from ivr.store.models import ContinuationRow, JourneyRow
 
 
 @dataclass(frozen=True)
@@ -118,32 +118,3 @@ class ContinuationStore:
                 )
             ).first()
         return str(row[0]) if row else None
-
-    async def append(
-        self,
-        *,
-        journey_id: str,
-        customer_id: str | None,
-        channel: str,
-        kind: str,
-        step: str | None,
-        data: dict[str, Any],
-    ) -> None:
-        """One interaction straight into the log, without a journey snapshot.
-
-        Why not ``JourneyStore.save``: gateway callbacks (delivery reports) arrive at any time,
-        from outside the journey's own turn; saving a snapshot read back from the store could put
-        an older state of the journey over a newer one still being written.
-        """
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(InteractionRow).values(
-                    journey_id=journey_id,
-                    customer_id=customer_id,
-                    channel=channel,
-                    kind=kind,
-                    step=step,
-                    data=data,
-                    at=time.time(),
-                )
-            )

@@ -159,8 +159,8 @@ class JourneyStore:
     def log(self, journey: Journey, events: Sequence[Interaction]) -> None:
         """Append events to the journey's log without writing the journey itself.
 
-        For services that hold a copy, not the live journey (an agent's disposition, a delivery
-        report): saving their copy could overwrite a newer state that the channel saved since.
+        For services that hold a copy, not the live journey (an agent's disposition): saving
+        their copy could overwrite a newer state that the channel saved since.
         """
         for event in events:
             self._events.append(
@@ -168,6 +168,19 @@ class JourneyStore:
                     journey.id, journey.customer_id, journey.channel, journey.flow, event, _slot_value(journey, event)
                 )
             )
+        if events:
+            self._idle.clear()
+            self._wake.set()
+
+    def append(self, journey_id: str, customer_id: str | None, channel: str, events: Sequence[Interaction]) -> None:
+        """Events for a journey known only by id (an SMS delivery report, a message sent).
+
+        They go through the same writer as everything else, so a database that is down delays
+        them instead of losing them, and they never contend with the writer for SQLite's lock.
+        They carry no slot values and no flow, so they never touch the aggregates.
+        """
+        for event in events:
+            self._events.append(LoggedEvent(journey_id, customer_id, channel, "", event, None))
         if events:
             self._idle.clear()
             self._wake.set()

@@ -194,6 +194,17 @@ async def test_decayed_score_is_the_same_however_choices_are_batched(
     assert stat.score == pytest.approx(expected.score, rel=1e-9)
 
 
+async def test_events_known_only_by_journey_id_are_appended_without_touching_the_journey(store: JourneyStore) -> None:
+    # An SMS delivery report names a journey by id only: it joins the log through the writer,
+    # and neither creates nor rewrites a journey row.
+    store.append("sms-only-journey", None, "sms", [Interaction("sms_delivery", None, {"status": "1"}, 5.0)])
+    await store.flush()
+    assert await store.interactions("sms-only-journey") == [
+        {"kind": "sms_delivery", "step": None, "data": {"status": "1"}, "at": 5.0, "channel": "sms"}
+    ]
+    assert await store.get("sms-only-journey") is None
+
+
 async def test_a_secret_slot_is_never_stored(store: JourneyStore, customers: CustomerStore) -> None:
     cid = await customers.identify("+15551230004")
     j = journey(cid)

@@ -8,11 +8,8 @@ A's journey (the screen pop's context). The timeline records every step.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +27,7 @@ from ivr.flow.model import (
     QUEUE_WAIT_PROMPT,
     Prompt,
 )
+from ivr.lab.agents import add_agent
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.controller import ControllerProcess
 from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
@@ -86,15 +84,7 @@ async def setup(lab: AsteriskLab, tmp_path: Path) -> AsyncIterator[tuple[Control
     (flows / "cbq.yaml").write_text(FLOW)
     data = tmp_path / "ivr"
     data.mkdir()
-    add = [sys.executable, "-m", "ivr.cli", "agents", "add", "ann", "--endpoint", "agent1001", "--skill", "billing"]
-    subprocess.run(  # noqa: ASYNC221 - set-up before any call, nothing else runs yet
-        [*add, "--password-stdin"],
-        input="ann-password-1\n",
-        text=True,
-        check=True,
-        env={**os.environ, "IVR_DATA_DIR": str(data)},
-        capture_output=True,
-    )
+    add_agent(data, "ann", "agent1001", ["billing"], "ann-password-1")  # set-up, before any call
     customer_phone = Softphone("customer", ring_ms=500, register=False)
     agent_phone = Softphone("agent1001", lab.agent_passwords["agent1001"], ring_ms=1000)
     proc = ControllerProcess(

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
-import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +24,7 @@ import pytest
 from ivr.ami import events as ev
 from ivr.ami.client import AmiClient
 from ivr.flow.model import Prompt
+from ivr.lab.agents import add_agent
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.browser import chromium
 from ivr.lab.controller import ControllerProcess
@@ -94,20 +93,6 @@ def padded_speech(text: str, lead_ms: int, target: Path) -> tuple[Path, int]:
     return target, len(speech) // 16
 
 
-def add_agent(data_dir: Path, username: str, name: str, endpoint: str, skills: list[str], password: str) -> None:
-    argv = [sys.executable, "-m", "ivr.cli", "agents", "add", username, "--name", name, "--endpoint", endpoint]
-    for skill in skills:
-        argv += ["--skill", skill]
-    subprocess.run(
-        [*argv, "--password-stdin"],
-        input=password + "\n",
-        text=True,
-        check=True,
-        env={**os.environ, "IVR_DATA_DIR": str(data_dir)},
-        capture_output=True,
-    )
-
-
 async def seed_customer(data_dir: Path) -> None:
     store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{data_dir / 'ivr.sqlite3'}"))
     await store.start()
@@ -142,8 +127,8 @@ def desk(lab: AsteriskLab, tmp_path: Path, redis: RedisServer) -> Iterator[Contr
     (flows / "desk.yaml").write_text(FLOW)
     data = tmp_path / "ivr"
     data.mkdir()
-    add_agent(data, "ann", "Ann Agent", "agent1001", ["billing"], "ann-password-1")
-    add_agent(data, "bob", "Bob Agent", "agent1002", ["support"], "bob-password-1")
+    add_agent(data, "ann", "agent1001", ["billing"], "ann-password-1", name="Ann Agent")
+    add_agent(data, "bob", "agent1002", ["support"], "bob-password-1", name="Bob Agent")
     asyncio.run(seed_customer(data))
     proc = ControllerProcess(
         flows_dir=flows,

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +24,7 @@ import pytest
 from ivr.ami.client import AmiClient
 from ivr.channels.handoff import TokenCodec, new_continuation_id
 from ivr.flow.model import Prompt
+from ivr.lab.agents import add_agent
 from ivr.lab.asterisk import AsteriskLab
 from ivr.lab.browser import chromium
 from ivr.lab.controller import ControllerProcess
@@ -326,31 +324,6 @@ def test_call_me_now_from_chat_rings_the_customer_into_the_same_step(stack: Stac
     asyncio.run(scenario())
     kinds = [e["kind"] for e in stack.controller.interactions(first["id"])]
     assert kinds.count("channel_changed") == 2 and "call_requested" in kinds  # voice -> chat -> voice
-
-
-def add_agent(data_dir: Path, username: str, endpoint: str, skills: list[str], password: str) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "ivr.cli",
-        "agents",
-        "add",
-        username,
-        "--name",
-        username.title(),
-        "--endpoint",
-        endpoint,
-    ]
-    for skill in skills:
-        argv += ["--skill", skill]
-    subprocess.run(
-        [*argv, "--password-stdin"],
-        input=password + "\n",
-        text=True,
-        check=True,
-        env={**os.environ, "IVR_DATA_DIR": str(data_dir)},
-        capture_output=True,
-    )
 
 
 async def agent_login(browser: Any, base: str, username: str, password: str) -> Any:

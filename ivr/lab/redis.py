@@ -14,20 +14,55 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.errors import LabError
 
 
-@dataclass(frozen=True)
 class RedisServer:
-    port: int
-    process: subprocess.Popen[bytes]
+    """One ``redis-server`` child. ``kill()`` and ``start()`` simulate a crash and a restart on the
+    same port (with ``--save ''`` it comes back empty, as a Redis without persistence would)."""
+
+    def __init__(self, port: int, argv: list[str], workdir: Path) -> None:
+        self.port = port
+        self.argv = argv
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server (again) and wait until it answers PING."""
+        if self.process is not None and self.process.poll() is None:
+            raise LabError(f"redis-server on {self.port} is already running")
+        with (self.workdir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _pong(self.port):
+            if self.process.poll() is not None:
+                tail = (self.workdir / "redis.log").read_text(errors="replace")[-800:]
+                raise LabError(f"redis-server exited: {tail}")
+            if time.monotonic() > deadline:
+                raise LabError(f"redis-server not answering on {self.port} after {timeout}s")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (no shutdown, no save); returns once the process is gone."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
 
 
 def available() -> bool:
@@ -59,23 +94,10 @@ def throwaway_redis(timeout: float = 10.0) -> Iterator[RedisServer]:
     port = _free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     argv += ["--dir", str(workdir), "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"]
-    log = (workdir / "redis.log").open("wb")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    log.close()
+    server = RedisServer(port, argv, workdir)
     try:
-        deadline = time.monotonic() + timeout
-        while not _pong(port):
-            if process.poll() is not None:
-                raise LabError(f"redis-server exited: {(workdir / 'redis.log').read_text(errors='replace')[-800:]}")
-            if time.monotonic() > deadline:
-                raise LabError(f"redis-server not answering on {port} after {timeout}s")
-            time.sleep(0.05)
-        yield RedisServer(port, process)
+        server.start(timeout)
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

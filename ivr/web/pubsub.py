@@ -8,8 +8,9 @@ implementations have the same small API, so nothing above this module knows whic
     async with bus.subscribe("agent.1001") as sub:
         async for message in sub: ...
 
-Delivery is live and at-most-once (like Redis PUBLISH): a subscriber sees what is published after
-``subscribe`` returned. A slow subscriber never blocks publishers: its queue is bounded and when it
+A subscriber sees what is published after ``subscribe`` returned (not the topic's history), in
+order, each message once; with Redis that holds across a Redis outage or restart, within the bounds
+given in ``RedisBus``. A slow subscriber never blocks publishers: its queue is bounded and when it
 overflows the subscription is closed (the websocket then reconnects and reloads its state), instead
 of silently dropping one pop in the middle.
 """
@@ -18,15 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
+import time
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 Message = dict[str, Any]
 QUEUE_LIMIT = 1000
+BUFFER_LIMIT = 5000  # messages a RedisBus node keeps for Redis while it is down
+STREAM_MAXLEN = 1000  # entries kept per topic (approximately) for readers that were away
+STREAM_TTL = 86400  # seconds a topic's stream outlives its last publish
+BLOCK_MS = 2000  # an idle XREAD returns this often, so a silently dead connection is noticed
+CONNECT_TIMEOUT = 2.0
+INITIAL_BACKOFF = 0.1
+WRITE_BATCH = 200
+READ_COUNT = 200
 _CLOSED: Message = {"type": "__closed__"}
 
 
@@ -172,92 +186,332 @@ class MemoryBus:
 
 
 class RedisBus:
-    """Redis PUBLISH/SUBSCRIBE: one connection for all of this node's subscriptions, read by one task.
+    """Redis Streams: one stream per topic, appended by a writer task, read by one reader task.
 
-    A topic is subscribed on Redis while it has at least one local subscriber. If the connection to
-    Redis drops, the reader reconnects with backoff and re-subscribes every topic; messages
-    published meanwhile are lost (live delivery), and subscribers are not closed.
+    Why streams and not PUBLISH/SUBSCRIBE: PUBLISH delivers to whoever is subscribed at that
+    instant and keeps nothing, so a message published while a subscriber's connection is down (or
+    before it has re-subscribed) is gone, and a publish made while Redis is down can only fail. A
+    stream keeps the last messages of a topic with an id each, so a reader that comes back asks for
+    "everything after the last id I saw" (``XREAD BLOCK``) and misses nothing, without any other
+    node having to know it was away. How the parts keep that promise, and their bounds:
+
+    * ``publish`` never touches the network: it appends to this node's outbox (in order, at most
+      ``buffer_limit`` messages; when full the oldest is dropped, with one warning per outage and a
+      count) and returns. The writer task ``XADD``\\ s the outbox in batches and removes a message only
+      once Redis has acknowledged it; while Redis is down it retries with backoff, so the ACD/AMI
+      code path never waits for, or fails on, Redis.
+    * A batch cut by a dying connection may have been partly applied and is sent again, so every
+      entry carries its origin (this node) and a sequence number, and readers skip an entry whose
+      origin's sequence they have already passed on that topic: each message is delivered once.
+    * Each stream is trimmed to about ``STREAM_MAXLEN`` entries (``MAXLEN ~``) and expires after
+      ``STREAM_TTL`` seconds without a publish, so Redis memory stays bounded; a subscriber that is
+      away longer than that can miss messages (its websocket reloads the agent's state anyway).
+    * The reader keeps, per topic, the id of the last entry it delivered. A topic's first local
+      subscriber starts at the stream's last id (or, if Redis is down right then, at this node's
+      clock, which assumes it agrees with Redis's clock to within the outage), so a subscriber sees what is published after ``subscribe`` returned, not the topic's
+      history. After an outage the reader resumes every topic from its last id. If Redis restarted
+      empty (no persistence), the ids of the new entries come from its clock and so still sort
+      after the old ones; what Redis held but no reader had read yet when it died is lost (publishers
+      lose nothing: their outbox is kept until acknowledged).
+    * One ``XREAD`` covers all of this node's topics plus a private "wake" stream: ``subscribe``
+      appends to it so the blocked read returns at once and re-reads with the new topic.
+    * Redis going away is logged once (warning) and coming back once (with what was buffered and
+      dropped), not once per message or retry. ``stop`` cancels and awaits both tasks (which also
+      end on a flag, as redis-py can turn a cancel into a ConnectionError), then makes one bounded
+      last attempt to send what is still in the outbox and logs how much it could not. ``start``
+      still fails when Redis does not answer, so a wrong URL is caught at once.
     """
 
-    def __init__(self, url: str, *, prefix: str = "ivr:") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "ivr:",
+        buffer_limit: int = BUFFER_LIMIT,
+        max_backoff: float = 2.0,
+    ) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self.url = url
         self.prefix = prefix
-        self._redis = aioredis.from_url(url, decode_responses=True)
-        self._pubsub: Any = None
+        self.buffer_limit = buffer_limit
+        self.max_backoff = max_backoff
+        self.node = uuid.uuid4().hex[:12]
+        # Our loops own retrying (with backoff and one log line per outage); redis-py's own retries
+        # would only make each failed attempt slower.
+        self._redis = aioredis.from_url(
+            url,
+            decode_responses=True,
+            protocol=2,  # the reply shapes _read parses
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=BLOCK_MS / 1000 + CONNECT_TIMEOUT,
+        )
         self._fanout = _Fanout()
-        self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._ready = asyncio.Event()
+        self._health = _Health(self.node, _where(url))
+        # publishing side
+        self._outbox: deque[tuple[str, str, int]] = deque()  # (topic, JSON, sequence)
+        self._seq = itertools.count(1)
+        self._pending = asyncio.Event()
+        self.dropped = 0  # messages dropped from a full outbox since start
+        self._drop_warned = False
+        # reading side
+        self._wake_key = f"{prefix}bus-wake:{self.node}"
+        self._wake_id = "0-0"
+        self._cursor: dict[str, str] = {}  # topic -> id of the last entry delivered (or start)
+        self._seen: dict[str, dict[str, int]] = {}  # topic -> origin -> last sequence delivered
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        """False from the first failed Redis call until both tasks have succeeded again."""
+        return not self._health.failing
+
+    @property
+    def buffered(self) -> int:
+        """Messages published on this node that Redis has not acknowledged yet."""
+        return len(self._outbox)
+
+    def _key(self, topic: str) -> str:
+        return f"{self.prefix}bus:{topic}"
 
     async def start(self) -> None:
         await self._redis.ping()  # fail fast on a wrong URL
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
+        self._tasks = [
+            asyncio.create_task(self._write(), name=f"redis-bus-writer-{self.node}"),
+            asyncio.create_task(self._read(), name=f"redis-bus-reader-{self.node}"),
+        ]
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        if self._closing:
+            return
+        tasks, self._tasks = self._tasks, []
+        self._closing = True  # the loops also check this: redis-py can turn a cancel into an error
+        self._pending.set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        if self._pubsub is not None:
+                await task
+        if self._outbox:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                await asyncio.wait_for(self._send_batch(len(self._outbox)), CONNECT_TIMEOUT * 2)
+            if self._outbox:
+                log.error(
+                    "redis bus %s: stopping with %d messages Redis at %s never acknowledged: they are lost",
+                    self.node,
+                    len(self._outbox),
+                    self._health.where,
+                )
+        with contextlib.suppress(Exception):
+            await self._redis.delete(self._wake_key)
         self._fanout.close_all()
         await self._redis.aclose()
 
     async def publish(self, topic: str, message: Message) -> None:
-        await self._redis.publish(self.prefix + topic, json.dumps(message, separators=(",", ":")))
+        payload = json.dumps(message, separators=(",", ":"))  # a TypeError here is the caller's bug
+        if len(self._outbox) >= self.buffer_limit:
+            self._outbox.popleft()
+            self.dropped += 1
+            if not self._drop_warned:
+                self._drop_warned = True
+                log.warning(
+                    "redis bus %s: %d messages are waiting for Redis at %s: dropping the oldest from now on "
+                    "(counted in the line logged when Redis returns)",
+                    self.node,
+                    self.buffer_limit,
+                    self._health.where,
+                )
+        self._outbox.append((topic, payload, next(self._seq)))
+        self._pending.set()
 
     def subscribe(self, topic: str) -> _Subscribing:
         async def make() -> Subscription:
             sub = Subscription(topic, self._unsubscribe)
             async with self._lock:
                 if self._fanout.add(sub):
-                    await self._pubsub.subscribe(self.prefix + topic)
-                    self._ready.set()
+                    self._cursor[topic] = await self._last_id(topic)
+                    self._seen[topic] = {}
+                    await self._wake()
             return sub
 
         return _Subscribing(make)
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         async with self._lock:
-            if self._fanout.remove(sub) and self._pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.unsubscribe(self.prefix + sub.topic)
+            if self._fanout.remove(sub):
+                self._cursor.pop(sub.topic, None)
+                self._seen.pop(sub.topic, None)
 
-    async def _read(self) -> None:
-        delay = 0.1
+    async def _last_id(self, topic: str) -> str:
+        """Where a new subscription starts: after the stream's last entry."""
+        import redis.exceptions
+
+        try:
+            info = await self._redis.xinfo_stream(self._key(topic))
+        except redis.exceptions.ResponseError:  # no such key: nothing published yet
+            return "0-0"
+        except (redis.exceptions.RedisError, OSError):  # Redis is down: this node's clock will do
+            return f"{int(time.time() * 1000)}-0"
+        return str(info["last-generated-id"])
+
+    async def _wake(self) -> None:
+        """Make the reader's blocked XREAD return so it reads the new topic too."""
+        with contextlib.suppress(Exception):  # down: the reader is not blocked, it is reconnecting
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=True)
+                pipe.expire(self._wake_key, STREAM_TTL)
+                await pipe.execute()
+
+    async def _send_batch(self, size: int) -> None:
+        """XADD the first ``size`` outbox messages; remove those Redis acknowledged."""
+        batch = list(itertools.islice(self._outbox, size))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for topic, payload, seq in batch:
+                key = self._key(topic)
+                pipe.xadd(key, {"m": payload, "o": self.node, "s": seq}, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.expire(key, STREAM_TTL)
+            results = await pipe.execute(raise_on_error=False)
+        for (topic, _, _), result in zip(batch, results[::2], strict=True):
+            if isinstance(result, Exception):  # Redis answered, and refused this one: retrying won't help
+                log.error("redis bus %s: Redis refused a message on %s: %s (dropped)", self.node, topic, result)
+        last = batch[-1][2]
+        while self._outbox and self._outbox[0][2] <= last:  # by sequence: drops may have shifted the deque
+            self._outbox.popleft()
+        if not self._outbox:
+            self._drop_warned = False
+
+    async def _write(self) -> None:
+        delay = INITIAL_BACKOFF
         while True:
-            await self._ready.wait()  # get_message() needs at least one subscription
+            await self._pending.wait()
+            if self._closing:
+                return
+            if not self._outbox:
+                self._pending.clear()
+                continue
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
-                delay = 0.1
+                await self._send_batch(WRITE_BATCH)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("redis bus: %s; reconnecting in %.1fs", exc, delay)
+                if _cancelled():
+                    raise asyncio.CancelledError from exc
+                self._health.failed("writer", exc, self)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                with contextlib.suppress(Exception):
-                    async with self._lock:
-                        await self._pubsub.reset()
-                        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                        topics = [self.prefix + t for t in self._fanout.topics]
-                        if topics:
-                            await self._pubsub.subscribe(*topics)
+                delay = min(delay * 2, self.max_backoff)
                 continue
-            if message is None or message.get("type") != "message":
-                continue
-            channel = str(message["channel"])
+            delay = INITIAL_BACKOFF
+            self._health.ok("writer", self)
+
+    async def _read(self) -> None:
+        delay = INITIAL_BACKOFF
+        while not self._closing:
+            streams = {self._wake_key: self._wake_id}
+            streams.update({self._key(topic): last for topic, last in self._cursor.items()})
             try:
-                data = json.loads(message["data"])
-            except ValueError:
-                log.warning("redis bus: dropped a non-JSON message on %s", channel)
+                reply: Any = await self._redis.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _cancelled():
+                    raise asyncio.CancelledError from exc
+                self._health.failed("reader", exc, self)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
                 continue
-            self._fanout.deliver(channel.removeprefix(self.prefix), data)
+            delay = INITIAL_BACKOFF
+            self._health.ok("reader", self)
+            for key, entries in reply or []:  # RESP2: [[key, [(id, {field: value}), ...]], ...]
+                self._deliver(str(key), entries)
+
+    def _deliver(self, key: str, entries: list[Any]) -> None:
+        if key == self._wake_key:
+            if entries:
+                self._wake_id = str(entries[-1][0])
+            return
+        topic = key.removeprefix(f"{self.prefix}bus:")
+        for entry_id, fields in entries:
+            cursor = self._cursor.get(topic)
+            if cursor is None:
+                return  # unsubscribed while the XREAD was out
+            if _id(entry_id) <= _id(cursor):
+                continue  # read from an older cursor, before the topic was subscribed again
+            self._cursor[topic] = str(entry_id)
+            origin, seq = str(fields.get("o", "")), int(fields.get("s", 0))
+            seen = self._seen.setdefault(topic, {})
+            if seq and seq <= seen.get(origin, 0):
+                continue  # a batch sent again after a cut connection
+            seen[origin] = seq
+            try:
+                data = json.loads(fields["m"])
+            except (KeyError, ValueError):
+                log.warning("redis bus %s: dropped a malformed entry %s on %s", self.node, entry_id, key)
+                continue
+            self._fanout.deliver(topic, data)
+
+
+class _Health:
+    """Whether Redis is reachable, per part (reader, writer): one log line per outage and recovery."""
+
+    def __init__(self, node: str, where: str) -> None:
+        self.node = node
+        self.where = where
+        self.failing: dict[str, str] = {}
+        self.since = 0.0
+        self.failures = 0  # failed attempts since start (tests wait on it)
+
+    def failed(self, part: str, exc: BaseException, bus: RedisBus) -> None:
+        if not self.failing:
+            self.since = time.monotonic()
+            log.warning(
+                "redis bus %s: Redis at %s is unreachable (%s): buffering publishes (up to %d) and retrying; "
+                "subscribers resume where they left off",
+                self.node,
+                self.where,
+                str(exc) or type(exc).__name__,
+                bus.buffer_limit,
+            )
+        self.failing[part] = str(exc)
+        self.failures += 1
+
+    def ok(self, part: str, bus: RedisBus) -> None:
+        if self.failing.pop(part, None) is not None and not self.failing:
+            log.warning(
+                "redis bus %s: Redis at %s is back after %.1fs: %d buffered messages still to send, %d dropped so far",
+                self.node,
+                self.where,
+                time.monotonic() - self.since,
+                bus.buffered,
+                bus.dropped,
+            )
+
+
+def _cancelled() -> bool:
+    """True if this task was cancelled but the CancelledError came back as another exception.
+
+    redis-py, cancelled in the middle of a command, can close the connection and raise a
+    ConnectionError instead; a loop that retried on it would swallow ``stop()``'s cancel and never end
+    (seen in tests: ``stop()`` then waited forever)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _where(url: str) -> str:
+    """host:port/db (or the socket path) without the password, for log lines."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
 
 
 def bus_from_url(url: str) -> MemoryBus | RedisBus:

@@ -148,7 +148,9 @@ class FakeAgiSession:
     ``EXEC AudioSocket`` runs ``asterisk`` (a coroutine factory given the UUID and address) and
     answers ``200 result=0`` when it ends, as app_audiosocket does after a graceful close;
     ``exec_result`` overrides that (``-2``: application not found, without connecting).
-    STREAM FILE answers with the next key from ``keys`` (or none).
+    STREAM FILE answers with the next key from ``keys`` (or none); a menu's ``EXEC Read`` takes
+    one entry per fragment (and one for the wait after them) and leaves the first key in its
+    variable for ``GET VARIABLE``.
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class FakeAgiSession:
         self.keys = list(keys)
         self.hang_up_on_exec = hang_up_on_exec
         self.lines: list[str] = []
+        self.variables: dict[str, str] = {}
         self.heard: Heard | None = None
         self.hung_up = False
 
@@ -183,6 +186,22 @@ class FakeAgiSession:
             key = self.keys.pop(0) if self.keys else ""
             code = str(ord(key)) if key else "0"
             return Reply(200, code, None, 0, f"200 result={code} endpos=0")
+        if line.startswith("EXEC Read"):
+            # Read(VAR,f1&f2&...,1,,1,timeout): one entry of ``keys`` per fragment, then one for the
+            # wait after them, as if each fragment were a STREAM FILE; the first key ends it.
+            name, files = agi.unquote(line)[2].split(",")[:2]
+            key = ""
+            for _ in range(len(files.split("&")) + 1):
+                key = self.keys.pop(0) if self.keys else ""
+                if key:
+                    break
+            self.variables[name] = key
+            return Reply(200, "0", None, None, "200 result=0")
+        if line.startswith("GET VARIABLE"):
+            value = self.variables.get(agi.unquote(line)[2])
+            if value is None:
+                return Reply(200, "0", None, None, "200 result=0")
+            return Reply(200, "1", value, None, f"200 result=1 ({value})")
         return Reply(200, "1", None, None, "200 result=1")
 
     async def set_variable(self, name: str, value: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -334,6 +335,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads flows."""
     app = App(config)
     await app.start()
+    # Everything loaded so far (flows, models, libraries: about 100,000 objects with a recognizer)
+    # lives as long as the process. Freezing it takes it out of the cyclic collector's scans, so
+    # a full collection during calls walks only what calls allocate (66 ms -> well under 1 ms).
+    gc.freeze()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -8,6 +8,7 @@ apart and makes an edited text a new file, so a stale recording is never played.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -19,6 +20,7 @@ def slug(text: str) -> str:
     return "-".join(words[:_SLUG_WORDS]) or "prompt"
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked for every fragment of every menu on every call
 def prompt_audio_name(text: str, prefix: str = "ivr") -> str:
     """``'Welcome to Example Power.'`` -> ``'ivr/welcome-to-example-power-1a2b3c4d'``.
 

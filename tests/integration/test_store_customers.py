@@ -205,6 +205,33 @@ async def test_events_known_only_by_journey_id_are_appended_without_touching_the
     assert await store.get("sms-only-journey") is None
 
 
+async def test_a_journey_being_written_is_read_as_its_newest_state(store: JourneyStore) -> None:
+    # Between leaving the pending batch and its commit, a journey is in neither place: get()
+    # must still answer with it (an agent's screen pop can ask at exactly that moment).
+    written = asyncio.Event()
+    release = asyncio.Event()
+    real_write = store._write
+
+    async def slow_write(*args: Any) -> None:
+        written.set()
+        await release.wait()
+        await real_write(*args)
+
+    store._write = slow_write  # type: ignore[method-assign]
+    j = journey(None)
+    j.step, j.slots = "account", {"account_number": "12345678"}
+    store.save(j)
+    await asyncio.wait_for(written.wait(), 10)
+    assert j.id not in store._pending
+    seen = await store.get(j.id)
+    assert seen is not None and (seen.step, seen.slots) == ("account", {"account_number": "12345678"})
+    seen.slots["account_number"] = "changed"  # a copy: the batch being written is not touched
+    release.set()
+    await store.flush()
+    stored = await store.get(j.id)
+    assert stored is not None and stored.slots == {"account_number": "12345678"}
+
+
 async def test_a_secret_slot_is_never_stored(store: JourneyStore, customers: CustomerStore) -> None:
     cid = await customers.identify("+15551230004")
     j = journey(cid)

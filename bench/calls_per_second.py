@@ -13,7 +13,17 @@ fast (p95 INVITE->200 under 500 ms: Asterisk keeping up, not queueing), the run 
 and, for ``ivr``, the controller itself recorded every call as a completed journey (SIPp success
 alone does not prove the IVR ran). Prints the ratios and the controller's CPU share.
 
-Run: ``.venv/bin/python bench/calls_per_second.py [--seconds 8]`` (about 6-8 minutes).
+Two calls (``--calls``), each through all four routes:
+
+* ``short`` — answer, one short file, two variables, hang up (2 AGI commands): the worst case for
+  any AGI route, nearly all of the call is set-up and tear-down.
+* ``menu``  — what a short real IVR call does (flow ``dialplans/bench_menu.yaml``): a greeting, a
+  two-option menu spoken from fragments that the caller interrupts with a key (RFC 4733, at the
+  same moment on every route), the reply for that key, hang up (about 10 AGI commands, 4-5 s).
+  For ``ivr`` a step passes only if every journey took the key's branch.
+
+Run: ``.venv/bin/python bench/calls_per_second.py [--seconds 8] [--calls short,menu]``
+(about 25 minutes for both calls and two rounds).
 """
 
 from __future__ import annotations
@@ -26,22 +36,37 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ivr.flow.loader import check_paths  # noqa: E402
+from ivr.flow.model import SYSTEM_PROMPTS  # noqa: E402
 from ivr.lab.asterisk import AsteriskLab  # noqa: E402
 from ivr.lab.controller import ControllerProcess  # noqa: E402
 from ivr.lab.lock import lab_session_lock  # noqa: E402
-from ivr.lab.sipp import CallerScript, run_load  # noqa: E402
+from ivr.lab.sipp import CallerScript, Dtmf, run_load  # noqa: E402
+from ivr.prompts.build import PromptItem, build_prompts  # noqa: E402
 
 PYST2_IN_ROOT = "/usr/local/share/ivr-lab/bench_pyst2.py"
 
 
+@dataclass(frozen=True)
+class Call:
+    """What the caller does: which lab extensions, when they press a key, what the flow must show."""
+
+    name: str
+    extension_prefix: str  # the lab extension is <prefix><route>
+    dtmf: tuple[Dtmf, ...] = ()
+    path_must_include: str | None = None  # a step every ivr journey must have passed
+
+
 @dataclass
 class Step:
+    call: str
     route: str
     rate: float
     calls: int
@@ -68,9 +93,24 @@ def p95(values: tuple[int, ...]) -> float | None:
     return float(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
 
 
-def run_step(route: str, rate: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess) -> Step:
+def finished(journey: dict[str, object], call: Call) -> bool:
+    path = journey.get("path") or []
+    return journey["status"] == "completed" and (
+        call.path_must_include is None or call.path_must_include in path  # type: ignore[operator]
+    )
+
+
+def run_step(
+    call: Call, route: str, rate: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess
+) -> Step:
     calls = max(10, int(rate * seconds))
-    script = CallerScript(caller_id="+15550000000", from_user="lab", dialled=f"bench-{route}", max_call_ms=15000)
+    script = CallerScript(
+        caller_id="+15550000000",
+        from_user="lab",
+        dialled=f"{call.extension_prefix}{route}",
+        dtmf=call.dtmf,
+        max_call_ms=15000,
+    )
     before = len(controller.journeys()) if route == "ivr" else 0
     ast_pid = lab.server_pid()
     ast0 = proc_cpu(ast_pid) if ast_pid else None
@@ -85,11 +125,11 @@ def run_step(route: str, rate: float, seconds: float, lab: AsteriskLab, controll
     if route == "ivr":
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            done = [j for j in controller.journeys()[before:] if j["status"] == "completed"]
+            done = [j for j in controller.journeys()[before:] if finished(j, call)]
             if len(done) >= result.successful:
                 break
             time.sleep(0.2)
-        journeys = len([j for j in controller.journeys()[before:] if j["status"] == "completed"])
+        journeys = len([j for j in controller.journeys()[before:] if finished(j, call)])
     answer = p95(result.answer_times_ms)
     if not result.ok or result.failed or result.successful != calls:
         why = f"sipp: {result.successful}/{calls} ok, {result.failed} failed {result.failure_counters}"
@@ -98,18 +138,20 @@ def run_step(route: str, rate: float, seconds: float, lab: AsteriskLab, controll
     elif wall > calls / rate + 10:
         why = f"overran: {wall:.1f}s for {calls / rate:.1f}s of calls"
     elif journeys is not None and journeys != calls:
-        why = f"controller recorded {journeys} completed journeys for {calls} calls"
-    return Step(route, rate, calls, not why, result.successful, result.failed, journeys, answer, wall, ctl, ast, why)
+        why = f"controller recorded {journeys} completed journeys (path through {call.path_must_include}) for {calls} calls"
+    return Step(
+        call.name, route, rate, calls, not why, result.successful, result.failed, journeys, answer, wall, ctl, ast, why
+    )
 
 
-def ceiling(route: str, start: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess,
+def ceiling(call: Call, route: str, start: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess,
             steps: list[Step]) -> float:  # fmt: skip
     good, bad = 0.0, None
     rate = start
     while bad is None:
-        step = run_step(route, rate, seconds, lab, controller)
+        step = run_step(call, route, rate, seconds, lab, controller)
         steps.append(step)
-        print(f"  {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
+        print(f"  {call.name:5} {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
         if step.ok:
             good, rate = rate, rate * 1.5
         else:
@@ -120,9 +162,9 @@ def ceiling(route: str, start: float, seconds: float, lab: AsteriskLab, controll
         if bad is None or bad - good < max(2.0, good * 0.05):
             break
         rate = (good + bad) / 2
-        step = run_step(route, rate, seconds, lab, controller)
+        step = run_step(call, route, rate, seconds, lab, controller)
         steps.append(step)
-        print(f"  {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
+        print(f"  {call.name:5} {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
         good, bad = (rate, bad) if step.ok else (good, rate)
         time.sleep(1)
     return good
@@ -132,6 +174,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8, help="length of each rate step")
     parser.add_argument("--routes", default="dialplan,bare,ivr,pyst2")
+    parser.add_argument("--calls", default="menu,short", help="which calls to run: menu, short or both")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -145,6 +188,27 @@ def main() -> int:
         return run(args)
 
 
+def prompt_ms(lab: AsteriskLab, name: str) -> int:
+    with wave.open(str(lab.sounds_dir / f"{name}.wav")) as w:
+        return int(w.getnframes() * 1000 / w.getframerate())
+
+
+def build_calls(lab: AsteriskLab) -> dict[str, Call]:
+    """Render the menu call's prompts (as ``ivr prompts build`` does) and time its key press."""
+    flows, problems = check_paths([REPO / "dialplans" / "bench_menu.yaml"])
+    assert not problems, problems
+    items = [PromptItem(p.audio_name(), p.text) for p in SYSTEM_PROMPTS]
+    items += [PromptItem(p.audio_name(), p.text) for p in flows[0].prompts() if not p.audio]
+    build_prompts(items, lab.sounds_dir)
+    # The caller presses 2 while "For billing" is read: after the greeting and the menu's prompt.
+    greeting = prompt_ms(lab, "ivr/thank-you-for-calling-ce598488")
+    prompt = prompt_ms(lab, "ivr/please-choose-from-the-following-14e28566")
+    return {
+        "short": Call("short", "bench-"),
+        "menu": Call("menu", "bench-menu-", (Dtmf("2", at_ms=greeting + prompt + 400),), path_must_include="outage"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     lab = AsteriskLab()
     lab.provision()
@@ -153,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "bench" / "bench_pyst2.py", target)
     target.chmod(0o755)
+    known = build_calls(lab)
+    calls = [known[name] for name in args.calls.split(",")]
     started_lab = not lab.is_running()
     if started_lab:
         lab.start()
@@ -164,30 +230,49 @@ def run(args: argparse.Namespace) -> int:
     )
     assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
     steps: list[Step] = []
-    results: dict[str, float] = {}
-    rounds: list[dict[str, float]] = []
+    results: dict[str, dict[str, float]] = {call.name: {} for call in calls}
+    rounds: list[dict[str, dict[str, float]]] = []
     try:
         routes = args.routes.split(",")
         for number in range(max(1, args.rounds)):
             order = routes if number % 2 == 0 else routes[::-1]
-            this: dict[str, float] = {}
-            for route in order:
-                print(f"== round {number + 1}: {route}", flush=True)
-                this[route] = ceiling(route, 8 if route == "pyst2" else 40, args.seconds, lab, controller, steps)
-                results[route] = max(results.get(route, 0.0), this[route])
+            this: dict[str, dict[str, float]] = {}
+            for call in calls:
+                this[call.name] = {}
+                for route in order:
+                    print(f"== round {number + 1}: {call.name} call, {route}", flush=True)
+                    start = 8 if route == "pyst2" else 40
+                    this[call.name][route] = ceiling(call, route, start, args.seconds, lab, controller, steps)
+                    results[call.name][route] = max(results[call.name].get(route, 0.0), this[call.name][route])
+                print(
+                    f"   round {number + 1}, {call.name} call: "
+                    + ", ".join(f"{r} {v:.1f}" for r, v in this[call.name].items()),
+                    flush=True,
+                )
             rounds.append(this)
-            print("   round " + str(number + 1) + ": " + ", ".join(f"{r} {v:.1f}" for r, v in this.items()), flush=True)
     finally:
         controller.stop()
         bare.terminate()
         bare.wait(10)
         if started_lab:
             lab.stop()
-    print("\n== Sustained calls/s with zero failed calls (2 cores, Asterisk 22, SIPp on loopback)")
+    for call in calls:
+        report(call.name, results[call.name], [s for s in steps if s.call == call.name])
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"calls_per_second-{stamp}.json").write_text(
+        json.dumps({"ceilings": results, "rounds": rounds, "steps": [asdict(s) for s in steps]}, indent=2)
+    )
+    shutil.rmtree(data, ignore_errors=True)
+    return 0
+
+
+def report(call: str, results: dict[str, float], steps: list[Step]) -> None:
+    print(f"\n== {call} call: sustained calls/s with zero failed calls (Asterisk 22, SIPp on loopback)")
     for route, rate in results.items():
         print(f"  {route:8} {rate:7.1f}")
-    ivr_steps = [s for s in steps if s.route == "ivr" and s.ok]
-    if "ivr" in results and "dialplan" in results and results["dialplan"]:
+    if "ivr" in results and results.get("dialplan"):
         print(f"  ivr / dialplan-only ceiling = {results['ivr'] / results['dialplan']:.2f}  (target >= 0.9)")
     if "ivr" in results and results.get("bare"):
         print(
@@ -199,20 +284,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if "ivr" in results and results.get("pyst2"):
         print(f"  ivr / pyst2                 = {results['ivr'] / results['pyst2']:.1f}x (target >= 8x)")
+    ivr_steps = [s for s in steps if s.route == "ivr" and s.ok]
     if ivr_steps:
         top = max(ivr_steps, key=lambda s: s.rate)
         print(
             f"  controller CPU at {top.rate:.0f} calls/s: {100 * (top.controller_cpu or 0):.0f}% of one core "
             f"(Asterisk {100 * (top.asterisk_cpu or 0):.0f}%)"
         )
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"calls_per_second-{stamp}.json").write_text(
-        json.dumps({"ceilings": results, "rounds": rounds, "steps": [asdict(s) for s in steps]}, indent=2)
-    )
-    shutil.rmtree(data, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

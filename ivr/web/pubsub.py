@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -385,8 +385,32 @@ class RedisBus:
         if not self._outbox:
             self._drop_warned = False
 
+    async def _attempt(
+        self, role: str, backoff: list[float], operation: Callable[[], Awaitable[Any]]
+    ) -> tuple[bool, Any]:
+        """One Redis round for the writer or the reader: (True, result), or report the failure
+        (one log line per outage, see ``_Health``), wait ``backoff[0]`` and double it: (False, None).
+
+        A cancel that redis-py turned into a connection error is still a cancel: without the
+        ``_cancelled()`` check ``stop()`` could wait for ever on a loop that swallowed it.
+        """
+        try:
+            result = await operation()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _cancelled():
+                raise asyncio.CancelledError from exc
+            self._health.failed(role, exc, self)
+            await asyncio.sleep(backoff[0])
+            backoff[0] = min(backoff[0] * 2, self.max_backoff)
+            return False, None
+        backoff[0] = INITIAL_BACKOFF
+        self._health.ok(role, self)
+        return True, result
+
     async def _write(self) -> None:
-        delay = INITIAL_BACKOFF
+        backoff = [INITIAL_BACKOFF]
         while True:
             await self._pending.wait()
             if self._closing:
@@ -394,40 +418,22 @@ class RedisBus:
             if not self._outbox:
                 self._pending.clear()
                 continue
-            try:
-                await self._send_batch(WRITE_BATCH)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if _cancelled():
-                    raise asyncio.CancelledError from exc
-                self._health.failed("writer", exc, self)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-                continue
-            delay = INITIAL_BACKOFF
-            self._health.ok("writer", self)
+            await self._attempt("writer", backoff, lambda: self._send_batch(WRITE_BATCH))
 
     async def _read(self) -> None:
-        delay = INITIAL_BACKOFF
+        backoff = [INITIAL_BACKOFF]
         while not self._closing:
-            streams = {self._wake_key: self._wake_id}
-            streams.update({self._key(topic): last for topic, last in self._cursor.items()})
-            try:
-                reply: Any = await self._redis.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if _cancelled():
-                    raise asyncio.CancelledError from exc
-                self._health.failed("reader", exc, self)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+            ok, reply = await self._attempt("reader", backoff, self._xread)
+            if not ok:
                 continue
-            delay = INITIAL_BACKOFF
-            self._health.ok("reader", self)
             for key, entries in reply or []:  # RESP2: [[key, [(id, {field: value}), ...]], ...]
                 self._deliver(str(key), entries)
+
+    async def _xread(self) -> Any:
+        """One blocking read of every subscribed topic, from the last entry seen on each."""
+        streams = {self._wake_key: self._wake_id}
+        streams.update({self._key(topic): last for topic, last in self._cursor.items()})
+        return await self._redis.xread(streams, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]
 
     def _deliver(self, key: str, entries: list[Any]) -> None:
         if key == self._wake_key:

@@ -164,6 +164,15 @@ def test_trunk_agent_and_lab_endpoints_are_loaded(lab: AsteriskLab) -> None:
     assert set(lab.agent_passwords) == set(AGENTS)
 
 
+def test_calls_whose_audio_stopped_are_hung_up(lab: AsteriskLab) -> None:
+    # A BYE the carrier never sent must not leave a caller in a queue for ever: every endpoint
+    # that carries calls hangs up after 60 s without RTP (600 s on hold).
+    for name in ["trunk", "lab", *AGENTS]:
+        shown = lab.cli(f"pjsip show endpoint {name}")
+        assert re.search(r"^\s*rtp_timeout\s*:\s*60\s*$", shown, re.M), name
+        assert re.search(r"^\s*rtp_timeout_hold\s*:\s*600\s*$", shown, re.M), name
+
+
 def test_required_modules_are_running(lab: AsteriskLab) -> None:
     modules = lab.cli("module show")
     running = set(re.findall(r"^(\S+)\.so\s.*\bRunning\b", modules, re.MULTILINE))

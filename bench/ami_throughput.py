@@ -27,8 +27,8 @@ from panoramisk import Manager
 
 from ivr.ami import events as ev
 from ivr.ami.client import AmiClient, AmiError
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.lock import lab_session_lock
+from lab.asterisk import AsteriskLab
+from lab.lock import lab_session_lock
 
 INTERFACE = "PJSIP/agent1004"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -45,11 +45,11 @@ sys.path.insert(0, str(REPO))
 
 from ivr.flow.loader import check_paths  # noqa: E402
 from ivr.flow.model import SYSTEM_PROMPTS  # noqa: E402
-from ivr.lab.asterisk import AsteriskLab  # noqa: E402
-from ivr.lab.controller import ControllerProcess  # noqa: E402
-from ivr.lab.lock import lab_session_lock  # noqa: E402
-from ivr.lab.sipp import CallerScript, Dtmf, run_load  # noqa: E402
 from ivr.prompts.build import PromptItem, build_prompts  # noqa: E402
+from lab.asterisk import AsteriskLab  # noqa: E402
+from lab.controller import ControllerProcess  # noqa: E402
+from lab.lock import lab_session_lock  # noqa: E402
+from lab.sipp import CallerScript, Dtmf, run_load  # noqa: E402
 
 PYST2_IN_ROOT = "/usr/local/share/ivr-lab/bench_pyst2.py"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Handoff latency, end to end on real parts (issue 6): p50 and p99 of
+"""Handoff latency, end to end on real parts: p50 and p99 of
 
 * **key press -> SMS accepted by the gateway**: a SIPp caller presses 8 at the payment menu; the
   controller timestamps the menu answer arriving over AGI and Kannel's ``202 Accepted`` for the
@@ -34,13 +34,13 @@ sys.path.insert(0, str(REPO))
 
 from ivr.flow.loader import check_paths  # noqa: E402
 from ivr.flow.model import SYSTEM_PROMPTS, Prompt  # noqa: E402
-from ivr.lab.asterisk import AsteriskLab  # noqa: E402
-from ivr.lab.browser import chromium  # noqa: E402
-from ivr.lab.controller import ControllerProcess  # noqa: E402
-from ivr.lab.kannel import KannelLab, free_port  # noqa: E402
-from ivr.lab.lock import lab_session_lock  # noqa: E402
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async  # noqa: E402
 from ivr.prompts.build import PromptItem, build_prompts  # noqa: E402
+from lab.asterisk import AsteriskLab  # noqa: E402
+from lab.browser import chromium  # noqa: E402
+from lab.controller import ControllerProcess  # noqa: E402
+from lab.kannel import KannelLab, free_port  # noqa: E402
+from lab.lock import lab_session_lock  # noqa: E402
+from lab.sipp import CallerScript, Dtmf, run_caller_async  # noqa: E402
 
 ACCOUNT = "12345678"
 LINE = re.compile(r"key press to SMS accepted by the gateway in ([\d.]+) ms \(journey (\w+)\)")

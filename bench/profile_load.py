@@ -1,6 +1,6 @@
 """How long a call waits for its caller's profile: p50/p99 against a one-row indexed lookup.
 
-A throwaway PostgreSQL (``ivr.lab.postgres``) is migrated with the product's own migrations and
+A throwaway PostgreSQL (``lab.postgres``) is migrated with the product's own migrations and
 filled with 100,000 customers and 1,000,000 interactions (plus the journeys and the aggregates they
 imply: ``option_stats`` computed with the store's own decay arithmetic, ``customer_slots``), loaded
 with COPY. Then, for random callers, side by side on the same pooled SQLAlchemy + asyncpg engine:
@@ -43,11 +43,11 @@ from sqlalchemy import event
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr.flow.personalize import rank_menu
-from ivr.lab.postgres import PostgresServer
 from ivr.store import schema
 from ivr.store.aggregates import DAY, tally
 from ivr.store.customers import CallerProfiles, CustomerStore
 from ivr.store.journeys import make_engine
+from lab.postgres import PostgresServer
 
 HALF_LIFE = 30 * DAY
 NOW = time.time()

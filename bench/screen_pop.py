@@ -29,16 +29,16 @@ from typing import Any
 
 import aiohttp
 
-from ivr.acd.store import AgentStore
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.browser import chromium
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.lock import lab_session_lock
-from ivr.lab.redis import throwaway_redis
-from ivr.lab.sipp import CallerScript, run_load
-from ivr.lab.softphone import Softphone
+from ivr.store.agents import AgentStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.web.agents_auth import hash_password
+from lab.asterisk import AsteriskLab
+from lab.browser import chromium
+from lab.controller import ControllerProcess
+from lab.lock import lab_session_lock
+from lab.redis import throwaway_redis
+from lab.sipp import CallerScript, run_load
+from lab.softphone import Softphone
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PHONES = ("agent1001", "agent1002", "agent1003", "agent1004")

@@ -101,8 +101,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def utterance_set(engine: str) -> list[tuple[str, bytes, str | None]]:
     """``(name, pcm, expected option or intent)``."""
-    from ivr.config import load_config
     from ivr.speech.audio import read_wav
+    from lab.asterisk import lab_root as asterisk_lab_root
 
     if engine == "vosk-ko":
         expected = {"ne": "yes", "aniyo": "no", "sangdamwon-yeongyeol": "agent"}
@@ -121,7 +121,7 @@ def utterance_set(engine: str) -> list[tuple[str, bytes, str | None]]:
         "piper-option-two.wav": "outage",
     }
     out = [(name, read_wav(FIXTURES / name)[0], want) for name, want in english.items()]
-    sounds = Path(str(load_config(environ={})["lab.root"])) / "usr/share/asterisk/sounds/en_US_f_Allison"
+    sounds = asterisk_lab_root() / "usr/share/asterisk/sounds/en_US_f_Allison"
     keys = {"1": "pay_bill", "2": "outage", "3": "support", "0": "agent"}
     wanted: dict[str, str | None] = {f"digits/{d}.wav": keys.get(str(d), f"digit_{d}") for d in range(10)}
     wanted |= {

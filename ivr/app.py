@@ -18,11 +18,11 @@ from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
 from ivr.acd.service import Acd
-from ivr.acd.store import AgentStore, CallbackStore
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
 from ivr.ami.actions import originate
 from ivr.ami.client import AmiClient, AmiError
+from ivr.bus.pubsub import bus_from_url
 from ivr.channels.chat import TextFlows
 from ivr.channels.handoff import Handoffs, TokenCodec
 from ivr.channels.sms import KannelProvider, SmsChannel, SmsProvider
@@ -35,6 +35,7 @@ from ivr.flow.model import Flow, Interaction, Journey, Queue
 from ivr.flow.personalize import DAY
 from ivr.flow.profile import CallerProfile
 from ivr.speech.service import SpeechService, speech_from_config
+from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CallerProfiles, CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
@@ -42,7 +43,6 @@ from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
 from ivr.web.desktop import setup_desktop
-from ivr.web.pubsub import bus_from_url
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class App:
         self._setup_text_channels()
         self._setup_acd()
         self.routes: dict[str, Handler] = {"inbound": self.inbound}
-        self.routes["continue"] = self.inbound.continue_call  # issue 6: "call me now"
+        self.routes["continue"] = self.inbound.continue_call  # "call me now"
         self.agi = AgiServer(
             self.route,
             host=config["agi.host"],
@@ -85,7 +85,7 @@ class App:
         self.speech: SpeechService | None = None
 
     def _setup_text_channels(self) -> None:
-        """Issue 6: continuation links, the web chat and the SMS channel, on the same journeys."""
+        """Continuation links, the web chat and the SMS channel, on the same journeys."""
         config = self.config
         half_life = float(config["personalize.half_life_days"]) * DAY
         secret = str(config["handoff.secret"])
@@ -137,7 +137,7 @@ class App:
         setup_chat(self.web.app, self.chat_settings)
 
     def _setup_acd(self) -> None:
-        """Issue 5: AMI (only with ami.secret set), the ACD, the pub/sub bus and the agent desktop."""
+        """AMI (only with ami.secret set), the ACD, the pub/sub bus and the agent desktop."""
         config = self.config
         self.bus = bus_from_url(config["pubsub.url"])
         self.ami: AmiClient | None = None
@@ -209,7 +209,7 @@ class App:
             return None
 
     async def call_me(self, journey_id: str) -> bool:
-        """Issue 6, "call me now" from the chat: AMI Originate to the customer's number, into the
+        """ "Call me now" from the chat: AMI Originate to the customer's number, into the
         ``ivr-continue`` context, which runs the journey on voice at its current step."""
         journey = await self.store.get(journey_id)
         if self.ami is None or journey is None or not journey.caller or journey.status != "active":
@@ -232,7 +232,7 @@ class App:
 
     async def _start_text_channels(self) -> None:
         self.chat_settings.call_me = self.call_me if self.ami is not None else None
-        self.chat_settings.agents, self.chat_settings.bus = self.acd.chats, self.bus  # blended agents (issue 5)
+        self.chat_settings.agents, self.chat_settings.bus = self.acd.chats, self.bus  # blended agents
         if not self.handoffs.base_url:
             self.handoffs.base_url = f"http://{self.config['web.host']}:{self.web.port}"
         if self.codec is None:

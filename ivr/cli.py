@@ -1,4 +1,4 @@
-"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | db | customers | lab | demo."""
+"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | db | customers."""
 
 from __future__ import annotations
 
@@ -195,7 +195,7 @@ def _skills(values: list[str]) -> dict[str, int]:
 def cmd_agents(args: argparse.Namespace) -> int:
     import getpass
 
-    from ivr.acd.store import AgentStore
+    from ivr.store.agents import AgentStore
     from ivr.store.journeys import JourneyStore, make_engine
     from ivr.web.agents_auth import WeakPassword, hash_password
 
@@ -244,18 +244,6 @@ def cmd_agents(args: argparse.Namespace) -> int:
             await store.stop()
 
     return asyncio.run(run())
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    from ivr.lab.asterisk import main as lab_main
-
-    return lab_main(args.lab_args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ivr.lab.demo import run_demo
-
-    return run_demo(_config(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,12 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_agents)
     agents.add_parser("list", help="every agent").set_defaults(func=cmd_agents)
 
-    p = sub.add_parser("lab", help="the lab Asterisk 22 (provision | up | down | status | cli CMD)")
-    p.add_argument("lab_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_lab)
-
-    p = sub.add_parser("demo", help="provision Asterisk, start the controller, place demo calls with SIPp")
-    p.set_defaults(func=cmd_demo)
     return parser
 
 

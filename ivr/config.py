@@ -128,7 +128,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("prompts.dir", str, "", "Where 'ivr prompts build' writes audio (Asterisk's sounds dir)."),
     Setting("prompts.engine", str, "auto", "Offline TTS engine: auto, piper, flite or espeak-ng."),
     Setting("prompts.prefix", str, "ivr", "Sound-file prefix as Asterisk sees it (sounds/<prefix>/...)."),
-    Setting("lab.root", str, "/var/cache/ivr-lab/asterisk-root", "Debian sid root that runs Asterisk 22."),
     Setting("log.level", str, "INFO", "Log level: DEBUG, INFO, WARNING, ERROR."),
     Setting(
         "speech.engine",

@@ -15,8 +15,7 @@ failure into a clear message or a safe dialplan fallback, and let anything else 
     ├── CallEnded                   the caller hung up: control flow, not a failure
     ├── ChannelError                a channel cannot render a command or the medium broke
     │   └── CommandTimeout          a bounded wait on the peer ran out
-    ├── StoreError                  persistence failed
-    └── LabError                    the test lab (Asterisk root, SIPp) could not do its job
+    └── StoreError                  persistence failed
 """
 
 from __future__ import annotations
@@ -60,7 +59,3 @@ class CommandTimeout(ChannelError):
 
 class StoreError(IvrError):
     """Persistence failed."""
-
-
-class LabError(IvrError):
-    """The lab (a real Asterisk root, SIPp) could not be provisioned or driven."""

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from ivr.ami import actions
 from ivr.ami.actions import Action
-from ivr.routing.acd import CATCH_ALL
+from ivr.routing.rules import CATCH_ALL
 
 Status = Literal["logged_out", "ready", "paused", "ringing", "on_call", "wrap_up"]
 WRAP_UP_REASON = "wrap-up"

@@ -38,7 +38,7 @@ from ivr.flow.model import Interaction, Journey, Queue
 
 if TYPE_CHECKING:
     from ivr.acd.service import Acd
-    from ivr.acd.store import CallbackStore
+    from ivr.store.agents import CallbackStore
 
 log = logging.getLogger(__name__)
 CALLBACK_PRIORITY = 10  # the queue's highest: ahead of everyone who joined after the ticket

@@ -1,6 +1,6 @@
 """Chat (and SMS) contacts offered to blended agents: N chats at once, next to one phone call.
 
-The chat channel (issue 6) calls :meth:`ChatOffers.offer` with a :class:`ChatContact`; the ACD
+The chat channel calls :meth:`ChatOffers.offer` with a :class:`ChatContact`; the ACD
 picks a logged-in agent holding the skill with a free chat slot (lowest skill penalty first, then
 the least busy, then who has waited longest), publishes a ``chat.offer`` with a screen pop built
 from the journey to ``agent.<id>``, and from then on relays messages both ways:

@@ -30,10 +30,10 @@ from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.actions import Action
 from ivr.ami.client import AmiClient, AmiError
+from ivr.bus.pubsub import Bus, MemoryBus
 from ivr.flow.model import Interaction
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore
-from ivr.web.pubsub import Bus, MemoryBus
 
 log = logging.getLogger(__name__)
 DISPOSITIONS = ("resolved", "follow_up", "escalated", "callback", "wrong_queue", "other")

@@ -150,7 +150,7 @@ class VoiceChannel:
                 await self.session.set_variable(VAR_ACTION, "fallback")
                 return None
             elif isinstance(command, Handoff):
-                # Issue 6: the link goes out by SMS while the caller is still on the line; the
+                # The link goes out by SMS while the caller is still on the line; the
                 # step then says so (or that it could not) and ends the call or carries on.
                 if self.handoff is None or self.journey is None:
                     return InputResult("nomatch", "dtmf", "disabled")
@@ -295,7 +295,7 @@ class VoiceChannel:
         await self.session.set_variable(VAR_ACTION, "queue")
 
     async def _queue_experience(self, queue: Queue) -> bool:
-        """Issue 5: say the caller's position and wait; past the threshold offer a callback that keeps
+        """Say the caller's position and wait; past the threshold offer a callback that keeps
         their place. True when a callback was booked (the call then ends instead of queueing)."""
         desk, journey = self.queue_desk, self.journey
         assert desk is not None and journey is not None
@@ -381,7 +381,7 @@ class InboundCalls:
     ) -> None:
         self.flows = flows
         self.speech = speech  # set by the App once a recognizer is loaded
-        self.queue_desk: QueueDesk | None = None  # set by the App when the ACD runs (issue 5)
+        self.queue_desk: QueueDesk | None = None  # set by the App when the ACD runs
         self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
         self.pick_flow = pick_flow
         self.store = store
@@ -390,9 +390,9 @@ class InboundCalls:
         self.clock = clock
         self.calls = 0
         self.finished: dict[str, int] = {}
-        #: Issue 6: sends continuation links (set by the App when handoff is configured)
+        #: Sends continuation links (set by the App when handoff is configured)
         self.handoff: HandoffRunner | None = None
-        #: Issue 6: customer id -> the id of their journey open on another channel, if any
+        #: Customer id -> the id of their journey open on another channel, if any
         self.open_journeys: Callable[[str], Awaitable[str | None]] | None = None
         self.continued = 0
 
@@ -409,7 +409,7 @@ class InboundCalls:
         await self.run(session, journey, profile)
 
     async def continue_call(self, session: AgiSession) -> None:
-        """The ``continue`` AGI route (issue 6, "call me now"): a call the controller originated
+        """The ``continue`` AGI route ("call me now"): a call the controller originated
         to the customer enters the IVR at their journey's current step (``?journey=<id>``)."""
         journey_id = session.env.params.get("journey", "")
         previous = await self.store.get(journey_id) if journey_id else None
@@ -435,7 +435,7 @@ class InboundCalls:
         await self.run(session, previous, profile)
 
     async def continue_offer(self, session: AgiSession, journey: Journey) -> Journey | None:
-        """Issue 6: a caller whose journey is open on another channel (handed off, chatting) is
+        """A caller whose journey is open on another channel (handed off, chatting) is
         offered to continue it: key 1 (or no key) continues at its saved step, skipping the menus
         before it, with everything already entered; 2 starts over. None: a new journey."""
         if self.open_journeys is None or journey.customer_id is None:

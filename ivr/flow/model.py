@@ -40,11 +40,11 @@ OFFER_ACCEPT_KEY = "1"
 OFFER_CHOICE_PROMPT = Prompt("Press 1 to use it, or enter another.")
 #: Every fragment the channels compose at run time (not found in any flow's ``prompts()``):
 #: ``ivr prompts build``, the demo and the test lab render these besides the flows' own prompts.
-#: A caller whose journey is open on another channel (issue 6): continue it (1), or start over (2).
+#: A caller whose journey is open on another channel: continue it (1), or start over (2).
 WELCOME_BACK_PROMPT = Prompt("Welcome back. You can continue where you left off.")
 CONTINUE_LABEL = Prompt("continuing where you left off")
 RESTART_LABEL = Prompt("starting over")
-#: Before joining a queue (issue 5): "You are number" N "in line. The wait is about" M "minutes."
+#: Before joining a queue: "You are number" N "in line. The wait is about" M "minutes."
 #: then, past the callback threshold, the offer; a booked callback ends with the goodbye.
 QUEUE_POSITION_PROMPT = Prompt("You are number")
 QUEUE_WAIT_PROMPT = Prompt("in line. The wait is about")

@@ -41,7 +41,7 @@ from ivr.flow.personalize import (
     rank_menu,
 )
 from ivr.flow.profile import CallerProfile, KnownSlot
-from ivr.routing.acd import RoutingFacts, route
+from ivr.routing.rules import RoutingFacts, route
 
 SLOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DTMF_KEYS = frozenset("0123456789*#")
@@ -450,7 +450,7 @@ class MenuStep(_Retrying):
 
     @staticmethod
     def _offered(rt: Runtime, option: MenuOption) -> bool:
-        """ "Continue by text message" is not offered to a customer already chatting (issue 6)."""
+        """ "Continue by text message" is not offered to a customer already chatting."""
         target = rt.flow.steps.get(option.next) if option.next else None
         return not (isinstance(target, HandoffStep) and target.channel == rt.journey.channel)
 
@@ -827,7 +827,7 @@ class QueueStep(Step):
 
     def enter(self, rt: Runtime) -> Outcome:
         j = rt.journey
-        # Issue 5: queue, skill and priority from the journey (intent, tier, language), pure.
+        # Queue, skill and priority from the journey (intent, tier, language), pure.
         decision = route(
             RoutingFacts(
                 queue=self.queue,
@@ -955,7 +955,7 @@ class HangupStep(Step):
 @dataclass(frozen=True)
 class HandoffStep(Step):
     """Continue the journey on another channel, at ``resume`` (default ``next``), with nothing
-    the customer entered asked again (issue 6).
+    the customer entered asked again.
 
     ``channel: chat`` texts a one-time link to the web chat (the only channel so far).
     When the gateway accepted the message the customer hears ``say`` and this channel ends

@@ -1,4 +1,4 @@
-"""Continuation rows (issue 6): the only SQL behind handoff links. See ``ivr.channels.handoff``.
+"""Continuation rows: the only SQL behind handoff links. See ``ivr.channels.handoff``.
 
 Single use is enforced here, by the database: ``claim`` is one conditional UPDATE that succeeds
 for exactly one caller, however many browsers race for the same link.
@@ -76,7 +76,7 @@ class ContinuationStore:
         return _row(row) if row else None
 
     async def open_for_customer(self, customer_id: str, now: float) -> Continuation | None:
-        """The newest unexpired continuation of this customer (returning callers, issue 6)."""
+        """The newest unexpired continuation of this customer (returning callers)."""
         c = ContinuationRow
         async with self.engine.connect() as conn:
             row = (

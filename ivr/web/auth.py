@@ -1,7 +1,7 @@
 """Who may call the HTTP API. ONE function decides, so swapping the scheme is one line in ``app.py``.
 
 Today: a single bearer token from the config (``api.token``), for machine clients (the CRM, a
-wallboard). Agents' login sessions (issue 5) will be another ``Authorize`` function checking a
+wallboard). Agents' login sessions will be another ``Authorize`` function checking a
 session cookie, passed to ``create_app`` instead of this one.
 
 Secure by default: with no token configured the API is off (503), not open; the comparison runs in

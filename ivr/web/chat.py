@@ -32,12 +32,12 @@ from typing import Any
 from aiohttp import web
 
 from ivr.acd.chat import ChatContact, ChatOffers, chat_topic
+from ivr.bus.pubsub import Bus
 from ivr.channels.chat import TextFlows, View
 from ivr.channels.handoff import REASON_TEXT, TokenCodec, TokenRejected, new_session, session_hash
 from ivr.channels.sms import SmsChannel
 from ivr.flow.model import Queue
 from ivr.store.continuations import Continuation, ContinuationStore
-from ivr.web.pubsub import Bus
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static" / "chat"
@@ -59,9 +59,9 @@ class ChatSettings:
     chat: TextFlows
     session_ttl: float
     secure_cookie: bool = False
-    #: "call me now" (issue 6): journey id -> started? ; None when calls cannot be placed
+    #: "call me now": journey id -> started? ; None when calls cannot be placed
     call_me: Callable[[str], Awaitable[bool]] | None = None
-    #: blended agents (issue 5's ACD): a chat reaching a queue step is offered to an agent
+    #: blended agents: a chat reaching a queue step is offered to an agent
     agents: ChatOffers | None = None
     bus: Bus | None = None
     retry_offer: float = 2.0  # seconds between offers while no agent can take the chat
@@ -223,7 +223,7 @@ def contact_id(journey_id: str) -> str:
 
 
 async def offer_to_agent(settings: ChatSettings, view: View) -> str | None:
-    """A chat that reached a queue step goes to a blended agent with the skill (issue 5's ACD).
+    """A chat that reached a queue step goes to a blended agent with the skill.
 
     None: no agent can take it now; the page's event stream keeps offering it."""
     if settings.agents is None or view.queued is None:

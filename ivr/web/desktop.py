@@ -34,9 +34,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ivr.acd.service import Acd, agent_topic
-from ivr.acd.store import SESSION_TTL, AgentStore
+from ivr.bus.pubsub import Bus
+from ivr.store.agents import SESSION_TTL, AgentStore
 from ivr.web.agents_auth import DUMMY_HASH, new_token, same_token, token_hash, verify_password
-from ivr.web.pubsub import Bus
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static" / "desktop"

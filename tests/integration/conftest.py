@@ -13,12 +13,12 @@ import pytest
 
 from ivr.flow.loader import check_paths
 from ivr.flow.model import SYSTEM_PROMPTS
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.lock import lab_session_lock
-from ivr.lab.postgres import PostgresServer, throwaway_postgres
-from ivr.lab.postgres import available as postgres_available
 from ivr.prompts.build import PromptItem, build_prompts
+from lab.asterisk import AsteriskLab
+from lab.controller import ControllerProcess
+from lab.lock import lab_session_lock
+from lab.postgres import PostgresServer, throwaway_postgres
+from lab.postgres import available as postgres_available
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"
@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab_lock() -> Iterator[None]:
-    """One test session at a time on the lab (see ivr.lab.lock)."""
+    """One test session at a time on the lab (see lab.lock)."""
     with lab_session_lock():
         yield
 
@@ -81,7 +81,7 @@ def controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL for the session (ivr.lab.postgres), on a free loopback port.
+    """One throwaway PostgreSQL for the session (lab.postgres), on a free loopback port.
 
     Where PostgreSQL is not installed the PostgreSQL half of the suite is skipped, except in CI
     (``CI`` set), where that is a failure: both databases must pass there.

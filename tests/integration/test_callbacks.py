@@ -27,11 +27,11 @@ from ivr.flow.model import (
     QUEUE_WAIT_PROMPT,
     Prompt,
 )
-from ivr.lab.agents import add_agent
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
-from ivr.lab.softphone import Softphone
+from lab.agents import add_agent
+from lab.asterisk import AsteriskLab
+from lab.controller import ControllerProcess
+from lab.sipp import CallerScript, Dtmf, run_caller_async
+from lab.softphone import Softphone
 
 NUMBER = "5550189"
 HOLDER = "+15551239102"

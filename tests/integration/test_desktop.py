@@ -24,17 +24,17 @@ import pytest
 from ivr.ami import events as ev
 from ivr.ami.client import AmiClient
 from ivr.flow.model import Prompt
-from ivr.lab.agents import add_agent
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.browser import chromium
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.redis import RedisServer, throwaway_redis
-from ivr.lab.redis import available as redis_available
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
-from ivr.lab.softphone import Softphone
 from ivr.prompts.tts import get_engine, render_to_file
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
+from lab.agents import add_agent
+from lab.asterisk import AsteriskLab
+from lab.browser import chromium
+from lab.controller import ControllerProcess
+from lab.redis import RedisServer, throwaway_redis
+from lab.redis import available as redis_available
+from lab.sipp import CallerScript, Dtmf, run_caller_async
+from lab.softphone import Softphone
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("IVR_ARTIFACTS") or REPO / "tests" / "artifacts")
@@ -44,7 +44,7 @@ ACCOUNT = "12345678"
 RING_MS = 4000
 MENU = "How can we help you today?"
 FLOW = f"""\
-# Issue 5 test line: a spoken menu, a keyed account number, the billing skill queue.
+# Test line: a spoken menu, a keyed account number, the billing skill queue.
 flow: desk
 numbers: ["{NUMBER}"]
 start: main_menu

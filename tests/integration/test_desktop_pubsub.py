@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from ivr.lab.redis import RedisServer, throwaway_redis
-from ivr.lab.redis import available as redis_available
-from ivr.web.pubsub import MemoryBus, RedisBus, bus_from_url
+from ivr.bus.pubsub import MemoryBus, RedisBus, bus_from_url
+from lab.redis import RedisServer, throwaway_redis
+from lab.redis import available as redis_available
 
 
 @pytest.fixture(scope="module")

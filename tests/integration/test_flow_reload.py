@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.sipp import CallerScript, run_caller
+from lab.asterisk import AsteriskLab
+from lab.controller import ControllerProcess
+from lab.sipp import CallerScript, run_caller
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Issue 6 end to end with real parts: Asterisk + SIPp (voice), Kannel + fakesmsc (SMS), Chromium (chat).
+"""Switching channels end to end with real parts: Asterisk + SIPp (voice), Kannel + fakesmsc (SMS), Chromium (chat).
 
 A caller enters an account number, presses 8 at the payment menu; the fake SMSC receives the text
 with the link; a real Chromium opens it, sees the same menu with the account number already there,
@@ -24,13 +24,13 @@ import pytest
 from ivr.ami.client import AmiClient
 from ivr.channels.handoff import TokenCodec, new_continuation_id
 from ivr.flow.model import Prompt
-from ivr.lab.agents import add_agent
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.browser import chromium
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.kannel import KannelLab, available, free_port
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
-from ivr.lab.softphone import Softphone
+from lab.agents import add_agent
+from lab.asterisk import AsteriskLab
+from lab.browser import chromium
+from lab.controller import ControllerProcess
+from lab.kannel import KannelLab, available, free_port
+from lab.sipp import CallerScript, Dtmf, run_caller_async
+from lab.softphone import Softphone
 
 REPO = Path(__file__).resolve().parents[2]
 CALLER = "+15551236001"

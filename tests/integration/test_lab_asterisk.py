@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.lab.asterisk import AMI_PORT, SIP_PORT, AsteriskLab
+from lab.asterisk import AMI_PORT, SIP_PORT, AsteriskLab
 
 pytestmark = pytest.mark.integration
 

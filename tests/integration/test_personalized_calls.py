@@ -1,4 +1,4 @@
-"""Issue 3 on real calls: history made by earlier REAL calls reorders the menu and prefills the
+"""On real calls: history made by earlier REAL calls reorders the menu and prefills the
 account number; a new caller hears the file's order. SIPp -> Asterisk 22 -> ``ivr serve``, on
 SQLite and on PostgreSQL.
 
@@ -23,11 +23,11 @@ import pytest
 
 from ivr.flow.loader import check_paths
 from ivr.flow.model import SYSTEM_PROMPTS, Journey, Prompt
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.sipp import CallerScript, Dtmf, SippResult, run_caller_async
 from ivr.prompts.build import PromptItem, build_prompts
 from ivr.store.journeys import JourneyStore, make_engine
+from lab.asterisk import AsteriskLab
+from lab.controller import ControllerProcess
+from lab.sipp import CallerScript, Dtmf, SippResult, run_caller_async
 
 REPO = Path(__file__).resolve().parents[2]
 NUMBER = "5550199"
@@ -40,7 +40,7 @@ MENU_PROMPT = "How can we help you today?"
 OFFER_PROMPT = "We have your account number ending in"
 GOODBYE = "Thank you for calling Example Power. Goodbye."
 HISTORY_FLOW = f"""\
-# Issue 3 test line: the bill option is NOT first in the file.
+# Test line: the bill option is NOT first in the file.
 flow: history
 numbers: ["{NUMBER}"]
 start: main_menu

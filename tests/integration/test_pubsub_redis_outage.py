@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ivr.lab.redis import RedisServer, throwaway_redis
-from ivr.lab.redis import available as redis_available
-from ivr.web.pubsub import RedisBus, Subscription
+from ivr.bus.pubsub import RedisBus, Subscription
+from lab.redis import RedisServer, throwaway_redis
+from lab.redis import available as redis_available
 
 GUARD = 30.0  # seconds: only against hanging
 
@@ -80,7 +80,7 @@ def lines(caplog: pytest.LogCaptureFixture, node: str, text: str) -> list[str]:
 async def test_what_is_published_while_redis_is_down_reaches_the_other_node_in_order_once(
     server: RedisServer, nodes: tuple[RedisBus, RedisBus], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ivr.web.pubsub")
+    caplog.set_level(logging.INFO, logger="ivr.bus.pubsub")
     a, b = nodes
     async with b.subscribe("agent.1") as ann, b.subscribe("agent.2") as bob:
         await a.publish("agent.1", {"n": "before"})
@@ -134,7 +134,7 @@ async def test_a_subscriber_that_reconnects_first_gets_what_is_flushed_later(
 async def test_a_full_outbox_drops_the_oldest_with_one_warning(
     server: RedisServer, nodes: tuple[RedisBus, RedisBus], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ivr.web.pubsub")
+    caplog.set_level(logging.INFO, logger="ivr.bus.pubsub")
     a, b = nodes
     a.buffer_limit = 5
     async with b.subscribe("agent.1") as ann:

@@ -1,4 +1,4 @@
-"""ivr.lab.sipp driving real sipp processes.
+"""lab.sipp driving real sipp processes.
 
 Two targets:
 
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr.errors import LabError
-from ivr.lab import sipp
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async, run_load
+from lab import sipp
+from lab.asterisk import AsteriskLab
+from lab.errors import LabError
+from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async, run_load
 
 pytestmark = [
     pytest.mark.integration,

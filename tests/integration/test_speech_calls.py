@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from ivr.flow.model import Prompt
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller
 from ivr.prompts.tts import get_engine, render_to_file
+from lab.asterisk import AsteriskLab
+from lab.controller import ControllerProcess
+from lab.sipp import CallerScript, Dtmf, run_caller
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivr.config import load_config
 from ivr.speech.audio import read_wav
 from ivr.speech.intents import IntentMatcher, OptionSpec, to_input_result
 from ivr.speech.pool import speech_executor, transcribe
 from ivr.speech.recognizer import Recognizer, Transcript, find_vosk_model, load_recognizer
+from lab.asterisk import lab_root as asterisk_lab_root
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 FRAME = 320  # 20 ms of 8 kHz slin, an AudioSocket frame
@@ -43,7 +43,7 @@ SUPPORT_MENU = (
 
 def allison_dir() -> Path | None:
     """Allison's recordings: the lab root (provisioned by scripts/test), else the host's package."""
-    lab_root = Path(str(load_config(environ={})["lab.root"]))
+    lab_root = asterisk_lab_root()
     for base in (lab_root / "usr/share/asterisk/sounds", Path("/usr/share/asterisk/sounds")):
         candidate = base / "en_US_f_Allison"
         if (candidate / "digits" / "1.wav").is_file():

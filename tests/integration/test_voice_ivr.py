@@ -11,9 +11,9 @@ import time
 
 from ivr.ami.client import AmiClient
 from ivr.flow.model import Prompt
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.controller import ControllerProcess
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
+from lab.asterisk import AsteriskLab
+from lab.controller import ControllerProcess
+from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
 
 
 def ms(prompt_ms: dict[str, int], text: str) -> int:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ivr.acd.callbacks import Ticket, due_tickets, estimate_wait, next_opening
-from ivr.acd.store import CallbackStore
 from ivr.flow.hours import parse_hours
+from ivr.store.agents import CallbackStore
 from ivr.store.journeys import JourneyStore, make_engine
 
 

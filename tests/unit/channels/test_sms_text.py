@@ -5,7 +5,7 @@ from __future__ import annotations
 from ivr.channels.chat import View
 from ivr.channels.sms import sms_text
 from ivr.flow.model import Choice, Menu, Prompt
-from ivr.lab.kannel import parse_fake_line
+from lab.kannel import parse_fake_line
 
 MENU = Menu("m", Prompt("How can we help?"), (Choice("1", "bill", Prompt("paying your bill")),), 4.0, 1)
 
@@ -35,7 +35,7 @@ def test_fake_smsc_lines() -> None:
 
 
 def test_the_fake_smsc_reader_joins_split_lines_and_concatenated_parts() -> None:
-    from ivr.lab.kannel import KannelLab
+    from lab.kannel import KannelLab
 
     lab = KannelLab()
     try:

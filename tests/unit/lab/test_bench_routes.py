@@ -115,7 +115,7 @@ def pyst2_commands() -> list[list[str]]:
 
 
 def dialplan_files() -> list[str]:
-    conf = (REPO / "ivr" / "lab" / "overlay" / "extensions_lab.conf").read_text()
+    conf = (REPO / "lab" / "overlay" / "extensions_lab.conf").read_text()
     lines = [line for line in conf.splitlines() if line.startswith(("exten => bench-menu-dialplan", " same"))]
     start = next(i for i, line in enumerate(lines) if line.startswith("exten => bench-menu-dialplan"))
     body = []

@@ -1,4 +1,4 @@
-"""ivr.lab.sipp without running sipp: scenario XML, the caller's RTP stream, output parsing."""
+"""lab.sipp without running sipp: scenario XML, the caller's RTP stream, output parsing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr.errors import LabError
-from ivr.lab import sipp
-from ivr.lab.sipp import (
+from lab import sipp
+from lab.errors import LabError
+from lab.sipp import (
     CallerScript,
     Dtmf,
     SippResult,

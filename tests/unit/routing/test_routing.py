@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ivr.routing.acd import RoutingFacts, RoutingRules, route
+from ivr.routing.rules import RoutingFacts, RoutingRules, route
 from ivr.routing.widening import WIDEN_STEPS, eligible, max_penalty, parse_rules
 
 REPO = Path(__file__).resolve().parents[3]

@@ -16,13 +16,13 @@ from aiohttp.test_utils import TestServer
 
 from ivr.acd.chat import ChatContact
 from ivr.acd.service import Acd, agent_topic
-from ivr.acd.store import AgentStore
+from ivr.bus.pubsub import MemoryBus
 from ivr.flow.model import Journey
+from ivr.store.agents import AgentStore
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.web.agents_auth import hash_password
 from ivr.web.desktop import setup_desktop
-from ivr.web.pubsub import MemoryBus
 
 
 class Desk:

@@ -1,4 +1,4 @@
-"""Continuations: one row per link sent to move a journey to another channel (issue 6).
+"""Continuations: one row per link sent to move a journey to another channel.
 
 The link's token carries only a random id, an expiry and a keyed tag of the customer; this row
 says which journey and step it continues. ``claimed_at`` is set by a single conditional UPDATE

@@ -18,8 +18,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[3]))
 
 from ivr.agi.protocol import NEED_DATA, AgiConnection, Closed  # noqa: E402
-from ivr.lab.asterisk import AsteriskLab  # noqa: E402
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async  # noqa: E402
+from lab.asterisk import AsteriskLab  # noqa: E402
+from lab.sipp import CallerScript, Dtmf, run_caller_async  # noqa: E402
 
 SCRIPTS: dict[str, tuple[CallerScript, list[str]]] = {
     # Every reply shape the controller meets, then the caller hangs up during a long file.

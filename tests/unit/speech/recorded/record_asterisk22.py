@@ -26,12 +26,12 @@ sys.path.insert(0, str(HERE.parents[3]))
 
 from ivr.agi.protocol import NEED_DATA as AGI_NEED_DATA  # noqa: E402
 from ivr.agi.protocol import AgiConnection, Reply  # noqa: E402
-from ivr.lab.asterisk import AsteriskLab  # noqa: E402
-from ivr.lab.lock import lab_session_lock  # noqa: E402
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async  # noqa: E402
 from ivr.prompts.tts import get_engine, render_to_file  # noqa: E402
 from ivr.speech.audiosocket import NEED_DATA, AudioSocketConnection, Closed  # noqa: E402
 from ivr.speech.audiosocket import Dtmf as DtmfFrame  # noqa: E402
+from lab.asterisk import AsteriskLab  # noqa: E402
+from lab.lock import lab_session_lock  # noqa: E402
+from lab.sipp import CallerScript, Dtmf, run_caller_async  # noqa: E402
 
 PORT = 4599
 UTTERANCE = Path(tempfile.gettempdir()) / "ivr-record-audiosocket-utterance.wav"

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ivr.errors import LabError
+from lab.errors import LabError
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (

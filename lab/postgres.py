@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ivr.errors import LabError
+from lab.errors import LabError
 
 SERVER_USER = "postgres"
 SUPERUSER = "ivr"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ivr.errors import LabError
+from lab.errors import LabError
 
 
 class RedisServer:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ivr.errors import LabError
+from lab.errors import LabError
 
 
 class ControllerProcess:

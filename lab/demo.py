@@ -16,10 +16,10 @@ from pathlib import Path
 from ivr.config import Config
 from ivr.flow.loader import check_paths
 from ivr.flow.model import REDACTED, SYSTEM_PROMPTS, Journey
-from ivr.lab.asterisk import AsteriskLab
-from ivr.lab.lock import lab_session_lock
-from ivr.lab.sipp import CallerScript, Dtmf, run_caller_async
 from ivr.prompts.build import PromptItem, build_prompts
+from lab.asterisk import AsteriskLab
+from lab.lock import lab_session_lock
+from lab.sipp import CallerScript, Dtmf, run_caller_async
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from ivr.errors import LabError
-from ivr.lab.sipp import find_sipp
+from lab.errors import LabError
+from lab.sipp import find_sipp
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 

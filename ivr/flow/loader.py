@@ -126,7 +126,7 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
     for step_name, body in raw_steps.items():
         line = raw_steps.key_lines.get(step_name, 1)
         if not isinstance(body, LineDict):
-            report(line, step_name, "a step is a mapping with one kind (" + ", ".join(STEP_KINDS) + ")")
+            report(line, step_name, "a step is a mapping with one kind (" + ", ".join(sorted(STEP_KINDS)) + ")")
             continue
         kinds = [k for k in body if k in STEP_KINDS]
         unknown = [k for k in body if k not in STEP_KINDS and k not in COMMON_KEYS]
@@ -134,7 +134,7 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
             report(body.key_lines[k], step_name, f"unknown step kind or key {k!r} (kinds: {', '.join(STEP_KINDS)})")
         if len(kinds) != 1:
             if not unknown:
-                report(line, step_name, "a step has exactly one kind (" + ", ".join(STEP_KINDS) + f"), found {kinds}")
+                report(line, step_name, "a step has exactly one kind (" + ", ".join(sorted(STEP_KINDS)) + f"), found {kinds}")
             continue
         kind = kinds[0]
         ctx = ParseContext(step_name, body.key_lines[kind], report, frozenset(hours))

@@ -43,8 +43,8 @@ def test_good_flow_parses_with_version() -> None:
 def test_unknown_step_kind() -> None:
     out = problems(GOOD.replace("    say: Hello.", "    speak: Hello."))
     assert out == [
-        "f.yaml:5: hello: unknown step kind or key 'speak' (kinds: say, menu, ask, branch, queue, goto, "
-        "invoke, return, hangup, handoff)"
+        "f.yaml:5: hello: unknown step kind or key 'speak' (kinds: ask, branch, goto, handoff, "
+        "hangup, invoke, menu, queue, return, say)"
     ]
 
 

@@ -68,6 +68,10 @@ class App:
             create_app(self.customers, bearer_token(config["api.token"])),
             host=config["web.host"],
             port=config["web.port"],
+            header_timeout=config["web.header_timeout"],
+            idle_timeout=config["web.idle_timeout"],
+            max_connections=config["web.max_connections"],
+            reserved_descriptors=config["web.reserved_descriptors"],
         )
         self._setup_text_channels()
         self._setup_acd()

@@ -248,6 +248,8 @@ class App:
                     "&ref={ref}&status=%d"
                 )
             await self.sms_provider.start()
+            if self.sms is not None:
+                await self.sms.start()
             log.info("SMS channel on %s", self.sms_provider.name)
 
     def route(self, env: AgiEnvironment) -> Handler | None:
@@ -319,6 +321,8 @@ class App:
             self._watcher = None
         await self.web.stop()
         await self._stop_acd()
+        if self.sms is not None:
+            await self.sms.stop()
         if self.sms_provider is not None:
             await self.sms_provider.stop()
         await self.store.stop()

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from ivr.store.customers import CustomerStore
@@ -92,6 +94,21 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.setdefault(name, value)
 
 
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, with malformed requests at DEBUG in one line.
+
+    aiohttp answers a request its parser refuses (a line over ``max_line_size``, bad framing,
+    garbage on the port) with a 400 and logs it at ERROR with a full traceback: any client could
+    fill the log with tracebacks that say nothing about our code. Errors of our handlers are
+    still logged at ERROR with their traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError) and 400 <= exc_info.code < 500:
+            self.logger.debug("refused a malformed HTTP request (%d): %.200s", exc_info.code, exc_info.message)
+            return
+        self.logger.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
 def create_app(customers: CustomerStore, authorize: Authorize, *, max_body: int = MAX_BODY) -> web.Application:
     app = web.Application(middlewares=[utf8_headers, require_auth], client_max_size=max_body)
     app.on_response_prepare.append(security_headers)
@@ -140,6 +157,7 @@ class WebServer:
             keepalive_timeout=self.idle_timeout,
             max_line_size=8190,
             max_field_size=8190,
+            logger=_ServerLog(logging.getLogger("aiohttp.server")),
         )
         await runner.setup()
         assert runner.server is not None

@@ -90,11 +90,11 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Live]:
+async def start_live(data_dir: Path) -> Live:
+    """The controller started with every secret set; the caller stops ``live.app``."""
     kannel_port = free_port()
     env = {
-        "IVR_DATA_DIR": str(tmp_path),
+        "IVR_DATA_DIR": str(data_dir),
         "IVR_FLOWS_DIR": str(ROOT / "dialplans"),
         "IVR_WEB_PORT": "0",
         "IVR_AGI_PORT": str(free_port()),
@@ -109,7 +109,13 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     }
     app = App(load_config(environ=env))
     await app.start()
+    return Live(app, kannel_port)
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    started = await start_live(tmp_path)
     try:
-        yield Live(app, kannel_port)
+        yield started
     finally:
-        await app.stop()
+        await started.app.stop()

@@ -68,6 +68,10 @@ class App:
             create_app(self.customers, bearer_token(config["api.token"])),
             host=config["web.host"],
             port=config["web.port"],
+            header_timeout=config["web.header_timeout"],
+            idle_timeout=config["web.idle_timeout"],
+            max_connections=config["web.max_connections"],
+            reserved_descriptors=config["web.reserved_descriptors"],
         )
         self._setup_text_channels()
         self._setup_acd()
@@ -244,6 +248,8 @@ class App:
                     "&ref={ref}&status=%d"
                 )
             await self.sms_provider.start()
+            if self.sms is not None:
+                await self.sms.start()
             log.info("SMS channel on %s", self.sms_provider.name)
 
     def route(self, env: AgiEnvironment) -> Handler | None:
@@ -315,6 +321,8 @@ class App:
             self._watcher = None
         await self.web.stop()
         await self._stop_acd()
+        if self.sms is not None:
+            await self.sms.stop()
         if self.sms_provider is not None:
             await self.sms_provider.stop()
         await self.store.stop()

@@ -60,6 +60,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web.host", str, "127.0.0.1", "Address the HTTP API listens on (keep it on loopback behind a proxy)."),
     Setting("web.port", int, 8080, "TCP port of the HTTP API (0: any free port, logged at start)."),
     Setting(
+        "web.header_timeout",
+        float,
+        10.0,
+        "Seconds a new HTTP connection has to send its request head before it is closed.",
+    ),
+    Setting("web.idle_timeout", float, 15.0, "Seconds an idle keep-alive HTTP connection is kept open."),
+    Setting(
+        "web.max_connections",
+        int,
+        1000,
+        "Most HTTP connections held at once (more are answered 503); never above the descriptor "
+        "limit (ulimit -n) minus web.reserved_descriptors.",
+    ),
+    Setting(
+        "web.reserved_descriptors",
+        int,
+        256,
+        "File descriptors the web side never takes: kept for calls (FastAGI, AudioSocket), the "
+        "database and the SMS gateway.",
+    ),
+    Setting(
         "api.token",
         str,
         "",

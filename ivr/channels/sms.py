@@ -16,10 +16,14 @@ the product knows it is Kannel.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -36,7 +40,14 @@ MAX_SMS_TEXT = 1000  # concatenated SMS: about 6 parts
 
 
 class SmsError(ChannelError):
-    """The gateway refused a message or could not be reached."""
+    """The gateway refused a message or could not be reached.
+
+    ``retryable``: the same message may go through later (gateway unreachable, or it said it
+    is temporarily unable); a refusal of the message itself is not retried."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class SmsProvider(Protocol):
@@ -103,9 +114,11 @@ class KannelProvider:
             async with self._session.get(self.sendsms_url, params=params) as reply:
                 body = await reply.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SmsError(f"Kannel sendsms unreachable: {exc}") from exc
+            raise SmsError(f"Kannel sendsms unreachable: {exc}", retryable=True) from exc
         if reply.status not in (200, 202) or not body.startswith("0:"):
-            raise SmsError(f"Kannel refused the message: HTTP {reply.status} {body.strip()[:200]}")
+            raise SmsError(
+                f"Kannel refused the message: HTTP {reply.status} {body.strip()[:200]}", retryable=reply.status >= 500
+            )
 
 
 def sms_text(view: View) -> str:
@@ -128,8 +141,39 @@ class OpenJourneys(Protocol):
     async def open_journey(self, caller: str, channel: str) -> str | None: ...
 
 
+@dataclass
+class _Reply:
+    """A journey's answer waiting for the gateway."""
+
+    to: str
+    text: str
+    journey_id: str
+    customer_id: str | None
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Turns:
+    """Messages of one number take turns: one lock, and how many messages hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class SmsChannel:
-    """The SMS channel: send, receive, and run journeys whose turns are messages."""
+    """The SMS channel: send, receive, and run journeys whose turns are messages.
+
+    **One conversation per number, in order.** Messages from one number are handled one at a
+    time, in the order they arrived (asyncio locks are FIFO): without it, a burst from one number
+    found no open journey in each concurrent request and started one journey per message.
+
+    **A reply never fails the message it answers.** By the time a reply is sent the journey has
+    advanced and been saved; if the gateway is unreachable then, the reply waits in an in-order
+    outbox that a background task (``start``/``stop``) sends with backoff (``retry_first`` doubling
+    up to ``retry_max`` seconds), one WARNING when the gateway goes and one INFO when it is back.
+    A reply older than ``max_age`` seconds, or beyond ``max_queued``, is dropped with a WARNING:
+    a menu hours late would answer a question the customer no longer has.
+    """
 
     def __init__(
         self,
@@ -141,6 +185,10 @@ class SmsChannel:
         profiles: ProfileSource | None = None,
         open_journeys: OpenJourneys | None = None,
         country_code: str = "",
+        retry_first: float = 1.0,
+        retry_max: float = 60.0,
+        max_age: float = 3600.0,
+        max_queued: int = 5000,
     ) -> None:
         self.provider = provider
         self.text = text
@@ -153,6 +201,34 @@ class SmsChannel:
         self._refs: dict[str, tuple[str, str | None]] = {}  # our reference -> (journey, customer), for reports
         self.received = 0
         self.sent = 0
+        self.retry_first = retry_first
+        self.retry_max = retry_max
+        self.max_age = max_age
+        self.max_queued = max_queued
+        self._turns: dict[str, _Turns] = {}
+        self._outbox: deque[_Reply] = deque()
+        self._wake = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._gateway_down = False
+
+    @property
+    def queued(self) -> int:
+        """Replies waiting for the gateway."""
+        return len(self._outbox)
+
+    async def start(self) -> None:
+        """Start the task that sends the outbox (replies are queued, never sent by the request)."""
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_outbox(), name="sms-outbox")
+
+    async def stop(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
+        if self._outbox:
+            log.warning("%d SMS reply(ies) not sent at shutdown", len(self._outbox))
 
     async def send(self, to: str, text: str, *, journey_id: str | None = None, customer_id: str | None = None) -> str:
         """Send one message; it goes to the journey's log (``sms_sent``) when it belongs to one."""
@@ -182,6 +258,24 @@ class SmsChannel:
             log.warning("SMS from an unusable sender %r ignored", sender)
             return None
         self.received += 1
+        async with self._turn_of(number):
+            return await self._answer(number, text)
+
+    @contextlib.asynccontextmanager
+    async def _turn_of(self, number: str) -> AsyncIterator[None]:
+        turns = self._turns.get(number)
+        if turns is None:
+            turns = self._turns[number] = _Turns()
+        turns.users += 1
+        try:
+            async with turns.lock:
+                yield
+        finally:
+            turns.users -= 1
+            if not turns.users:
+                del self._turns[number]
+
+    async def _answer(self, number: str, text: str) -> str:
         journey_id = self._open.get(number)
         if journey_id is None and self.open_journeys is not None:
             journey_id = await self.open_journeys.open_journey(number, "sms")
@@ -207,7 +301,49 @@ class SmsChannel:
             self._open.pop(number, None)
         body = sms_text(view)
         if body:
-            await self.send(number, body, journey_id=view.journey_id, customer_id=view.customer_id)
+            if len(self._outbox) >= self.max_queued:
+                dropped = self._outbox.popleft()
+                log.warning(
+                    "SMS outbox full (%d): dropped the oldest reply, to journey %s", self.max_queued, dropped.journey_id
+                )
+            self._outbox.append(_Reply(number, body, view.journey_id, view.customer_id))
+            self._wake.set()
+
+    async def _send_outbox(self) -> None:
+        """Send queued replies in order; on a gateway that cannot be reached, wait and retry."""
+        delay = self.retry_first
+        while True:
+            if not self._outbox:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            reply = self._outbox[0]
+            if time.monotonic() - reply.queued_at > self.max_age:
+                self._outbox.popleft()
+                log.warning("SMS reply to journey %s dropped: not sent within %gs", reply.journey_id, self.max_age)
+                continue
+            try:
+                await self.send(reply.to, reply.text, journey_id=reply.journey_id, customer_id=reply.customer_id)
+            except SmsError as exc:
+                if not exc.retryable:
+                    self._outbox.popleft()
+                    log.error("SMS reply to journey %s refused, not retried: %s", reply.journey_id, exc)
+                    continue
+                if not self._gateway_down:
+                    self._gateway_down = True
+                    log.warning("SMS gateway down, %d reply(ies) wait and are retried: %s", len(self._outbox), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            except Exception:  # a bug must not stop every later reply
+                self._outbox.popleft()
+                log.exception("SMS reply to journey %s failed", reply.journey_id)
+                continue
+            self._outbox.popleft()
+            delay = self.retry_first
+            if self._gateway_down:
+                self._gateway_down = False
+                log.info("SMS gateway back; %d reply(ies) still queued", len(self._outbox))
 
 
 __all__ = ["KannelProvider", "SmsChannel", "SmsError", "SmsProvider", "sms_text"]

@@ -9,6 +9,8 @@ first, ``?limit=50&before=<cursor>``. The answer::
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from ivr.errors import StoreError
@@ -18,6 +20,9 @@ from ivr.web.errors import json_error
 CUSTOMERS = web.AppKey("customers", CustomerStore)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: A cursor we hand out is ~30 characters; anything much longer was not made by us.
+MAX_CURSOR = 100
+_MAX_ROW_ID = 2**63 - 1  # SQL BIGINT: a larger id fails in the driver, not as a bad cursor
 
 routes = web.RouteTableDef()
 
@@ -31,10 +36,21 @@ def _page_args(request: web.Request) -> tuple[int, Cursor | None]:
     if not 1 <= limit <= MAX_LIMIT:
         raise json_error(web.HTTPBadRequest, f"limit must be between 1 and {MAX_LIMIT}")
     before = request.query.get("before")
+    return limit, _cursor(before) if before else None
+
+
+def _cursor(token: str) -> Cursor:
+    """A cursor of ours, or 400: bounded length (deep nesting), a finite time, a row id SQL can hold."""
+    bad = json_error(web.HTTPBadRequest, "bad cursor: pass back the 'next' value of a previous page")
+    if len(token) > MAX_CURSOR:
+        raise bad
     try:
-        return limit, Cursor.decode(before) if before else None
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, "bad cursor: pass back the 'next' value of a previous page") from None
+        cursor = Cursor.decode(token)
+    except (ValueError, RecursionError):
+        raise bad from None
+    if not math.isfinite(cursor.at) or not 0 <= cursor.id <= _MAX_ROW_ID:
+        raise bad
+    return cursor
 
 
 async def _timeline(request: web.Request, customer_id: str) -> web.Response:

@@ -127,9 +127,19 @@ async def link_page(request: web.Request) -> web.Response:
     return _page("Continue", body, script="claim.js")
 
 
+def same_origin(request: web.Request) -> bool:
+    """No Origin (an old browser, a same-origin navigation) or our own: another site's page may
+    not make a customer's browser claim a link (and start a chat in that browser's name)."""
+    origin = request.headers.get("Origin")
+    return origin is None or origin == f"{request.scheme}://{request.host}"
+
+
 async def claim_link(request: web.Request) -> web.StreamResponse:
     settings = request.app[CHAT]
     token = request.match_info["token"]
+    if not same_origin(request):
+        log.info("continuation claim refused: foreign origin")
+        return _page("Link not valid", "<h1 id=refused>This link must be opened directly.</h1>", status=403)
     try:
         found = await _check(settings, token)
     except TokenRejected as exc:
@@ -176,6 +186,28 @@ def _json(data: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers=SECURITY_HEADERS)
 
 
+class _BadBody(Exception):
+    """The request body is not the JSON object an endpoint takes; the message says why."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object. Deep nesting is refused like any other bad JSON: the parser
+    raises RecursionError, not ValueError, on a few thousand nested brackets."""
+    if request.content_type != "application/json":
+        raise _BadBody("send JSON", 415)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _BadBody("send JSON", 400) from None
+    if not isinstance(body, dict):
+        raise _BadBody("send a JSON object", 400)
+    return body
+
+
 async def chat_state(request: web.Request) -> web.Response:
     found = await _session(request)
     if found is None:
@@ -199,14 +231,10 @@ async def chat_input(request: web.Request) -> web.Response:
     found = await _session(request)
     if found is None:
         return _json({"error": "no chat session: open the link from your text message"}, 401)
-    if request.content_type != "application/json":
-        return _json({"error": "send JSON"}, 415)
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return _json({"error": "send JSON"}, 400)
-    if not isinstance(body, dict):
-        return _json({"error": "send a JSON object"}, 400)
+        body = await _json_body(request)
+    except _BadBody as exc:
+        return _json({"error": str(exc)}, exc.status)
     text, option = body.get("text", ""), body.get("option")
     if not isinstance(text, str) or (option is not None and not isinstance(option, str)):
         return _json({"error": "text and option are strings"}, 400)
@@ -252,13 +280,11 @@ async def chat_message(request: web.Request) -> web.Response:
     settings = request.app[CHAT]
     if settings.agents is None:
         return _json({"error": "no agents take chats here"}, 503)
-    if request.content_type != "application/json":
-        return _json({"error": "send JSON"}, 415)
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return _json({"error": "send JSON"}, 400)
-    text = body.get("text") if isinstance(body, dict) else None
+        body = await _json_body(request)
+    except _BadBody as exc:
+        return _json({"error": str(exc)}, exc.status)
+    text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         return _json({"error": "text is a non-empty string"}, 400)
     text = text.strip()[:2000]
@@ -275,22 +301,34 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
     the chat is offered again (cancelled with the request when the customer leaves)."""
     found = await _session(request)
     settings = request.app[CHAT]
-    if found is None or settings.agents is None or settings.bus is None:
+    agents, bus = settings.agents, settings.bus
+    if found is None or agents is None or bus is None:
         return _json({"error": "no agent chat"}, 404)
     contact = contact_id(found.journey_id)
     response = web.StreamResponse(
         headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    async with settings.bus.subscribe(chat_topic(contact)) as subscription:
+    try:
+        await _stream_events(settings, agents, bus, response, found.journey_id)
+    except ConnectionError:  # the customer closed the page: normal, not an error
+        log.debug("chat %s: the customer's event stream closed", contact)
+    return response
+
+
+async def _stream_events(
+    settings: ChatSettings, agents: ChatOffers, bus: Bus, response: web.StreamResponse, journey_id: str
+) -> None:
+    contact = contact_id(journey_id)
+    async with bus.subscribe(chat_topic(contact)) as subscription:
         messages = aiter(subscription)
         while True:
-            if settings.agents.agent_of(contact) is None:
-                view = await settings.chat.view(found.journey_id)
+            if agents.agent_of(contact) is None:
+                view = await settings.chat.view(journey_id)
                 if view is not None and view.status == "queued":
-                    journey = await settings.chat.store.get(found.journey_id)
+                    journey = await settings.chat.store.get(journey_id)
                     queued = journey.outcome if journey else {}
-                    view.queued = _queued(found.journey_id, queued)
+                    view.queued = _queued(journey_id, queued)
                     if await offer_to_agent(settings, view):
                         await response.write(b'data: {"type": "agent.joined"}\n\n')
             try:
@@ -379,6 +417,8 @@ def setup_sms(app: web.Application, sms: SmsChannel, inbound_token: str) -> None
     """Kannel's callbacks; they answer 503 until ``sms.inbound_token`` is set."""
     app[SMS] = sms
     app[SMS_TOKEN] = inbound_token
-    app.router.add_get("/sms/kannel/mo", sms_incoming)
+    # No HEAD: aiohttp answers HEAD with the GET handler, and these handlers act (a HEAD from a
+    # link checker or a proxy must not start a journey or log a delivery).
+    app.router.add_get("/sms/kannel/mo", sms_incoming, allow_head=False)
     app.router.add_post("/sms/kannel/mo", sms_incoming)
-    app.router.add_get("/sms/kannel/dlr", sms_delivery)
+    app.router.add_get("/sms/kannel/dlr", sms_delivery, allow_head=False)

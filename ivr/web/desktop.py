@@ -113,7 +113,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/desktop/login")
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a multipart part without a name, and other malformed forms
+        raise web.HTTPBadRequest(text="send the login form") from None
     if not _same_origin(request) or not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE)):
         raise web.HTTPForbidden(text="login form expired: reload the page")
     username = str(form.get("username", "")).strip()

@@ -32,7 +32,7 @@ from lab.asterisk import AsteriskLab
 from lab.browser import chromium
 from lab.controller import ControllerProcess
 from lab.redis import RedisServer, throwaway_redis
-from lab.redis import available as redis_available
+from lab.require import require
 from lab.sipp import CallerScript, Dtmf, run_caller_async
 from lab.softphone import Softphone
 
@@ -111,8 +111,7 @@ def web_port(controller: ControllerProcess) -> int:
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    if not redis_available():
-        pytest.skip("redis-server is not installed (scripts/bootstrap)")
+    require("redis-server")
     with throwaway_redis() as server:
         yield server
 
@@ -197,6 +196,7 @@ async def phone(lab: AsteriskLab) -> AsyncIterator[Softphone]:
         yield softphone
 
 
+@pytest.mark.requires("chromium")
 async def test_screen_pop_before_answer_only_for_that_agent_and_recovery_after_asterisk_restart(
     lab: AsteriskLab, desk: ControllerProcess, phone: Softphone, prompt_ms: dict[str, int], tmp_path: Path
 ) -> None:

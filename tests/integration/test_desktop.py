@@ -239,8 +239,11 @@ async def test_screen_pop_before_answer_only_for_that_agent_and_recovery_after_a
         assert "pay my bill" in (await card.locator('[data-f="transcript"]').inner_text()).lower()
         assert "%" in await card.locator('[data-f="confidence"]').inner_text()
         assert await card.locator('[data-f="path"] li').all_inner_texts() == ["main_menu", "account", "to_billing"]
-        slots = await card.locator('[data-f="slots"]').inner_text()
-        assert ACCOUNT in slots and "verified" in slots
+        slots = await card.locator('[data-f="slots"] tr').evaluate_all(
+            "rows => rows.map(r => Array.from(r.cells, c => c.textContent))"
+        )
+        # Dana's identity is verified: the slot's third cell says so (not "unverified")
+        assert ["account_number", ACCOUNT, "✔ verified"] in slots, slots
         assert "main_menu" in await card.locator('[data-f="menus"]').inner_text()
 
         connected = await watch.first(ev.AgentConnect, timeout=RING_MS / 1000 + 10)

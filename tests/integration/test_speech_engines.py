@@ -87,7 +87,7 @@ def noise(kind: str, seconds: float, dbfs: float, seed: int) -> bytes:
         spectrum /= np.sqrt(f)
     x = np.fft.irfft(spectrum, n)
     x = x / x.std() * (10 ** (dbfs / 20) * 32767)
-    return np.clip(x, -32768, 32767).astype("<i2").tobytes()
+    return bytes(np.clip(x, -32768, 32767).astype("<i2").tobytes())
 
 
 NOISES = [

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import random
 import statistics
@@ -172,9 +173,9 @@ def generate(n_customers: int, n_interactions: int, rng: random.Random) -> Data:
 
     option_stats = []
     for (cid, flow, step, option), times in choices.items():
-        t = tally(times, HALF_LIFE)
-        assert t is not None
-        option_stats.append((cid, flow, step, option, t.count, t.score, t.last_at))
+        tallied = tally(times, HALF_LIFE)
+        assert tallied is not None
+        option_stats.append((cid, flow, step, option, tallied.count, tallied.score, tallied.last_at))
     slots_rows = [(cid, "account_number", v, ch, at) for cid, (v, ch, at) in last_slot.items()]
     heavy = sorted(per_customer, key=per_customer.__getitem__, reverse=True)[: max(1, n_customers // 100)]
     progress(
@@ -291,14 +292,14 @@ async def measure(url: str, callers: list[int], label: str) -> dict[str, tuple[f
             for name in order:
                 if name == "profile":
                     before = len(statements)
-                    seconds, profile = await timed(lambda number=number: profiles.load(number))
+                    seconds, profile = await timed(functools.partial(profiles.load, number))
                     assert profile is not None, number
                     assert len(statements) - before == 1, statements[before:]
                 else:
-                    seconds, found = await timed(lambda number=number: customers.find("phone", number))
+                    seconds, found = await timed(functools.partial(customers.find, "phone", number))
                     assert found is not None
                 results[name].append(seconds)
-            seconds, _ranking = await timed(lambda number=number: profile_and_rank(number))
+            seconds, _ranking = await timed(functools.partial(profile_and_rank, number))
             results["profile + rank"].append(seconds)
         event.remove(engine.sync_engine, "before_cursor_execute", count)
         assert profiles.failures == 0

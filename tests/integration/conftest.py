@@ -3,7 +3,6 @@ into its sounds directory, and the controller as a child process (``ivr serve``)
 
 from __future__ import annotations
 
-import os
 import uuid
 import wave
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
 from lab.lock import lab_session_lock
 from lab.postgres import PostgresServer, throwaway_postgres
-from lab.postgres import available as postgres_available
+from lab.require import require
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"
@@ -84,13 +83,9 @@ def postgres() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL for the session (lab.postgres), on a free loopback port.
 
     Where PostgreSQL is not installed the PostgreSQL half of the suite is skipped, except in CI
-    (``CI`` set), where that is a failure: both databases must pass there.
+    (``CI`` set), where that is a failure (lab.require): both databases must pass there.
     """
-    if not postgres_available():
-        message = "PostgreSQL is not installed (scripts/bootstrap installs the 'postgresql' package)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require("postgresql")
     with throwaway_postgres() as server:
         yield server
 

@@ -10,13 +10,12 @@ import pytest
 
 from ivr.bus.pubsub import MemoryBus, RedisBus, bus_from_url
 from lab.redis import RedisServer, throwaway_redis
-from lab.redis import available as redis_available
+from lab.require import require
 
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
-    if not redis_available():
-        pytest.skip("redis-server is not installed (scripts/bootstrap)")
+    require("redis-server")
     with throwaway_redis() as server:
         yield server
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
@@ -13,7 +14,7 @@ from lab.sipp import CallerScript, run_caller
 REPO = Path(__file__).resolve().parents[2]
 
 
-def call(controller: ControllerProcess, caller: str) -> dict:
+def call(controller: ControllerProcess, caller: str) -> dict[str, Any]:
     run_caller(CallerScript(caller_id=caller, hangup_after_ms=1500)).raise_for_failure()
     return controller.wait_for_journey(lambda j: j["caller"] == caller and j["status"] == "abandoned")
 

@@ -28,7 +28,7 @@ from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
 from lab.browser import chromium
 from lab.controller import ControllerProcess
-from lab.kannel import KannelLab, available, free_port
+from lab.kannel import KannelLab, free_port
 from lab.sipp import CallerScript, Dtmf, run_caller_async
 from lab.softphone import Softphone
 
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 CALLER = "+15551236001"
 ACCOUNT = "12345678"
 
-pytestmark = pytest.mark.skipif(not available(), reason="Kannel is not installed (scripts/bootstrap)")
+pytestmark = pytest.mark.requires("kannel")
 
 
 def ms(prompt_ms: dict[str, int], text: str) -> int:
@@ -124,6 +124,7 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@pytest.mark.requires("chromium")
 def test_call_hands_off_to_chat_by_sms_and_chat_finishes_the_flow(stack: Stack, prompt_ms: dict[str, int]) -> None:
     account_at = ms(prompt_ms, "Example Power payments.") + 400  # type-ahead into the account prompt
     press_8 = account_at + 8 * 250 + 1500  # during "How would you like to pay?"
@@ -285,6 +286,7 @@ def test_a_returning_caller_continues_the_open_journey_and_skips_the_menus(
     assert len(calls) == 1  # the second call made no journey of its own
 
 
+@pytest.mark.requires("chromium")
 def test_call_me_now_from_chat_rings_the_customer_into_the_same_step(stack: Stack, prompt_ms: dict[str, int]) -> None:
     phone = "+15551239001"
     first = _hand_off_call(stack, prompt_ms, phone)
@@ -339,6 +341,7 @@ async def agent_login(browser: Any, base: str, username: str, password: str) -> 
     return page
 
 
+@pytest.mark.requires("chromium")
 def test_a_chat_reaching_a_queue_goes_to_a_blended_agent_in_real_time(stack: Stack, prompt_ms: dict[str, int]) -> None:
     add_agent(stack.controller.data_dir, "cara", "agent1003", ["billing"], "cara-password-1")
     phone = "+15551239501"

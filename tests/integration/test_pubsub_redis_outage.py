@@ -17,15 +17,14 @@ import pytest
 
 from ivr.bus.pubsub import RedisBus, Subscription
 from lab.redis import RedisServer, throwaway_redis
-from lab.redis import available as redis_available
+from lab.require import require
 
 GUARD = 30.0  # seconds: only against hanging
 
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:
-    if not redis_available():
-        pytest.skip("redis-server is not installed (scripts/bootstrap)")
+    require("redis-server")
     with throwaway_redis() as server:
         yield server
 

@@ -31,11 +31,12 @@ import pytest
 from lab import sipp
 from lab.asterisk import AsteriskLab
 from lab.errors import LabError
+from lab.require import require
 from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async, run_load
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
+    pytest.mark.requires("sipp"),
 ]
 
 EVENT_NAMES = {v: k for k, v in sipp.DTMF_EVENTS.items()}
@@ -338,8 +339,7 @@ class TestLoopback:
         assert gone.logs_dir is None and gone.scenario_path is None
 
     def test_audio_file_is_streamed(self, uas: Callable[..., Uas], tmp_path: Path) -> None:
-        if shutil.which("sox") is None:
-            pytest.skip("sox not installed")
+        require("sox")
         tone = tmp_path / "tone.wav"
         subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(tone), "synth", "0.5", "sine", "1000"], check=True)
         peer = uas()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,13 +93,13 @@ def speech_controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerPr
     proc.stop()
 
 
-def by_caller(controller: ControllerProcess, caller: str, timeout: float = 30, **expect: str) -> dict:
+def by_caller(controller: ControllerProcess, caller: str, timeout: float = 30, **expect: str) -> dict[str, Any]:
     return controller.wait_for_journey(
         lambda j: j["caller"] == caller and all(j.get(k) == v for k, v in expect.items()), timeout
     )
 
 
-def kinds_at(controller: ControllerProcess, journey: dict, step: str) -> list[dict]:
+def kinds_at(controller: ControllerProcess, journey: dict[str, Any], step: str) -> list[dict[str, Any]]:
     return [e for e in controller.interactions(journey["id"]) if e["step"] == step]
 
 

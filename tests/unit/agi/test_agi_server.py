@@ -16,7 +16,7 @@ from ivr.agi import commands as c
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import IVR_ACTION, AgiServer, AgiSession, Handler
 from ivr.errors import CallEnded, ChannelError, CommandTimeout, RemoteProtocolError
-from ivr.logs import call_id
+from ivr.logs import CallIdFilter, call_id
 from tests.unit.agi.agi_wire import ENV_BYTES, env_for
 
 FALLBACK = b'SET VARIABLE IVR_ACTION "fallback"'
@@ -315,6 +315,7 @@ async def test_eof_mid_command_is_call_ended() -> None:
 
 async def test_handler_exception_sends_the_fallback(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ivr.agi")
+    caplog.handler.addFilter(CallIdFilter())  # as setup_logging's handler: the call id is set per connection
 
     async def handler(session: AgiSession) -> None:
         await session.command(c.answer())
@@ -330,7 +331,7 @@ async def test_handler_exception_sends_the_fallback(caplog: pytest.LogCaptureFix
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert errors[0].exc_info is not None and errors[0].exc_info[0] is ValueError
-    assert getattr(errors[0], "call_id", None) is None or True  # the filter is on the handler
+    assert getattr(errors[0], "call_id", None) == "1732560000.12"  # the failing call's uniqueid (ENV_BYTES)
     assert "'inbound'" in errors[0].getMessage()
 
 

@@ -47,7 +47,8 @@ def test_a_failed_handoff_says_so_and_goes_on_here() -> None:
     assert commands == [Play("text_me", Prompt(HandoffStep.DEFAULT_FAILED))]
     assert machine.journey.status == "active"
     commands = machine.receive(Continue())  # on_failure of the flow: to_billing
-    assert machine.journey.step == "to_billing" and machine.journey.status == "queued"
+    journey: Journey = machine.journey  # a fresh read: the earlier status comparison narrowed the attribute
+    assert journey.step == "to_billing" and journey.status == "queued"
 
 
 def test_resumed_in_chat_the_same_menu_without_the_text_option() -> None:

@@ -14,7 +14,8 @@ from ivr.flow.profile import CallerProfile
 
 class Profiles:
     def __init__(self, result: CallerProfile | None = None, error: Exception | None = None) -> None:
-        self.result, self.error, self.asked = result, error, []
+        self.result, self.error = result, error
+        self.asked: list[str | None] = []
 
     async def load(self, phone: str | None) -> CallerProfile | None:
         self.asked.append(phone)

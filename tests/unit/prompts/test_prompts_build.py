@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from ivr.errors import ConfigError
-from ivr.prompts import tts
 from ivr.prompts.build import MANIFEST_PATH, BuildReport, PromptItem, build_prompts
 from ivr.prompts.naming import prompt_audio_name
 from ivr.prompts.tts import AudioSegment, TtsError
+from lab.require import require
 
 
 class ToneEngine:
@@ -184,8 +184,7 @@ def test_corrupt_manifest_means_rebuild(tmp_path: Path) -> None:
 
 
 def test_build_by_engine_name_with_a_real_engine(tmp_path: Path) -> None:
-    if "espeak-ng" not in tts.available_engines():
-        pytest.skip("espeak-ng is not installed: apt-get install espeak-ng")
+    require("espeak-ng")
     items = _items("For", "pay your bill")
     report = build_prompts(items, tmp_path, engine="espeak-ng")
     assert report.engine == "espeak-ng" and len(report.rendered) == 2

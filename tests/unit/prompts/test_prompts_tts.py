@@ -19,21 +19,15 @@ from ivr.prompts import tts
 from ivr.prompts.build import PromptItem, build_prompts
 from ivr.prompts.naming import prompt_audio_name
 from ivr.prompts.tts import AudioSegment, TtsEngine, TtsError
+from lab.require import require
 
 SENTENCE = "Welcome to Example Power. For billing, press one."
-
-_INSTALL_HINTS = {
-    "piper": "pip install 'ivr[tts]'",
-    "flite": "apt-get install flite",
-    "espeak-ng": "apt-get install espeak-ng",
-}
 
 
 @pytest.fixture(scope="module")
 def piper() -> Iterator[tts.PiperEngine]:
     """One loaded piper voice for the whole module (loading takes about a second)."""
-    if "piper" not in tts.available_engines():
-        pytest.skip(f"piper is not installed: {_INSTALL_HINTS['piper']}")
+    require("piper")
     engine = tts.PiperEngine()
     engine.load()
     yield engine
@@ -45,8 +39,7 @@ def engine(request: pytest.FixtureRequest) -> TtsEngine:
     if name == "piper":
         piper_engine: tts.PiperEngine = request.getfixturevalue("piper")
         return piper_engine
-    if name not in tts.available_engines():
-        pytest.skip(f"{name} is not installed: {_INSTALL_HINTS[name]}")
+    require(name)
     return tts.get_engine(name)
 
 
@@ -109,8 +102,7 @@ def test_piper_is_deterministic_across_runs_and_loads(piper: tts.PiperEngine, tm
 
 
 def test_piper_uses_the_packaged_voice() -> None:
-    if "piper" not in tts.available_engines():
-        pytest.skip(f"piper is not installed: {_INSTALL_HINTS['piper']}")
+    require("piper")
     model, config = tts.packaged_voice_files()
     assert model.name == "en_US-joe-medium.onnx" and model.is_file()
     assert config.name == "en_US-joe-medium.onnx.json" and config.is_file()
@@ -173,8 +165,7 @@ def test_missing_piper_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_auto_takes_the_best_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     _hide_piper(monkeypatch)
-    if not tts.FliteEngine.installed():
-        pytest.skip(f"flite is not installed: {_INSTALL_HINTS['flite']}")
+    require("flite")
     assert tts.get_engine("auto").name == "flite"
     assert tts.available_engines()[0] == "flite"
 
@@ -188,8 +179,7 @@ def test_auto_with_nothing_installed_lists_every_install_hint(monkeypatch: pytes
 
 
 def test_get_engine_does_not_load_the_piper_voice(monkeypatch: pytest.MonkeyPatch) -> None:
-    if "piper" not in tts.available_engines():
-        pytest.skip(f"piper is not installed: {_INSTALL_HINTS['piper']}")
+    require("piper")
 
     def boom(self: tts.PiperEngine) -> None:
         raise AssertionError("voice loaded too early")
@@ -265,8 +255,7 @@ def test_encode_audio_raw_formats() -> None:
 
 
 def test_render_to_file_other_rate_and_raw(tmp_path: Path) -> None:
-    if "espeak-ng" not in tts.available_engines():  # the fastest engine; the plumbing is shared
-        pytest.skip(f"espeak-ng is not installed: {_INSTALL_HINTS['espeak-ng']}")
+    require("espeak-ng")
     engine = tts.get_engine("espeak-ng")
     tts.render_to_file(engine, "one", tmp_path / "one16.wav", rate=16000)
     assert _read(tmp_path / "one16.wav")[0].framerate == 16000

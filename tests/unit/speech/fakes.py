@@ -101,7 +101,7 @@ async def fake_asterisk(
             heard.raw += data
 
     reading = asyncio.create_task(read())
-    talking = asyncio.create_task(caller(writer))
+    talking: asyncio.Task[None] = asyncio.ensure_future(caller(writer))
     await asyncio.wait([reading], timeout=30)
     talking.cancel()
     writer.close()

@@ -182,7 +182,7 @@ def test_arm_is_idempotent() -> None:
 )
 def test_settings_are_checked(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        EndpointSettings(**kwargs)  # type: ignore[arg-type]
+        EndpointSettings(**kwargs)
 
 
 def test_frame_bytes() -> None:

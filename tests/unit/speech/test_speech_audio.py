@@ -33,7 +33,7 @@ def tone(hz: float, seconds: float = 1.0, rate: int = RATE, amplitude: float = 0
 
 
 def to_pcm(x: np.ndarray) -> bytes:
-    return np.clip(x * 32767, -32768, 32767).astype("<i2").tobytes()
+    return bytes(np.clip(x * 32767, -32768, 32767).astype("<i2").tobytes())
 
 
 def noise(kind: str, seconds: float, level: float, seed: int) -> bytes:
@@ -103,7 +103,7 @@ def test_silence_and_short_input_have_no_voice() -> None:
 
 def test_a_vowel_like_buzz_is_voice() -> None:
     """Harmonics of a 150 Hz pitch, in the telephone band only: what a vowel looks like."""
-    x = sum(tone(150 * k, 0.5, amplitude=0.1 / k) for k in range(2, 20))
+    x = np.sum([tone(150 * k, 0.5, amplitude=0.1 / k) for k in range(2, 20)], axis=0)
     assert voiced_seconds(to_pcm(x)) > 0.3
 
 

@@ -46,8 +46,9 @@ def machine(text: str = FLOW) -> FlowMachine:
 
 
 def said(text: str, option: str | None, confidence: float, intent: str | None = None) -> InputResult:
-    status = "match" if option else "nomatch"
-    return InputResult(status, "speech", text, option, confidence, intent=intent)
+    if option:
+        return InputResult("match", "speech", text, option, confidence, intent=intent)
+    return InputResult("nomatch", "speech", text, option, confidence, intent=intent)
 
 
 def kinds(m: FlowMachine) -> list[str]:
@@ -98,6 +99,7 @@ def test_low_confidence_is_read_back_and_yes_by_key_confirms() -> None:
     m = machine()
     cmds = m.receive(said("pay bill", "pay_bill", 0.4, intent="billing"))
     assert [type(c) for c in cmds] == [Play, Play, Menu]
+    assert isinstance(cmds[0], Play) and isinstance(cmds[1], Play)
     assert cmds[0].prompt.text == "Did you say" and cmds[1].prompt.text == "paying your bill"
     question = cmds[2]
     assert isinstance(question, Menu) and question.prompt.text == "Is that right?"

@@ -24,7 +24,7 @@ def test_the_formula_of_the_issue() -> None:
     """score_new = score_old * 2**(-(t - last_at)/half_life) + 1"""
     old = OptionTally(count=2, score=1.5, last_at=100 * DAY)
     new = old.chosen(130 * DAY, HL)
-    assert new == OptionTally(3, pytest.approx(1.5 * 0.5 + 1), 130 * DAY)
+    assert new.count == 3 and new.score == pytest.approx(1.5 * 0.5 + 1) and new.last_at == 130 * DAY
 
 
 def test_three_recent_choices_outweigh_five_old_ones() -> None:

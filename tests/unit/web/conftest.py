@@ -61,6 +61,7 @@ class Live:
         journey = Journey.new(app.flows.get("payments"), "chat", caller=phone)
         journey.customer_id = customer
         view = await app.chat.begin(journey)
+        assert view.step is not None, "the payments flow waits at a step"
         continuation = uuid.uuid4().hex
         expires = time.time() + 600
         await app.continuations.create(

@@ -137,8 +137,8 @@ def requests(draw: st.DrawFn, routes: list[tuple[str, str]]) -> bytes:
         )
     )
     head = f"{method} {path} HTTP/1.1\r\n".encode()
-    for name, value in headers:
-        head += name + b": " + value + b"\r\n"
+    for raw_name, raw_value in headers:
+        head += raw_name + b": " + raw_value + b"\r\n"
     head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
     return head + body
 

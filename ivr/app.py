@@ -63,6 +63,7 @@ class App:
             prefix=config["prompts.prefix"],
             profiles=CallerProfiles(self.customers, timeout=config["customers.lookup_timeout"]),
             half_life=float(config["personalize.half_life_days"]) * DAY,
+            transfer_dial=config["transfer.dial"],
         )
         self.web = WebServer(
             create_app(self.customers, bearer_token(config["api.token"])),
@@ -166,6 +167,9 @@ class App:
         self.acd.callbacks = self.callbacks
         if self.ami is not None:  # estimates need live queue state
             self.inbound.queue_desk = self.callbacks
+            self.chat.queue_desk = self.callbacks
+            if self.sms is not None:
+                self.sms.text.queue_desk = self.callbacks
         setup_desktop(
             self.web.app,
             acd=self.acd,

@@ -135,6 +135,13 @@ SETTINGS: tuple[Setting, ...] = (
         "PJSIP/{number}@trunk",
         "Dial string AMI Originate uses to call a customer back; {number} is their E.164 number.",
     ),
+    Setting(
+        "transfer.dial",
+        str,
+        "PJSIP/{number}@trunk",
+        "Dial string a transfer step uses for a phone number; {number} is the number from the flow. "
+        "Extensions are dialled as PJSIP/<extension>.",
+    ),
     Setting("queue.handle_time", float, 180.0, "Average seconds an agent spends per call, for wait estimates."),
     Setting(
         "desktop.secure_cookies",

@@ -34,7 +34,7 @@ from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.client import AmiError
 from ivr.flow.hours import BusinessHours
-from ivr.flow.model import Interaction, Journey, Queue
+from ivr.flow.model import Journey, Queue
 
 if TYPE_CHECKING:
     from ivr.acd.service import Acd
@@ -139,11 +139,10 @@ class Callbacks:
             return position, 0.0  # an agent is free for this caller now: nothing to announce
         return position, estimate_wait(position, len(serving), self.handle_time)
 
-    def record(self, journey: Journey, events: list[Interaction]) -> None:
-        self.acd.journeys.save(journey, events)
-
-    def should_offer(self, eta: float) -> bool:
-        return self.offer_after >= 0 and eta >= self.offer_after
+    def callback_after(self) -> float | None:
+        """The wait from which a queue step offers a callback unless it says otherwise
+        (``callbacks.offer_after``; negative: never)."""
+        return self.offer_after if self.offer_after >= 0 else None
 
     async def book(self, journey: Journey, queue: Queue, *, open_at: float | None = None) -> str | None:
         """A ticket for this caller at their place now; None if they already have an open one."""

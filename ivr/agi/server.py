@@ -143,6 +143,53 @@ class AgiSession:
     async def set_variable(self, name: str, value: str) -> None:
         await self.command(commands.set_variable(name, value))
 
+    async def variable_after_hangup(self, name: str, *, timeout: float = 2.0) -> str | None:
+        """``GET VARIABLE`` after the caller hung up; None when it cannot be read.
+
+        Why: res_agi keeps a FastAGI session in "dead" mode after ``HANGUP`` (until we close
+        it) and still answers ``GET VARIABLE`` there, so what an application left behind (the
+        ``DIALSTATUS`` of a Dial the caller ended) can be read. The reply of the command that
+        saw the hangup may still be on its way: it is read and dropped first. A 511, EOF or
+        no answer within ``timeout`` gives None (a timeout closes the session).
+        """
+        if self._closed or self._dead:
+            return None
+        conn = self._conn
+        try:
+            async with asyncio.timeout(timeout):
+                while conn.state is ConnectionState.AWAITING_REPLY:
+                    if await self._next_dead_event() is None:
+                        return None
+                if conn.state is not ConnectionState.IDLE:
+                    return None
+                self._writer.write(conn.send_command(commands.get_variable(name)))
+                while True:
+                    event = await self._next_dead_event()
+                    if event is None:
+                        return None
+                    if isinstance(event, Reply):
+                        return commands.variable_from_reply(event) if event.code == 200 else None
+        except TimeoutError:
+            self.close()
+            return None
+        except RemoteProtocolError:
+            self.close()
+            return None
+
+    async def _next_dead_event(self) -> Reply | HangupNotice | None:
+        """The next reply or HANGUP notice; None when the channel is dead or the socket closed."""
+        while True:
+            event = self._conn.next_event()
+            if event is NEED_DATA:
+                await self._fill()
+            elif isinstance(event, Reply | HangupNotice):
+                return event
+            elif isinstance(event, DeadChannel | Closed):
+                self._dead = True
+                return None
+            elif isinstance(event, InvalidCommand | UsageError):
+                return None
+
     def close(self) -> None:
         """Close the socket (idempotent); Asterisk then continues in the dialplan."""
         if not self._closed:

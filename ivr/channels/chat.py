@@ -21,6 +21,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivr.channels import queuedesk
+from ivr.channels.queuedesk import QueueDesk
+from ivr.flow.commands import (
+    AnnounceQueue,
+    BookCallback,
+    CallbackBooked,
+    EstimateWait,
+    QueueEstimate,
+    Transfer,
+    TransferEnded,
+)
 from ivr.flow.machine import FlowMachine, FlowSource
 from ivr.flow.model import (
     OFFER_ACCEPT_KEY,
@@ -115,6 +126,16 @@ def menu_text(menu: Menu) -> str:
     return "\n".join(lines)
 
 
+def announce_text(announce: AnnounceQueue) -> str:
+    """The queue announcement voice composes from prompts and numbers, as one sentence."""
+    unit = "minute" if announce.minutes == 1 else "minutes"
+    return f"You are number {announce.position} in line. The wait is about {announce.minutes} {unit}."
+
+
+#: Why a text conversation cannot be transferred, shown before the flow's fallback step.
+TRANSFER_REFUSED_TEXT = "This conversation cannot be transferred to a phone line from here."
+
+
 def ask_text(ask: Ask) -> str:
     if ask.offer:
         prefix = ask.offer_prompt.text if ask.offer_prompt else "We have"
@@ -167,7 +188,10 @@ class TextFlows:
         profile: ProfileLoader | None = None,
         handoff: HandoffRunner | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
+        queue_desk: QueueDesk | None = None,
     ) -> None:
+        """``queue_desk``: position, wait and callbacks for queue steps (None: no estimates)."""
+        self.queue_desk = queue_desk
         self.channel = channel
         self.flows = flows
         self.store = store
@@ -299,10 +323,33 @@ class TextFlows:
             elif isinstance(command, Fallback):
                 view.messages.append(FALLBACK_TEXT)
                 return None
+            elif isinstance(command, EstimateWait):
+                return await self.estimate(machine.journey, command)
+            elif isinstance(command, AnnounceQueue):
+                view.messages.append(announce_text(command))
+            elif isinstance(command, BookCallback):
+                return await self.book_callback(machine.journey, command)
+            elif isinstance(command, Transfer):
+                return self.transfer(command, view)
             elif isinstance(command, Handoff):
                 ok, how = await self.handoff(machine.journey, command) if self.handoff else (False, "disabled")
                 return InputResult("match" if ok else "nomatch", "text", how)
         return Continue() if machine.expecting == "continue" else None
 
+    async def estimate(self, journey: Journey, command: EstimateWait) -> QueueEstimate:
+        return await queuedesk.estimate(self.queue_desk, journey, command)
 
-__all__ = ["TextFlows", "View", "ask_text", "mask", "menu_text", "text_input"]
+    async def book_callback(self, journey: Journey, command: BookCallback) -> CallbackBooked:
+        return await queuedesk.book_callback(self.queue_desk, journey, command)
+
+    def transfer(self, command: Transfer, view: View) -> TransferEnded:
+        """A text conversation has no call to transfer: said plainly, and the step takes its
+        fallback (``on_failure``) as when nobody answers."""
+        log.warning(
+            "%s cannot transfer to %s at step %s: taking the fallback", self.channel, command.destination, command.step
+        )
+        view.messages.append(TRANSFER_REFUSED_TEXT)
+        return TransferEnded("unsupported", f"{self.channel} cannot transfer a call")
+
+
+__all__ = ["TextFlows", "View", "announce_text", "ask_text", "mask", "menu_text", "text_input"]

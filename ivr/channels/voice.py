@@ -27,11 +27,21 @@ from typing import Protocol
 
 from ivr.agi import commands as agi
 from ivr.agi.server import AgiSession
+from ivr.channels import queuedesk
+from ivr.channels.queuedesk import QueueDesk
 from ivr.errors import CallEnded, ChannelError
+from ivr.flow.commands import (
+    AnnounceQueue,
+    BookCallback,
+    CallbackBooked,
+    EstimateWait,
+    QueueEstimate,
+    Transfer,
+    TransferEnded,
+    TransferStatus,
+)
 from ivr.flow.machine import FlowMachine, FlowSource
 from ivr.flow.model import (
-    CALLBACK_BOOKED_PROMPT,
-    CALLBACK_OFFER_PROMPT,
     CONTINUE_LABEL,
     FOR_PROMPT,
     OFFER_ACCEPT_KEY,
@@ -62,6 +72,7 @@ from ivr.flow.model import (
 )
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
+from ivr.flow.steps.transfer import TRANSFER_NUMBER
 from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +90,8 @@ VAR_QUEUE_TIMEOUT = "IVR_QUEUE_TIMEOUT"
 VAR_QUEUE_PRIO = "QUEUE_PRIO"
 #: Where a menu's Read() leaves the caller's key (not inherited: it never reaches an agent's channel).
 VAR_MENU_KEY = "IVR_MENU_KEY"
+#: How a transfer reaches a phone number unless ``transfer.dial`` says otherwise.
+DEFAULT_TRANSFER_DIAL = "PJSIP/{number}@trunk"
 #: Read() ends input on '#': a menu offering '#' as a key is played fragment by fragment instead.
 READ_TERMINATOR = "#"
 
@@ -120,8 +133,11 @@ class VoiceChannel:
         journey: Journey | None = None,
         handoff: HandoffRunner | None = None,
         queue_desk: QueueDesk | None = None,
+        transfer_dial: str = DEFAULT_TRANSFER_DIAL,
     ) -> None:
         self.queue_desk = queue_desk
+        #: Dial string for a transfer to a phone number ({number}): through the trunk
+        self.transfer_dial = transfer_dial
         self.session = session
         self.prefix = prefix
         #: None: keys only (no recognizer, or speech already failed once on this call)
@@ -149,6 +165,14 @@ class VoiceChannel:
             elif isinstance(command, Fallback):
                 await self.session.set_variable(VAR_ACTION, "fallback")
                 return None
+            elif isinstance(command, EstimateWait):
+                return await self.estimate(command)
+            elif isinstance(command, AnnounceQueue):
+                await self.announce(command)
+            elif isinstance(command, BookCallback):
+                return await self.book_callback(command)
+            elif isinstance(command, Transfer):
+                return await self.transfer(command)
             elif isinstance(command, Handoff):
                 # The link goes out by SMS while the caller is still on the line; the
                 # step then says so (or that it could not) and ends the call or carries on.
@@ -178,7 +202,7 @@ class VoiceChannel:
 
     async def menu(self, menu: Menu) -> InputResult:
         fragments: list[str] = [menu.prompt.audio_name(self.prefix)]
-        for choice in menu.choices:
+        for choice in menu.choices if menu.speak_choices else ():
             fragments += [
                 FOR_PROMPT.audio_name(self.prefix),
                 choice.label.audio_name(self.prefix),
@@ -285,8 +309,6 @@ class VoiceChannel:
         return agi.digit_from_reply(reply) if reply.result_int > 0 else None
 
     async def queue(self, queue: Queue) -> None:
-        if self.queue_desk is not None and self.journey is not None and await self._queue_experience(queue):
-            return
         for name, value in queue.variables.items():
             await self.session.set_variable(f"__{name}", value)  # '__': inherited by the agent's leg
         await self.session.set_variable(VAR_QUEUE, queue.queue)
@@ -294,65 +316,76 @@ class VoiceChannel:
         await self.session.set_variable(VAR_QUEUE_TIMEOUT, str(queue.timeout))
         await self.session.set_variable(VAR_ACTION, "queue")
 
-    async def _queue_experience(self, queue: Queue) -> bool:
-        """Say the caller's position and wait; past the threshold offer a callback that keeps
-        their place. True when a callback was booked (the call then ends instead of queueing)."""
-        desk, journey = self.queue_desk, self.journey
-        assert desk is not None and journey is not None
-        position, eta = desk.estimate(queue.queue, queue.skill)
-        if eta <= 0:
-            return False  # an agent is free: straight through
-        minutes = max(1, round(eta / 60))
-        for name in (QUEUE_POSITION_PROMPT.audio_name(self.prefix),):
-            await self._stream(name, "")
-        await self.session.command(agi.say_number(position))
+    async def estimate(self, command: EstimateWait) -> QueueEstimate:
+        """The queue desk's estimate for the queue step (``ivr.channels.queuedesk``)."""
+        if self.journey is None:
+            return QueueEstimate(0, 0.0)
+        return await queuedesk.estimate(self.queue_desk, self.journey, command)
+
+    async def announce(self, command: AnnounceQueue) -> None:
+        """ "You are number" N "in line. The wait is about" M "minutes." with Asterisk's numbers."""
+        await self._stream(QUEUE_POSITION_PROMPT.audio_name(self.prefix), "")
+        await self.session.command(agi.say_number(command.position))
         await self._stream(QUEUE_WAIT_PROMPT.audio_name(self.prefix), "")
-        await self.session.command(agi.say_number(minutes))
+        await self.session.command(agi.say_number(command.minutes))
         await self._stream(QUEUE_MINUTES_PROMPT.audio_name(self.prefix), "")
-        offered = desk.should_offer(eta) and journey.caller is not None
-        journey_events = [
-            Interaction(
-                "queue_announced",
-                queue.step,
-                {"position": position, "eta_s": eta, "callback_offered": offered},
-                time.time(),
-            )
-        ]
-        if not offered:
-            desk.record(journey, journey_events)
-            return False
-        reply = await self.session.command(agi.get_data(CALLBACK_OFFER_PROMPT.audio_name(self.prefix), 5000, 1))
-        digits, _ = agi.get_data_digits(reply) if reply.result != "-1" else ("", False)
-        if digits != "1":
-            desk.record(journey, journey_events)
-            return False
-        ticket = await desk.book(journey, queue)
-        if ticket is None:  # one open callback per customer: they keep holding instead
-            journey_events.append(Interaction("callback_refused", queue.step, {"why": "already booked"}, time.time()))
-            desk.record(journey, journey_events)
-            return False
-        journey_events.append(
-            Interaction(
-                "callback_requested",
-                queue.step,
-                {"ticket": ticket, "queue": queue.queue, "position": position, "eta_s": eta},
-                time.time(),
-            )
-        )
-        journey.outcome = {**journey.outcome, "callback": ticket}
-        desk.record(journey, journey_events)
-        await self._stream(CALLBACK_BOOKED_PROMPT.audio_name(self.prefix), "")
-        await self.session.set_variable(VAR_ACTION, "hangup")
-        return True
+
+    async def book_callback(self, command: BookCallback) -> CallbackBooked:
+        if self.journey is None:
+            return CallbackBooked(None, "no journey")
+        return await queuedesk.book_callback(self.queue_desk, self.journey, command)
+
+    async def transfer(self, command: Transfer) -> TransferEnded:
+        """Blind transfer: ``EXEC Dial(<dial string>,<timeout>)``, then ``DIALSTATUS``.
+
+        Dial returns when nobody answered within the timeout (NOANSWER, BUSY, CONGESTION,
+        CHANUNAVAIL) or, after an answer, when the callee hangs up (ANSWER; the caller is
+        still here and the dialplan hangs up). When the caller hangs up first, res_agi keeps
+        the session in dead mode, where ``DIALSTATUS`` can still be read: an answered transfer
+        is then still a transfer; anything else is the caller leaving.
+        """
+        dial = dial_string(command.destination, self.transfer_dial)
+        line = agi.exec_app("Dial", [dial, str(command.timeout)])
+        try:
+            reply = await self.session.command(line, timeout=command.timeout + TRANSFER_TALK_LIMIT_S)
+        except CallEnded:
+            status = await self.session.variable_after_hangup("DIALSTATUS")
+            if (status or "").lower() != "answer":
+                raise
+            log.info("transfer to %s answered; the caller hung up first", command.destination)
+            return TransferEnded("answer", dial)
+        found = agi.variable_from_reply(await self.session.command(agi.get_variable("DIALSTATUS")))
+        status = (found or "").lower()
+        if reply.result_int < 0 and not status:
+            return TransferEnded("failed", f"Dial refused {dial}: {reply.raw}")
+        if status not in TRANSFER_STATUSES:
+            return TransferEnded("failed", f"DIALSTATUS {found!r}")
+        return TransferEnded(TRANSFER_STATUSES[status], dial)
 
 
-class QueueDesk(Protocol):
-    """Queue position, estimated wait and callbacks (``ivr.acd.callbacks.Callbacks`` via the ACD)."""
+#: A transferred call may talk this long before the AGI command that runs Dial gives up.
+TRANSFER_TALK_LIMIT_S = 4 * 3600
+#: Asterisk's DIALSTATUS values (lower case) as the engine's transfer statuses.
+TRANSFER_STATUSES: dict[str, TransferStatus] = {
+    "answer": "answer",
+    "busy": "busy",
+    "noanswer": "noanswer",
+    "congestion": "congestion",
+    "chanunavail": "chanunavail",
+    "cancel": "cancel",
+    "dontcall": "failed",
+    "torture": "failed",
+    "invalidargs": "failed",
+}
 
-    def estimate(self, queue: str, skill: str | None) -> tuple[int, float]: ...
-    def should_offer(self, eta: float) -> bool: ...
-    async def book(self, journey: Journey, queue: Queue) -> str | None: ...
-    def record(self, journey: Journey, events: list[Interaction]) -> None: ...
+
+def dial_string(destination: str, number_template: str) -> str:
+    """A transfer destination as a Dial string: a phone number (digits, optional ``+``) through
+    the trunk (``transfer.dial``, ``{number}``), an extension name as its PJSIP endpoint. Pure;
+    the loader has already refused anything else."""
+    if TRANSFER_NUMBER.fullmatch(destination):
+        return number_template.format(number=destination)
+    return f"PJSIP/{destination}"
 
 
 class ProfileSource(Protocol):
@@ -378,8 +411,10 @@ class InboundCalls:
         profiles: ProfileSource | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
         speech: SpeechMenus | None = None,
+        transfer_dial: str = DEFAULT_TRANSFER_DIAL,
     ) -> None:
         self.flows = flows
+        self.transfer_dial = transfer_dial
         self.speech = speech  # set by the App once a recognizer is loaded
         self.queue_desk: QueueDesk | None = None  # set by the App when the ACD runs
         self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
@@ -492,7 +527,13 @@ class InboundCalls:
     async def run(self, session: AgiSession, journey: Journey, profile: CallerProfile | None = None) -> None:
         machine = FlowMachine(self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life)
         channel = VoiceChannel(
-            session, self.prefix, speech=self.speech, journey=journey, handoff=self.handoff, queue_desk=self.queue_desk
+            session,
+            self.prefix,
+            speech=self.speech,
+            journey=journey,
+            handoff=self.handoff,
+            queue_desk=self.queue_desk,
+            transfer_dial=self.transfer_dial,
         )
         try:
             commands = machine.start()
@@ -519,4 +560,4 @@ class InboundCalls:
         log.debug("journey %s ended %s at %s", journey.id, journey.status, journey.step)
 
 
-__all__ = ["InboundCalls", "ProfileSource", "Prompt", "SpeechMenus", "VoiceChannel", "normalise_number"]
+__all__ = ["InboundCalls", "ProfileSource", "Prompt", "QueueDesk", "SpeechMenus", "VoiceChannel", "normalise_number"]

@@ -83,6 +83,9 @@ class Menu:
     timeout: float
     attempt: int
     speech: bool = True  # the caller may answer by voice where the channel can listen
+    #: False: the prompt itself says the keys ("press 1 ..."), so voice plays only the prompt;
+    #: text channels still list the choices
+    speak_choices: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,48 @@ class Handoff:
     prompt: Prompt | None = None  # words before the link in the message
 
 
-Command = Play | Menu | Ask | Queue | Hangup | Fallback | Handoff
+@dataclass(frozen=True)
+class EstimateWait:
+    """Before joining ``queue``: the channel asks its queue desk for the caller's position and
+    estimated wait and answers with a ``QueueEstimate`` (the engine never awaits a service)."""
+
+    step: str
+    queue: str
+    skill: str | None
+
+
+@dataclass(frozen=True)
+class AnnounceQueue:
+    """ "You are number" <position> "in line. The wait is about" <minutes> "minutes." """
+
+    step: str
+    position: int
+    minutes: int
+
+
+@dataclass(frozen=True)
+class BookCallback:
+    """Book a callback that keeps the caller's place in ``queue`` (the join it replaces); the
+    channel answers with a ``CallbackBooked``."""
+
+    step: str
+    queue: Queue
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Blind transfer of the call to ``destination`` (an extension name or a phone number,
+    checked by the loader), ringing at most ``timeout`` seconds; the channel answers with a
+    ``TransferEnded``. Only voice can render it; text channels answer ``unsupported``."""
+
+    step: str
+    destination: str
+    timeout: int
+
+
+Command = (
+    Play | Menu | Ask | Queue | Hangup | Fallback | Handoff | EstimateWait | AnnounceQueue | BookCallback | Transfer
+)
 
 
 # ---------------------------------------------------------------------------------------- events
@@ -170,4 +214,42 @@ class CallerLeft:
     reason: str = "hangup"
 
 
-Event = InputResult | Continue | CallerLeft
+@dataclass(frozen=True)
+class QueueEstimate:
+    """The queue desk's answer to ``EstimateWait``.
+
+    ``wait_s`` 0: an agent is free (or nothing is known): straight through. ``callback_after``: the
+    desk's threshold in seconds (``callbacks.offer_after``; None: never by default).
+    ``can_book``: a callback can be booked for this journey here (a desk that books, a number).
+    """
+
+    position: int
+    wait_s: float
+    callback_after: float | None = None
+    can_book: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackBooked:
+    """The answer to ``BookCallback``: the ticket, or None when it was refused (``why``)."""
+
+    ticket: str | None
+    why: str = ""
+
+
+#: How a transfer ended, in Asterisk's ``DIALSTATUS`` words (lower case), plus ``unsupported``
+#: (a channel that cannot transfer) and ``failed`` (the dial string was refused).
+TransferStatus = Literal["answer", "busy", "noanswer", "congestion", "chanunavail", "cancel", "unsupported", "failed"]
+
+
+@dataclass(frozen=True)
+class TransferEnded:
+    """The answer to ``Transfer``: ``answer`` when somebody picked up."""
+
+    status: TransferStatus
+    detail: str = ""
+
+
+#: What a channel answers after running a service for the engine (not the customer's input).
+ServiceResult = QueueEstimate | CallbackBooked | TransferEnded
+Event = InputResult | Continue | CallerLeft | ServiceResult

@@ -78,6 +78,9 @@ class Journey:
     # confidence}); any channel can render and answer the confirmation.
     recognition: dict[str, Any] = field(default_factory=dict)
     confirming: dict[str, Any] | None = None
+    # A queue step waiting for the caller's answer to a callback offer, or for the booking:
+    # {step, queue, position, eta_s}; any channel can render and answer the offer.
+    queue_wait: dict[str, Any] | None = None
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -116,6 +119,7 @@ class Journey:
             "personalization": _plain(self.personalization),
             "recognition": _plain(self.recognition),
             "confirming": _plain(self.confirming),
+            "queue_wait": _plain(self.queue_wait),
             "started_at": self.started_at,
             "updated_at": self.updated_at,
         }

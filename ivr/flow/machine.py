@@ -4,7 +4,7 @@ A channel drives it::
 
     commands = machine.start()
     while machine.expecting != "nothing":
-        event = await channel.execute(commands)   # Continue, InputResult or CallerLeft
+        event = await channel.execute(commands)   # Continue, InputResult, a ServiceResult or CallerLeft
         commands = machine.receive(event)
 
 Why it stops after every step that speaks: the journey's ``step`` then always names what the
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from ivr.errors import FlowError
+from ivr.flow.commands import CallbackBooked, QueueEstimate, TransferEnded
 from ivr.flow.conditions import ConditionScope
 from ivr.flow.model import (
     CallerLeft,
@@ -52,7 +53,8 @@ class FlowSource(Protocol):
     def get(self, name: str, version: str | None = None) -> Flow: ...
 
 
-Expecting = Literal["continue", "input", "nothing"]
+#: ``result``: the step waits for a service the channel runs for it (``ServiceResult``).
+Expecting = Literal["continue", "input", "result", "nothing"]
 
 
 class FlowMachine:
@@ -145,6 +147,10 @@ class FlowMachine:
             if self.expecting != "input":
                 raise FlowError(f"step {step.name} takes no input")
             return self._guard(lambda: self._run(step.on_input(self, event)))
+        if isinstance(event, QueueEstimate | CallbackBooked | TransferEnded):
+            if self.expecting != "result":
+                raise FlowError(f"step {step.name} is not waiting for {type(event).__name__}")
+            return self._guard(lambda: self._run(step.on_result(self, event)))
         raise FlowError(f"unknown event {event!r}")
 
     # ------------------------------------------------------------------------------ internals

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-from ivr.flow.commands import Command, Fallback, InputResult, Play, Prompt
+from ivr.flow.commands import Command, Fallback, InputResult, Play, Prompt, ServiceResult
 from ivr.flow.conditions import ConditionScope
 from ivr.flow.journey import Journey, JourneyStatus
 from ivr.flow.profile import CallerProfile
@@ -36,7 +36,7 @@ class Goto:
 @dataclass(frozen=True)
 class Wait:
     commands: list[Command]
-    expect: Literal["continue", "input"]
+    expect: Literal["continue", "input", "result"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,10 @@ class Step:
 
     def on_input(self, rt: Runtime, result: InputResult) -> Outcome:
         raise NotImplementedError(f"{self.KIND} step {self.name} takes no input")
+
+    def on_result(self, rt: Runtime, result: ServiceResult) -> Outcome:
+        """The answer to a service this step asked the channel for (``Wait(..., "result")``)."""
+        raise NotImplementedError(f"{self.KIND} step {self.name} asked for no {type(result).__name__}")
 
     def hands_off_to(self) -> str | None:
         """The channel this step moves the journey to, if it is a hand-off (menus hide an option

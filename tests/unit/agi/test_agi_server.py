@@ -593,3 +593,37 @@ async def test_async_context_manager() -> None:
         ast = await FakeAsterisk.connect(server.port)
         await ast.send(ENV_BYTES)
         await ast.reply(FALLBACK, b"200 result=1\n")
+
+
+# -- dead mode: what a Dial the caller ended left behind -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("after_dial", "variable_reply", "expected"),
+    [
+        (b"200 result=-1\nHANGUP\n", b"200 result=1 (ANSWER)\n", "ANSWER"),  # reply, then the notice
+        (b"HANGUP\n200 result=-1\n", b"200 result=1 (CANCEL)\n", "CANCEL"),  # notice before the reply
+        (b"200 result=-1\nHANGUP\n", b"511 Command Not Permitted on a dead channel or intercept routine\n", None),
+    ],
+)
+async def test_a_variable_can_be_read_after_the_caller_hung_up(
+    after_dial: bytes, variable_reply: bytes, expected: str | None
+) -> None:
+    seen = Recorder()
+
+    async def handler(session: AgiSession) -> None:
+        try:
+            await session.command(c.exec_app("Dial", ["PJSIP/agent1002", "20"]))
+        except CallEnded:
+            seen.events.append(await session.variable_after_hangup("DIALSTATUS"))
+            raise
+
+    async with running(only(handler)) as server:
+        ast = await FakeAsterisk.connect(server.port)
+        await ast.send(ENV_BYTES)
+        assert await ast.command() == b'EXEC Dial "PJSIP/agent1002,20"'
+        await ast.send(after_dial)
+        await ast.reply(b'GET VARIABLE "DIALSTATUS"', variable_reply)
+        assert await ast.eof() == b""  # no fallback: the caller is gone
+        await wait_until(lambda: server.active_calls == 0)
+    assert seen.events == [expected]

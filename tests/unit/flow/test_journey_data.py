@@ -32,6 +32,7 @@ def full_journey() -> Journey:
         personalization={"main_menu": {"order": ["pay_bill"], "keys": {"1": "pay_bill"}, "scores": {"pay_bill": 1.5}}},
         recognition={"step": "main_menu", "utterance": "my bill", "confidence": 0.91},
         confirming={"step": "main_menu", "option": "pay_bill", "confidence": 0.4},
+        queue_wait={"step": "to_billing", "position": 3, "eta_s": 360.0},
         started_at=1700000000.0,
         updated_at=1700000001.0,
     )

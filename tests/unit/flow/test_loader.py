@@ -44,7 +44,7 @@ def test_unknown_step_kind() -> None:
     out = problems(GOOD.replace("    say: Hello.", "    speak: Hello."))
     assert out == [
         "f.yaml:5: hello: unknown step kind or key 'speak' (kinds: ask, branch, goto, handoff, "
-        "hangup, invoke, menu, queue, return, say)"
+        "hangup, invoke, menu, queue, return, say, transfer)"
     ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ivr.flow.commands import EstimateWait, QueueEstimate
 from ivr.flow.library import FlowLibrary
 from ivr.flow.loader import parse_flow
 from ivr.flow.machine import FlowMachine
@@ -73,8 +74,10 @@ def test_support_pay_bill_path_to_billing_queue(library: FlowLibrary) -> None:
     cmds = m.receive(InputResult("match", "dtmf", "4321"))
     assert isinstance(cmds[0], Play) and played(cmds[0]) == "Thank you, you are verified."
     cmds = m.receive(Continue())
-    assert [type(c) for c in cmds] == [Play, Queue]
-    queue = cmds[1]
+    assert [type(c) for c in cmds] == [Play, EstimateWait]  # "please hold", then the queue desk
+    cmds = m.receive(QueueEstimate(1, 0.0))  # an agent is free: straight through
+    assert [type(c) for c in cmds] == [Queue]
+    queue = cmds[0]
     assert isinstance(queue, Queue)
     assert queue.queue == "billing" and queue.priority == 5
     assert queue.variables["IVR_SLOT_ACCOUNT_NUMBER"] == "12345678"
@@ -98,7 +101,10 @@ def test_menu_retries_then_failure_target(library: FlowLibrary) -> None:
     assert isinstance(cmds[0], Play) and played(cmds[0]) == "Sorry, I did not hear your choice."
     assert isinstance(cmds[1], Menu) and cmds[1].attempt == 3
     cmds = m.receive(dtmf("9"))
-    assert [type(c) for c in cmds] == [Play, Queue] and isinstance(cmds[1], Queue) and cmds[1].queue == "main"
+    assert [type(c) for c in cmds] == [Play, EstimateWait] and isinstance(cmds[1], EstimateWait)
+    assert cmds[1].queue == "main"
+    cmds = m.receive(QueueEstimate(1, 0.0))
+    assert [type(c) for c in cmds] == [Queue] and isinstance(cmds[0], Queue) and cmds[0].queue == "main"
     assert m.journey.path[-1] == "to_agent"
 
 
@@ -230,5 +236,7 @@ def test_secret_slot_is_never_persisted_nor_carried(library: FlowLibrary) -> Non
     m.receive(InputResult("match", "dtmf", "4321"))
     assert m.journey.slots["pin"] == "4321"  # usable during the call
     assert m.journey.persisted()["slots"] == {"account_number": "12345678", "pin": "[redacted]"}
-    cmds = m.receive(Continue())
-    assert isinstance(cmds[-1], Queue) and not any("4321" in v for v in cmds[-1].variables.values())
+    m.receive(Continue())
+    cmds = m.receive(QueueEstimate(1, 0.0))
+    assert isinstance(cmds[-1], Queue)
+    assert not any("4321" in v for v in cmds[-1].variables.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ivr.flow.commands import QueueEstimate
 from ivr.flow.loader import parse_flow
 from ivr.flow.machine import FlowMachine
 from ivr.flow.model import Flow, InputResult, Journey, Queue
@@ -38,7 +39,8 @@ def queue_after(key: str, tier: str | None = None) -> tuple[Queue, Journey]:
     journey.customer = {"tier": tier} if tier else {}
     machine = FlowMachine(One(flow), journey)
     machine.start()
-    commands = machine.receive(InputResult("match", "dtmf", key))
+    machine.receive(InputResult("match", "dtmf", key))
+    commands = machine.receive(QueueEstimate(1, 0.0))  # an agent is free
     (queue,) = [c for c in commands if isinstance(c, Queue)]
     return queue, journey
 

@@ -47,6 +47,20 @@ class Frame:
 
 
 @dataclass
+class Waiting:
+    """What a journey waits for, and at which step: ``input`` (an answer to the step's question)
+    or ``continue`` (the channel to finish saying what the step said).
+
+    Why it is saved with the journey: the machine that receives the answer may not be the one
+    that asked (a chat reply, a page reload, another node), and it must know without a channel
+    telling it what the journey is waiting for.
+    """
+
+    step: str
+    expect: Literal["input", "continue"]
+
+
+@dataclass
 class Journey:
     """Everything known about one customer's progress through a flow, on any channel."""
 
@@ -78,6 +92,8 @@ class Journey:
     # confidence}); any channel can render and answer the confirmation.
     recognition: dict[str, Any] = field(default_factory=dict)
     confirming: dict[str, Any] | None = None
+    #: None: the journey waits for nothing (new, ended, left by the caller, or handed off)
+    waiting: Waiting | None = None
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -116,6 +132,7 @@ class Journey:
             "personalization": _plain(self.personalization),
             "recognition": _plain(self.recognition),
             "confirming": _plain(self.confirming),
+            "waiting": {"step": self.waiting.step, "expect": self.waiting.expect} if self.waiting else None,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
         }
@@ -130,8 +147,19 @@ class Journey:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Journey:
+        """The journey as ``to_dict`` wrote it, also from before the waiting state was saved.
+
+        A journey saved without ``waiting`` that is active at a step was waiting there for an
+        answer: it rests at a step only at a question (chat, SMS) or when the caller left (then
+        it is no longer active).
+        """
         data = dict(data)
         data["stack"] = [Frame(**f) for f in data.get("stack", [])]
+        if "waiting" not in data:
+            active_at = data.get("step") if data.get("status", "active") == "active" else None
+            data["waiting"] = Waiting(active_at, "input") if active_at else None
+        elif data["waiting"] is not None:
+            data["waiting"] = Waiting(**data["waiting"])
         return cls(**data)
 
 

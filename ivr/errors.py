@@ -14,6 +14,7 @@ failure into a clear message or a safe dialplan fallback, and let anything else 
     │   └── RemoteProtocolError     the *peer* sent garbage: e.g. a malformed AGI reply line
     ├── CallEnded                   the caller hung up: control flow, not a failure
     ├── ChannelError                a channel cannot render a command or the medium broke
+    │   ├── CannotRender            a channel was given a command its medium has no form for
     │   └── CommandTimeout          a bounded wait on the peer ran out
     └── StoreError                  persistence failed
 """
@@ -51,6 +52,18 @@ class CallEnded(IvrError):
 
 class ChannelError(IvrError):
     """A channel could not execute a flow command."""
+
+
+class CannotRender(ChannelError):
+    """A channel was given a flow command it has no form for (a transfer in a chat): the journey
+    then takes the engine's safe path (``FlowMachine.fail``), never a silent skip."""
+
+    def __init__(self, channel: str, command: object) -> None:
+        self.channel = channel
+        self.command = command
+        step = getattr(command, "step", None)
+        where = f" at step {step}" if step else ""
+        super().__init__(f"the {channel} channel cannot render {type(command).__name__}{where}")
 
 
 class CommandTimeout(ChannelError):

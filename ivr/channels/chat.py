@@ -6,9 +6,11 @@ browser, a message through the gateway). The journey is loaded from the store fo
 and saved after it, so a conversation survives a restart of the controller and hours of silence:
 nothing lives in a coroutine's stack.
 
-A journey picked up on another channel (``resume``) gets its ``channel`` switched, a
-``channel_changed`` interaction, and re-enters the step it was saved at: the same menu with the
-same keys (``menu_keys``), and every slot already collected stays collected.
+A journey picked up from another channel (``resume``) is resumed by the engine
+(``FlowMachine.resume``): its ``channel`` switched, one ``channel_changed`` interaction, and the
+step it was saved at entered again: the same menu with the same keys (``menu_keys``), and every
+slot already collected stays collected. A reply is taken by the machine from the saved waiting
+state; the question is re-rendered by the engine (``FlowMachine.question``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 from ivr.channels import queuedesk
 from ivr.channels.queuedesk import QueueDesk
+from ivr.channels.rendering import cannot_render
+from ivr.errors import CannotRender
 from ivr.flow.commands import (
     AnnounceQueue,
     BookCallback,
@@ -42,6 +46,7 @@ from ivr.flow.model import (
     Event,
     Fallback,
     Handoff,
+    HandoffResult,
     Hangup,
     InputResult,
     Journey,
@@ -221,7 +226,7 @@ class TextFlows:
             return await self._drive(machine, machine.start())
 
     async def resume(self, journey_id: str, *, via: str = "", step: str | None = None) -> View | None:
-        """Pick a journey up on this channel at ``step`` (default: the step it was saved at).
+        """Pick a journey up on this channel at ``step`` (default: the step it waits at).
 
         ``step`` is the continuation's own record of where to resume: the snapshot read here may
         predate the handing channel's last save (the link can be faster than the write-behind)."""
@@ -229,30 +234,21 @@ class TextFlows:
             journey = await self.store.get(journey_id)
             if journey is None:
                 return None
-            if step is not None and journey.step != step:
-                journey.step = step
-            previous = journey.channel
-            journey.channel = self.channel
-            journey.status = "active"
-            journey.outcome = {}
             machine = await self._machine(journey)
-            machine.record("channel_changed", **{"from": previous, "to": self.channel, "via": via})
-            return await self._drive(machine, machine.start())
+            return await self._drive(machine, machine.resume(self.channel, via=via, step=step))
 
     async def view(self, journey_id: str) -> View | None:
-        """The current question again (a page reload): re-enters the saved step, records nothing new."""
+        """The current question again (a page reload): the engine re-renders it, records nothing."""
         journey = await self.store.get(journey_id)
         if journey is None:
             return None
-        if journey.status != "active":
-            return View(
-                journey.id, journey.step, journey.status, slots=dict(journey.slots), customer_id=journey.customer_id
-            )
-        machine = await self._machine(journey)
         view = View(
             journey.id, journey.step, journey.status, slots=dict(journey.slots), customer_id=journey.customer_id
         )
-        view.waiting = self._waiting(machine)
+        if journey.status != "active":
+            return view
+        machine = await self._machine(journey)
+        view.waiting = self._question(machine)
         if view.waiting is not None:
             view.messages.append(view.waiting.prompt.text if isinstance(view.waiting, Menu) else ask_text(view.waiting))
         return view
@@ -264,36 +260,39 @@ class TextFlows:
             if journey is None or journey.status != "active" or journey.channel != self.channel:
                 return None
             machine = await self._machine(journey)
-            waiting = self._waiting(machine)
+            waiting = self._question(machine)
             if waiting is None:
                 return None
-            machine.expecting = "input"  # the saved step is the question this reply answers
             self.turns += 1
             event = text_input(waiting, text, option)
             machine.record("message_received", text=text[:MAX_TEXT] if isinstance(waiting, Menu) else "")
             return await self._drive(machine, machine.receive(event))
 
-    @staticmethod
-    def _waiting(machine: FlowMachine) -> Menu | Ask | None:
-        """What the journey's saved step asks, rendered again without entering it (no events)."""
-        step = machine.current_step
-        render = getattr(step, "render", None)
-        if step is None or render is None:
-            return None
-        command = render(machine)
-        if isinstance(command, Menu | Ask):
-            if machine.journey.confirming and machine.journey.confirming.get("step") == step.name:
-                return None  # a spoken read-back cannot be answered in text; the caller re-asks
-            return command
-        return None
+    def _question(self, machine: FlowMachine) -> Menu | Ask | None:
+        """The question the journey waits at, as this channel answers it (a menu or an ask)."""
+        match machine.question():
+            case Menu() | Ask() as question:
+                return question
+            case None:
+                return None
+            case other:
+                raise CannotRender(self.channel, other)
 
     async def _drive(self, machine: FlowMachine, commands: list[Command]) -> View:
-        """Run commands until the flow waits for the customer or ends; save after every step."""
+        """Run commands until the flow waits for the customer or ends; save after every step.
+
+        A command this channel cannot render fails the journey the engine's way (``fail``):
+        the customer reads the fallback message, the journey is saved as failed."""
         journey = machine.journey
         view = View(journey.id, journey.step, journey.status)
         for _ in range(100):
             self.store.save(journey, machine.take_events())
-            event = await self._execute(machine, commands, view)
+            try:
+                event = await self._execute(machine, commands, view)
+            except CannotRender as exc:
+                log.error("journey %s: %s", journey.id, exc)
+                view.waiting = None
+                event = await self._execute(machine, machine.fail(str(exc)), view)
             if event is None:
                 break
             commands = machine.receive(event)
@@ -303,38 +302,48 @@ class TextFlows:
         return view
 
     async def _execute(self, machine: FlowMachine, commands: list[Command], view: View) -> Event | None:
+        """Render the commands as words in ``view``; the event the machine waits for, or None
+        when the customer is to answer (or the journey is over)."""
         for command in commands:
-            if isinstance(command, Play):
-                view.messages.append(command.prompt.text)
-            elif isinstance(command, Menu):
-                view.messages.append(command.prompt.text)
-                view.waiting = command
-                return None
-            elif isinstance(command, Ask):
-                view.messages.append(ask_text(command))
-                view.waiting = command
-                return None
-            elif isinstance(command, Queue):
-                view.messages.append(QUEUED_TEXT)
-                view.queued = command
-                return None
-            elif isinstance(command, Hangup):
-                return None
-            elif isinstance(command, Fallback):
-                view.messages.append(FALLBACK_TEXT)
-                return None
-            elif isinstance(command, EstimateWait):
-                return await self.estimate(machine.journey, command)
-            elif isinstance(command, AnnounceQueue):
-                view.messages.append(announce_text(command))
-            elif isinstance(command, BookCallback):
-                return await self.book_callback(machine.journey, command)
-            elif isinstance(command, Transfer):
-                return self.transfer(command, view)
-            elif isinstance(command, Handoff):
-                ok, how = await self.handoff(machine.journey, command) if self.handoff else (False, "disabled")
-                return InputResult("match" if ok else "nomatch", "text", how)
+            match command:
+                case Play():
+                    view.messages.append(command.prompt.text)
+                case Menu():
+                    view.messages.append(command.prompt.text)
+                    view.waiting = command
+                    return None
+                case Ask():
+                    view.messages.append(ask_text(command))
+                    view.waiting = command
+                    return None
+                case Queue():
+                    view.messages.append(QUEUED_TEXT)
+                    view.queued = command
+                    return None
+                case Hangup():
+                    return None
+                case Fallback():
+                    view.messages.append(FALLBACK_TEXT)
+                    return None
+                case EstimateWait():
+                    return await self.estimate(machine.journey, command)
+                case AnnounceQueue():
+                    view.messages.append(announce_text(command))
+                case BookCallback():
+                    return await self.book_callback(machine.journey, command)
+                case Transfer():
+                    return self.transfer(command, view)
+                case Handoff():
+                    return await self._send_handoff(machine.journey, command)
+                case _:
+                    cannot_render(self.channel, command)
         return Continue() if machine.expecting == "continue" else None
+
+    async def _send_handoff(self, journey: Journey, command: Handoff) -> HandoffResult:
+        if self.handoff is None:
+            return HandoffResult(False, "disabled")
+        sent, how = await self.handoff(journey, command)
+        return HandoffResult(sent, how)
 
     async def estimate(self, journey: Journey, command: EstimateWait) -> QueueEstimate:
         return await queuedesk.estimate(self.queue_desk, journey, command)

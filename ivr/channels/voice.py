@@ -29,7 +29,8 @@ from ivr.agi import commands as agi
 from ivr.agi.server import AgiSession
 from ivr.channels import queuedesk
 from ivr.channels.queuedesk import QueueDesk
-from ivr.errors import CallEnded, ChannelError
+from ivr.channels.rendering import cannot_render
+from ivr.errors import CallEnded, CannotRender
 from ivr.flow.commands import (
     AnnounceQueue,
     BookCallback,
@@ -42,7 +43,6 @@ from ivr.flow.commands import (
 )
 from ivr.flow.machine import FlowMachine, FlowSource
 from ivr.flow.model import (
-    CONTINUE_LABEL,
     FOR_PROMPT,
     OFFER_ACCEPT_KEY,
     OFFER_CHOICE_PROMPT,
@@ -50,20 +50,17 @@ from ivr.flow.model import (
     QUEUE_MINUTES_PROMPT,
     QUEUE_POSITION_PROMPT,
     QUEUE_WAIT_PROMPT,
-    RESTART_LABEL,
-    WELCOME_BACK_PROMPT,
     Ask,
     CallerLeft,
-    Choice,
     Command,
     Continue,
     Event,
     Fallback,
     Flow,
     Handoff,
+    HandoffResult,
     Hangup,
     InputResult,
-    Interaction,
     Journey,
     Menu,
     Play,
@@ -73,6 +70,7 @@ from ivr.flow.model import (
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
 from ivr.flow.steps.transfer import TRANSFER_NUMBER
+from ivr.flow.system import started_over
 from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
@@ -147,48 +145,57 @@ class VoiceChannel:
         self.input_at: float | None = None  # when the last menu answer arrived (perf_counter)
 
     async def execute(self, commands: list[Command]) -> Event | None:
+        """Render the commands in order; the event the machine waits for, or None when the call's
+        part in the flow is over (the dialplan takes it from ``IVR_ACTION``)."""
         for command in commands:
-            if isinstance(command, Play):
-                await self._stream(command.prompt.audio_name(self.prefix), "")
-            elif isinstance(command, Menu):
-                result = await self.menu(command)
-                self.input_at = time.perf_counter()
-                return result
-            elif isinstance(command, Ask):
-                return await self.ask(command)
-            elif isinstance(command, Queue):
-                await self.queue(command)
-                return None
-            elif isinstance(command, Hangup):
-                await self.session.set_variable(VAR_ACTION, "hangup")
-                return None
-            elif isinstance(command, Fallback):
-                await self.session.set_variable(VAR_ACTION, "fallback")
-                return None
-            elif isinstance(command, EstimateWait):
-                return await self.estimate(command)
-            elif isinstance(command, AnnounceQueue):
-                await self.announce(command)
-            elif isinstance(command, BookCallback):
-                return await self.book_callback(command)
-            elif isinstance(command, Transfer):
-                return await self.transfer(command)
-            elif isinstance(command, Handoff):
-                # The link goes out by SMS while the caller is still on the line; the
-                # step then says so (or that it could not) and ends the call or carries on.
-                if self.handoff is None or self.journey is None:
-                    return InputResult("nomatch", "dtmf", "disabled")
-                sent, how = await self.handoff(self.journey, command)
-                if sent and self.input_at is not None:  # bench/handoff.py reads this line
-                    log.info(
-                        "handoff: key press to SMS accepted by the gateway in %.1f ms (journey %s)",
-                        (time.perf_counter() - self.input_at) * 1000,
-                        self.journey.id,
-                    )
-                return InputResult("match" if sent else "nomatch", "dtmf", how)
-            else:
-                raise ChannelError(f"voice cannot render {type(command).__name__}")
+            match command:
+                case Play():
+                    await self._stream(command.prompt.audio_name(self.prefix), "")
+                case Menu():
+                    return await self.menu_input(command)
+                case Ask():
+                    return await self.ask(command)
+                case Queue():
+                    await self.queue(command)
+                    return None
+                case Hangup():
+                    await self.session.set_variable(VAR_ACTION, "hangup")
+                    return None
+                case Fallback():
+                    await self.session.set_variable(VAR_ACTION, "fallback")
+                    return None
+                case EstimateWait():
+                    return await self.estimate(command)
+                case AnnounceQueue():
+                    await self.announce(command)
+                case BookCallback():
+                    return await self.book_callback(command)
+                case Transfer():
+                    return await self.transfer(command)
+                case Handoff():
+                    return await self.send_handoff(command)
+                case _:
+                    cannot_render("voice", command)
         return Continue()
+
+    async def menu_input(self, menu: Menu) -> InputResult:
+        result = await self.menu(menu)
+        self.input_at = time.perf_counter()
+        return result
+
+    async def send_handoff(self, command: Handoff) -> HandoffResult:
+        """The link goes out by SMS while the caller is still on the line; the step then says so
+        (or that it could not) and ends the call or carries on."""
+        if self.handoff is None or self.journey is None:
+            return HandoffResult(False, "disabled")
+        sent, how = await self.handoff(self.journey, command)
+        if sent and self.input_at is not None:  # bench/handoff.py reads this line
+            log.info(
+                "handoff: key press to SMS accepted by the gateway in %.1f ms (journey %s)",
+                (time.perf_counter() - self.input_at) * 1000,
+                self.journey.id,
+            )
+        return HandoffResult(sent, how)
 
     async def _stream(self, name: str, escape: str) -> str | None:
         """Play one file; a file Asterisk cannot play is logged and skipped, the call goes on."""
@@ -438,9 +445,14 @@ class InboundCalls:
         journey.refs = {"uniqueid": env.uniqueid, "channel": env.channel, "dnis": env.extension}
         self.calls += 1
         profile = await self.identify(journey)
-        open_journey = await self.continue_offer(session, journey)
-        if open_journey is not None:
-            journey = open_journey
+        previous = await self.open_journey(journey)
+        if previous is not None:
+            # "Welcome back": 1 (or no key) continues it at its saved step, 2 starts over.
+            log.info("caller is offered journey %s open at %s on %s", previous.id, previous.step, previous.channel)
+            await self.run(session, previous, profile, resume_via="caller id", refs=journey.refs, offer=True)
+            if not started_over(previous):
+                return
+            log.info("caller chose to start over instead of journey %s", previous.id)
         await self.run(session, journey, profile)
 
     async def continue_call(self, session: AgiSession) -> None:
@@ -452,27 +464,15 @@ class InboundCalls:
             log.warning("continue call for unknown or finished journey %r: dialplan fallback", journey_id)
             await session.set_variable(VAR_ACTION, "fallback")
             return
-        was = previous.channel
-        previous.channel, previous.status, previous.outcome = "voice", "active", {}
-        previous.refs = {**previous.refs, "uniqueid": session.env.uniqueid, "channel": session.env.channel}
-        self.store.save(
-            previous,
-            [
-                Interaction(
-                    "channel_changed", previous.step, {"from": was, "to": "voice", "via": "call me"}, time.time()
-                )
-            ],
-        )
         self.calls += 1
-        self.continued += 1
-        log.info("call-me call continues journey %s at %s (was on %s)", previous.id, previous.step, was)
+        log.info("call-me call continues journey %s at %s (was on %s)", previous.id, previous.step, previous.channel)
         profile = await self.identify(previous)
-        await self.run(session, previous, profile)
+        refs = {"uniqueid": session.env.uniqueid, "channel": session.env.channel}
+        await self.run(session, previous, profile, resume_via="call me", refs=refs)
 
-    async def continue_offer(self, session: AgiSession, journey: Journey) -> Journey | None:
-        """A caller whose journey is open on another channel (handed off, chatting) is
-        offered to continue it: key 1 (or no key) continues at its saved step, skipping the menus
-        before it, with everything already entered; 2 starts over. None: a new journey."""
+    async def open_journey(self, journey: Journey) -> Journey | None:
+        """The journey this caller left open on another channel (handed off, chatting), if any.
+        Never fails the call: a lookup that fails or hangs means a new journey."""
         if self.open_journeys is None or journey.customer_id is None:
             return None
         try:
@@ -483,31 +483,6 @@ class InboundCalls:
             return None
         if previous is None or previous.step is None:
             return None
-        offer = Menu(
-            "continue_offer",
-            WELCOME_BACK_PROMPT,
-            (Choice("1", "continue", CONTINUE_LABEL), Choice("2", "restart", RESTART_LABEL)),
-            timeout=3.0,
-            attempt=1,
-            speech=False,
-        )
-        answer = await VoiceChannel(session, self.prefix).menu(offer)
-        if answer.status == "match" and answer.utterance == "2":
-            log.info("caller chose to start over instead of journey %s", previous.id)
-            return None
-        was = previous.channel
-        previous.channel, previous.status, previous.outcome = "voice", "active", {}
-        previous.refs = {**previous.refs, **journey.refs}
-        self.store.save(
-            previous,
-            [
-                Interaction(
-                    "channel_changed", previous.step, {"from": was, "to": "voice", "via": "caller id"}, time.time()
-                )
-            ],
-        )
-        self.continued += 1
-        log.info("caller continues journey %s at %s (was on %s)", previous.id, previous.step, was)
         return previous
 
     async def identify(self, journey: Journey) -> CallerProfile | None:
@@ -524,7 +499,21 @@ class InboundCalls:
             journey.customer = {**profile.fields, "verified": profile.verified, "contacts": profile.contacts}
         return profile
 
-    async def run(self, session: AgiSession, journey: Journey, profile: CallerProfile | None = None) -> None:
+    async def run(
+        self,
+        session: AgiSession,
+        journey: Journey,
+        profile: CallerProfile | None = None,
+        *,
+        resume_via: str | None = None,
+        refs: dict[str, str] | None = None,
+        offer: bool = False,
+    ) -> None:
+        """Run the journey on this call until the dialplan takes over, saving every step.
+
+        ``resume_via``: the journey was open on another channel and is picked up here (how the
+        caller came back); ``offer``: ask first whether to continue it (see ``FlowMachine.resume``).
+        """
         machine = FlowMachine(self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life)
         channel = VoiceChannel(
             session,
@@ -536,11 +525,20 @@ class InboundCalls:
             transfer_dial=self.transfer_dial,
         )
         try:
-            commands = machine.start()
+            if resume_via is None:
+                commands = machine.start()
+            else:
+                self.continued += 1
+                commands = machine.resume("voice", via=resume_via, refs=refs, offer=offer)
             self.store.save(journey, machine.take_events())
             while True:
-                event = await channel.execute(commands)
-                if event is None:
+                try:
+                    event = await channel.execute(commands)
+                except CannotRender as exc:  # the engine's safe path: the journey fails, the dialplan falls back
+                    commands = machine.fail(str(exc))
+                    self.store.save(journey, machine.take_events())
+                    event = await channel.execute(commands)
+                if event is None or machine.expecting == "nothing":
                     break
                 commands = machine.receive(event)
                 self.store.save(journey, machine.take_events())

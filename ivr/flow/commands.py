@@ -134,8 +134,8 @@ class Handoff:
     """Continue this journey on another channel: ``chat`` (a link sent by SMS) or ``sms``.
 
     The channel that executes it creates the continuation and sends the message, then answers
-    with an ``InputResult``: ``match`` when the message was accepted by the gateway, ``nomatch``
-    when it could not be sent (no mobile number, the feature is off, the gateway refused).
+    with a ``HandoffResult``: sent when the message was accepted by the gateway, not sent when it
+    could not be (no mobile number, the feature is off, the gateway refused).
     ``resume``: the step the journey continues at on the new channel.
     """
 
@@ -252,4 +252,15 @@ class TransferEnded:
 
 #: What a channel answers after running a service for the engine (not the customer's input).
 ServiceResult = QueueEstimate | CallbackBooked | TransferEnded
-Event = InputResult | Continue | CallerLeft | ServiceResult
+
+
+@dataclass(frozen=True)
+class HandoffResult:
+    """What became of a ``Handoff``: ``sent`` when the gateway accepted the message; ``detail``
+    says how it went (the gateway's answer, or why nothing was sent: "disabled", "no mobile")."""
+
+    sent: bool
+    detail: str = ""
+
+
+Event = InputResult | Continue | CallerLeft | HandoffResult | ServiceResult

@@ -47,6 +47,21 @@ class Frame:
 
 
 @dataclass
+class Waiting:
+    """What a journey waits for, and at which step: ``input`` (an answer to the step's question),
+    ``continue`` (the channel to finish saying what the step said) or ``result`` (the channel's
+    answer from a service it ran for the step: a queue estimate, a booked callback, a transfer).
+
+    Why it is saved with the journey: the machine that receives the answer may not be the one
+    that asked (a chat reply, a page reload, another node), and it must know without a channel
+    telling it what the journey is waiting for.
+    """
+
+    step: str
+    expect: Literal["input", "continue", "result"]
+
+
+@dataclass
 class Journey:
     """Everything known about one customer's progress through a flow, on any channel."""
 
@@ -81,6 +96,8 @@ class Journey:
     # A queue step waiting for the caller's answer to a callback offer, or for the booking:
     # {step, queue, position, eta_s}; any channel can render and answer the offer.
     queue_wait: dict[str, Any] | None = None
+    #: None: the journey waits for nothing (new, ended, left by the caller, or handed off)
+    waiting: Waiting | None = None
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -120,6 +137,7 @@ class Journey:
             "recognition": _plain(self.recognition),
             "confirming": _plain(self.confirming),
             "queue_wait": _plain(self.queue_wait),
+            "waiting": {"step": self.waiting.step, "expect": self.waiting.expect} if self.waiting else None,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
         }
@@ -134,8 +152,19 @@ class Journey:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Journey:
+        """The journey as ``to_dict`` wrote it, also from before the waiting state was saved.
+
+        A journey saved without ``waiting`` that is active at a step was waiting there for an
+        answer: it rests at a step only at a question (chat, SMS) or when the caller left (then
+        it is no longer active).
+        """
         data = dict(data)
         data["stack"] = [Frame(**f) for f in data.get("stack", [])]
+        if "waiting" not in data:
+            active_at = data.get("step") if data.get("status", "active") == "active" else None
+            data["waiting"] = Waiting(active_at, "input") if active_at else None
+        elif data["waiting"] is not None:
+            data["waiting"] = Waiting(**data["waiting"])
         return cls(**data)
 
 

@@ -2,10 +2,13 @@
 
 A channel drives it::
 
-    commands = machine.start()
+    commands = machine.start()       # or machine.resume(channel, via=...) for a journey picked up
     while machine.expecting != "nothing":
-        event = await channel.execute(commands)   # Continue, InputResult, a ServiceResult or CallerLeft
+        event = await channel.execute(commands)   # Continue, InputResult, HandoffResult, a ServiceResult or CallerLeft
         commands = machine.receive(event)
+
+What the journey waits for is saved with it (``Journey.waiting``), so a machine built later from
+the saved journey (a chat reply, a page reload) takes the answer without being told.
 
 Why it stops after every step that speaks: the journey's ``step`` then always names what the
 caller is hearing, so a hangup is recorded at the right step and a resumed journey starts there.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -32,16 +35,19 @@ from ivr.flow.model import (
     Fallback,
     Flow,
     Frame,
+    HandoffResult,
     Hangup,
     InputResult,
     Interaction,
     Journey,
     JourneyStatus,
     Prompt,
+    Waiting,
 )
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
 from ivr.flow.steps import End, EnterFlow, Goto, Outcome, Return, Step, Wait
+from ivr.flow.system import CONTINUE_OFFER, SYSTEM_FLOW, SYSTEM_FLOWS, SYSTEM_VERSION, is_system
 
 log = logging.getLogger(__name__)
 MAX_HOPS = 100
@@ -77,12 +83,12 @@ class FlowMachine:
         self.profile = profile
         self.half_life = half_life
         self.resuming = False
+        self._resume_at: str | None = None  # the saved step a resumed journey re-enters
         self._clock = clock or (lambda: datetime.now(UTC))
         if profile is not None and journey.customer_id is None:
             journey.customer_id = profile.customer_id
             journey.customer = journey.customer or dict(profile.fields)
-        self.flow: Flow = flows.get(journey.flow, journey.version)
-        self.expecting: Expecting = "nothing"
+        self.flow: Flow = self._lookup(journey.flow, journey.version)
         self._events: list[Interaction] = []
 
     # ------------------------------------------------------------------------------ Runtime API
@@ -121,20 +127,81 @@ class FlowMachine:
     def current_step(self) -> Step | None:
         return self.flow.steps.get(self.journey.step) if self.journey.step else None
 
+    @property
+    def expecting(self) -> Expecting:
+        """What the journey waits for: read from the saved journey, set only by the machine."""
+        waiting = self.journey.waiting
+        return waiting.expect if waiting is not None else "nothing"
+
     def start(self) -> list[Command]:
         """Begin (or resume) at the journey's step; a new journey begins at the flow's start."""
         self.record("journey_started" if not self.journey.path else "journey_resumed", flow=self.flow.name)
         # A resumed journey re-enters its saved step: a menu there keeps the keys already spoken.
-        self.resuming = bool(self.journey.path and self.journey.step)
+        if self.journey.path and self.journey.step:
+            self._resume_at = self.journey.step
         target = self.journey.step or self.flow.start
         return self._guard(lambda: self._run(Goto(target)))
 
+    def resume(
+        self,
+        channel: str,
+        *,
+        via: str,
+        step: str | None = None,
+        refs: Mapping[str, str] | None = None,
+        offer: bool = False,
+    ) -> list[Command]:
+        """Pick the journey up on ``channel`` at the step it waits at (``step``: the caller's own
+        record of it, when that may be newer than the saved journey) and record the change once.
+
+        ``via`` says how the customer came back ("link", "call me", "caller id"); ``refs`` are the
+        new channel's references (call id, ...). The journey re-enters its step as it was saved:
+        a menu keeps the keys already spoken, every slot stays collected. ``offer``: first ask
+        whether to continue at all (the system step ``continue_offer``); a caller who starts over
+        ends this journey (``ivr.flow.system.started_over``).
+        """
+        j = self.journey
+        self._leave_system_flows()  # saved while an offer was waiting: back to its own step
+        target = step or (j.waiting.step if j.waiting is not None else j.step)
+        if target is None:
+            raise FlowError(f"journey {j.id} has no step to resume at")
+        previous = j.channel
+        j.step, j.channel, j.status, j.outcome, j.waiting = target, channel, "active", {}, None
+        if refs:
+            j.refs = {**j.refs, **refs}
+        self.record("channel_changed", **{"from": previous, "to": channel, "via": via})
+        self.record("journey_resumed", flow=self.flow.name)
+        self._resume_at = target
+        if offer:
+            return self._guard(lambda: self._run(self._enter_system(CONTINUE_OFFER, return_to=target)))
+        return self._guard(lambda: self._run(Goto(target)))
+
+    def question(self) -> Command | None:
+        """The question the journey waits at, rendered again; enters nothing, records nothing.
+
+        None when it waits for no answer, or when the answer pending is a spoken read-back (a
+        text channel cannot answer it: the caller is asked the menu again).
+        """
+        j = self.journey
+        step = self.current_step
+        if step is None or j.waiting is None or j.waiting.expect != "input" or j.waiting.step != step.name:
+            return None
+        if j.confirming and j.confirming.get("step") == step.name:
+            return None
+        return step.question(self)
+
+    def fail(self, reason: str) -> list[Command]:
+        """A channel could not do what the journey asked: the journey fails and the channel takes
+        its safe path (the ``Fallback`` returned), as for a broken flow."""
+        return self._guard(lambda: self._raise(FlowError(reason)))
+
     def receive(self, event: Event) -> list[Command]:
         if isinstance(event, CallerLeft):
+            self.journey.waiting = None
+            self._leave_system_flows()
             if self.journey.status == "active":
                 self._finish("abandoned")
                 self.record("caller_left", reason=event.reason)
-            self.expecting = "nothing"
             return []
         step = self.current_step
         if step is None or self.expecting == "nothing":
@@ -143,14 +210,16 @@ class FlowMachine:
             if self.expecting != "continue":
                 raise FlowError(f"step {step.name} is waiting for input, not Continue")
             return self._guard(lambda: self._run(step.on_continue(self)))
-        if isinstance(event, InputResult):
-            if self.expecting != "input":
-                raise FlowError(f"step {step.name} takes no input")
-            return self._guard(lambda: self._run(step.on_input(self, event)))
         if isinstance(event, QueueEstimate | CallbackBooked | TransferEnded):
             if self.expecting != "result":
                 raise FlowError(f"step {step.name} is not waiting for {type(event).__name__}")
             return self._guard(lambda: self._run(step.on_result(self, event)))
+        if self.expecting != "input":
+            raise FlowError(f"step {step.name} takes no {type(event).__name__}")
+        if isinstance(event, InputResult):
+            return self._guard(lambda: self._run(step.on_input(self, event)))
+        if isinstance(event, HandoffResult):
+            return self._guard(lambda: self._run(step.on_handoff(self, event)))
         raise FlowError(f"unknown event {event!r}")
 
     # ------------------------------------------------------------------------------ internals
@@ -161,10 +230,31 @@ class FlowMachine:
         except FlowError as exc:
             log.error("journey %s failed at %s: %s", self.journey.id, self.journey.step, exc)
             self.record("flow_error", error=str(exc))
+            self.journey.waiting = None
+            self._leave_system_flows()
             self._finish("failed")
             self.journey.outcome = {"fallback": str(exc)}
-            self.expecting = "nothing"
             return [Fallback(self.journey.step, str(exc))]
+
+    @staticmethod
+    def _raise(exc: FlowError) -> list[Command]:
+        raise exc
+
+    def _lookup(self, name: str, version: str | None) -> Flow:
+        """A flow by name: the engine's own system flows by their version, the rest from ``flows``."""
+        if version == SYSTEM_VERSION:
+            return SYSTEM_FLOWS[name]
+        return self.flows.get(name, version)
+
+    def _leave_system_flows(self) -> None:
+        """A journey never rests inside a system flow: back to the step of its own flow that
+        entered it, so a later resume (or the record of a hangup) names the journey's own step."""
+        while is_system(self.flow) and self.journey.stack:
+            frame = self.journey.stack.pop()
+            self.flow = self._lookup(frame.flow, frame.version)
+            self.journey.flow, self.journey.version = self.flow.name, self.flow.version
+            self.journey.step = frame.return_to
+            self.journey.waiting = None  # it waited at the system step: its own step is entered again
 
     def _enter(self, name: str) -> Outcome:
         step = self.flow.steps.get(name)
@@ -176,14 +266,24 @@ class FlowMachine:
         j.path.append(name if not j.stack else f"{self.flow.name}.{name}")
         j.updated_at = time.time()
         self.record("step_entered", kind=step.KIND)
+        self.resuming = name == self._resume_at and not is_system(self.flow)
+        if self.resuming:
+            self._resume_at = None
         try:
             return step.enter(self)
         finally:
             self.resuming = False
 
+    def _enter_system(self, step: str, *, return_to: str) -> Outcome:
+        """Run a step of the system flow as an invoked sub-flow that comes back to ``return_to``."""
+        self.journey.stack.append(Frame(self.flow.name, self.flow.version, return_to))
+        self._switch(SYSTEM_FLOW, SYSTEM_VERSION)
+        self.record("flow_entered", flow=SYSTEM_FLOW, returns=True)
+        return Goto(step)
+
     def _switch(self, flow_name: str, version: str | None) -> None:
         try:
-            self.flow = self.flows.get(flow_name, version)
+            self.flow = self._lookup(flow_name, version)
         except KeyError:
             raise FlowError(f"flow {flow_name!r} is not loaded") from None
         self.journey.flow = self.flow.name
@@ -197,11 +297,13 @@ class FlowMachine:
                     continue
                 outcome = self._enter(outcome.target)
             elif isinstance(outcome, Wait):
-                self.expecting = outcome.expect
+                assert self.journey.step is not None  # set by _enter before any step can wait
+                self.journey.waiting = Waiting(self.journey.step, outcome.expect)
                 return outcome.commands
             elif isinstance(outcome, End):
+                self.journey.waiting = None
+                self._leave_system_flows()
                 self._finish(outcome.status)
-                self.expecting = "nothing"
                 return outcome.commands
             elif isinstance(outcome, EnterFlow):
                 if outcome.returns:

@@ -32,6 +32,7 @@ from ivr.flow.commands import (
     Event,
     Fallback,
     Handoff,
+    HandoffResult,
     Hangup,
     InputResult,
     Menu,
@@ -39,7 +40,7 @@ from ivr.flow.commands import (
     Prompt,
     Queue,
 )
-from ivr.flow.journey import REDACTED, Frame, Interaction, Journey, JourneyStatus
+from ivr.flow.journey import REDACTED, Frame, Interaction, Journey, JourneyStatus, Waiting
 
 if TYPE_CHECKING:
     from ivr.flow.hours import BusinessHours
@@ -72,6 +73,7 @@ __all__ = [
     "FlowProblem",
     "Frame",
     "Handoff",
+    "HandoffResult",
     "Hangup",
     "InputResult",
     "Interaction",
@@ -81,6 +83,7 @@ __all__ = [
     "Play",
     "Prompt",
     "Queue",
+    "Waiting",
 ]
 
 DEFAULT_TEXTS: dict[str, str] = {

@@ -277,11 +277,15 @@ def test_a_returning_caller_continues_the_open_journey_and_skips_the_menus(
     asyncio.run(run_caller_async(script)).raise_for_failure()
     journey = stack.controller.wait_for_journey(lambda j: j["id"] == first["id"] and j["status"] == "queued")
     assert journey["channel"] == "voice" and journey["outcome"]["queue"] == "billing"
-    assert journey["path"][-3:] == ["text_me", "pay_menu", "to_billing"]
+    # the welcome-back offer is a step of the journey like any other (the engine's system flow)
+    assert journey["path"][-4:] == ["text_me", "system.continue_offer", "pay_menu", "to_billing"]
     assert journey["path"].count("account") == 1 and journey["path"].count("greeting") == 1  # not asked again
     assert journey["slots"] == {"account_number": ACCOUNT}
-    changed = [e["data"] for e in stack.controller.interactions(first["id"]) if e["kind"] == "channel_changed"]
+    logged = stack.controller.interactions(first["id"])
+    changed = [e["data"] for e in logged if e["kind"] == "channel_changed"]
     assert changed == [{"from": "voice", "to": "voice", "via": "caller id"}]
+    answered = [e["data"]["choice"] for e in logged if e["kind"] == "continue_offer_answered"]
+    assert answered == ["continue"]
     calls = [j for j in stack.controller.journeys() if j["caller"] == phone]
     assert len(calls) == 1  # the second call made no journey of its own
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-from ivr.flow.commands import Command, Fallback, InputResult, Play, Prompt, ServiceResult
+from ivr.errors import FlowError
+from ivr.flow.commands import Command, Fallback, HandoffResult, InputResult, Play, Prompt, ServiceResult
 from ivr.flow.conditions import ConditionScope
 from ivr.flow.journey import Journey, JourneyStatus
 from ivr.flow.profile import CallerProfile
@@ -215,7 +216,16 @@ class Step:
         return Goto(self.next)
 
     def on_input(self, rt: Runtime, result: InputResult) -> Outcome:
-        raise NotImplementedError(f"{self.KIND} step {self.name} takes no input")
+        raise FlowError(f"{self.KIND} step {self.name} takes no input, yet got {result!r}")
+
+    def on_handoff(self, rt: Runtime, result: HandoffResult) -> Outcome:
+        """What a hand-off's outcome means here; only a step that hands off expects one."""
+        raise FlowError(f"{self.KIND} step {self.name} did not hand off, yet got {result!r}")
+
+    def question(self, rt: Runtime) -> Command | None:
+        """The question this step waits at, rendered again without entering it and recording
+        nothing (a page reload, a reply that comes later); None for a step that asks nothing."""
+        return None
 
     def on_result(self, rt: Runtime, result: ServiceResult) -> Outcome:
         """The answer to a service this step asked the channel for (``Wait(..., "result")``)."""
@@ -280,6 +290,9 @@ class RetryingStep(Step):
 
     def render(self, rt: Runtime) -> Command:
         raise NotImplementedError
+
+    def question(self, rt: Runtime) -> Command | None:
+        return self.render(rt)
 
     def enter(self, rt: Runtime) -> Outcome:
         return Wait([self.render(rt)], "input")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from ivr.flow.commands import Command, Handoff, Hangup, InputResult, Play, Prompt
+from ivr.flow.commands import Command, Handoff, HandoffResult, Hangup, Play, Prompt
 from ivr.flow.steps.base import End, Goto, Outcome, ParseContext, Runtime, Step, Wait, step_kind
 
 
@@ -75,16 +75,17 @@ class HandoffStep(Step):
         return self.channel
 
     def enter(self, rt: Runtime) -> Outcome:
+        # "input": the step waits for what the channel answers to the hand-off (a HandoffResult)
         return Wait([Handoff(self.name, self.channel, self.resume, self.message)], "input")
 
-    def on_input(self, rt: Runtime, result: InputResult) -> Outcome:
-        if result.status == "match":
-            rt.record("handed_off", to=self.channel, resume=self.resume, via=result.utterance)
+    def on_handoff(self, rt: Runtime, result: HandoffResult) -> Outcome:
+        if result.sent:
+            rt.record("handed_off", to=self.channel, resume=self.resume, via=result.detail)
             rt.journey.step = self.resume  # where any channel picks the journey up
             commands: list[Command] = [Play(self.name, self.prompt)] if self.prompt else []
             commands.append(Hangup(self.name, "handoff"))
             return End(commands, "handed_off")
-        rt.record("handoff_failed", to=self.channel, reason=result.utterance)
+        rt.record("handoff_failed", to=self.channel, reason=result.detail)
         return Wait([Play(self.name, self.failed)] if self.failed else [], "continue")
 
     def on_continue(self, rt: Runtime) -> Outcome:

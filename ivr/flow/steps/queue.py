@@ -173,7 +173,7 @@ class QueueStep(Step):
             self.name, CALLBACK_OFFER_PROMPT, CALLBACK_CHOICES, OFFER_TIMEOUT, 1, speech=False, speak_choices=False
         )
 
-    def render(self, rt: Runtime) -> Command | None:
+    def question(self, rt: Runtime) -> Command | None:
         """The question this step is waiting at, if any (the callback offer)."""
         pending = rt.journey.queue_wait
         return self.offer() if pending is not None and pending.get("step") == self.name else None

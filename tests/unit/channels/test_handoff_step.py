@@ -8,7 +8,19 @@ from ivr.flow.commands import QueueEstimate
 from ivr.flow.library import FlowLibrary
 from ivr.flow.loader import FlowLoadError, parse_flow
 from ivr.flow.machine import FlowMachine
-from ivr.flow.model import Ask, Continue, Handoff, Hangup, InputResult, Journey, Menu, Play, Prompt
+from ivr.flow.model import (
+    Ask,
+    Continue,
+    Fallback,
+    Handoff,
+    HandoffResult,
+    Hangup,
+    InputResult,
+    Journey,
+    Menu,
+    Play,
+    Prompt,
+)
 from ivr.flow.steps import HandoffStep
 
 DIALPLANS = Path(__file__).resolve().parents[3] / "dialplans"
@@ -32,7 +44,7 @@ def test_key_8_hands_off_and_the_journey_waits_at_the_menu() -> None:
     machine = to_pay_menu()
     commands = machine.receive(InputResult("match", "dtmf", "8"))
     assert commands == [Handoff("text_me", "chat", "pay_menu", Prompt("Continue your Example Power payment here"))]
-    commands = machine.receive(InputResult("match", "dtmf", "link"))
+    commands = machine.receive(HandoffResult(True, "link"))
     assert [type(c) for c in commands] == [Play, Hangup]
     journey = machine.journey
     assert journey.status == "handed_off" and journey.step == "pay_menu"
@@ -44,7 +56,7 @@ def test_key_8_hands_off_and_the_journey_waits_at_the_menu() -> None:
 def test_a_failed_handoff_says_so_and_goes_on_here() -> None:
     machine = to_pay_menu()
     machine.receive(InputResult("match", "dtmf", "8"))
-    commands = machine.receive(InputResult("nomatch", "dtmf", "disabled"))
+    commands = machine.receive(HandoffResult(False, "disabled"))
     assert commands == [Play("text_me", Prompt(HandoffStep.DEFAULT_FAILED))]
     assert machine.journey.status == "active"
     machine.receive(Continue())  # on_failure of the flow: to_billing
@@ -54,10 +66,19 @@ def test_a_failed_handoff_says_so_and_goes_on_here() -> None:
     assert journey.status == "queued"
 
 
+def test_a_handoff_answered_like_input_is_a_fallback_not_a_hand_off() -> None:
+    """A hand-off's outcome is its own event: an InputResult in its place is a channel bug."""
+    machine = to_pay_menu()
+    machine.receive(InputResult("match", "dtmf", "8"))
+    commands = machine.receive(InputResult("match", "dtmf", "link"))
+    assert [type(c) for c in commands] == [Fallback]
+    assert machine.journey.status == "failed" and "takes no input" in machine.journey.outcome["fallback"]
+
+
 def test_resumed_in_chat_the_same_menu_without_the_text_option() -> None:
     machine = to_pay_menu()
     machine.receive(InputResult("match", "dtmf", "8"))
-    machine.receive(InputResult("match", "dtmf", "link"))
+    machine.receive(HandoffResult(True, "link"))
     journey = Journey.from_dict(machine.journey.persisted())
     journey.channel, journey.status = "chat", "active"
     resumed = FlowMachine(machine.flows, journey)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from ivr.flow.model import REDACTED, Frame, Journey
+from ivr.flow.model import REDACTED, Frame, Journey, Waiting
 
 
 def full_journey() -> Journey:
@@ -33,6 +33,7 @@ def full_journey() -> Journey:
         recognition={"step": "main_menu", "utterance": "my bill", "confidence": 0.91},
         confirming={"step": "main_menu", "option": "pay_bill", "confidence": 0.4},
         queue_wait={"step": "to_billing", "position": 3, "eta_s": 360.0},
+        waiting=Waiting("account", "input"),
         started_at=1700000000.0,
         updated_at=1700000001.0,
     )
@@ -74,4 +75,33 @@ def test_persisted_redacts_secret_slots_and_round_trips() -> None:
     assert journey.slots["pin"] == "1234"  # the live journey keeps it for the call
     back = Journey.from_dict(json.loads(json.dumps(data)))
     assert back.stack == journey.stack
+    assert back.waiting == Waiting("account", "input")
     assert back.to_dict() == {**journey.to_dict(), "slots": data["slots"]}
+
+
+def test_the_waiting_state_round_trips() -> None:
+    journey = Journey(id="j1", flow="payments", version="v1", channel="chat", step="pay_menu")
+    journey.waiting = Waiting("pay_menu", "input")
+    data = journey.to_dict()
+    assert data["waiting"] == {"step": "pay_menu", "expect": "input"}
+    assert Journey.from_dict(json.loads(json.dumps(data))).waiting == Waiting("pay_menu", "input")
+    journey.waiting = None
+    assert Journey.from_dict(journey.to_dict()).waiting is None
+
+
+def test_a_journey_saved_before_the_waiting_state_still_loads() -> None:
+    """Saved by an older controller: an active journey at a step was waiting there for an answer."""
+    old = {
+        "id": "j1",
+        "flow": "payments",
+        "version": "v1",
+        "channel": "chat",
+        "step": "pay_menu",
+        "status": "active",
+        "path": ["greeting", "account", "pay_menu"],
+        "stack": [],
+    }
+    assert Journey.from_dict(old).waiting == Waiting("pay_menu", "input")
+    assert Journey.from_dict({**old, "status": "handed_off"}).waiting is None
+    assert Journey.from_dict({**old, "status": "abandoned"}).waiting is None
+    assert Journey.from_dict({**old, "step": None}).waiting is None

@@ -42,7 +42,7 @@ from ivr.store.journeys import JourneyStore, make_engine
 from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
-from ivr.web.desktop import setup_desktop
+from ivr.web.desktop import login_limiter, setup_desktop
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,13 @@ class App:
                 events=True,
             )
         self.agents = AgentStore(self.store.engine)
-        self.acd = Acd(ami=self.ami, journeys=self.store, customers=self.customers, bus=self.bus)
+        self.acd = Acd(
+            ami=self.ami,
+            journeys=self.store,
+            customers=self.customers,
+            bus=self.bus,
+            recent_contact_s=float(config["desktop.contact_window"]),
+        )
         self.callbacks = Callbacks(
             self.acd,
             CallbackStore(self.store.engine),
@@ -176,6 +182,8 @@ class App:
             agents=self.agents,
             bus=self.bus,
             secure_cookies=bool(config["desktop.secure_cookies"]),
+            session_check=float(config["desktop.session_check"]),
+            login_limits=login_limiter(config),
         )
 
     def _queue_hours(self, journey: Journey, queue: Queue) -> BusinessHours | None:

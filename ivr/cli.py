@@ -197,7 +197,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
     from ivr.store.agents import AgentStore
     from ivr.store.journeys import JourneyStore, make_engine
-    from ivr.web.agents_auth import WeakPassword, hash_password
+    from ivr.web.agents_auth import MAX_USERNAME, WeakPassword, hash_password
 
     config = _config(args)
     if config.database_url.startswith("sqlite"):
@@ -219,8 +219,17 @@ def cmd_agents(args: argparse.Namespace) -> int:
             if args.agents_cmd == "list":
                 for a in await agents.all():
                     skills = ", ".join(f"{k}:{v}" for k, v in sorted(a["skills"].items()))
-                    print(f"{a['id']}  {a['username']:16} {a['endpoint']:12} {skills}  {a['display_name']}")
+                    off = "  (disabled)" if a["disabled"] else ""
+                    print(f"{a['id']}  {a['username']:16} {a['endpoint']:12} {skills}  {a['display_name']}{off}")
                 return 0
+            if args.agents_cmd in ("disable", "enable"):
+                if not await agents.set_disabled(args.username, args.agents_cmd == "disable"):
+                    raise IvrError(f"no agent {args.username!r}")
+                done = "disabled; their sessions are closed" if args.agents_cmd == "disable" else "enabled"
+                print(f"agent {args.username} {done}")
+                return 0
+            if args.agents_cmd == "add" and len(args.username) > MAX_USERNAME:
+                raise IvrError(f"user names have at most {MAX_USERNAME} characters")
             try:
                 hashed = hash_password(password())
             except WeakPassword as exc:
@@ -304,9 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chats", type=int, default=3, help="chats at once besides one call")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     p.set_defaults(func=cmd_agents)
-    p = agents.add_parser("passwd", help="set an agent's password (closes their sessions)")
+    p = agents.add_parser("passwd", help="set an agent's password (closes their sessions, desktops too)")
     p.add_argument("username")
     p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(func=cmd_agents)
+    p = agents.add_parser("disable", help="refuse an agent's logins and close their sessions (desktops too)")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_agents)
+    p = agents.add_parser("enable", help="let a disabled agent log in again")
+    p.add_argument("username")
     p.set_defaults(func=cmd_agents)
     agents.add_parser("list", help="every agent").set_defaults(func=cmd_agents)
 

@@ -149,6 +149,39 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Mark the agent desktop's session cookies Secure (set it when the desktop is served over HTTPS).",
     ),
+    Setting(
+        "desktop.session_check",
+        float,
+        5.0,
+        "Seconds between re-checks of an open desktop websocket's session: a logout elsewhere, a password "
+        "change or a disabled agent closes it within this time (at most 60).",
+    ),
+    Setting(
+        "desktop.contact_window",
+        float,
+        3600.0,
+        "Seconds after a call or chat ends during which its agent may still write notes and a disposition "
+        "on it; agents can never write on journeys that were not their contacts.",
+    ),
+    Setting(
+        "desktop.login_max_failures",
+        int,
+        5,
+        "Wrong passwords for one user name within desktop.login_window that lock that name.",
+    ),
+    Setting(
+        "desktop.login_max_failures_per_address",
+        int,
+        20,
+        "Wrong passwords from one client address within desktop.login_window that lock that address.",
+    ),
+    Setting("desktop.login_window", float, 300.0, "Seconds over which failed desktop logins are counted."),
+    Setting(
+        "desktop.login_lockout",
+        float,
+        60.0,
+        "Seconds a locked user name or address is refused; tries during a lock neither count nor extend it.",
+    ),
     Setting("data_dir", str, "var", "Directory for the embedded database and runtime files."),
     Setting("flows.dir", str, "dialplans", "Directory of flow files (one flow per *.yaml file)."),
     Setting("flows.default", str, "support", "Flow started for calls on the 'inbound' route."),

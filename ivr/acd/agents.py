@@ -15,11 +15,16 @@ instant between AgentComplete and our QueuePause arriving, so no call can slip i
 
 Chats are counted apart from calls (blended agents): a ready agent with a free chat slot may take
 chats while on a call; the phone never rings for an agent who is not ``ready``.
+
+Every call the agent answers and every chat they are given is remembered as a :class:`Contact`
+(open, then ended), the last ``RECENT_CONTACTS`` of them: it is what the agent may write notes and a
+disposition on (``ivr.acd.permissions``), and nothing else.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +35,8 @@ from ivr.routing.rules import CATCH_ALL
 Status = Literal["logged_out", "ready", "paused", "ringing", "on_call", "wrap_up"]
 WRAP_UP_REASON = "wrap-up"
 LOGIN_REASON = "login"
+#: Contacts remembered per agent (open ones are never dropped: at most one call plus ``max_chats``).
+RECENT_CONTACTS = 20
 
 
 def interface(endpoint: str) -> str:
@@ -41,6 +48,21 @@ def memberships(skills: dict[str, int]) -> list[tuple[str, int]]:
     out = {skill: int(penalty) for skill, penalty in skills.items()}
     out.setdefault(CATCH_ALL, 0)
     return sorted(out.items())
+
+
+@dataclass
+class Contact:
+    """A call this agent answered or a chat they were given: what they may still act on."""
+
+    journey_id: str
+    contact_id: str  # the caller's channel uniqueid, or the chat's contact id
+    channel: str  # "call", or the chat contact's channel ("chat", "sms")
+    started_at: float
+    ended_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
 
 
 @dataclass
@@ -56,6 +78,8 @@ class AgentState:
     since: float = field(default_factory=time.time)
     call: dict[str, Any] | None = None  # {journey_id, uniqueid, queue, agent_channel, ...}
     chats: set[str] = field(default_factory=set)
+    #: oldest first; see :meth:`_remember`
+    contacts: list[Contact] = field(default_factory=list)
 
     @property
     def interface(self) -> str:
@@ -100,6 +124,7 @@ class AgentState:
         if not self.logged_in:
             return []
         self._set("logged_out", "", now)
+        self._end_call(self.since)
         self.call = None
         return [actions.queue_remove(q, self.interface) for q, _ in memberships(self.skills)]
 
@@ -132,12 +157,16 @@ class AgentState:
     def connected(self, call: dict[str, Any], now: float | None = None) -> None:
         self._set("on_call", "", now)
         self.call = {**(self.call or {}), **call}
+        uniqueid = str(self.call.get("uniqueid") or "")
+        if uniqueid and not any(c.contact_id == uniqueid and c.open for c in self.contacts):
+            self._remember(Contact(str(self.call.get("journey_id") or ""), uniqueid, "call", self.since))
 
     def completed(self, now: float | None = None) -> list[Action]:
         """The call ended: wrap-up (paused) until the agent says ready."""
         if self.status not in ("on_call", "ringing"):
             return []
         self._set("wrap_up", WRAP_UP_REASON, now)
+        self._end_call(self.since)
         return [actions.queue_pause(self.interface, True, reason=WRAP_UP_REASON)]
 
     # ------------------------------------------------------------------ after an AMI reconnect
@@ -158,6 +187,7 @@ class AgentState:
                 self.call = None
             elif self.status == "on_call":
                 self._set("wrap_up", WRAP_UP_REASON)
+                self._end_call(self.since)
         paused = self.status in ("paused", "wrap_up")  # ringing/on_call members are unpaused (busy)
         reason = self.reason if paused else ""
         out: list[Action] = []
@@ -178,3 +208,31 @@ class AgentState:
 
     def can_take_chat(self) -> bool:
         return self.status in ("ready", "on_call", "ringing", "wrap_up") and len(self.chats) < self.max_chats
+
+    def take_chat(self, contact_id: str, journey_id: str, channel: str = "chat", now: float | None = None) -> None:
+        self.chats.add(contact_id)
+        self._remember(Contact(journey_id, contact_id, channel, time.time() if now is None else now))
+
+    def drop_chat(self, contact_id: str, now: float | None = None) -> None:
+        self.chats.discard(contact_id)
+        self._end(lambda c: c.contact_id == contact_id and c.channel != "call", now)
+
+    # ------------------------------------------------------------------ contacts
+
+    def _remember(self, contact: Contact) -> None:
+        """Append; past ``RECENT_CONTACTS`` the oldest *ended* contacts go (an open one never does)."""
+        self.contacts.append(contact)
+        excess = len(self.contacts) - RECENT_CONTACTS
+        if excess > 0:
+            ended = [c for c in self.contacts if not c.open][:excess]
+            self.contacts = [c for c in self.contacts if not any(c is e for e in ended)]
+
+    def _end_call(self, now: float) -> None:
+        uniqueid = (self.call or {}).get("uniqueid")
+        self._end(lambda c: c.channel == "call" and c.contact_id == uniqueid, now)
+
+    def _end(self, which: Callable[[Contact], bool], now: float | None) -> None:
+        at = time.time() if now is None else now
+        for contact in self.contacts:
+            if contact.open and which(contact):
+                contact.ended_at = at

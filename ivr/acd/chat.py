@@ -60,7 +60,7 @@ class ChatOffers:
         if not candidates:
             return None
         state = candidates[0]
-        state.chats.add(contact.contact_id)
+        state.take_chat(contact.contact_id, contact.journey_id, contact.channel)
         self.active[contact.contact_id] = (state.agent_id, contact)
         now = time.time()
         pop = await self.acd.pop_for(
@@ -97,8 +97,9 @@ class ChatOffers:
 
     async def agent_message(self, agent_id: str, contact_id: str, text: str) -> None:
         """From the desktop: published on ``chat.<contact_id>`` for the chat channel."""
-        if self.agent_of(contact_id) != agent_id:
-            raise PermissionError("this chat is not yours")
+        self.acd.authorize(agent_id, "chat.send", contact_id=contact_id, open_only=True)
+        if self.agent_of(contact_id) != agent_id:  # closed by the customer a moment ago
+            raise ValueError("this chat has ended")
         await self.acd.bus.publish(
             chat_topic(contact_id),
             {"type": "agent.message", "contact_id": contact_id, "agent_id": agent_id, "text": text, "at": time.time()},
@@ -109,16 +110,17 @@ class ChatOffers:
         )
 
     async def close(self, contact_id: str, *, by: str, agent_id: str | None = None) -> None:
-        entry = self.active.pop(contact_id, None)
-        if entry is None:
+        """Close the chat (``agent_id``: an agent asked, and it must be theirs; ended is a no-op)."""
+        if agent_id is not None:
+            self.acd.authorize(agent_id, "chat.end", contact_id=contact_id)
+        entry = self.active.get(contact_id)
+        if entry is None or (agent_id is not None and entry[0] != agent_id):
             return
+        del self.active[contact_id]
         owner, contact = entry
-        if agent_id is not None and agent_id != owner:
-            self.active[contact_id] = entry
-            raise PermissionError("this chat is not yours")
         state = self.acd.states.get(owner)
         if state is not None:
-            state.chats.discard(contact_id)
+            state.drop_chat(contact_id)
         from ivr.acd.service import agent_topic
 
         if by == "agent":

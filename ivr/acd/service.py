@@ -3,7 +3,9 @@
 Owned by ``ivr.app.App`` (``start``/``stop``). It holds the AMI client's event stream and the
 logged-in agents' states (:class:`ivr.acd.agents.AgentState`); desktops talk to it through
 ``login/ready/pause/logout/finish`` and receive everything through the pub/sub bus on topic
-``agent.<agent_id>``, so the node holding an agent's websocket need not be this one.
+``agent.<agent_id>``, so the node holding an agent's websocket need not be this one. Whatever a
+desktop names (a journey, a chat) is checked by :meth:`Acd.authorize` against that agent's own
+contacts (the rule is ``ivr.acd.permissions.refusal``); a refusal is an audit line and an error.
 
 The pop path is built for latency: on ``QueueCallerJoin`` the journey, the customer and their
 timeline are loaded and a pop prepared; on ``AgentCalled`` it is stamped and published at once
@@ -20,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ivr.acd.agents import AgentState
+from ivr.acd.permissions import loggable, refusal
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
 from ivr.ami import actions
 from ivr.ami import events as ev
@@ -36,7 +41,18 @@ from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
+#: the ``audit`` logger: one line per refused agent action (who, what, which ids, bounded)
+audit = logging.getLogger("ivr.audit")
 DISPOSITIONS = ("resolved", "follow_up", "escalated", "callback", "wrong_queue", "other")
+#: paint times kept for metrics and benchmarks (the latest ones; older ones fall off)
+PAINT_SAMPLES = 1000
+#: a paint report outside [0, this] ms is a clock mismatch or a forged message, not a measurement
+MAX_PAINT_MS = 600_000.0
+RECENT_CONTACT_S = 3600.0
+
+
+class NotYourContact(PermissionError):
+    """An agent named a journey or contact that is not (or no longer) theirs."""
 
 
 def agent_topic(agent_id: str) -> str:
@@ -51,8 +67,11 @@ class Acd:
         journeys: JourneyStore,
         customers: CustomerStore,
         bus: Bus | None = None,
+        recent_contact_s: float = RECENT_CONTACT_S,
     ) -> None:
         self.ami = ami
+        #: how long after a contact ended its agent may still write notes and a disposition
+        self.recent_contact_s = recent_contact_s
         self.journeys = journeys
         self.customers = customers
         self.bus: Bus = bus or MemoryBus()
@@ -63,8 +82,8 @@ class Acd:
         self._pops: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.rebuilds = 0
-        #: (agent_id, ms from AgentCalled to painted in the browser), for metrics and benchmarks
-        self.paint_ms: list[float] = []
+        #: ms from AgentCalled to painted in the browser, the latest PAINT_SAMPLES, for metrics
+        self.paint_ms: deque[float] = deque(maxlen=PAINT_SAMPLES)
         from ivr.acd.chat import ChatOffers  # circular at import time only
 
         self.chats = ChatOffers(self)
@@ -150,10 +169,41 @@ class Acd:
         await self._send(state.pause(reason))
         await self.publish_state(agent_id)
 
+    def authorize(
+        self,
+        agent_id: str,
+        action: str,
+        *,
+        journey_id: str | None = None,
+        contact_id: str | None = None,
+        open_only: bool = False,
+    ) -> None:
+        """Raise :class:`NotYourContact` (after an audit line) unless the journey/contact is this
+        agent's own call or chat, open or ended less than ``recent_contact_s`` ago."""
+        why = refusal(
+            self.states.get(agent_id),
+            journey_id=journey_id,
+            contact_id=contact_id,
+            now=time.time(),
+            window=self.recent_contact_s,
+            open_only=open_only,
+        )
+        if why is not None:
+            audit.warning(
+                "refused %s by agent %s on journey %s contact %s: %s",
+                action,
+                loggable(agent_id),
+                loggable(journey_id),
+                loggable(contact_id),
+                why,
+            )
+            raise NotYourContact(f"{action} refused: {why}")
+
     async def finish(self, agent_id: str, *, journey_id: str, disposition: str, notes: str) -> None:
-        """Notes and disposition of the interaction go to the customer's timeline."""
+        """Notes and disposition of the agent's own contact go to the customer's timeline."""
         if disposition not in DISPOSITIONS:
             raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        self.authorize(agent_id, "finish", journey_id=journey_id)
         state = self.states.get(agent_id)
         await self.record(
             journey_id,
@@ -165,9 +215,13 @@ class Acd:
         )
 
     async def painted(self, agent_id: str, called_at: float, at: float) -> None:
+        """A browser's report of when it drew a pop: kept (bounded) for metrics, logged at DEBUG
+        (one per pop would be most of the log at a busy site)."""
         ms = (at - called_at) * 1000.0
+        if not math.isfinite(ms) or not 0.0 <= ms <= MAX_PAINT_MS:
+            raise ValueError("painted: times out of range")
         self.paint_ms.append(ms)
-        log.info("screen pop painted for agent %s %.0f ms after AgentCalled", agent_id, ms)
+        log.debug("screen pop painted for agent %s %.0f ms after AgentCalled", agent_id, ms)
 
     async def record(self, journey_id: str | None, kind: str, **data: Any) -> None:
         """Append to the journey's interaction log (the timeline every channel reads)."""

@@ -99,6 +99,20 @@ class AgentStore:
             )
         return bool(result.rowcount)
 
+    async def set_disabled(self, username: str, disabled: bool) -> bool:
+        """Disable (and end every session of) or enable an agent; False if there is no such agent."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(AgentRow).where(AgentRow.username == username).values(disabled=disabled, updated_at=time.time())
+            )
+            if disabled:
+                await conn.execute(
+                    delete(AgentSessionRow).where(
+                        AgentSessionRow.agent_id.in_(select(AgentRow.id).where(AgentRow.username == username))
+                    )
+                )
+        return bool(result.rowcount)
+
     # ------------------------------------------------------------------ sessions
 
     async def create_session(self, agent_id: str, token_hash: str, csrf: str, ttl: float = SESSION_TTL) -> None:

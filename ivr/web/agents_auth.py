@@ -22,10 +22,14 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 KEY_LEN = 32
 MIN_PASSWORD = 8
+#: Longer ones are refused at login before anything is looked up, logged or remembered.
+MAX_USERNAME = 64
+#: Longer ones cannot be set, so at login they are wrong without hashing them.
+MAX_PASSWORD = 1024
 
 
 class WeakPassword(ValueError):
-    """A password too short to be set."""
+    """A password too short (or too long) to be set."""
 
 
 def _b64(data: bytes) -> str:
@@ -35,6 +39,8 @@ def _b64(data: bytes) -> str:
 def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
     if len(password) < MIN_PASSWORD:
         raise WeakPassword(f"passwords need at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise WeakPassword(f"passwords have at most {MAX_PASSWORD} characters")
     salt = secrets.token_bytes(16)
     key = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=KEY_LEN, maxmem=64 * 1024 * 1024)
     return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(key)}"

@@ -18,7 +18,16 @@ Browser -> server: ``{"type": "ready"}``, ``{"type": "pause", "reason"}``, ``{"t
 ``{"type": "chat.send", "contact_id", "text"}``, ``{"type": "chat.end", "contact_id"}``.
 
 Only messages published on ``agent.<this agent's id>`` reach this socket: another agent's browser
-gets nothing of this agent's calls.
+gets nothing of this agent's calls. What a browser sends is checked the other way round: a journey
+or chat it names must be the agent's own (``Acd.authorize``), else an ``error`` and an audit line.
+
+A socket lives only as long as its session: a logout closes that session's sockets at once, and
+every socket re-reads its session each ``session_check`` seconds, so a password change or a
+disabled agent (``ivr agents passwd|disable``, another process: only the database changes) closes
+it within that time, with code 4001; the agent's queues then follow the last-tab-closed rule.
+
+Failed logins are limited per user name and per client address (``ivr.web.login_limits``); user
+names longer than ``MAX_USERNAME`` are refused before anything is looked up or remembered.
 """
 
 from __future__ import annotations
@@ -33,24 +42,41 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ivr.acd.permissions import loggable
 from ivr.acd.service import Acd, agent_topic
 from ivr.bus.pubsub import Bus
+from ivr.config import Config
+from ivr.errors import ConfigError
 from ivr.store.agents import SESSION_TTL, AgentStore
-from ivr.web.agents_auth import DUMMY_HASH, new_token, same_token, token_hash, verify_password
+from ivr.web.agents_auth import (
+    DUMMY_HASH,
+    MAX_PASSWORD,
+    MAX_USERNAME,
+    new_token,
+    same_token,
+    token_hash,
+    verify_password,
+)
+from ivr.web.login_limits import Limit, LoginLimiter
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static" / "desktop"
 SESSION_COOKIE = "ivr_session"
 LOGIN_CSRF_COOKIE = "ivr_login_csrf"
-MAX_FAILURES = 5
-LOCKOUT_S = 60.0
+SESSION_CHECK_S = 5.0
+#: close code of a socket whose session ended: the page goes back to the login form
+SESSION_ENDED = 4001
+#: a desktop message is a command with notes of at most 4,000 characters
+MAX_MESSAGE = 64 * 1024
+PER_NAME = Limit(max_failures=5, window=300.0, lockout=60.0)
+PER_ADDRESS = Limit(max_failures=20, window=300.0, lockout=60.0)
 
 ACD = web.AppKey("acd", Acd)
 AGENTS = web.AppKey("agents", AgentStore)
 BUS = web.AppKey("bus", Bus)
 SECURE = web.AppKey("secure_cookies", bool)
-FAILURES = web.AppKey("login_failures", dict)
-SOCKETS = web.AppKey("open_sockets", dict)
+LIMITER = web.AppKey("login_limiter", LoginLimiter)
+SESSION_CHECK = web.AppKey("session_check", float)
 
 #: The pages load only their own script and style and talk only to this origin (websocket included).
 PAGE_HEADERS = {
@@ -62,6 +88,39 @@ PAGE_HEADERS = {
 }
 
 routes = web.RouteTableDef()
+
+
+class OpenDesktops:
+    """The desktop websockets this process holds, by agent (the last-tab-closed rule) and by
+    session (a logout closes that session's other tabs at once)."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, set[web.WebSocketResponse]] = {}
+        self._by_agent: dict[str, int] = {}
+
+    def opened(self, agent_id: str, session: str, ws: web.WebSocketResponse) -> None:
+        self._by_session.setdefault(session, set()).add(ws)
+        self._by_agent[agent_id] = self._by_agent.get(agent_id, 0) + 1
+
+    def closed(self, agent_id: str, session: str, ws: web.WebSocketResponse) -> int:
+        """How many of this agent's sockets remain open here."""
+        sockets = self._by_session.get(session, set())
+        sockets.discard(ws)
+        if not sockets:
+            self._by_session.pop(session, None)
+        left = self._by_agent.get(agent_id, 1) - 1
+        if left:
+            self._by_agent[agent_id] = left
+        else:
+            self._by_agent.pop(agent_id, None)
+        return left
+
+    async def end_session(self, session: str) -> None:
+        for ws in list(self._by_session.get(session, ())):
+            await ws.close(code=SESSION_ENDED, message=b"session ended: log in again")
+
+
+SOCKETS = web.AppKey("open_desktops", OpenDesktops)
 
 
 def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int) -> None:
@@ -102,9 +161,11 @@ def _same_origin(request: web.Request) -> bool:
 async def login_form(request: web.Request) -> web.Response:
     csrf = new_token()
     page = (STATIC / "login.html").read_text()
-    error = "Wrong user name or password." if request.query.get("error") else ""
-    if request.query.get("error") == "locked":
-        error = "Too many attempts. Wait a minute and try again."
+    error = {
+        None: "",
+        "locked": "Too many attempts. Wait a minute and try again.",
+        "long": f"User names have at most {MAX_USERNAME} characters.",
+    }.get(request.query.get("error"), "Wrong user name or password.")
     page = page.replace("{{csrf}}", html.escape(csrf)).replace("{{error}}", html.escape(error))
     response = web.Response(text=page, content_type="text/html", headers=PAGE_HEADERS)
     _cookie(response, request, LOGIN_CSRF_COOKIE, csrf, 3600)
@@ -121,18 +182,32 @@ async def login(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="login form expired: reload the page")
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
-    failures: dict[str, tuple[int, float]] = request.app[FAILURES]
-    count, since = failures.get(username, (0, 0.0))
-    if count >= MAX_FAILURES and time.monotonic() - since < LOCKOUT_S:
+    address = request.remote or "-"
+    if len(username) > MAX_USERNAME:
+        # refused before anything is looked up or remembered: a flood of huge names costs nothing
+        log.warning("desktop login refused from %s: user name %s too long", address, loggable(username))
+        raise web.HTTPSeeOther("/desktop/login?error=long")
+    limiter = request.app[LIMITER]
+    wait = limiter.locked_for(username, address, time.monotonic())
+    if wait > 0:
+        log.debug("desktop login for %s from %s refused: locked for %.0f s", loggable(username), address, wait)
         raise web.HTTPSeeOther("/desktop/login?error=locked")
     found = await request.app[AGENTS].by_username(username)
-    # scrypt runs in a thread: ~50 ms of CPU must not stall every call's events
-    ok = await asyncio.to_thread(verify_password, password, found[1] if found else DUMMY_HASH)
+    # scrypt runs in a thread: ~50 ms of CPU must not stall every call's events; no password is
+    # longer than MAX_PASSWORD, so a longer one is wrong without hashing megabytes
+    ok = len(password) <= MAX_PASSWORD and await asyncio.to_thread(
+        verify_password, password, found[1] if found else DUMMY_HASH
+    )
     if not found or not ok or found[0]["disabled"]:
-        failures[username] = (count + 1, time.monotonic())
-        log.warning("desktop login refused for %r from %s", username, request.remote)
+        locked = limiter.failed(username, address, time.monotonic())
+        log.warning(
+            "desktop login refused for %s from %s%s",
+            loggable(username),
+            address,
+            f" (too many failures: {' and '.join(locked)} locked)" if locked else "",
+        )
         raise web.HTTPSeeOther("/desktop/login?error=1")
-    failures.pop(username, None)
+    limiter.succeeded(username)
     agent = found[0]
     token, csrf = new_token(), new_token()
     await request.app[AGENTS].create_session(agent["id"], token_hash(token), csrf)
@@ -169,8 +244,9 @@ async def me(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     agent = await _require(request, check_csrf=True)
     await request.app[ACD].logout(agent["id"])
-    token = request.cookies.get(SESSION_COOKIE, "")
-    await request.app[AGENTS].end_session(token_hash(token))
+    session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
+    await request.app[AGENTS].end_session(session)
+    await request.app[SOCKETS].end_session(session)  # its other tabs; other nodes notice by polling
     response = web.json_response({"ok": True})
     response.del_cookie(SESSION_COOKIE, path="/desktop")
     return response
@@ -181,8 +257,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if not _same_origin(request):
         raise web.HTTPForbidden(text="cross-origin websocket refused")
     agent = await _require(request, csrf=request.query.get("csrf"), check_csrf=True)
+    session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
     acd = request.app[ACD]
-    ws = web.WebSocketResponse(heartbeat=20.0)
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     async with request.app[BUS].subscribe(agent_topic(agent["id"])) as sub:
 
@@ -194,9 +271,24 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if sub.overflowed and not ws.closed:
                 await ws.close(code=4000, message=b"too slow: reconnect")
 
+        async def watch_session() -> None:
+            """Close the socket once its session is gone (logout, password change, agent disabled,
+            expiry), wherever that happened: the database is the one place all of them reach."""
+            while not ws.closed:
+                await asyncio.sleep(request.app[SESSION_CHECK])
+                try:
+                    live = await request.app[AGENTS].session(session)
+                except Exception as exc:  # a database blip is not a revocation: look again later
+                    log.warning("desktop session of agent %s not re-checked: %s", agent["username"], exc)
+                    continue
+                if live is None or live[0]["id"] != agent["id"]:
+                    log.info("agent %s: desktop session ended; closing its websocket", agent["username"])
+                    await ws.close(code=SESSION_ENDED, message=b"session ended: log in again")
+
         forwarder = asyncio.create_task(forward(), name=f"desktop-ws-{agent['id']}")
-        sockets: dict[str, int] = request.app[SOCKETS]
-        sockets[agent["id"]] = sockets.get(agent["id"], 0) + 1
+        watcher = asyncio.create_task(watch_session(), name=f"desktop-session-{agent['id']}")
+        sockets = request.app[SOCKETS]
+        sockets.opened(agent["id"], session, ws)
         try:
             state = await acd.login(agent)  # publishes the state through the bus
             if state.call and state.status in ("ringing", "on_call"):
@@ -207,15 +299,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                     continue
                 try:
                     await _command(acd, agent, msg.json())
-                except (ValueError, KeyError, PermissionError, TypeError) as exc:
-                    await ws.send_json({"type": "error", "message": str(exc)})
+                except (ValueError, KeyError, PermissionError, TypeError, ArithmeticError, RecursionError) as exc:
+                    await ws.send_json({"type": "error", "message": str(exc)[:200]})
         finally:
-            forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forwarder
-            sockets[agent["id"]] -= 1
+            for task in (forwarder, watcher):
+                task.cancel()
+            for task in (forwarder, watcher):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            left = sockets.closed(agent["id"], session, ws)
             current = acd.states.get(agent["id"])
-            if not sockets[agent["id"]] and current is not None and current.status == "ready":
+            if not left and current is not None and current.status == "ready":
                 # nobody sees this agent's screen any more: no call may ring there unannounced
                 await acd.pause(agent["id"], "desktop closed")
     return ws
@@ -231,33 +325,68 @@ async def _command(acd: Acd, agent: dict[str, Any], data: Any) -> None:
     elif kind == "pause":
         await acd.pause(agent_id, str(data.get("reason", "")))
     elif kind == "finish":
-        await acd.finish(
-            agent_id,
-            journey_id=str(data["journey_id"]),
-            disposition=str(data.get("disposition", "")),
-            notes=str(data.get("notes", "")),
-        )
+        journey_id = _id(data, "journey_id", optional=True)
+        if journey_id:  # a call that came without a journey has no timeline to write into
+            await acd.finish(
+                agent_id,
+                journey_id=journey_id,
+                disposition=str(data.get("disposition", "")),
+                notes=str(data.get("notes", "")),
+            )
         if data.get("ready"):
             await acd.ready(agent_id)
     elif kind == "painted":
         await acd.painted(agent_id, float(data["called_at"]), float(data["at"]))
     elif kind == "chat.send":
-        await acd.chats.agent_message(agent_id, str(data["contact_id"]), str(data["text"])[:4000])
+        await acd.chats.agent_message(agent_id, _id(data, "contact_id"), str(data["text"])[:4000])
     elif kind == "chat.end":
-        await acd.chats.close(str(data["contact_id"]), by="agent", agent_id=agent_id)
+        await acd.chats.close(_id(data, "contact_id"), by="agent", agent_id=agent_id)
     else:
-        raise ValueError(f"unknown message type {kind!r}")
+        raise ValueError(f"unknown message type {loggable(kind)}")
+
+
+def _id(data: dict[str, Any], key: str, *, optional: bool = False) -> str:
+    """A journey or contact id from the browser: a string (what it names is checked by the ACD)."""
+    value = data.get(key)
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    return value
+
+
+def login_limiter(config: Config) -> LoginLimiter:
+    """The login limits the ``desktop.login_*`` settings describe."""
+    window, lockout = float(config["desktop.login_window"]), float(config["desktop.login_lockout"])
+    try:
+        return LoginLimiter(
+            per_name=Limit(int(config["desktop.login_max_failures"]), window, lockout),
+            per_address=Limit(int(config["desktop.login_max_failures_per_address"]), window, lockout),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"desktop.login_*: {exc}") from None
 
 
 def setup_desktop(
-    app: web.Application, *, acd: Acd, agents: AgentStore, bus: Bus, secure_cookies: bool = False
+    app: web.Application,
+    *,
+    acd: Acd,
+    agents: AgentStore,
+    bus: Bus,
+    secure_cookies: bool = False,
+    session_check: float = SESSION_CHECK_S,
+    login_limits: LoginLimiter | None = None,
 ) -> None:
-    """Register the desktop on ``app`` (called by ``ivr.web.app.create_app``)."""
+    """Register the desktop on ``app`` (called by the composition root, ``ivr.app.App``)."""
+    if not 0 < session_check <= 60:
+        raise ConfigError(f"desktop.session_check must be more than 0 and at most 60 seconds, not {session_check}")
     app[ACD] = acd
     app[AGENTS] = agents
     app[BUS] = bus
     app[SECURE] = secure_cookies
-    app[FAILURES] = {}
-    app[SOCKETS] = {}
+    app[SESSION_CHECK] = session_check
+    # not ``or``: an empty limiter has len() 0
+    app[LIMITER] = LoginLimiter(per_name=PER_NAME, per_address=PER_ADDRESS) if login_limits is None else login_limits
+    app[SOCKETS] = OpenDesktops()
     app.add_routes(routes)
     app.router.add_static("/desktop/static/", STATIC, show_index=False)

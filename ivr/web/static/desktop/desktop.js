@@ -31,8 +31,9 @@ function connect() {
   state.ws = ws;
   ws.onopen = () => { state.retry = 500; $("#link").className = "link up"; };
   ws.onmessage = (e) => handle(JSON.parse(e.data));
-  ws.onclose = () => {
+  ws.onclose = (e) => {
     $("#link").className = "link down";
+    if (e.code === 4001) { location.href = "/desktop/login"; return; }  // session ended: log in again
     setTimeout(connect, state.retry);            // the server may be restarting: back off, come back
     state.retry = Math.min(state.retry * 2, 10000);
   };

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
 from ivr.acd.service import Acd
+from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
 from ivr.ami.actions import originate
@@ -219,7 +220,7 @@ class App:
             context="ivr-continue",
             exten="s",
             caller_id=str(self.config["sms.sender"] or "ivr"),
-            variables={"IVR_JOURNEY_ID": journey.id},
+            variables={var.JOURNEY_ID: journey.id},
         )
         try:
             await self.ami.action(action)

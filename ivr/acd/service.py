@@ -26,6 +26,7 @@ from typing import Any
 
 from ivr.acd.agents import AgentState
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
+from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.actions import Action
@@ -335,7 +336,7 @@ class Acd:
                 call = self._waiting_from(item.queue, item.caller, now - item.wait, item.position)
                 if not call["journey_id"] and self.ami is not None:
                     with contextlib.suppress(AmiError):
-                        call["journey_id"] = await self.ami.getvar(item.caller.name, "IVR_JOURNEY_ID")
+                        call["journey_id"] = await self.ami.getvar(item.caller.name, var.JOURNEY_ID)
                 self._prepare(call)
         self.rebuilds += 1
         owned = {s.interface for s in self.states.values() if s.logged_in}

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ivr.agi import commands as agi
+from ivr.agi import variables as var
 from ivr.agi.server import AgiSession
 from ivr.errors import CallEnded, ChannelError
 from ivr.flow.machine import FlowMachine, FlowSource
@@ -72,13 +73,6 @@ SILENCE_FILE = "silence/1"
 #: After a lone accept key ("1") of a prefill offer, how long more keys may still turn it into a number.
 OFFER_CONFIRM_MS = 2000
 
-# Channel variable names shared with extensions.conf: keep them in one place.
-VAR_ACTION = "IVR_ACTION"
-VAR_QUEUE = "IVR_QUEUE"
-VAR_QUEUE_TIMEOUT = "IVR_QUEUE_TIMEOUT"
-VAR_QUEUE_PRIO = "QUEUE_PRIO"
-#: Where a menu's Read() leaves the caller's key (not inherited: it never reaches an agent's channel).
-VAR_MENU_KEY = "IVR_MENU_KEY"
 #: Read() ends input on '#': a menu offering '#' as a key is played fragment by fragment instead.
 READ_TERMINATOR = "#"
 
@@ -144,10 +138,10 @@ class VoiceChannel:
                 await self.queue(command)
                 return None
             elif isinstance(command, Hangup):
-                await self.session.set_variable(VAR_ACTION, "hangup")
+                await self.session.set_variable(var.ACTION, "hangup")
                 return None
             elif isinstance(command, Fallback):
-                await self.session.set_variable(VAR_ACTION, "fallback")
+                await self.session.set_variable(var.ACTION, "fallback")
                 return None
             elif isinstance(command, Handoff):
                 # The link goes out by SMS while the caller is still on the line; the
@@ -215,12 +209,12 @@ class VoiceChannel:
         itself failed (not there, bad arguments): the caller gets the fragments one by one.
         """
         reply = await self.session.command(
-            agi.exec_app("Read", [VAR_MENU_KEY, "&".join(fragments), "1", "", "1", f"{timeout:g}"])
+            agi.exec_app("Read", [var.MENU_KEY, "&".join(fragments), "1", "", "1", f"{timeout:g}"])
         )
         if reply.result_int < 0:  # a hangup became CallEnded in the session; this is Read failing
             log.error("Read failed for a menu (%s): playing its fragments one by one", reply.raw)
             return None
-        key = agi.variable_from_reply(await self.session.command(agi.get_variable(VAR_MENU_KEY)))
+        key = agi.variable_from_reply(await self.session.command(agi.get_variable(var.MENU_KEY)))
         return InputResult("match", "dtmf", key) if key else InputResult("noinput", "dtmf")
 
     async def ask(self, ask: Ask) -> InputResult:
@@ -289,10 +283,10 @@ class VoiceChannel:
             return
         for name, value in queue.variables.items():
             await self.session.set_variable(f"__{name}", value)  # '__': inherited by the agent's leg
-        await self.session.set_variable(VAR_QUEUE, queue.queue)
-        await self.session.set_variable(VAR_QUEUE_PRIO, str(queue.priority))
-        await self.session.set_variable(VAR_QUEUE_TIMEOUT, str(queue.timeout))
-        await self.session.set_variable(VAR_ACTION, "queue")
+        await self.session.set_variable(var.QUEUE, queue.queue)
+        await self.session.set_variable(var.QUEUE_PRIO, str(queue.priority))
+        await self.session.set_variable(var.QUEUE_TIMEOUT, str(queue.timeout))
+        await self.session.set_variable(var.ACTION, "queue")
 
     async def _queue_experience(self, queue: Queue) -> bool:
         """Say the caller's position and wait; past the threshold offer a callback that keeps
@@ -342,7 +336,7 @@ class VoiceChannel:
         journey.outcome = {**journey.outcome, "callback": ticket}
         desk.record(journey, journey_events)
         await self._stream(CALLBACK_BOOKED_PROMPT.audio_name(self.prefix), "")
-        await self.session.set_variable(VAR_ACTION, "hangup")
+        await self.session.set_variable(var.ACTION, "hangup")
         return True
 
 
@@ -415,7 +409,7 @@ class InboundCalls:
         previous = await self.store.get(journey_id) if journey_id else None
         if previous is None or previous.status not in ("active", "handed_off") or previous.step is None:
             log.warning("continue call for unknown or finished journey %r: dialplan fallback", journey_id)
-            await session.set_variable(VAR_ACTION, "fallback")
+            await session.set_variable(var.ACTION, "fallback")
             return
         was = previous.channel
         previous.channel, previous.status, previous.outcome = "voice", "active", {}

@@ -134,7 +134,11 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
             report(body.key_lines[k], step_name, f"unknown step kind or key {k!r} (kinds: {', '.join(STEP_KINDS)})")
         if len(kinds) != 1:
             if not unknown:
-                report(line, step_name, "a step has exactly one kind (" + ", ".join(sorted(STEP_KINDS)) + f"), found {kinds}")
+                report(
+                    line,
+                    step_name,
+                    "a step has exactly one kind (" + ", ".join(sorted(STEP_KINDS)) + f"), found {kinds}",
+                )
             continue
         kind = kinds[0]
         ctx = ParseContext(step_name, body.key_lines[kind], report, frozenset(hours))

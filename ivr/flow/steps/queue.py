@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.agi import variables as var
 from ivr.flow.commands import Command, Play, Prompt, Queue
 from ivr.flow.steps.base import SLOT_NAME, End, Outcome, ParseContext, Runtime, Step, step_kind
 from ivr.routing.rules import RoutingFacts, route
@@ -70,16 +71,16 @@ class QueueStep(Step):
         )
         skill = self.skill or (decision.skill if decision.queue != "main" else None)
         variables = {
-            "IVR_JOURNEY_ID": j.id,
-            "IVR_FLOW": j.flow,
-            "IVR_STEP": self.name,
-            "IVR_PATH": ">".join(j.path),
-            "IVR_INTENT": j.intent or "",
-            "IVR_SKILL": skill or "",
+            var.JOURNEY_ID: j.id,
+            var.FLOW: j.flow,
+            var.STEP: self.name,
+            var.PATH: ">".join(j.path),
+            var.INTENT: j.intent or "",
+            var.SKILL: skill or "",
         }
         for slot in self.carry:
             if slot in j.slots and slot not in j.secret_slots:
-                variables[f"IVR_SLOT_{slot.upper()}"] = j.slots[slot]
+                variables[var.slot(slot)] = j.slots[slot]
         j.outcome = {
             "queue": decision.queue,
             "skill": skill,

@@ -25,7 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ivr.acd.agents import AgentState
+from ivr.acd.chat import ChatOffers
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
+from ivr.acd.topics import agent_topic
 from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
@@ -36,12 +38,11 @@ from ivr.flow.model import Interaction
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore
 
+#: ``agent_topic`` stays importable from here for the desktop; it lives in ivr.acd.topics.
+__all__ = ["DISPOSITIONS", "Acd", "agent_topic"]
+
 log = logging.getLogger(__name__)
 DISPOSITIONS = ("resolved", "follow_up", "escalated", "callback", "wrong_queue", "other")
-
-
-def agent_topic(agent_id: str) -> str:
-    return f"agent.{agent_id}"
 
 
 class Acd:
@@ -66,8 +67,6 @@ class Acd:
         self.rebuilds = 0
         #: (agent_id, ms from AgentCalled to painted in the browser), for metrics and benchmarks
         self.paint_ms: list[float] = []
-        from ivr.acd.chat import ChatOffers  # circular at import time only
-
         self.chats = ChatOffers(self)
         #: set by the App (ivr.acd.callbacks.Callbacks): sees every event after the ACD did
         self.callbacks: Any = None

@@ -18,6 +18,9 @@ Engines, best first (``speech.engine = "auto"``):
 
 With neither, :func:`load_recognizer` returns ``None`` and logs one line: menus take DTMF only.
 
+The interface itself (:class:`Recognizer`, :class:`Transcript`) lives in :mod:`ivr.speech.engine`,
+which the engines import: this module imports the engines (lazily, to load one), never the reverse.
+
 Models are loaded once per process (:func:`load_recognizer` is meant to be called once, by the
 composition root) and shared by every call; sessions are cheap, one per utterance. All methods
 block: run them off the event loop (see :mod:`ivr.speech.pool`).
@@ -29,11 +32,11 @@ import importlib.util
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ivr.errors import ConfigError
+from ivr.speech.engine import INPUT_RATE, Recognizer, RecognizerSession, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -49,56 +52,11 @@ __all__ = [
     "load_recognizer",
 ]
 
-INPUT_RATE = 8000
-"""What every session accepts: AudioSocket's slin, signed 16-bit little-endian mono at 8 kHz."""
-
 ENGINES = ("auto", "vosk", "whisper", "off")
 
 VOSK_SEARCH_DIRS: tuple[str, ...] = ("/usr/share/vosk", "~/.cache/vosk")
 """Searched (after ``speech.vosk_model`` and ``$VOSK_MODEL_PATH``) for a model directory, or a
 directory of model directories as Vosk's own downloader leaves them (``~/.cache/vosk/vosk-model-*``)."""
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What an engine heard in one utterance.
-
-    ``text`` is empty when it heard no words. ``confidence`` is the engine's own 0..1 figure
-    (Vosk: mean word confidence; Whisper: ``exp(avg_logprob)`` scaled down by the no-speech
-    probability). ``seconds`` is the CPU-side time spent in :meth:`RecognizerSession.finish`:
-    the part of the decode that comes *after* the end of speech, i.e. what the caller waits for.
-    """
-
-    text: str
-    confidence: float
-    engine: str
-    seconds: float
-
-
-class RecognizerSession(Protocol):
-    """One utterance. Blocking calls; the caller runs them in a worker thread, one at a time."""
-
-    def accept(self, pcm: bytes) -> None:
-        """More audio: signed 16-bit little-endian mono at 8 kHz, any length (odd bytes are kept
-        for the next call)."""
-        ...
-
-    def finish(self) -> Transcript:
-        """The words of the whole utterance. Call once; the session is spent afterwards."""
-        ...
-
-
-class Recognizer(Protocol):
-    """A loaded engine and model, shared by all calls of the process (thread-safe ``session``)."""
-
-    name: str
-    streaming: bool  # True: accept() decodes as audio arrives, so finish() is quick
-    sample_rate: int = INPUT_RATE  # of the audio that accept() takes
-
-    def session(self, phrases: Sequence[str]) -> RecognizerSession:
-        """A new utterance. ``phrases`` are what the caller is likely to say at this step (the
-        options' labels and their intents' example phrases): Vosk's grammar, Whisper's prompt."""
-        ...
 
 
 # ------------------------------------------------------------------------------- model lookup

@@ -126,6 +126,8 @@ class Callbacks:
         self.open: list[dict[str, Any]] = []  # cache of open tickets, refreshed by the dispatcher
         self._dialing: dict[str, dict[str, Any]] = {}  # action id -> ticket
         self._task: asyncio.Task[None] | None = None
+        if acd.ami is not None:  # registered after the ACD: sees every event after the ACD did
+            acd.ami.on_event(self.on_event)
 
     # ------------------------------------------------------------------ what the caller hears
 

@@ -68,8 +68,6 @@ class Acd:
         #: (agent_id, ms from AgentCalled to painted in the browser), for metrics and benchmarks
         self.paint_ms: list[float] = []
         self.chats = ChatOffers(self)
-        #: set by the App (ivr.acd.callbacks.Callbacks): sees every event after the ACD did
-        self.callbacks: Any = None
         if ami is not None:
             ami.on_event(self.handle)
             ami.on_connected(self.rebuild)
@@ -273,8 +271,6 @@ class Acd:
             await self._cancel_ringing(uid, why="caller hung up")
         elif isinstance(event, ev.Shutdown):
             log.warning("Asterisk is shutting down (restart=%s)", event.restart)
-        if self.callbacks is not None:
-            await self.callbacks.on_event(event)
 
     def _waiting_from(self, queue: str, caller: ev.Channel, joined_at: float, position: int) -> dict[str, Any]:
         call = {

@@ -40,6 +40,7 @@ from ivr.flow.model import (
 )
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
+from ivr.routing.rules import RoutingRules
 from ivr.speech.intents import IntentMatcher
 from ivr.store.journeys import JourneyStore
 
@@ -167,8 +168,10 @@ class TextFlows:
         profile: ProfileLoader | None = None,
         handoff: HandoffRunner | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
+        routing: RoutingRules | None = None,
     ) -> None:
         self.channel = channel
+        self.routing = routing
         self.flows = flows
         self.store = store
         self.profile = profile
@@ -188,7 +191,7 @@ class TextFlows:
 
     async def _machine(self, journey: Journey) -> FlowMachine:
         profile = await self.profile(journey) if self.profile is not None else None
-        return FlowMachine(self.flows, journey, profile=profile, half_life=self.half_life)
+        return FlowMachine(self.flows, journey, profile=profile, half_life=self.half_life, routing=self.routing)
 
     async def begin(self, journey: Journey) -> View:
         """A new journey started on this channel (an SMS from an unknown conversation)."""

@@ -62,7 +62,7 @@ class KannelProvider:
         password: str,
         *,
         sender: str = "",
-        dlr_url: str = "",
+        dlr_url: str | Callable[[], str] = "",
         timeout: float = 5.0,
     ) -> None:
         if not password:
@@ -71,7 +71,9 @@ class KannelProvider:
         self.username = username
         self.password = password
         self.sender = sender
-        self.dlr_url = dlr_url  # with "{ref}": our reference; Kannel fills %d (the status)
+        #: with "{ref}": our reference; Kannel fills %d (the status). A function when the address
+        #: is only known once the HTTP server listens (port 0): read at each send.
+        self.dlr_url = dlr_url
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
@@ -96,9 +98,10 @@ class KannelProvider:
         }
         if self.sender:
             params["from"] = self.sender
-        if self.dlr_url:
+        dlr_url = self.dlr_url() if callable(self.dlr_url) else self.dlr_url
+        if dlr_url:
             params["dlr-mask"] = self.DLR_MASK
-            params["dlr-url"] = self.dlr_url.replace("{ref}", reference)
+            params["dlr-url"] = dlr_url.replace("{ref}", reference)
         try:
             async with self._session.get(self.sendsms_url, params=params) as reply:
                 body = await reply.text()
@@ -128,30 +131,18 @@ class OpenJourneys(Protocol):
     async def open_journey(self, caller: str, channel: str) -> str | None: ...
 
 
-class SmsChannel:
-    """The SMS channel: send, receive, and run journeys whose turns are messages."""
+class SmsOutbox:
+    """Sending messages and matching the gateway's delivery reports to journeys.
 
-    def __init__(
-        self,
-        provider: SmsProvider,
-        text: TextFlows,
-        store: JourneyStore,
-        *,
-        pick_flow: Callable[[], Flow],
-        profiles: ProfileSource | None = None,
-        open_journeys: OpenJourneys | None = None,
-        country_code: str = "",
-    ) -> None:
+    Apart from :class:`SmsChannel` because more than the SMS conversation sends: continuation
+    links (``ivr.channels.handoff.Handoffs``) go out this way too, and the SMS conversation's
+    flows send those links. With the outbox first, each is built with what it needs.
+    """
+
+    def __init__(self, provider: SmsProvider, store: JourneyStore) -> None:
         self.provider = provider
-        self.text = text
         self.store = store
-        self.pick_flow = pick_flow
-        self.profiles = profiles
-        self.open_journeys = open_journeys
-        self.country_code = country_code
-        self._open: dict[str, str] = {}  # number -> journey id waiting for that number's reply
         self._refs: dict[str, tuple[str, str | None]] = {}  # our reference -> (journey, customer), for reports
-        self.received = 0
         self.sent = 0
 
     async def send(self, to: str, text: str, *, journey_id: str | None = None, customer_id: str | None = None) -> str:
@@ -174,6 +165,35 @@ class SmsChannel:
         found = self._refs.get(reference)
         if found is not None:
             await self._log(found[0], found[1], "sms_delivery", {"reference": reference, "status": status})
+
+
+class SmsChannel:
+    """The SMS channel: receive, and run journeys whose turns are messages; replies go out by the outbox."""
+
+    def __init__(
+        self,
+        outbox: SmsOutbox,
+        text: TextFlows,
+        *,
+        pick_flow: Callable[[], Flow],
+        profiles: ProfileSource | None = None,
+        open_journeys: OpenJourneys | None = None,
+        country_code: str = "",
+    ) -> None:
+        self.outbox = outbox
+        self.text = text
+        self.pick_flow = pick_flow
+        self.profiles = profiles
+        self.open_journeys = open_journeys
+        self.country_code = country_code
+        self._open: dict[str, str] = {}  # number -> journey id waiting for that number's reply
+        self.received = 0
+
+    async def send(self, to: str, text: str, *, journey_id: str | None = None, customer_id: str | None = None) -> str:
+        return await self.outbox.send(to, text, journey_id=journey_id, customer_id=customer_id)
+
+    async def delivery(self, reference: str, status: str) -> None:
+        await self.outbox.delivery(reference, status)
 
     async def incoming(self, sender: str, text: str) -> str | None:
         """An MO message: answer the open journey of this number, or start one. Returns its id."""
@@ -210,4 +230,4 @@ class SmsChannel:
             await self.send(number, body, journey_id=view.journey_id, customer_id=view.customer_id)
 
 
-__all__ = ["KannelProvider", "SmsChannel", "SmsError", "SmsProvider", "sms_text"]
+__all__ = ["KannelProvider", "SmsChannel", "SmsError", "SmsOutbox", "SmsProvider", "sms_text"]

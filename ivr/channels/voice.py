@@ -63,6 +63,7 @@ from ivr.flow.model import (
 )
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
+from ivr.routing.rules import RoutingRules
 from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
@@ -349,6 +350,18 @@ class QueueDesk(Protocol):
     def record(self, journey: Journey, events: list[Interaction]) -> None: ...
 
 
+class SpeechSource(Protocol):
+    """Where a call finds the speech service, if one is running.
+
+    A provider rather than the service itself: the composition root builds the calls' handler
+    before the service exists (it is loaded, and its port bound, in ``start()``) and drops it in
+    ``stop()``, so each call reads ``current`` when it starts. ``None``: menus take keys only.
+    """
+
+    @property
+    def current(self) -> SpeechMenus | None: ...
+
+
 class ProfileSource(Protocol):
     """Caller id -> what the company knows about the caller (``ivr.store.customers.CallerProfiles``).
 
@@ -371,11 +384,20 @@ class InboundCalls:
         clock: Callable[[], datetime] | None = None,
         profiles: ProfileSource | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
-        speech: SpeechMenus | None = None,
+        speech: SpeechSource | None = None,
+        queue_desk: QueueDesk | None = None,
+        handoff: HandoffRunner | None = None,
+        open_journeys: Callable[[str], Awaitable[str | None]] | None = None,
+        routing: RoutingRules | None = None,
     ) -> None:
+        """``speech``: the running speech service, if any (None: keys only). ``queue_desk``:
+        position, wait and callbacks (None without AMI). ``handoff``: sends continuation links.
+        ``open_journeys``: customer id -> their journey open on another channel. ``routing``:
+        the centre's routing table (None: the defaults)."""
         self.flows = flows
-        self.speech = speech  # set by the App once a recognizer is loaded
-        self.queue_desk: QueueDesk | None = None  # set by the App when the ACD runs
+        self.speech = speech
+        self.queue_desk = queue_desk
+        self.routing = routing
         self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
         self.pick_flow = pick_flow
         self.store = store
@@ -384,10 +406,8 @@ class InboundCalls:
         self.clock = clock
         self.calls = 0
         self.finished: dict[str, int] = {}
-        #: Sends continuation links (set by the App when handoff is configured)
-        self.handoff: HandoffRunner | None = None
-        #: Customer id -> the id of their journey open on another channel, if any
-        self.open_journeys: Callable[[str], Awaitable[str | None]] | None = None
+        self.handoff = handoff
+        self.open_journeys = open_journeys
         self.continued = 0
 
     async def __call__(self, session: AgiSession) -> None:
@@ -484,9 +504,12 @@ class InboundCalls:
         return profile
 
     async def run(self, session: AgiSession, journey: Journey, profile: CallerProfile | None = None) -> None:
-        machine = FlowMachine(self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life)
+        machine = FlowMachine(
+            self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life, routing=self.routing
+        )
+        speech = self.speech.current if self.speech is not None else None
         channel = VoiceChannel(
-            session, self.prefix, speech=self.speech, journey=journey, handoff=self.handoff, queue_desk=self.queue_desk
+            session, self.prefix, speech=speech, journey=journey, handoff=self.handoff, queue_desk=self.queue_desk
         )
         try:
             commands = machine.start()

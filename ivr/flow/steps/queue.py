@@ -4,11 +4,12 @@ the routing rules pick from the journey."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ivr.agi import variables as var
 from ivr.flow.commands import Command, Play, Prompt, Queue
+from ivr.flow.hours import calendar_for
 from ivr.flow.steps.base import SLOT_NAME, End, Outcome, ParseContext, Runtime, Step, step_kind
 from ivr.routing.rules import RoutingFacts, route
 
@@ -58,18 +59,22 @@ class QueueStep(Step):
     def enter(self, rt: Runtime) -> Outcome:
         j = rt.journey
         # Queue, skill and priority from the journey (intent, tier, language), pure.
-        decision = route(
-            RoutingFacts(
-                queue=self.queue,
-                skill=self.skill,
-                priority=self.priority,
-                intent=j.intent,
-                confidence=float((j.recognition or {}).get("confidence") or 1.0),
-                tier=(j.customer or {}).get("tier"),
-                language=(j.customer or {}).get("language"),
-            )
+        facts = RoutingFacts(
+            queue=self.queue,
+            skill=self.skill,
+            priority=self.priority,
+            intent=j.intent,
+            confidence=float((j.recognition or {}).get("confidence") or 1.0),
+            tier=(j.customer or {}).get("tier"),
+            language=(j.customer or {}).get("language"),
         )
+        decision = route(facts, rt.routing)
         skill = self.skill or (decision.skill if decision.queue != "main" else None)
+        # Whether the line is open: the flow's calendar for the queue the call goes to (no
+        # calendar: always open), so the decision and the agent's screen pop say after_hours.
+        calendar = calendar_for(rt.flow.hours, decision.queue, skill)
+        if calendar is not None and not calendar.is_open(rt.now()):
+            decision = route(replace(facts, is_open=False), rt.routing)
         variables = {
             var.JOURNEY_ID: j.id,
             var.FLOW: j.flow,

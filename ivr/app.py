@@ -4,6 +4,12 @@ Every background task is created here or by a service this object owns, and ``st
 and awaits all of them, in the reverse order of ``start()``: first stop taking calls, then stop
 the speech server (AudioSocket) and its recognition threads, then stop watching flows, then stop
 the HTTP API, then flush the journey store (which owns the pool).
+
+Wiring happens in one place, ``App.__init__``: objects are built in dependency order (stores, the
+ACD and its callbacks, the SMS outbox, continuation links, the text and voice channels, the HTTP
+routes, the AGI server) and each receives what it needs in its constructor. What only exists after
+start-up is passed as a provider read when needed: the speech service (:class:`SpeechSlot`), the
+public address of the chat pages when the HTTP port is chosen at start (:meth:`App.public_url`).
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
 from ivr.acd.service import Acd
+from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
 from ivr.ami.actions import originate
@@ -25,15 +33,17 @@ from ivr.ami.client import AmiClient, AmiError
 from ivr.bus.pubsub import bus_from_url
 from ivr.channels.chat import TextFlows
 from ivr.channels.handoff import Handoffs, TokenCodec
-from ivr.channels.sms import KannelProvider, SmsChannel, SmsProvider
+from ivr.channels.sms import KannelProvider, SmsChannel, SmsOutbox, SmsProvider
 from ivr.channels.voice import InboundCalls
-from ivr.config import Config
+from ivr.config import Config, SmsSettings
 from ivr.errors import ChannelError, ConfigError
-from ivr.flow.hours import BusinessHours
+from ivr.flow.hours import BusinessHours, calendar_for
 from ivr.flow.library import FlowLibrary
 from ivr.flow.model import Flow, Interaction, Journey, Queue
 from ivr.flow.personalize import DAY
 from ivr.flow.profile import CallerProfile
+from ivr.routing.queues_conf import QueueCheck, check_queues
+from ivr.routing.rules import RoutingRules
 from ivr.speech.service import SpeechService, speech_from_config
 from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
@@ -47,111 +57,52 @@ from ivr.web.desktop import login_limiter, setup_desktop
 log = logging.getLogger(__name__)
 
 
+class SpeechSlot:
+    """The speech service once ``start()`` has loaded it: what every new call reads.
+
+    Why a slot and not the service: the calls' handler is built with everything else in
+    ``App.__init__``, but the service only exists after its model is loaded and its port bound
+    (``start()``), and is dropped before it stops. Calls read :attr:`current` when they begin, so
+    the handler is built complete and nobody assigns into it later.
+    """
+
+    def __init__(self) -> None:
+        self._service: SpeechService | None = None
+
+    @property
+    def current(self) -> SpeechService | None:
+        return self._service
+
+    def hold(self, service: SpeechService | None) -> None:
+        """The running service from now on (None: keys only, e.g. while it stops)."""
+        self._service = service
+
+
 class App:
+    """Builds every service in dependency order, each given what it needs in its constructor."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.flows = FlowLibrary(Path(config["flows.dir"]))
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = JourneyStore(
-            make_engine(config.database_url), half_life_days=float(config["personalize.half_life_days"])
-        )
-        self.customers = CustomerStore(self.store.engine, country_code=config["phone.country_code"])
-        self.inbound = InboundCalls(
-            self.flows,
-            self.pick_flow,
-            self.store,
-            prefix=config["prompts.prefix"],
-            profiles=CallerProfiles(self.customers, timeout=config["customers.lookup_timeout"]),
-            half_life=float(config["personalize.half_life_days"]) * DAY,
-            transfer_dial=config["transfer.dial"],
-        )
-        self.web = WebServer(
-            create_app(self.customers, bearer_token(config["api.token"])),
-            host=config["web.host"],
-            port=config["web.port"],
-            header_timeout=config["web.header_timeout"],
-            idle_timeout=config["web.idle_timeout"],
-            max_connections=config["web.max_connections"],
-            reserved_descriptors=config["web.reserved_descriptors"],
-        )
-        self._setup_text_channels()
-        self._setup_acd()
-        self.routes: dict[str, Handler] = {"inbound": self.inbound}
-        self.routes["continue"] = self.inbound.continue_call  # "call me now"
-        self.agi = AgiServer(
-            self.route,
-            host=config["agi.host"],
-            port=config["agi.port"],
-            header_timeout=config["agi.header_timeout"],
-            command_timeout=config["agi.command_timeout"],
-        )
-        self._watcher: asyncio.Task[None] | None = None
+        half_life = config.personalize.half_life_days * DAY
+        self.routing = RoutingRules.from_settings(config.routing)
+        self.flows = FlowLibrary(Path(config.flows.dir))
+        self.store = JourneyStore(make_engine(config.database_url), half_life_days=config.personalize.half_life_days)
+        self.customers = CustomerStore(self.store.engine, country_code=config.phone.country_code)
+        self.continuations = ContinuationStore(self.store.engine)
+        self.speech_slot = SpeechSlot()
         #: Loaded in start() (it reads a model): None means menus take keys only.
         self.speech: SpeechService | None = None
 
-    def _setup_text_channels(self) -> None:
-        """Continuation links, the web chat and the SMS channel, on the same journeys."""
-        config = self.config
-        half_life = float(config["personalize.half_life_days"]) * DAY
-        secret = str(config["handoff.secret"])
-        self.codec = TokenCodec(secret) if secret else None
-        self.continuations = ContinuationStore(self.store.engine)
-        self.chat = TextFlows("chat", self.flows, self.store, profile=self._profile_of, half_life=half_life)
-        self.sms_provider: SmsProvider | None = None
-        self.sms: SmsChannel | None = None
-        if config["sms.provider"] == "kannel":
-            self.sms_provider = KannelProvider(
-                config["sms.kannel_url"],
-                config["sms.kannel_username"],
-                config.require_secret("sms.kannel_password"),
-                sender=config["sms.sender"],
-            )
-            sms_flows = TextFlows("sms", self.flows, self.store, profile=self._profile_of, half_life=half_life)
-            self.sms = SmsChannel(
-                self.sms_provider,
-                sms_flows,
-                self.store,
-                pick_flow=lambda: self.pick_flow(config["sms.flow"] or None, ""),
-                profiles=CallerProfiles(self.customers, timeout=config["customers.lookup_timeout"]),
-                open_journeys=self.continuations,
-                country_code=config["phone.country_code"],
-            )
-        elif config["sms.provider"] != "off":
-            raise ConfigError(f"sms.provider must be kannel or off, not {config['sms.provider']!r}")
-        self.handoffs = Handoffs(
-            self.codec, self.continuations, self.sms, base_url=config["handoff.base_url"], ttl=config["handoff.ttl"]
-        )
-        self.chat.handoff = self.handoffs.send
-        if self.sms is not None:
-            self.sms.text.handoff = self.handoffs.send
-            setup_sms(self.web.app, self.sms, config["sms.inbound_token"])
-        self.inbound.handoff = self.handoffs.send
-        if self.codec is not None or self.sms is not None:  # a journey can be open on another channel
-            ttl = float(config["handoff.ttl"])
-            self.inbound.open_journeys = lambda customer: self.continuations.open_journey_of_customer(
-                customer, time.time() - ttl
-            )
-        base = str(config["handoff.base_url"])
-        self.chat_settings = ChatSettings(
-            self.codec,
-            self.continuations,
-            self.chat,
-            config["handoff.ttl"],
-            secure_cookie=base.startswith("https:"),
-        )
-        setup_chat(self.web.app, self.chat_settings)
-
-    def _setup_acd(self) -> None:
-        """AMI (only with ami.secret set), the ACD, the pub/sub bus and the agent desktop."""
-        config = self.config
-        self.bus = bus_from_url(config["pubsub.url"])
+        # The ACD: AMI (only with ami.secret set), the pub/sub bus, callbacks.
+        self.bus = bus_from_url(config.pubsub.url)
         self.ami: AmiClient | None = None
-        if config["ami.secret"]:
+        if config.ami.secret:
             self.ami = AmiClient(
-                host=config["ami.host"],
-                port=config["ami.port"],
-                username=config["ami.username"],
-                secret=config["ami.secret"],
+                host=config.ami.host,
+                port=config.ami.port,
+                username=config.ami.username,
+                secret=config.ami.secret,
                 events=True,
             )
         self.agents = AgentStore(self.store.engine)
@@ -160,40 +111,149 @@ class App:
             journeys=self.store,
             customers=self.customers,
             bus=self.bus,
-            recent_contact_s=float(config["desktop.contact_window"]),
+            recent_contact_s=config.desktop.contact_window,
         )
         self.callbacks = Callbacks(
             self.acd,
             CallbackStore(self.store.engine),
-            dial=config["callbacks.dial"],
-            offer_after=float(config["callbacks.offer_after"]),
-            handle_time=float(config["queue.handle_time"]),
+            dial=config.callbacks.dial,
+            offer_after=config.callbacks.offer_after,
+            handle_time=config.queue.handle_time,
             hours=self._queue_hours,
         )
-        self.acd.callbacks = self.callbacks
-        if self.ami is not None:  # estimates need live queue state
-            self.inbound.queue_desk = self.callbacks
-            self.chat.queue_desk = self.callbacks
-            if self.sms is not None:
-                self.sms.text.queue_desk = self.callbacks
+
+        # Text: the SMS outbox, continuation links, the chat and SMS conversations.
+        secret = config.handoff.secret
+        self.codec = TokenCodec(secret) if secret else None
+        self.sms_provider: SmsProvider | None = None
+        outbox: SmsOutbox | None = None  # sends now, and queues replies while the gateway is down
+        if config.sms.provider == "kannel":
+            self.sms_provider = KannelProvider(
+                config.sms.kannel_url,
+                config.sms.kannel_username,
+                config.require_secret(SmsSettings.kannel_password),
+                sender=config.sms.sender,
+                dlr_url=self._dlr_url if config.sms.inbound_token else "",
+            )
+            outbox = SmsOutbox(self.sms_provider, self.store)
+        elif config.sms.provider != "off":
+            raise ConfigError(f"sms.provider must be kannel or off, not {config.sms.provider!r}")
+        self.sms_outbox = outbox
+        self.handoffs = Handoffs(
+            self.codec, self.continuations, outbox, base_url=self.public_url, ttl=config.handoff.ttl
+        )
+        self.chat = TextFlows(
+            "chat",
+            self.flows,
+            self.store,
+            profile=self._profile_of,
+            handoff=self.handoffs.send,
+            half_life=half_life,
+            routing=self.routing,
+            queue_desk=self.callbacks if self.ami is not None else None,  # estimates need live queue state
+        )
+        self.sms: SmsChannel | None = None
+        if outbox is not None:
+            sms_flows = TextFlows(
+                "sms",
+                self.flows,
+                self.store,
+                profile=self._profile_of,
+                handoff=self.handoffs.send,
+                half_life=half_life,
+                routing=self.routing,
+                queue_desk=self.callbacks if self.ami is not None else None,
+            )
+            self.sms = SmsChannel(
+                outbox,
+                sms_flows,
+                pick_flow=lambda: self.pick_flow(config.sms.flow or None, ""),
+                profiles=CallerProfiles(self.customers, timeout=config.customers.lookup_timeout),
+                open_journeys=self.continuations,
+                country_code=config.phone.country_code,
+            )
+
+        # Voice: the inbound route, with everything a call may use.
+        self.inbound = InboundCalls(
+            self.flows,
+            self.pick_flow,
+            self.store,
+            prefix=config.prompts.prefix,
+            profiles=CallerProfiles(self.customers, timeout=config.customers.lookup_timeout),
+            half_life=half_life,
+            speech=self.speech_slot,
+            queue_desk=self.callbacks if self.ami is not None else None,  # estimates need live queue state
+            handoff=self.handoffs.send,
+            # a journey can be open on another channel only with links or SMS
+            open_journeys=self._open_journey if self.codec is not None or self.sms is not None else None,
+            routing=self.routing,
+            transfer_dial=config.transfer.dial,
+        )
+
+        # HTTP: the API, the chat pages, Kannel's callbacks, the agent desktop.
+        self.web = WebServer(
+            create_app(self.customers, bearer_token(config.api.token)),
+            host=config.web.host,
+            port=config.web.port,
+            header_timeout=config.web.header_timeout,
+            idle_timeout=config.web.idle_timeout,
+            max_connections=config.web.max_connections,
+            reserved_descriptors=config.web.reserved_descriptors,
+        )
+        self.chat_settings = ChatSettings(
+            self.codec,
+            self.continuations,
+            self.chat,
+            config.handoff.ttl,
+            secure_cookie=config.handoff.base_url.startswith("https:"),
+            call_me=self.call_me if self.ami is not None else None,
+            agents=self.acd.chats,  # blended agents
+            bus=self.bus,
+        )
+        setup_chat(self.web.app, self.chat_settings)
+        if self.sms is not None:
+            setup_sms(self.web.app, self.sms, config.sms.inbound_token)
         setup_desktop(
             self.web.app,
             acd=self.acd,
             agents=self.agents,
             bus=self.bus,
-            secure_cookies=bool(config["desktop.secure_cookies"]),
-            session_check=float(config["desktop.session_check"]),
-            login_limits=login_limiter(config),
+            secure_cookies=config.desktop.secure_cookies,
+            session_check=config.desktop.session_check,
+            login_limits=login_limiter(config.desktop),
         )
 
+        self.routes: dict[str, Handler] = {"inbound": self.inbound}
+        self.routes["continue"] = self.inbound.continue_call  # "call me now"
+        self.agi = AgiServer(
+            self.route,
+            host=config.agi.host,
+            port=config.agi.port,
+            header_timeout=config.agi.header_timeout,
+            command_timeout=config.agi.command_timeout,
+        )
+        self._watcher: asyncio.Task[None] | None = None
+
+    def public_url(self) -> str:
+        """Where customers reach the chat pages: handoff.base_url, else this server (its port is
+        only known once it listens, so this is read when a link is made)."""
+        return self.config.handoff.base_url or f"http://{self.config.web.host}:{self.web.port}"
+
+    def _dlr_url(self) -> str:
+        """Where Kannel reports deliveries ({ref}: our reference; Kannel fills %d)."""
+        return f"{self.public_url()}/sms/kannel/dlr?key={self.config.sms.inbound_token}&ref={{ref}}&status=%d"
+
+    async def _open_journey(self, customer: str) -> str | None:
+        """The customer's journey open on another channel within the link lifetime, if any."""
+        return await self.continuations.open_journey_of_customer(customer, time.time() - self.config.handoff.ttl)
+
     def _queue_hours(self, journey: Journey, queue: Queue) -> BusinessHours | None:
-        """The journey's flow calendar named like the queue's skill or the queue, else its only one."""
+        """The calendar of the journey's flow for this queue (the rule the queue step uses too)."""
         try:
             hours = self.flows.get(journey.flow, journey.version).hours
         except KeyError:
             return None
-        found = hours.get(queue.skill or "") or hours.get(queue.queue)
-        return found or (next(iter(hours.values())) if len(hours) == 1 else None)
+        return calendar_for(hours, queue.queue, queue.skill)
 
     async def _start_acd(self) -> None:
         await self.bus.start()
@@ -218,7 +278,7 @@ class App:
             return None
         try:
             return await asyncio.wait_for(
-                self.customers.load_profile(customer_id=journey.customer_id), self.config["customers.lookup_timeout"]
+                self.customers.load_profile(customer_id=journey.customer_id), self.config.customers.lookup_timeout
             )
         except Exception as exc:
             log.error("profile of customer %s not loaded: %s", journey.customer_id, exc)
@@ -231,11 +291,11 @@ class App:
         if self.ami is None or journey is None or not journey.caller or journey.status != "active":
             return False
         action = originate(
-            self.config["callbacks.dial"].format(number=journey.caller),
+            self.config.callbacks.dial.format(number=journey.caller),
             context="ivr-continue",
             exten="s",
-            caller_id=str(self.config["sms.sender"] or "ivr"),
-            variables={"IVR_JOURNEY_ID": journey.id},
+            caller_id=self.config.sms.sender or "ivr",
+            variables={var.JOURNEY_ID: journey.id},
         )
         try:
             await self.ami.action(action)
@@ -247,22 +307,11 @@ class App:
         return True
 
     async def _start_text_channels(self) -> None:
-        self.chat_settings.call_me = self.call_me if self.ami is not None else None
-        self.chat_settings.agents, self.chat_settings.bus = self.acd.chats, self.bus  # blended agents
-        if not self.handoffs.base_url:
-            self.handoffs.base_url = f"http://{self.config['web.host']}:{self.web.port}"
         if self.codec is None:
             log.warning("continuation links are off until IVR_HANDOFF_SECRET (handoff.secret) is set")
-        if self.sms_provider is not None:
-            if isinstance(self.sms_provider, KannelProvider) and self.config["sms.inbound_token"]:
-                self.sms_provider.dlr_url = (
-                    f"{self.handoffs.base_url}/sms/kannel/dlr?key={self.config['sms.inbound_token']}"
-                    "&ref={ref}&status=%d"
-                )
-            await self.sms_provider.start()
-            if self.sms is not None:
-                await self.sms.start()
-            log.info("SMS channel on %s", self.sms_provider.name)
+        if self.sms_outbox is not None:
+            await self.sms_outbox.start()
+            log.info("SMS channel on %s", self.sms_outbox.provider.name)
 
     def route(self, env: AgiEnvironment) -> Handler | None:
         """An AGI route's name is the path in the dialplan's AGI() URL: agi://host:port/<route>."""
@@ -272,26 +321,36 @@ class App:
         try:
             if requested:
                 return self.flows.get(requested)
-            return self.flows.for_number(dialled) or self.flows.get(self.config["flows.default"])
+            return self.flows.for_number(dialled) or self.flows.get(self.config.flows.default)
         except KeyError:
-            raise ChannelError(f"no flow {requested or self.config['flows.default']!r} is loaded") from None
+            raise ChannelError(f"no flow {requested or self.config.flows.default!r} is loaded") from None
 
     def reload_flows(self) -> None:
         report = self.flows.reload()
         for name in report.loaded:
             log.info("flow ready: %s", name)
+        for problem in self._check_queues(report.loaded).problems:  # the flow runs; Asterisk will misroute
+            log.error("%s (calls there go to the catch-all queue)", problem)
+
+    def _check_queues(self, names: Iterable[str]) -> QueueCheck:
+        return check_queues(self.routing, [self.flows.get(n) for n in names], self.config.routing.queues_conf)
 
     async def start(self) -> None:
         report = self.flows.reload()
         if not self.flows.names():
             raise ConfigError(f"no usable flow in {self.flows.directory}: " + "; ".join(map(str, report.problems)))
-        if self.config["flows.default"] not in self.flows.names():
+        if self.config.flows.default not in self.flows.names():
             log.warning(
-                "default flow %r is not loaded; calls without a flow go to the fallback", self.config["flows.default"]
+                "default flow %r is not loaded; calls without a flow go to the fallback", self.config.flows.default
             )
+        queues = self._check_queues(self.flows.names())
+        if queues.problems:
+            raise ConfigError("queues Asterisk does not define:\n  " + "\n  ".join(queues.problems))
+        if queues.warning:
+            log.warning("%s", queues.warning)
         await self.store.start()  # brings the database schema to head first
         await self.web.start()
-        if not self.config["api.token"]:
+        if not self.config.api.token:
             log.warning("HTTP API disabled (it answers 503) until IVR_API_TOKEN is set")
         await self._start_text_channels()
         await self._start_acd()
@@ -300,7 +359,7 @@ class App:
         self._watcher = asyncio.create_task(self._watch_flows(), name="flow-watcher")
         log.info(
             "FastAGI listening on %s:%d with flows %s",
-            self.config["agi.host"],
+            self.config.agi.host,
             self.agi.port,
             ", ".join(self.flows.names()),
         )
@@ -308,7 +367,7 @@ class App:
     async def _start_speech(self) -> None:
         """A model asked for but missing is a ConfigError (start-up fails, clearly); a port that
         cannot be bound only costs speech: calls go on with keys, said once at ERROR."""
-        speech = await speech_from_config(self.config)
+        speech = await speech_from_config(self.config.speech, self.config.prompts.dir)
         if speech is None:
             return
         try:
@@ -317,13 +376,13 @@ class App:
             log.error("speech off: cannot listen for AudioSocket on %s: %s", speech.server.address, exc)
             await speech.stop()
             return
+        self.speech_slot.hold(speech)
         self.speech = speech
-        self.inbound.speech = speech
 
     async def stop(self) -> None:
         await self.agi.stop()
         if self.speech is not None:
-            self.inbound.speech = None
+            self.speech_slot.hold(None)
             await self.speech.stop()
             self.speech = None
         if self._watcher:
@@ -333,15 +392,13 @@ class App:
             self._watcher = None
         await self.web.stop()
         await self._stop_acd()
-        if self.sms is not None:
-            await self.sms.stop()
-        if self.sms_provider is not None:
-            await self.sms_provider.stop()
+        if self.sms_outbox is not None:
+            await self.sms_outbox.stop()
         await self.store.stop()
         log.info("stopped after %d calls: %s", self.inbound.calls, self.inbound.finished)
 
     async def _watch_flows(self) -> None:
-        interval = float(self.config["flows.watch_interval"])
+        interval = self.config.flows.watch_interval
         while True:
             await asyncio.sleep(interval)
             try:

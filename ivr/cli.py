@@ -23,7 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ivr.logs import setup_logging
 
     config = _config(args)
-    setup_logging(config["log.level"])
+    setup_logging(config.log.level)
     try:
         import uvloop
 
@@ -36,9 +36,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ivr.flow.loader import check_paths
+    from ivr.routing.queues_conf import check_queues
+    from ivr.routing.rules import RoutingRules
 
-    paths = [Path(p) for p in args.paths] or [Path(_config(args)["flows.dir"])]
-    flows, problems = check_paths(paths)
+    config = _config(args)
+    paths = [Path(p) for p in args.paths] or [Path(config.flows.dir)]
+    flows, flow_problems = check_paths(paths)
+    queues = check_queues(RoutingRules.from_settings(config.routing), flows, config.routing.queues_conf)
+    if queues.warning:
+        print(f"warning: {queues.warning}", file=sys.stderr)
+    problems = [*map(str, flow_problems), *queues.problems]
     for problem in problems:
         print(problem)
     for flow in flows:
@@ -55,14 +62,14 @@ def cmd_prompts_build(args: argparse.Namespace) -> int:
     from ivr.prompts.build import PromptItem, build_prompts
 
     config = _config(args)
-    flows, problems = check_paths([Path(config["flows.dir"])])
+    flows, problems = check_paths([Path(config.flows.dir)])
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
-    prefix = config["prompts.prefix"]
+    prefix = config.prompts.prefix
     items = [PromptItem(p.audio_name(prefix), p.text) for p in SYSTEM_PROMPTS]
     for flow in flows:
         items += [PromptItem(p.audio_name(prefix), p.text) for p in flow.prompts() if not p.audio]
-    out = args.out or config["prompts.dir"]
+    out = args.out or config.prompts.dir
     if not out:
         print("error: give --out DIR or set prompts.dir (Asterisk's sounds directory)", file=sys.stderr)
         return 2
@@ -71,7 +78,7 @@ def cmd_prompts_build(args: argparse.Namespace) -> int:
         print(f"[{done}/{total}] {name}", file=sys.stderr)
 
     report = build_prompts(
-        items, Path(out), engine=args.engine or config["prompts.engine"], progress=progress, force=args.force
+        items, Path(out), engine=args.engine or config.prompts.engine, progress=progress, force=args.force
     )
     print(
         f"{len(report.rendered)} rendered, {len(report.skipped)} up to date, engine {report.engine}, "
@@ -84,7 +91,7 @@ def cmd_flow_diagram(args: argparse.Namespace) -> int:
     from ivr.flow.diagram import mermaid
     from ivr.flow.loader import check_paths
 
-    flows, _ = check_paths([Path(_config(args)["flows.dir"])])
+    flows, _ = check_paths([Path(_config(args).flows.dir)])
     by_name = {f.name: f for f in flows}
     if args.name not in by_name:
         print(f"error: no valid flow {args.name!r} (found: {', '.join(sorted(by_name))})", file=sys.stderr)
@@ -155,7 +162,7 @@ def cmd_customers(args: argparse.Namespace) -> int:
         store = JourneyStore(make_engine(config.database_url))
         await store.start()
         try:
-            customers = CustomerStore(store.engine, country_code=config["phone.country_code"])
+            customers = CustomerStore(store.engine, country_code=config.phone.country_code)
             who = args.who
             customer_id = await customers.find("phone", who) if who.startswith("+") or who.isdigit() else who
             profile = await customers.load_profile(customer_id=customer_id) if customer_id else None
@@ -265,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agi-port", type=int)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check", help="validate flow files; prints file:line: step: message")
+    p = sub.add_parser(
+        "check", help="validate flow files and their queues (routing.queues_conf); prints file:line: step: message"
+    )
     p.add_argument("paths", nargs="*")
     p.set_defaults(func=cmd_check)
 

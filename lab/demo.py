@@ -70,15 +70,15 @@ def say(text: str) -> None:
 
 
 def build_demo_prompts(config: Config, sounds_dir: Path) -> None:
-    flows, problems = check_paths([Path(config["flows.dir"])])
+    flows, problems = check_paths([Path(config.flows.dir)])
     for problem in problems:
         say(f"  flow problem (skipped): {problem}")
-    prefix = config["prompts.prefix"]
+    prefix = config.prompts.prefix
     items = [PromptItem(p.audio_name(prefix), p.text) for p in SYSTEM_PROMPTS]
     for flow in flows:
         items += [PromptItem(p.audio_name(prefix), p.text) for p in flow.prompts() if not p.audio]
     report = build_prompts(
-        items, sounds_dir, engine=config["prompts.engine"], progress=lambda i, n, name: say(f"  [{i}/{n}] {name}")
+        items, sounds_dir, engine=config.prompts.engine, progress=lambda i, n, name: say(f"  [{i}/{n}] {name}")
     )
     say(f"  {len(report.rendered)} rendered, {len(report.skipped)} up to date (engine {report.engine})")
 
@@ -136,7 +136,7 @@ def _run_demo(config: Config) -> int:
     lab = AsteriskLab(progress=lambda line: say(f"  {line}"))
     lab.provision()
     lab.install_config()
-    demo_dir = Path(config["data_dir"]) / "demo"
+    demo_dir = config.data_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
     # The controller reads the prompts Asterisk plays (spoken menus stream them over AudioSocket);
     # in the lab they live inside the Asterisk root.

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.client import AmiError
@@ -125,6 +126,8 @@ class Callbacks:
         self.open: list[dict[str, Any]] = []  # cache of open tickets, refreshed by the dispatcher
         self._dialing: dict[str, dict[str, Any]] = {}  # action id -> ticket
         self._task: asyncio.Task[None] | None = None
+        if acd.ami is not None:  # registered after the ACD: sees every event after the ACD did
+            acd.ami.on_event(self.on_event)
 
     # ------------------------------------------------------------------ what the caller hears
 
@@ -213,12 +216,14 @@ class Callbacks:
         attempts = int(row["attempts"]) + 1
         await self.store.set_status(row["id"], "dialing", attempts=attempts)
         context = dict(row["context"] or {})
-        variables = {f"__{k}": v for k, v in context.items() if k.startswith("IVR_") and "," not in v}
+        variables = {
+            var.inherited(k): v for k, v in context.items() if k.startswith(var.JOURNEY_PREFIX) and "," not in v
+        }
         variables.update(
             {
-                "IVR_QUEUE": row["queue"],
-                "QUEUE_PRIO": str(CALLBACK_PRIORITY),
-                "__IVR_CALLBACK_ID": row["id"],
+                var.QUEUE: row["queue"],
+                var.QUEUE_PRIO: str(CALLBACK_PRIORITY),
+                var.inherited(var.CALLBACK_ID): row["id"],
             }
         )
         action_id = f"cb-{row['id']}-{attempts}"
@@ -247,18 +252,18 @@ class Callbacks:
             row = self._dialing.pop(event.action_id)
             if event.response.lower() != "success":
                 await self._failed(row, int(row["attempts"]) + 1, f"originate {event.response} ({event.reason})")
-        elif isinstance(event, ev.QueueCallerJoin) and event.caller.variables.get("IVR_CALLBACK_ID"):
+        elif isinstance(event, ev.QueueCallerJoin) and event.caller.variables.get(var.CALLBACK_ID):
             call = self.acd.waiting.get(event.caller.uniqueid)
             if call is not None:
-                call["callback"] = event.caller.variables["IVR_CALLBACK_ID"]
-        elif isinstance(event, ev.QueueCallerAbandon) and event.caller.variables.get("IVR_CALLBACK_ID"):
+                call["callback"] = event.caller.variables[var.CALLBACK_ID]
+        elif isinstance(event, ev.QueueCallerAbandon) and event.caller.variables.get(var.CALLBACK_ID):
             # the customer answered the callback but hung up before an agent did: try again later
-            left = event.caller.variables["IVR_CALLBACK_ID"]
+            left = event.caller.variables[var.CALLBACK_ID]
             rows = [r for r in self.open if r["id"] == left]
             if rows:
                 await self._failed(rows[0], int(rows[0]["attempts"]), "customer left the queue")
         elif isinstance(event, ev.AgentConnect):
-            ticket = event.caller.variables.get("IVR_CALLBACK_ID")
+            ticket = event.caller.variables.get(var.CALLBACK_ID)
             if ticket:
                 await self.store.set_status(ticket, "done")
                 await self._record(event.caller.journey_id, "callback_connected", ticket=ticket, queue=event.queue)

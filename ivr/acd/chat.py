@@ -9,21 +9,22 @@ from the journey to ``agent.<id>``, and from then on relays messages both ways:
 * agent -> customer: the desktop's ``chat.send`` becomes ``agent.message`` on ``chat.<contact_id>``
   (the chat channel subscribes to that topic), ``chat.end`` becomes ``agent.closed``.
 
-See /work/notes/issue5-api.md for the message shapes.
+The offers see the ACD only through :class:`AgentDesk` (what they use of it), so this module does
+not import the ACD service, which owns one ``ChatOffers``: no import cycle between the two.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ivr.acd.service import Acd
+from ivr.acd.agents import AgentState
+from ivr.acd.topics import agent_topic, chat_topic
+from ivr.bus.pubsub import Bus
 
-
-def chat_topic(contact_id: str) -> str:
-    return f"chat.{contact_id}"
+__all__ = ["AgentDesk", "ChatContact", "ChatOffers", "chat_topic"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,29 @@ class ChatContact:
         }
 
 
+class AgentDesk(Protocol):
+    """What the offers need of the ACD (:class:`ivr.acd.service.Acd`): agents, pops, the bus, the log."""
+
+    bus: Bus
+    states: dict[str, AgentState]
+
+    def agents_with_skill(self, skill: str, predicate: Callable[[AgentState], bool]) -> list[AgentState]: ...
+    async def pop_for(self, call: dict[str, Any]) -> dict[str, Any]: ...
+    async def publish_state(self, agent_id: str, **extra: Any) -> None: ...
+    async def record(self, journey_id: str | None, kind: str, **data: Any) -> None: ...
+    def authorize(
+        self,
+        agent_id: str,
+        action: str,
+        *,
+        journey_id: str | None = None,
+        contact_id: str | None = None,
+        open_only: bool = False,
+    ) -> None: ...
+
+
 class ChatOffers:
-    def __init__(self, acd: Acd) -> None:
+    def __init__(self, acd: AgentDesk) -> None:
         self.acd = acd
         #: contact_id -> (agent_id, contact)
         self.active: dict[str, tuple[str, ChatContact]] = {}
@@ -67,8 +89,6 @@ class ChatOffers:
             {"uniqueid": contact.contact_id, "journey_id": contact.journey_id, "called_at": now, "queue": contact.skill}
         )
         pop["channel"] = contact.channel
-        from ivr.acd.service import agent_topic
-
         await self.acd.bus.publish(
             agent_topic(state.agent_id), {"type": "chat.offer", "contact": contact.to_dict(), "pop": pop}
         )
@@ -87,8 +107,6 @@ class ChatOffers:
         agent_id = self.agent_of(contact_id)
         if agent_id is None:
             return False
-        from ivr.acd.service import agent_topic
-
         await self.acd.bus.publish(
             agent_topic(agent_id),
             {"type": "chat.message", "contact_id": contact_id, "from": "customer", "text": text, "at": time.time()},
@@ -121,8 +139,6 @@ class ChatOffers:
         state = self.acd.states.get(owner)
         if state is not None:
             state.drop_chat(contact_id)
-        from ivr.acd.service import agent_topic
-
         if by == "agent":
             await self.acd.bus.publish(
                 chat_topic(contact_id),

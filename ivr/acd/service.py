@@ -29,8 +29,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ivr.acd.agents import AgentState
+from ivr.acd.chat import ChatOffers
 from ivr.acd.permissions import loggable, refusal
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
+from ivr.acd.topics import agent_topic
+from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.actions import Action
@@ -39,6 +42,9 @@ from ivr.bus.pubsub import Bus, MemoryBus
 from ivr.flow.model import Interaction
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore
+
+#: ``agent_topic`` stays importable from here for the desktop; it lives in ivr.acd.topics.
+__all__ = ["DISPOSITIONS", "Acd", "agent_topic"]
 
 log = logging.getLogger(__name__)
 #: the ``audit`` logger: one line per refused agent action (who, what, which ids, bounded)
@@ -53,10 +59,6 @@ RECENT_CONTACT_S = 3600.0
 
 class NotYourContact(PermissionError):
     """An agent named a journey or contact that is not (or no longer) theirs."""
-
-
-def agent_topic(agent_id: str) -> str:
-    return f"agent.{agent_id}"
 
 
 class Acd:
@@ -84,11 +86,7 @@ class Acd:
         self.rebuilds = 0
         #: ms from AgentCalled to painted in the browser, the latest PAINT_SAMPLES, for metrics
         self.paint_ms: deque[float] = deque(maxlen=PAINT_SAMPLES)
-        from ivr.acd.chat import ChatOffers  # circular at import time only
-
         self.chats = ChatOffers(self)
-        #: set by the App (ivr.acd.callbacks.Callbacks): sees every event after the ACD did
-        self.callbacks: Any = None
         if ami is not None:
             ami.on_event(self.handle)
             ami.on_connected(self.rebuild)
@@ -327,8 +325,6 @@ class Acd:
             await self._cancel_ringing(uid, why="caller hung up")
         elif isinstance(event, ev.Shutdown):
             log.warning("Asterisk is shutting down (restart=%s)", event.restart)
-        if self.callbacks is not None:
-            await self.callbacks.on_event(event)
 
     def _waiting_from(self, queue: str, caller: ev.Channel, joined_at: float, position: int) -> dict[str, Any]:
         call = {
@@ -389,7 +385,7 @@ class Acd:
                 call = self._waiting_from(item.queue, item.caller, now - item.wait, item.position)
                 if not call["journey_id"] and self.ami is not None:
                     with contextlib.suppress(AmiError):
-                        call["journey_id"] = await self.ami.getvar(item.caller.name, "IVR_JOURNEY_ID")
+                        call["journey_id"] = await self.ami.getvar(item.caller.name, var.JOURNEY_ID)
                 self._prepare(call)
         self.rebuilds += 1
         owned = {s.interface for s in self.states.values() if s.logged_in}

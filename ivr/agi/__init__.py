@@ -18,10 +18,9 @@ from ivr.agi.protocol import (
     Reply,
     UsageError,
 )
-from ivr.agi.server import IVR_ACTION, AgiServer, AgiSession, Handler, Router
+from ivr.agi.server import AgiServer, AgiSession, Handler, Router
 
 __all__ = [
-    "IVR_ACTION",
     "NEED_DATA",
     "AgiConnection",
     "AgiEnvironment",

@@ -42,15 +42,13 @@ from ivr.agi.protocol import (
     Reply,
     UsageError,
 )
+from ivr.agi.variables import ACTION
 from ivr.errors import CallEnded, ChannelError, CommandTimeout, IvrError, RemoteProtocolError
 from ivr.logs import call_id
 
-__all__ = ["IVR_ACTION", "AgiServer", "AgiSession", "Handler", "Router"]
+__all__ = ["AgiServer", "AgiSession", "Handler", "Router"]
 
 log = logging.getLogger("ivr.agi")
-
-#: Channel variable the dialplan reads after ``AGI()`` returns to pick the next step.
-IVR_ACTION: Final = "IVR_ACTION"
 
 _READ_SIZE: Final = 64 * 1024
 #: Bound on the fallback SET VARIABLE after a failure: the call must not wait long for it.
@@ -273,7 +271,7 @@ class AgiServer:
         self._header_timeout = header_timeout
         self._command_timeout = command_timeout
         self._fallback_action = fallback_action
-        self._fallback_command = commands.set_variable(IVR_ACTION, fallback_action)  # validates
+        self._fallback_command = commands.set_variable(ACTION, fallback_action)  # validates
         self._hangup_grace = hangup_grace
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -458,7 +456,7 @@ class AgiServer:
         except CallEnded:
             log.info("caller hung up before the fallback was set")
         except (IvrError, OSError) as exc:
-            log.warning("could not set %s for the dialplan fallback: %s", IVR_ACTION, exc)
+            log.warning("could not set %s for the dialplan fallback: %s", ACTION, exc)
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivr.agi import variables as var
 from ivr.errors import IvrError
 
 Headers = Mapping[str, Any]
@@ -87,7 +88,7 @@ class Channel:
 
     @property
     def journey_id(self) -> str | None:
-        return self.variables.get("IVR_JOURNEY_ID") or None
+        return self.variables.get(var.JOURNEY_ID) or None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from ivr.flow.model import (
 )
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
+from ivr.routing.rules import RoutingRules
 from ivr.speech.intents import IntentMatcher
 from ivr.store.journeys import JourneyStore
 
@@ -194,10 +195,12 @@ class TextFlows:
         handoff: HandoffRunner | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
         queue_desk: QueueDesk | None = None,
+        routing: RoutingRules | None = None,
     ) -> None:
         """``queue_desk``: position, wait and callbacks for queue steps (None: no estimates)."""
         self.queue_desk = queue_desk
         self.channel = channel
+        self.routing = routing
         self.flows = flows
         self.store = store
         self.profile = profile
@@ -217,7 +220,7 @@ class TextFlows:
 
     async def _machine(self, journey: Journey) -> FlowMachine:
         profile = await self.profile(journey) if self.profile is not None else None
-        return FlowMachine(self.flows, journey, profile=profile, half_life=self.half_life)
+        return FlowMachine(self.flows, journey, profile=profile, half_life=self.half_life, routing=self.routing)
 
     async def begin(self, journey: Journey) -> View:
         """A new journey started on this channel (an SMS from an unknown conversation)."""

@@ -29,6 +29,7 @@ import logging
 import secrets
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -180,16 +181,22 @@ class Handoffs:
         records: ContinuationRecords,
         sms: SmsSender | None,
         *,
-        base_url: str,
+        base_url: str | Callable[[], str],
         ttl: float,
     ) -> None:
+        """``base_url``: the chat pages' public address put in links; a function when it is only
+        known once the HTTP server listens (port 0), read at each link."""
         self.codec = codec
         self.records = records
         self.sms = sms
-        self.base_url = base_url
+        self._base_url = base_url
         self.ttl = ttl
         self.sent = 0
         self._warned = False
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url() if callable(self._base_url) else self._base_url
 
     def _off(self, why: str) -> None:
         if not self._warned:

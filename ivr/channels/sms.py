@@ -73,7 +73,7 @@ class KannelProvider:
         password: str,
         *,
         sender: str = "",
-        dlr_url: str = "",
+        dlr_url: str | Callable[[], str] = "",
         timeout: float = 5.0,
     ) -> None:
         if not password:
@@ -82,7 +82,9 @@ class KannelProvider:
         self.username = username
         self.password = password
         self.sender = sender
-        self.dlr_url = dlr_url  # with "{ref}": our reference; Kannel fills %d (the status)
+        #: with "{ref}": our reference; Kannel fills %d (the status). A function when the address
+        #: is only known once the HTTP server listens (port 0): read at each send.
+        self.dlr_url = dlr_url
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
@@ -107,9 +109,10 @@ class KannelProvider:
         }
         if self.sender:
             params["from"] = self.sender
-        if self.dlr_url:
+        dlr_url = self.dlr_url() if callable(self.dlr_url) else self.dlr_url
+        if dlr_url:
             params["dlr-mask"] = self.DLR_MASK
-            params["dlr-url"] = self.dlr_url.replace("{ref}", reference)
+            params["dlr-url"] = dlr_url.replace("{ref}", reference)
         try:
             async with self._session.get(self.sendsms_url, params=params) as reply:
                 body = await reply.text()
@@ -160,53 +163,43 @@ class _Turns:
     users: int = 0
 
 
-class SmsChannel:
-    """The SMS channel: send, receive, and run journeys whose turns are messages.
+class SmsOutbox:
+    """Sending messages, queueing replies for a gateway that is down, and matching the gateway's
+    delivery reports to journeys.
 
-    **One conversation per number, in order.** Messages from one number are handled one at a
-    time, in the order they arrived (asyncio locks are FIFO): without it, a burst from one number
-    found no open journey in each concurrent request and started one journey per message.
+    Apart from :class:`SmsChannel` because more than the SMS conversation sends: continuation
+    links (``ivr.channels.handoff.Handoffs``) go out this way too, and the SMS conversation's
+    flows send those links. With the outbox first, each is built with what it needs.
 
-    **A reply never fails the message it answers.** By the time a reply is sent the journey has
-    advanced and been saved; if the gateway is unreachable then, the reply waits in an in-order
-    outbox that a background task (``start``/``stop``) sends with backoff (``retry_first`` doubling
-    up to ``retry_max`` seconds), one WARNING when the gateway goes and one INFO when it is back.
-    A reply older than ``max_age`` seconds, or beyond ``max_queued``, is dropped with a WARNING:
-    a menu hours late would answer a question the customer no longer has.
+    ``send`` sends now and raises when the gateway refuses (a hand-off tells the caller at once
+    whether the link went out). ``queue`` is for replies: **a reply never fails the message it
+    answers.** By the time a reply is sent the journey has advanced and been saved; if the gateway
+    is unreachable then, the reply waits in an in-order queue that a background task
+    (``start``/``stop``) sends with backoff (``retry_first`` doubling up to ``retry_max`` seconds),
+    one WARNING when the gateway goes and one INFO when it is back. A reply older than ``max_age``
+    seconds, or beyond ``max_queued``, is dropped with a WARNING: a menu hours late would answer a
+    question the customer no longer has.
     """
 
     def __init__(
         self,
         provider: SmsProvider,
-        text: TextFlows,
         store: JourneyStore,
         *,
-        pick_flow: Callable[[], Flow],
-        profiles: ProfileSource | None = None,
-        open_journeys: OpenJourneys | None = None,
-        country_code: str = "",
         retry_first: float = 1.0,
         retry_max: float = 60.0,
         max_age: float = 3600.0,
         max_queued: int = 5000,
     ) -> None:
         self.provider = provider
-        self.text = text
         self.store = store
-        self.pick_flow = pick_flow
-        self.profiles = profiles
-        self.open_journeys = open_journeys
-        self.country_code = country_code
-        self._open: dict[str, str] = {}  # number -> journey id waiting for that number's reply
         self._refs: dict[str, tuple[str, str | None]] = {}  # our reference -> (journey, customer), for reports
-        self.received = 0
         self.sent = 0
         self.retry_first = retry_first
         self.retry_max = retry_max
         self.max_age = max_age
         self.max_queued = max_queued
-        self._turns: dict[str, _Turns] = {}
-        self._outbox: deque[_Reply] = deque()
+        self._replies: deque[_Reply] = deque()
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._gateway_down = False
@@ -214,12 +207,13 @@ class SmsChannel:
     @property
     def queued(self) -> int:
         """Replies waiting for the gateway."""
-        return len(self._outbox)
+        return len(self._replies)
 
     async def start(self) -> None:
-        """Start the task that sends the outbox (replies are queued, never sent by the request)."""
+        """Start the gateway, then the task that sends queued replies."""
+        await self.provider.start()
         if self._sender is None:
-            self._sender = asyncio.create_task(self._send_outbox(), name="sms-outbox")
+            self._sender = asyncio.create_task(self._send_replies(), name="sms-outbox")
 
     async def stop(self) -> None:
         if self._sender is not None:
@@ -227,11 +221,12 @@ class SmsChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
             self._sender = None
-        if self._outbox:
-            log.warning("%d SMS reply(ies) not sent at shutdown", len(self._outbox))
+        if self._replies:
+            log.warning("%d SMS reply(ies) not sent at shutdown", len(self._replies))
+        await self.provider.stop()
 
     async def send(self, to: str, text: str, *, journey_id: str | None = None, customer_id: str | None = None) -> str:
-        """Send one message; it goes to the journey's log (``sms_sent``) when it belongs to one."""
+        """Send one message now; it goes to the journey's log (``sms_sent``) when it belongs to one."""
         reference = uuid.uuid4().hex
         await self.provider.send(to, text, reference)
         self.sent += 1
@@ -242,6 +237,16 @@ class SmsChannel:
             await self._log(journey_id, customer_id, "sms_sent", {"reference": reference, "length": len(text)})
         return reference
 
+    def queue(self, to: str, text: str, *, journey_id: str, customer_id: str | None) -> None:
+        """A reply, sent in order by the background task (never by the request that made it)."""
+        if len(self._replies) >= self.max_queued:
+            dropped = self._replies.popleft()
+            log.warning(
+                "SMS outbox full (%d): dropped the oldest reply, to journey %s", self.max_queued, dropped.journey_id
+            )
+        self._replies.append(_Reply(to, text, journey_id, customer_id))
+        self._wake.set()
+
     async def _log(self, journey_id: str, customer_id: str | None, kind: str, data: dict[str, Any]) -> None:
         self.store.append(journey_id, customer_id, "sms", [Interaction(kind, None, data, time.time())])
 
@@ -250,6 +255,82 @@ class SmsChannel:
         found = self._refs.get(reference)
         if found is not None:
             await self._log(found[0], found[1], "sms_delivery", {"reference": reference, "status": status})
+
+    async def _send_replies(self) -> None:
+        """Send queued replies in order; on a gateway that cannot be reached, wait and retry."""
+        delay = self.retry_first
+        while True:
+            if not self._replies:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            reply = self._replies[0]
+            if time.monotonic() - reply.queued_at > self.max_age:
+                self._replies.popleft()
+                log.warning("SMS reply to journey %s dropped: not sent within %gs", reply.journey_id, self.max_age)
+                continue
+            try:
+                await self.send(reply.to, reply.text, journey_id=reply.journey_id, customer_id=reply.customer_id)
+            except SmsError as exc:
+                if not exc.retryable:
+                    self._replies.popleft()
+                    log.error("SMS reply to journey %s refused, not retried: %s", reply.journey_id, exc)
+                    continue
+                if not self._gateway_down:
+                    self._gateway_down = True
+                    log.warning("SMS gateway down, %d reply(ies) wait and are retried: %s", len(self._replies), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            except Exception:  # a bug must not stop every later reply
+                self._replies.popleft()
+                log.exception("SMS reply to journey %s failed", reply.journey_id)
+                continue
+            self._replies.popleft()
+            delay = self.retry_first
+            if self._gateway_down:
+                self._gateway_down = False
+                log.info("SMS gateway back; %d reply(ies) still queued", len(self._replies))
+
+
+class SmsChannel:
+    """The SMS channel: receive, and run journeys whose turns are messages; replies go out by the outbox.
+
+    **One conversation per number, in order.** Messages from one number are handled one at a
+    time, in the order they arrived (asyncio locks are FIFO): without it, a burst from one number
+    found no open journey in each concurrent request and started one journey per message.
+    """
+
+    def __init__(
+        self,
+        outbox: SmsOutbox,
+        text: TextFlows,
+        *,
+        pick_flow: Callable[[], Flow],
+        profiles: ProfileSource | None = None,
+        open_journeys: OpenJourneys | None = None,
+        country_code: str = "",
+    ) -> None:
+        self.outbox = outbox
+        self.text = text
+        self.pick_flow = pick_flow
+        self.profiles = profiles
+        self.open_journeys = open_journeys
+        self.country_code = country_code
+        self._open: dict[str, str] = {}  # number -> journey id waiting for that number's reply
+        self._turns: dict[str, _Turns] = {}
+        self.received = 0
+
+    @property
+    def queued(self) -> int:
+        """Replies waiting for the gateway."""
+        return self.outbox.queued
+
+    async def send(self, to: str, text: str, *, journey_id: str | None = None, customer_id: str | None = None) -> str:
+        return await self.outbox.send(to, text, journey_id=journey_id, customer_id=customer_id)
+
+    async def delivery(self, reference: str, status: str) -> None:
+        await self.outbox.delivery(reference, status)
 
     async def incoming(self, sender: str, text: str) -> str | None:
         """An MO message: answer the open journey of this number, or start one. Returns its id."""
@@ -282,7 +363,7 @@ class SmsChannel:
         view = await self.text.answer(journey_id, text) if journey_id else None
         if view is None:
             view = await self._begin(number)
-        await self._reply(number, view)
+        self._reply(number, view)
         return view.journey_id
 
     async def _begin(self, number: str) -> View:
@@ -294,56 +375,14 @@ class SmsChannel:
             journey.customer = {**profile.fields, "verified": profile.verified, "contacts": profile.contacts}
         return await self.text.begin(journey)
 
-    async def _reply(self, number: str, view: View) -> None:
+    def _reply(self, number: str, view: View) -> None:
         if view.waiting is not None:
             self._open[number] = view.journey_id
         else:
             self._open.pop(number, None)
         body = sms_text(view)
         if body:
-            if len(self._outbox) >= self.max_queued:
-                dropped = self._outbox.popleft()
-                log.warning(
-                    "SMS outbox full (%d): dropped the oldest reply, to journey %s", self.max_queued, dropped.journey_id
-                )
-            self._outbox.append(_Reply(number, body, view.journey_id, view.customer_id))
-            self._wake.set()
-
-    async def _send_outbox(self) -> None:
-        """Send queued replies in order; on a gateway that cannot be reached, wait and retry."""
-        delay = self.retry_first
-        while True:
-            if not self._outbox:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            reply = self._outbox[0]
-            if time.monotonic() - reply.queued_at > self.max_age:
-                self._outbox.popleft()
-                log.warning("SMS reply to journey %s dropped: not sent within %gs", reply.journey_id, self.max_age)
-                continue
-            try:
-                await self.send(reply.to, reply.text, journey_id=reply.journey_id, customer_id=reply.customer_id)
-            except SmsError as exc:
-                if not exc.retryable:
-                    self._outbox.popleft()
-                    log.error("SMS reply to journey %s refused, not retried: %s", reply.journey_id, exc)
-                    continue
-                if not self._gateway_down:
-                    self._gateway_down = True
-                    log.warning("SMS gateway down, %d reply(ies) wait and are retried: %s", len(self._outbox), exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
-                continue
-            except Exception:  # a bug must not stop every later reply
-                self._outbox.popleft()
-                log.exception("SMS reply to journey %s failed", reply.journey_id)
-                continue
-            self._outbox.popleft()
-            delay = self.retry_first
-            if self._gateway_down:
-                self._gateway_down = False
-                log.info("SMS gateway back; %d reply(ies) still queued", len(self._outbox))
+            self.outbox.queue(number, body, journey_id=view.journey_id, customer_id=view.customer_id)
 
 
-__all__ = ["KannelProvider", "SmsChannel", "SmsError", "SmsProvider", "sms_text"]
+__all__ = ["KannelProvider", "SmsChannel", "SmsError", "SmsOutbox", "SmsProvider", "sms_text"]

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ivr.agi import commands as agi
+from ivr.agi import variables as var
 from ivr.agi.server import AgiSession
 from ivr.channels import queuedesk
 from ivr.channels.queuedesk import QueueDesk
@@ -71,6 +72,7 @@ from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
 from ivr.flow.steps.transfer import TRANSFER_NUMBER
 from ivr.flow.system import started_over
+from ivr.routing.rules import RoutingRules
 from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
@@ -81,13 +83,6 @@ SILENCE_FILE = "silence/1"
 #: After a lone accept key ("1") of a prefill offer, how long more keys may still turn it into a number.
 OFFER_CONFIRM_MS = 2000
 
-# Channel variable names shared with extensions.conf: keep them in one place.
-VAR_ACTION = "IVR_ACTION"
-VAR_QUEUE = "IVR_QUEUE"
-VAR_QUEUE_TIMEOUT = "IVR_QUEUE_TIMEOUT"
-VAR_QUEUE_PRIO = "QUEUE_PRIO"
-#: Where a menu's Read() leaves the caller's key (not inherited: it never reaches an agent's channel).
-VAR_MENU_KEY = "IVR_MENU_KEY"
 #: How a transfer reaches a phone number unless ``transfer.dial`` says otherwise.
 DEFAULT_TRANSFER_DIAL = "PJSIP/{number}@trunk"
 #: Read() ends input on '#': a menu offering '#' as a key is played fragment by fragment instead.
@@ -159,10 +154,10 @@ class VoiceChannel:
                     await self.queue(command)
                     return None
                 case Hangup():
-                    await self.session.set_variable(VAR_ACTION, "hangup")
+                    await self.session.set_variable(var.ACTION, "hangup")
                     return None
                 case Fallback():
-                    await self.session.set_variable(VAR_ACTION, "fallback")
+                    await self.session.set_variable(var.ACTION, "fallback")
                     return None
                 case EstimateWait():
                     return await self.estimate(command)
@@ -246,12 +241,12 @@ class VoiceChannel:
         itself failed (not there, bad arguments): the caller gets the fragments one by one.
         """
         reply = await self.session.command(
-            agi.exec_app("Read", [VAR_MENU_KEY, "&".join(fragments), "1", "", "1", f"{timeout:g}"])
+            agi.exec_app("Read", [var.MENU_KEY, "&".join(fragments), "1", "", "1", f"{timeout:g}"])
         )
         if reply.result_int < 0:  # a hangup became CallEnded in the session; this is Read failing
             log.error("Read failed for a menu (%s): playing its fragments one by one", reply.raw)
             return None
-        key = agi.variable_from_reply(await self.session.command(agi.get_variable(VAR_MENU_KEY)))
+        key = agi.variable_from_reply(await self.session.command(agi.get_variable(var.MENU_KEY)))
         return InputResult("match", "dtmf", key) if key else InputResult("noinput", "dtmf")
 
     async def ask(self, ask: Ask) -> InputResult:
@@ -318,10 +313,10 @@ class VoiceChannel:
     async def queue(self, queue: Queue) -> None:
         for name, value in queue.variables.items():
             await self.session.set_variable(f"__{name}", value)  # '__': inherited by the agent's leg
-        await self.session.set_variable(VAR_QUEUE, queue.queue)
-        await self.session.set_variable(VAR_QUEUE_PRIO, str(queue.priority))
-        await self.session.set_variable(VAR_QUEUE_TIMEOUT, str(queue.timeout))
-        await self.session.set_variable(VAR_ACTION, "queue")
+        await self.session.set_variable(var.QUEUE, queue.queue)
+        await self.session.set_variable(var.QUEUE_PRIO, str(queue.priority))
+        await self.session.set_variable(var.QUEUE_TIMEOUT, str(queue.timeout))
+        await self.session.set_variable(var.ACTION, "queue")
 
     async def estimate(self, command: EstimateWait) -> QueueEstimate:
         """The queue desk's estimate for the queue step (``ivr.channels.queuedesk``)."""
@@ -395,6 +390,18 @@ def dial_string(destination: str, number_template: str) -> str:
     return f"PJSIP/{destination}"
 
 
+class SpeechSource(Protocol):
+    """Where a call finds the speech service, if one is running.
+
+    A provider rather than the service itself: the composition root builds the calls' handler
+    before the service exists (it is loaded, and its port bound, in ``start()``) and drops it in
+    ``stop()``, so each call reads ``current`` when it starts. ``None``: menus take keys only.
+    """
+
+    @property
+    def current(self) -> SpeechMenus | None: ...
+
+
 class ProfileSource(Protocol):
     """Caller id -> what the company knows about the caller (``ivr.store.customers.CallerProfiles``).
 
@@ -417,13 +424,22 @@ class InboundCalls:
         clock: Callable[[], datetime] | None = None,
         profiles: ProfileSource | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
-        speech: SpeechMenus | None = None,
+        speech: SpeechSource | None = None,
+        queue_desk: QueueDesk | None = None,
+        handoff: HandoffRunner | None = None,
+        open_journeys: Callable[[str], Awaitable[str | None]] | None = None,
+        routing: RoutingRules | None = None,
         transfer_dial: str = DEFAULT_TRANSFER_DIAL,
     ) -> None:
+        """``speech``: the running speech service, if any (None: keys only). ``queue_desk``:
+        position, wait and callbacks (None without AMI). ``handoff``: sends continuation links.
+        ``open_journeys``: customer id -> their journey open on another channel. ``routing``:
+        the centre's routing table (None: the defaults)."""
         self.flows = flows
+        self.speech = speech
+        self.queue_desk = queue_desk
+        self.routing = routing
         self.transfer_dial = transfer_dial
-        self.speech = speech  # set by the App once a recognizer is loaded
-        self.queue_desk: QueueDesk | None = None  # set by the App when the ACD runs
         self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
         self.pick_flow = pick_flow
         self.store = store
@@ -432,10 +448,8 @@ class InboundCalls:
         self.clock = clock
         self.calls = 0
         self.finished: dict[str, int] = {}
-        #: Sends continuation links (set by the App when handoff is configured)
-        self.handoff: HandoffRunner | None = None
-        #: Customer id -> the id of their journey open on another channel, if any
-        self.open_journeys: Callable[[str], Awaitable[str | None]] | None = None
+        self.handoff = handoff
+        self.open_journeys = open_journeys
         self.continued = 0
 
     async def __call__(self, session: AgiSession) -> None:
@@ -462,7 +476,7 @@ class InboundCalls:
         previous = await self.store.get(journey_id) if journey_id else None
         if previous is None or previous.status not in ("active", "handed_off") or previous.step is None:
             log.warning("continue call for unknown or finished journey %r: dialplan fallback", journey_id)
-            await session.set_variable(VAR_ACTION, "fallback")
+            await session.set_variable(var.ACTION, "fallback")
             return
         self.calls += 1
         log.info("call-me call continues journey %s at %s (was on %s)", previous.id, previous.step, previous.channel)
@@ -514,11 +528,13 @@ class InboundCalls:
         ``resume_via``: the journey was open on another channel and is picked up here (how the
         caller came back); ``offer``: ask first whether to continue it (see ``FlowMachine.resume``).
         """
-        machine = FlowMachine(self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life)
+        machine = FlowMachine(
+            self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life, routing=self.routing
+        )
         channel = VoiceChannel(
             session,
             self.prefix,
-            speech=self.speech,
+            speech=self.speech.current if self.speech is not None else None,
             journey=journey,
             handoff=self.handoff,
             queue_desk=self.queue_desk,

@@ -100,3 +100,13 @@ def parse_hours(name: str, spec: Mapping[str, Any]) -> BusinessHours:
                     raise HoursError(f"range {window.strip()!r} ends before it starts")
                 windows[day].append((start, end))
     return BusinessHours(name, zone, tuple(tuple(w) for w in windows), frozenset(closed))
+
+
+def calendar_for(hours: Mapping[str, BusinessHours], queue: str, skill: str | None) -> BusinessHours | None:
+    """The calendar a queue keeps: the flow's calendar named like the skill, else like the queue,
+    else the flow's only calendar; ``None`` when the flow has none that applies (always open).
+
+    One rule for both sides that ask: the queue step (is the line open now? the routing decision
+    and the screen pop say so) and the callbacks (when to call back after hours)."""
+    found = hours.get(skill or "") or hours.get(queue)
+    return found or (next(iter(hours.values())) if len(hours) == 1 else None)

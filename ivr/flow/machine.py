@@ -48,6 +48,7 @@ from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
 from ivr.flow.steps import End, EnterFlow, Goto, Outcome, Return, Step, Wait
 from ivr.flow.system import CONTINUE_OFFER, SYSTEM_FLOW, SYSTEM_FLOWS, SYSTEM_VERSION, is_system
+from ivr.routing.rules import RoutingRules
 
 log = logging.getLogger(__name__)
 MAX_HOPS = 100
@@ -72,16 +73,19 @@ class FlowMachine:
         clock: Callable[[], datetime] | None = None,
         profile: CallerProfile | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
+        routing: RoutingRules | None = None,
     ) -> None:
         """``profile``: what the store knew about the caller when the journey (re)started; it
         ranks personalized menus and offers known values to ``prefill`` asks. ``half_life``:
-        seconds after which a past menu choice weighs half (see ``ivr.flow.personalize``)."""
+        seconds after which a past menu choice weighs half (see ``ivr.flow.personalize``).
+        ``routing``: the centre's routing table from the configuration (None: the defaults)."""
         if half_life <= 0:
             raise ValueError(f"half_life must be positive, got {half_life}")
         self.flows = flows
         self.journey = journey
         self.profile = profile
         self.half_life = half_life
+        self.routing = routing or RoutingRules()
         self.resuming = False
         self._resume_at: str | None = None  # the saved step a resumed journey re-enters
         self._clock = clock or (lambda: datetime.now(UTC))

@@ -17,7 +17,12 @@ Rules, in order:
    tier's boost (``tier_boost``), capped at ``max_priority``. Callbacks get no boost: a callback
    never overtakes a caller who is still holding (see ``ivr.acd.callbacks``).
 4. **Hours.** When the line is closed the decision says ``after_hours``: the queue step offers a
-   callback scheduled for opening time instead of queueing.
+   callback scheduled for opening time instead of queueing. The queue step knows whether the line
+   is open from the flow's calendar for that queue (:func:`ivr.flow.hours.calendar_for`).
+
+The queues and the intent -> skill table are configuration (``routing.queues``,
+``routing.intent_skills``): the composition root builds :class:`RoutingRules` from them and passes
+them to every flow machine; :mod:`ivr.routing.queues_conf` checks them against Asterisk's queues.conf.
 
 The widening rule (how the agent pool grows as a caller waits) lives in :mod:`ivr.routing.widening`.
 """
@@ -27,27 +32,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-DEFAULT_INTENT_SKILLS: Mapping[str, str] = {
-    "billing": "billing",
-    "pay": "billing",
-    "pay_bill": "billing",
-    "outage": "outage",
-    "sales": "sales",
-    "support": "support",
-    "technical_support": "support",
-}
+from ivr.config import RoutingSettings
+
 DEFAULT_TIER_BOOST: Mapping[str, int] = {"gold": 2, "platinum": 4, "vip": 4}
 CATCH_ALL = "main"
 
 
 @dataclass(frozen=True)
 class RoutingRules:
-    intent_skills: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_INTENT_SKILLS))
+    """The centre's routing table. Defaults are those of the settings (``ivr config show``); the
+    running service builds its rules from the resolved configuration (:meth:`from_settings`)."""
+
+    intent_skills: Mapping[str, str] = field(default_factory=lambda: dict(RoutingSettings.intent_skills.default))
     tier_boost: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIER_BOOST))
-    queues: frozenset[str] = frozenset({"main", "billing", "support", "outage", "sales"})
+    queues: frozenset[str] = field(default_factory=lambda: frozenset(RoutingSettings.queues.default))
     default_language: str = "en"
     min_confidence: float = 0.5
     max_priority: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: RoutingSettings) -> RoutingRules:
+        return cls(intent_skills=dict(settings.intent_skills), queues=frozenset(settings.queues))
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.flow.model import InputResult
-from ivr.speech.recognizer import Transcript
+from ivr.speech.engine import Transcript
 
 __all__ = [
     "MIN_MARGIN",

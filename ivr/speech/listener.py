@@ -58,8 +58,8 @@ from ivr.speech.endpoint import (
     SpeechEnded,
     SpeechStarted,
 )
+from ivr.speech.engine import Recognizer
 from ivr.speech.pool import Listening as Utterance
-from ivr.speech.recognizer import Recognizer
 
 __all__ = ["AudioSocketServer", "ListenRequest", "ListenResult", "Listening"]
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-from ivr.speech.recognizer import Recognizer, RecognizerSession, Transcript
+from ivr.speech.engine import Recognizer, RecognizerSession, Transcript
 
 __all__ = ["BATCH_BYTES", "Listening", "speech_executor", "transcribe"]
 

@@ -18,6 +18,9 @@ Engines, best first (``speech.engine = "auto"``):
 
 With neither, :func:`load_recognizer` returns ``None`` and logs one line: menus take DTMF only.
 
+The interface itself (:class:`Recognizer`, :class:`Transcript`) lives in :mod:`ivr.speech.engine`,
+which the engines import: this module imports the engines (lazily, to load one), never the reverse.
+
 Models are loaded once per process (:func:`load_recognizer` is meant to be called once, by the
 composition root) and shared by every call; sessions are cheap, one per utterance. All methods
 block: run them off the event loop (see :mod:`ivr.speech.pool`).
@@ -29,11 +32,10 @@ import importlib.util
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from ivr.errors import ConfigError
+from ivr.speech.engine import INPUT_RATE, Recognizer, RecognizerSession, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -49,56 +51,11 @@ __all__ = [
     "load_recognizer",
 ]
 
-INPUT_RATE = 8000
-"""What every session accepts: AudioSocket's slin, signed 16-bit little-endian mono at 8 kHz."""
-
 ENGINES = ("auto", "vosk", "whisper", "off")
 
 VOSK_SEARCH_DIRS: tuple[str, ...] = ("/usr/share/vosk", "~/.cache/vosk")
 """Searched (after ``speech.vosk_model`` and ``$VOSK_MODEL_PATH``) for a model directory, or a
 directory of model directories as Vosk's own downloader leaves them (``~/.cache/vosk/vosk-model-*``)."""
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What an engine heard in one utterance.
-
-    ``text`` is empty when it heard no words. ``confidence`` is the engine's own 0..1 figure
-    (Vosk: mean word confidence; Whisper: ``exp(avg_logprob)`` scaled down by the no-speech
-    probability). ``seconds`` is the CPU-side time spent in :meth:`RecognizerSession.finish`:
-    the part of the decode that comes *after* the end of speech, i.e. what the caller waits for.
-    """
-
-    text: str
-    confidence: float
-    engine: str
-    seconds: float
-
-
-class RecognizerSession(Protocol):
-    """One utterance. Blocking calls; the caller runs them in a worker thread, one at a time."""
-
-    def accept(self, pcm: bytes) -> None:
-        """More audio: signed 16-bit little-endian mono at 8 kHz, any length (odd bytes are kept
-        for the next call)."""
-        ...
-
-    def finish(self) -> Transcript:
-        """The words of the whole utterance. Call once; the session is spent afterwards."""
-        ...
-
-
-class Recognizer(Protocol):
-    """A loaded engine and model, shared by all calls of the process (thread-safe ``session``)."""
-
-    name: str
-    streaming: bool  # True: accept() decodes as audio arrives, so finish() is quick
-    sample_rate: int = INPUT_RATE  # of the audio that accept() takes
-
-    def session(self, phrases: Sequence[str]) -> RecognizerSession:
-        """A new utterance. ``phrases`` are what the caller is likely to say at this step (the
-        options' labels and their intents' example phrases): Vosk's grammar, Whisper's prompt."""
-        ...
 
 
 # ------------------------------------------------------------------------------- model lookup
@@ -181,26 +138,18 @@ def packaged_whisper_model() -> Path | None:
 # ------------------------------------------------------------------------------------ loading
 
 
-def _setting(config: Any, key: str, default: Any) -> Any:
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
-def load_recognizer(config: Any) -> Recognizer | None:
+def load_recognizer(
+    engine: str = "auto", *, language: str = "en", vosk_model: str = "", whisper_model: str = "", workers: int = 2
+) -> Recognizer | None:
     """The process's recognizer, or ``None`` for DTMF only. Call once at start-up: it loads the
     model (Whisper tiny.en: about 1 s with its warm-up decode; a Vosk small model: 1-3 s) and logs
     one line saying what it chose.
 
-    ``config`` is an :class:`ivr.config.Config` (or any mapping with the ``speech.*`` keys).
+    The arguments are the ``speech.*`` settings of the same names (``engine``: ``speech.engine``).
     Raises :class:`ConfigError` when a model that was asked for is missing or broken, never
     downloads one.
     """
-    engine = str(_setting(config, "speech.engine", "auto")).strip().lower()
-    language = str(_setting(config, "speech.language", "en"))
-    workers = int(_setting(config, "speech.workers", 2))
+    engine = engine.strip().lower()
     if engine not in ENGINES:
         raise ConfigError(f"speech.engine = {engine!r}: choose one of {', '.join(ENGINES)}")
     if engine == "off":
@@ -208,7 +157,7 @@ def load_recognizer(config: Any) -> Recognizer | None:
         return None
 
     if engine in ("auto", "vosk"):
-        model = find_vosk_model(str(_setting(config, "speech.vosk_model", "")), language)
+        model = find_vosk_model(vosk_model, language)
         vosk_installed = importlib.util.find_spec("vosk") is not None
         if model is not None and vosk_installed:
             from ivr.speech.vosk_engine import VoskRecognizer
@@ -224,7 +173,7 @@ def load_recognizer(config: Any) -> Recognizer | None:
             )
 
     if engine in ("auto", "whisper"):
-        configured = str(_setting(config, "speech.whisper_model", ""))
+        configured = whisper_model
         path = Path(configured).expanduser() if configured else packaged_whisper_model()
         if configured and not (path and (path / "model.bin").is_file()):
             raise ConfigError(f"speech.whisper_model = {configured!r}: no CTranslate2 model.bin there")

@@ -19,10 +19,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ivr.agi import commands as agi
 from ivr.agi.server import AgiSession
+from ivr.config import SpeechSettings
 from ivr.errors import ChannelError, CommandTimeout
 from ivr.flow.model import Choice, InputResult, Menu
 from ivr.speech.endpoint import EndpointSettings
@@ -67,13 +67,13 @@ class IntentMatchers:
         return self.matcher(choices).phrases(self.language)
 
 
-def endpoint_settings(config: Any) -> EndpointSettings:
+def endpoint_settings(speech: SpeechSettings) -> EndpointSettings:
     """The endpointer's tuning from the ``speech.*`` settings."""
     return EndpointSettings(
-        threshold_dbfs=float(config["speech.threshold_dbfs"]),
-        start_ms=int(config["speech.start_ms"]),
-        end_silence_ms=int(config["speech.end_silence_ms"]),
-        max_speech_ms=int(config["speech.max_speech_ms"]),
+        threshold_dbfs=speech.threshold_dbfs,
+        start_ms=speech.start_ms,
+        end_silence_ms=speech.end_silence_ms,
+        max_speech_ms=speech.max_speech_ms,
     )
 
 
@@ -191,21 +191,29 @@ class SpeechService:
         return replace(result, intent=found.intent)
 
 
-async def speech_from_config(config: Any) -> SpeechService | None:
+async def speech_from_config(speech: SpeechSettings, prompts_dir: str = "") -> SpeechService | None:
     """The process's speech service, or ``None`` for keys only (no engine, or ``speech.engine =
     off``). Loads the model once, off the event loop; raises ConfigError for a model asked for
-    but missing (never downloads one)."""
-    recognizer = await asyncio.to_thread(load_recognizer, config)
+    but missing (never downloads one). ``prompts_dir``: where built prompts are, the sounds
+    played over AudioSocket when ``speech.sounds_dir`` is empty."""
+    recognizer = await asyncio.to_thread(
+        load_recognizer,
+        speech.engine,
+        language=speech.language,
+        vosk_model=speech.vosk_model,
+        whisper_model=speech.whisper_model,
+        workers=speech.workers,
+    )
     if recognizer is None:
         return None
-    sounds = str(config["speech.sounds_dir"] or config["prompts.dir"] or DEFAULT_SOUNDS_DIR)
+    sounds = speech.sounds_dir or prompts_dir or DEFAULT_SOUNDS_DIR
     return SpeechService(
         recognizer,
-        IntentMatchers(str(config["speech.language"])),
-        host=str(config["speech.host"]),
-        port=int(config["speech.port"]),
+        IntentMatchers(speech.language),
+        host=speech.host,
+        port=speech.port,
         sounds_dir=Path(sounds),
-        endpoint=endpoint_settings(config),
-        workers=int(config["speech.workers"]),
-        decode_timeout=float(config["speech.decode_timeout"]),
+        endpoint=endpoint_settings(speech),
+        workers=speech.workers,
+        decode_timeout=speech.decode_timeout,
     )

@@ -33,7 +33,7 @@ from typing import Any
 
 from ivr.errors import ConfigError
 from ivr.speech.audio import has_voice
-from ivr.speech.recognizer import INPUT_RATE, Transcript
+from ivr.speech.engine import INPUT_RATE, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from ivr.errors import ConfigError
 from ivr.speech.audio import has_voice, pcm_to_float, upsample_2x
-from ivr.speech.recognizer import INPUT_RATE, Transcript
+from ivr.speech.engine import INPUT_RATE, Transcript
 
 __all__ = ["WhisperRecognizer", "WhisperSession", "initial_prompt"]
 

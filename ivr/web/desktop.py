@@ -45,7 +45,7 @@ from aiohttp import WSMsgType, web
 from ivr.acd.permissions import loggable
 from ivr.acd.service import Acd, agent_topic
 from ivr.bus.pubsub import Bus
-from ivr.config import Config
+from ivr.config import DesktopSettings
 from ivr.errors import ConfigError
 from ivr.store.agents import SESSION_TTL, AgentStore
 from ivr.web.agents_auth import (
@@ -355,13 +355,13 @@ def _id(data: dict[str, Any], key: str, *, optional: bool = False) -> str:
     return value
 
 
-def login_limiter(config: Config) -> LoginLimiter:
+def login_limiter(settings: DesktopSettings) -> LoginLimiter:
     """The login limits the ``desktop.login_*`` settings describe."""
-    window, lockout = float(config["desktop.login_window"]), float(config["desktop.login_lockout"])
+    window, lockout = settings.login_window, settings.login_lockout
     try:
         return LoginLimiter(
-            per_name=Limit(int(config["desktop.login_max_failures"]), window, lockout),
-            per_address=Limit(int(config["desktop.login_max_failures_per_address"]), window, lockout),
+            per_name=Limit(settings.login_max_failures, window, lockout),
+            per_address=Limit(settings.login_max_failures_per_address, window, lockout),
         )
     except ValueError as exc:
         raise ConfigError(f"desktop.login_*: {exc}") from None

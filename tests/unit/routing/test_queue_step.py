@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from ivr.flow.commands import QueueEstimate
 from ivr.flow.loader import parse_flow
 from ivr.flow.machine import FlowMachine
 from ivr.flow.model import Flow, InputResult, Journey, Queue
+from ivr.routing.rules import RoutingRules
 
 FLOW = """\
 flow: routed
@@ -60,3 +63,44 @@ def test_no_known_intent_stays_in_main_and_a_named_queue_is_kept() -> None:
     assert (queue.queue, queue.skill, queue.priority) == ("main", None, 3)
     queue, _ = queue_after("3")
     assert (queue.queue, queue.skill, queue.priority) == ("sales", "sales", 1)
+
+
+HOURS_FLOW = """\
+flow: hours
+start: to_billing
+hours:
+  billing:
+    timezone: America/New_York
+    mon-fri: "08:00-18:00"
+steps:
+  to_billing:
+    queue: {name: billing, skill: billing}
+"""
+
+
+def queue_at(now: datetime) -> Journey:
+    flow = parse_flow(HOURS_FLOW, "hours.yaml")
+    journey = Journey.new(flow, "voice", caller="+15551230001")
+    machine = FlowMachine(One(flow), journey, clock=lambda: now)
+    machine.start()
+    machine.receive(QueueEstimate(1, 0.0))  # an agent is free: the step decides and joins
+    return journey
+
+
+def test_the_queue_step_tells_routing_whether_the_line_is_open_by_the_flow_calendar() -> None:
+    closed = queue_at(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))  # Saturday
+    assert closed.outcome["routing"]["after_hours"] is True
+    assert closed.outcome["routing"]["reasons"][-1] == "line closed: callback at opening time"
+    opened = queue_at(datetime(2026, 11, 23, 15, 0, tzinfo=UTC))  # Monday 10:00 in New York
+    assert opened.outcome["routing"]["after_hours"] is False
+
+
+def test_the_configured_routing_table_reaches_the_queue_step() -> None:
+    flow = parse_flow(FLOW, "routed.yaml")
+    journey = Journey.new(flow, "voice", caller="+15551230001")
+    rules = RoutingRules(intent_skills={"billing": "sales"})
+    machine = FlowMachine(One(flow), journey, routing=rules)
+    machine.start()
+    machine.receive(InputResult("match", "dtmf", "1"))
+    (queue,) = [c for c in machine.receive(QueueEstimate(1, 0.0)) if isinstance(c, Queue)]
+    assert (queue.queue, queue.skill) == ("sales", "sales")

@@ -9,14 +9,14 @@ import pytest
 
 from ivr import app as app_module
 from ivr.app import App
-from ivr.config import load_config
+from ivr.config import Config, load_config
 from ivr.speech.service import IntentMatchers, SpeechService, speech_from_config
 from tests.unit.speech.fakes import FakeRecognizer
 
 DIALPLANS = Path(__file__).resolve().parents[3] / "dialplans"
 
 
-def config(tmp_path: Path, **env: str) -> object:
+def config(tmp_path: Path, **env: str) -> Config:
     return load_config(
         environ={
             "IVR_FLOWS_DIR": str(DIALPLANS),
@@ -29,10 +29,10 @@ def config(tmp_path: Path, **env: str) -> object:
 
 
 async def test_engine_off_means_keys_only(tmp_path: Path) -> None:
-    app = App(config(tmp_path, IVR_SPEECH_ENGINE="off"))  # type: ignore[arg-type]
+    app = App(config(tmp_path, IVR_SPEECH_ENGINE="off"))
     await app.start()
     try:
-        assert app.speech is None and app.inbound.speech is None
+        assert app.speech is None and app.speech_slot.current is None
     finally:
         await app.stop()
 
@@ -42,21 +42,21 @@ async def test_speech_is_started_before_calls_and_stopped_after(
 ) -> None:
     service = SpeechService(FakeRecognizer(), IntentMatchers(), port=0, sounds_dir=tmp_path)
 
-    async def fake(_: object) -> SpeechService:
+    async def fake(*_: object) -> SpeechService:
         return service
 
     monkeypatch.setattr(app_module, "speech_from_config", fake)
-    app = App(config(tmp_path))  # type: ignore[arg-type]
+    app = App(config(tmp_path))
     await app.start()
     try:
-        assert app.speech is service and app.inbound.speech is service
+        assert app.speech is service and app.speech_slot.current is service
         host, port = service.server.address.rsplit(":", 1)
         assert host == "127.0.0.1"
         _, writer = await asyncio.open_connection(host, int(port))  # it is listening
         writer.close()
     finally:
         await app.stop()
-    assert app.speech is None and app.inbound.speech is None
+    assert app.speech is None and app.speech_slot.current is None
     with pytest.raises(OSError):
         await asyncio.open_connection(host, int(port))
 
@@ -66,26 +66,26 @@ async def test_a_port_in_use_costs_speech_not_the_server(tmp_path: Path, monkeyp
     port = blocker.sockets[0].getsockname()[1]
     service = SpeechService(FakeRecognizer(), IntentMatchers(), port=port, sounds_dir=tmp_path)
 
-    async def fake(_: object) -> SpeechService:
+    async def fake(*_: object) -> SpeechService:
         return service
 
     monkeypatch.setattr(app_module, "speech_from_config", fake)
-    app = App(config(tmp_path))  # type: ignore[arg-type]
+    app = App(config(tmp_path))
     try:
         await app.start()
-        assert app.speech is None and app.inbound.speech is None
+        assert app.speech is None and app.speech_slot.current is None
     finally:
         await app.stop()
         blocker.close()
 
 
 async def test_speech_from_config_reads_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ivr.speech.service.load_recognizer", lambda cfg: FakeRecognizer())
+    monkeypatch.setattr("ivr.speech.service.load_recognizer", lambda *a, **k: FakeRecognizer())
     cfg = config(tmp_path, IVR_SPEECH_PORT="4999", IVR_PROMPTS_DIR="/srv/sounds", IVR_SPEECH_END_SILENCE_MS="900")
-    service = await speech_from_config(cfg)
+    service = await speech_from_config(cfg.speech, cfg.prompts.dir)
     assert service is not None
     assert service.server.address == "127.0.0.1:4999"
     assert service.prompts.sounds_dir == Path("/srv/sounds")
     assert service.endpoint.end_silence_ms == 900
-    monkeypatch.setattr("ivr.speech.service.load_recognizer", lambda cfg: None)
-    assert await speech_from_config(cfg) is None
+    monkeypatch.setattr("ivr.speech.service.load_recognizer", lambda *a, **k: None)
+    assert await speech_from_config(cfg.speech, cfg.prompts.dir) is None

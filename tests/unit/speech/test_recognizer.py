@@ -61,12 +61,12 @@ def test_search_dirs_hold_models_by_language(tmp_path: Path) -> None:
 
 def test_load_recognizer_off_and_bad_engine(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="ivr.speech.recognizer"):
-        assert load_recognizer({"speech.engine": "off"}) is None
+        assert load_recognizer("off") is None
     assert [r.getMessage() for r in caplog.records] == [
         "speech recognition: off (speech.engine = off); menus take DTMF only"
     ]
     with pytest.raises(ConfigError, match="choose one of"):
-        load_recognizer({"speech.engine": "kaldi"})
+        load_recognizer("kaldi")
 
 
 def test_neither_engine_means_dtmf_only_with_one_log_line(
@@ -76,7 +76,7 @@ def test_neither_engine_means_dtmf_only_with_one_log_line(
     monkeypatch.delenv("VOSK_MODEL_PATH", raising=False)
     monkeypatch.setattr(rec, "packaged_whisper_model", lambda: None)
     with caplog.at_level(logging.INFO, logger="ivr.speech.recognizer"):
-        assert load_recognizer({"speech.engine": "auto"}) is None
+        assert load_recognizer("auto") is None
     assert len(caplog.records) == 1
     assert "menus take DTMF only" in caplog.records[0].getMessage()
 
@@ -87,18 +87,18 @@ def test_asking_for_an_engine_that_is_not_there_fails_at_start_up(
     monkeypatch.setattr(rec, "VOSK_SEARCH_DIRS", ())
     monkeypatch.delenv("VOSK_MODEL_PATH", raising=False)
     with pytest.raises(ConfigError, match=r"speech\.engine = vosk but no Vosk model found"):
-        load_recognizer({"speech.engine": "vosk"})
+        load_recognizer("vosk")
     with pytest.raises(ConfigError, match=r"speech\.whisper_model"):
-        load_recognizer({"speech.engine": "whisper", "speech.whisper_model": str(tmp_path)})
+        load_recognizer("whisper", whisper_model=str(tmp_path))
     monkeypatch.setattr(rec, "packaged_whisper_model", lambda: None)
     with pytest.raises(ConfigError, match=r"speech\.engine = whisper but"):
-        load_recognizer({"speech.engine": "whisper"})
+        load_recognizer("whisper")
 
 
 def test_speech_settings_are_in_the_config_registry() -> None:
     config = load_config(environ={"IVR_SPEECH_VOSK_MODEL": "/srv/vosk/en"})
-    assert config["speech.vosk_model"] == "/srv/vosk/en"
-    assert config["speech.engine"] == "auto"
+    assert config.speech.vosk_model == "/srv/vosk/en"
+    assert config.speech.engine == "auto"
     described = {key: text for key, _, _, text in config.rows()}
     assert "Vosk model directory" in described["speech.vosk_model"]
 

@@ -142,7 +142,7 @@ async def test_an_sms_while_kannel_is_down_is_answered_later_and_the_journey_is_
     live: Live, errors: list[logging.LogRecord], caplog: pytest.LogCaptureFixture
 ) -> None:
     assert live.app.sms is not None
-    live.app.sms.retry_first = 0.2
+    live.app.sms.outbox.retry_first = 0.2
     phone = "+15551230002"
     async with aiohttp.ClientSession() as http:
         params = {"key": SMS_KEY, "from": phone, "to": "1000", "text": "hello"}
@@ -151,7 +151,7 @@ async def test_an_sms_while_kannel_is_down_is_answered_later_and_the_journey_is_
     journeys = await sms_journeys(live, phone)
     assert len(journeys) == 1
     await asyncio.sleep(0.5)
-    assert live.app.sms.queued == 1 and live.app.sms.sent == 0
+    assert live.app.sms.queued == 1 and live.app.sms.outbox.sent == 0
     assert any("SMS gateway down" in r.getMessage() for r in caplog.records)
 
     # the gateway comes back on the same address: the queued reply goes out
@@ -173,7 +173,7 @@ async def test_an_sms_while_kannel_is_down_is_answered_later_and_the_journey_is_
     finally:
         await runner.cleanup()
     assert [r["to"] for r in received] == [phone]
-    assert live.app.sms.sent == 1
+    assert live.app.sms.outbox.sent == 1
     assert await sms_journeys(live, phone) == journeys
     assert any("SMS gateway back" in r.getMessage() for r in caplog.records)
 

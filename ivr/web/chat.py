@@ -128,10 +128,18 @@ async def link_page(request: web.Request) -> web.Response:
 
 
 def same_origin(request: web.Request) -> bool:
-    """No Origin (an old browser, a same-origin navigation) or our own: another site's page may
-    not make a customer's browser claim a link (and start a chat in that browser's name)."""
+    """No Origin (an old browser), our own, or our own page's post: another site's page may not
+    make a customer's browser claim a link (and start a chat in that browser's name).
+
+    Why ``null`` can be ours: our pages send ``Referrer-Policy: no-referrer``, and with it a
+    browser sends ``Origin: null`` on the page's own form post. ``Sec-Fetch-Site`` then says
+    where the post came from; no page can set it, so a foreign or sandboxed page's ``null`` with
+    ``cross-site`` (or without the header) is still refused.
+    """
     origin = request.headers.get("Origin")
-    return origin is None or origin == f"{request.scheme}://{request.host}"
+    if origin is None or origin == f"{request.scheme}://{request.host}":
+        return True
+    return origin == "null" and request.headers.get("Sec-Fetch-Site") == "same-origin"
 
 
 async def claim_link(request: web.Request) -> web.StreamResponse:

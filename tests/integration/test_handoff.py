@@ -272,13 +272,21 @@ def test_a_returning_caller_continues_the_open_journey_and_skips_the_menus(
         caller_id=phone,
         dialled="5550200",
         dtmf=(Dtmf("1", press_1), Dtmf("0", press_0)),
-        hangup_after_ms=press_0 + 7000,
+        # no agent is free: the queue step says the position and wait, then offers a callback
+        # (5 s, no key: keep holding); the caller is queued only after that
+        hangup_after_ms=press_0 + 16000,
     )
     asyncio.run(run_caller_async(script)).raise_for_failure()
     journey = stack.controller.wait_for_journey(lambda j: j["id"] == first["id"] and j["status"] == "queued")
     assert journey["channel"] == "voice" and journey["outcome"]["queue"] == "billing"
     # the welcome-back offer is a step of the journey like any other (the engine's system flow)
-    assert journey["path"][-4:] == ["text_me", "system.continue_offer", "pay_menu", "to_billing"]
+    assert journey["path"][-5:] == [
+        "text_me",
+        "system.continue_offer",
+        "pay_menu",
+        "to_billing",
+        "to_billing/callback_offer",
+    ]
     assert journey["path"].count("account") == 1 and journey["path"].count("greeting") == 1  # not asked again
     assert journey["slots"] == {"account_number": ACCOUNT}
     logged = stack.controller.interactions(first["id"])

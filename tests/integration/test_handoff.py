@@ -274,7 +274,7 @@ def test_a_returning_caller_continues_the_open_journey_and_skips_the_menus(
         dtmf=(Dtmf("1", press_1), Dtmf("0", press_0)),
         # no agent is free: the queue step says the position and wait, then offers a callback
         # (5 s, no key: keep holding); the caller is queued only after that
-        hangup_after_ms=press_0 + 16000,
+        hangup_after_ms=press_0 + 30000,
     )
     asyncio.run(run_caller_async(script)).raise_for_failure()
     journey = stack.controller.wait_for_journey(lambda j: j["id"] == first["id"] and j["status"] == "queued")

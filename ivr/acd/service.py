@@ -142,7 +142,10 @@ class Acd:
 
     async def ready(self, agent_id: str) -> None:
         state = self.states[agent_id]
-        await self._send(state.ready())
+        unpause = state.ready()
+        if unpause and self.callbacks is not None and await self.callbacks.reserve_on_ready(state):
+            unpause = []  # held (paused) for a due callback: app_queue would give them to a later caller
+        await self._send(unpause)
         await self.publish_state(agent_id)
 
     async def pause(self, agent_id: str, reason: str) -> None:

@@ -88,6 +88,13 @@ async def read_desktop(ws: aiohttp.ClientWebSocketResponse, into: list[dict[str,
             into.append(msg.json())
 
 
+def queue_wrapup_s(lab: AsteriskLab) -> float:
+    """app_queue's ``wrapuptime`` for our queues (queues.conf): no call for the agent until then."""
+    found = re.search(r"^wrapuptime\s*=\s*(\d+)", (lab.config_dir / "queues.conf").read_text(), re.MULTILINE)
+    assert found, "queues.conf sets wrapuptime"
+    return float(found.group(1))
+
+
 def statuses(desktop: list[dict[str, Any]]) -> list[str]:
     """The agent's statuses as the desktop heard them, in order."""
     return [str(m["agent"]["status"]) for m in desktop if m.get("type") == "state"]
@@ -200,6 +207,9 @@ async def test_a_callback_is_answered_after_the_callers_before_it_and_before_tho
             (await holder).raise_for_failure()  # B hangs up; ann goes to wrap-up
             await asyncio.sleep(1.0)
             assert customer_phone.invites() == 0  # ann in wrap-up: not ready, no callback yet
+            # she writes her notes for longer than app_queue's own wrap-up: once she says ready,
+            # app_queue may offer her to C at once (autofill), before A's phone has even rung
+            await asyncio.sleep(queue_wrapup_s(lab) + 1.0)
             assert connects(seen) == [HOLDER]
 
             # ann is free while C holds: the ticket is ahead of C, so A is called back and answered

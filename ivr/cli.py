@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ivr.flow.library import queues_named
     from ivr.flow.loader import check_paths
     from ivr.routing.queues_conf import check_queues
     from ivr.routing.rules import RoutingRules
@@ -42,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _config(args)
     paths = [Path(p) for p in args.paths] or [Path(config.flows.dir)]
     flows, flow_problems = check_paths(paths)
-    queues = check_queues(RoutingRules.from_settings(config.routing), flows, config.routing.queues_conf)
+    queues = check_queues(RoutingRules.from_settings(config.routing), queues_named(flows), config.routing.queues_conf)
     if queues.warning:
         print(f"warning: {queues.warning}", file=sys.stderr)
     problems = [*map(str, flow_problems), *queues.problems]

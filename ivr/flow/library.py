@@ -9,11 +9,14 @@ logged (and shown by ``ivr check``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.flow.loader import FlowLoadError, flow_files, load_flow_file
 from ivr.flow.model import Flow, FlowProblem
+from ivr.flow.steps.queue import QueueStep
+from ivr.routing.queues_conf import QueueUse
 
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 20
@@ -122,3 +125,13 @@ class FlowLibrary:
             del self._current[name]
             report.removed.append(name)
             log.warning("flow %s was removed; running journeys finish on their version", name)
+
+
+def queues_named(flows: Iterable[Flow]) -> list[QueueUse]:
+    """Every queue step of these flows, with where it is written, for checking against queues.conf."""
+    return [
+        QueueUse(f"{flow.source}:{step.line}" if flow.source else flow.name, step.name, step.queue)
+        for flow in flows
+        for step in flow.steps.values()
+        if isinstance(step, QueueStep)
+    ]

@@ -14,9 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ivr.flow.model import Flow
-from ivr.flow.steps.queue import QueueStep
 from ivr.routing.rules import RoutingRules
+
+
+@dataclass(frozen=True)
+class QueueUse:
+    """A flow step that sends callers to a queue (``ivr.flow.library.queues_named`` finds them):
+    routing sits below the flow engine, so it is handed names, not flows."""
+
+    where: str  # file:line, or the flow's name
+    step: str
+    queue: str
 
 
 def defined_queues(text: str) -> frozenset[str]:
@@ -43,7 +51,9 @@ class QueueCheck:
     warning: str | None = None
 
 
-def missing_queues(rules: RoutingRules, flows: Iterable[Flow], defined: frozenset[str], conf: str | Path) -> list[str]:
+def missing_queues(
+    rules: RoutingRules, uses: Iterable[QueueUse], defined: frozenset[str], conf: str | Path
+) -> list[str]:
     """Every queue named by the routing table or by a flow's queue step that ``defined`` lacks."""
     problems = [f"{conf}: no queue [{name}] for routing.queues" for name in sorted(rules.queues) if name not in defined]
     problems += [
@@ -51,19 +61,15 @@ def missing_queues(rules: RoutingRules, flows: Iterable[Flow], defined: frozense
         for intent, skill in sorted(rules.intent_skills.items())
         if skill not in rules.queues
     ]
-    for flow in flows:
-        for step in flow.steps.values():
-            if isinstance(step, QueueStep) and step.queue not in defined:
-                where = f"{flow.source}:{step.line}" if flow.source else flow.name
-                problems.append(f"{where}: {step.name}: {conf}: no queue [{step.queue}]")
+    problems += [f"{use.where}: {use.step}: {conf}: no queue [{use.queue}]" for use in uses if use.queue not in defined]
     return problems
 
 
-def check_queues(rules: RoutingRules, flows: Iterable[Flow], conf: str | Path) -> QueueCheck:
+def check_queues(rules: RoutingRules, uses: Iterable[QueueUse], conf: str | Path) -> QueueCheck:
     """Read ``conf`` and compare; an absent file is a warning (Asterisk may run elsewhere)."""
     path = Path(conf)
     try:
         text = path.read_text()
     except FileNotFoundError:
         return QueueCheck((), f"{conf} not found: queue names are not checked (set routing.queues_conf)")
-    return QueueCheck(tuple(missing_queues(rules, flows, defined_queues(text), conf)))
+    return QueueCheck(tuple(missing_queues(rules, uses, defined_queues(text), conf)))

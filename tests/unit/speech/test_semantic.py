@@ -203,3 +203,73 @@ def test_a_russian_flow_works_with_the_same_matcher(encoder: SentenceEncoder, te
     assert found.option == option, found.reason
     phrases = matchers.phrases(choices)
     assert "оплата счёта" in phrases and "pay my bill" not in phrases  # Russian examples prime the recognizer
+
+
+def test_the_agents_card_shows_why() -> None:
+    from ivr.acd.screenpop import build_pop
+
+    journey = {
+        "id": "j1",
+        "channel": "voice",
+        "caller": "+15551230001",
+        "path": ["main_menu"],
+        "recognition": {
+            "step": "main_menu",
+            "utterance": "Everything in my flat went dark.",
+            "intent": "outage",
+            "confidence": 0.98,
+            "reason": "nearest 'the lights went dark' (outage 0.66, margin 0.36 over pay_bill)",
+        },
+    }
+    pop = build_pop(journey, customer=None, timeline=[], call={"uniqueid": "1.5", "queue": "outage"})
+    assert pop["recognition"]["reason"].startswith("nearest 'the lights went dark'")
+
+
+CONFIRMING_FLOW = """
+flow: s
+start: menu
+steps:
+  menu:
+    menu:
+      prompt: How can we help?
+      confirm_below: 0.8
+      options:
+        pay_bill: {dtmf: "1", say: paying your bill, intents: [billing, pay], next: billing}
+        outage: {dtmf: "2", say: reporting an outage, intents: [outage], next: end}
+        agent: {dtmf: "0", say: talking to an agent, intents: [agent, operator], next: end}
+  billing: {say: Billing., next: end}
+  end: {hangup: {}}
+"""
+
+
+async def test_between_sure_and_no_idea_the_caller_confirms_and_a_spoken_no_reads_the_options_again(
+    encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    """Billing or an agent? The matcher leans to billing without being sure: the caller hears
+    "Did you say paying your bill? Is that right?", says "no, that's not it", and hears the whole
+    menu again; a sure answer then goes straight through."""
+    speech = SpeechService(FakeRecognizer(), IntentMatchers(encoder=encoder), port=0, sounds_dir=tmp_path)
+    m = machine(parse_flow(CONFIRMING_FLOW, "s.yaml"))
+    first = m.journey.step
+    unsure = await speech.interpret(
+        ListenResult("speech", text="I would like to talk to someone about my bill", confidence=1.0), MAIN
+    )
+    assert unsure is not None and unsure.interpretation == "pay_bill" and 0.5 <= unsure.confidence < 0.8
+    cmds = m.receive(unsure)
+    assert [type(c).__name__ for c in cmds] == ["Play", "Play", "Menu"] and m.journey.confirming is not None
+    question = cmds[2]
+    assert isinstance(question, Menu) and [c.option for c in question.choices] == ["yes", "no"]
+
+    no = await speech.interpret(ListenResult("speech", text="No, that's not it.", confidence=1.0), question.choices)
+    assert no is not None and no.interpretation == "no"
+    cmds = m.receive(no)
+    assert m.journey.step == first and m.journey.confirming is None
+    again = cmds[-1]
+    assert isinstance(again, Menu) and [c.option for c in again.choices] == ["pay_bill", "outage", "agent"]
+    events = {e.kind: e.data for e in m.take_events()}
+    assert events["confirmation_answered"]["confirmed"] is False
+
+    sure = await speech.interpret(ListenResult("speech", text="I'd like to pay my bill", confidence=1.0), MAIN)
+    assert sure is not None and sure.confidence >= 0.8
+    m.receive(sure)
+    assert m.journey.step == "billing"

@@ -235,7 +235,7 @@ class SemanticMatcher:
         if dropped:
             why = f"left out {', '.join(repr(d) for d in dropped)}; {why}"
         if target.name == OUT_OF_SCOPE:
-            return IntentMatch(None, None, confidence, f"out of scope: {why}")
+            return IntentMatch(None, None, 0.0, f"out of scope: {why}")  # sure it is no option
         if confidence < MIN_CONFIDENCE:
             return IntentMatch(None, None, confidence, f"not sure ({confidence:.2f}): {why}")
         return IntentMatch(target.option, target.intent, confidence, why)

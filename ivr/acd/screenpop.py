@@ -28,6 +28,8 @@ def _recognition(journey: Mapping[str, Any]) -> dict[str, Any] | None:
         "transcript": rec.get("utterance") or "",
         "mode": rec.get("mode") or ("speech" if rec.get("utterance") else "dtmf"),
         "step": rec.get("step"),
+        # why the words were taken to mean this (nearest example, margin), when the matcher said
+        **({"reason": rec["reason"]} if rec.get("reason") else {}),
     }
 
 

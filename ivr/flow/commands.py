@@ -200,6 +200,9 @@ class InputResult:
     interpretation: str | None = None  # an option id or intent name, when the channel knows it
     confidence: float = 1.0
     intent: str | None = None  # the intent a spoken/typed answer matched (interpretation: its option)
+    # Why the words were taken to mean that (lexical hit, nearest example, margin), or why nothing:
+    # saved with the recognition so the agent's card and the timeline can show it.
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,17 @@ the last batch is left to decode.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import time
-from collections.abc import AsyncIterable, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from ivr.speech.engine import Recognizer, RecognizerSession, Transcript
 
-__all__ = ["BATCH_BYTES", "Listening", "speech_executor", "transcribe"]
+__all__ = ["BATCH_BYTES", "Admission", "Listening", "speech_executor", "transcribe"]
+
+log = logging.getLogger(__name__)
 
 BATCH_BYTES = 3200
 """100 ms of 8 kHz 16-bit audio: what a streaming engine is handed at a time."""
@@ -144,3 +148,73 @@ async def transcribe(
     except BaseException:
         listening.cancel()
         raise
+
+
+class Admission:
+    """Whether one more caller may speak to a menu without callers waiting past the latency budget.
+
+    Why at the menu and not at the decode: a caller refused *before* the menu starts listening
+    simply hears "for billing press 1" and presses a key at once; a caller refused after speaking
+    would have talked for nothing and then waited.
+
+    Why a limit learnt from measured waits, not a model of the pool: on a shared machine two
+    decodes on two workers do not each take one decode's time (measured: Whisper tiny.en 1.1 s
+    alone, 1.7 s each for two at once), so the number of callers who may listen at once is found
+    the way TCP finds a window. Every answer's end of speech -> transcript time is reported to
+    :meth:`release`: past ``budget_s`` the limit halves; under ``grow_below`` x the budget it
+    grows by one over its size (one more caller after a limit's worth of fast answers). A caller
+    alone is always admitted. Refusals are logged once per ``log_every`` seconds with their count.
+
+    Not thread-safe: the event loop's thread calls ``admit`` and ``release``.
+    """
+
+    def __init__(
+        self,
+        budget_s: float = 1.5,
+        workers: int = 2,
+        *,
+        grow_below: float = 0.6,
+        max_limit: int = 64,
+        log_every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.budget_s = budget_s
+        self.limit = float(max(1, workers))
+        self._grow_below = grow_below
+        self._max_limit = max_limit
+        self._log_every = log_every
+        self._clock = clock
+        self.listening = 0
+        self.refused = 0  # since the process started
+        self._unlogged = 0
+        self._last_log: float | None = None
+
+    def admit(self) -> bool:
+        if self.listening > 0 and self.listening + 1 > math.floor(self.limit):
+            self.refused += 1
+            self._unlogged += 1
+            now = self._clock()
+            if self._last_log is None or now - self._last_log >= self._log_every:
+                log.warning(
+                    "speech is at its limit of %d listening callers for a %.1f s wait: "
+                    "%d menu(s) offered on keys since the last report",
+                    math.floor(self.limit),
+                    self.budget_s,
+                    self._unlogged,
+                )
+                self._last_log = now
+                self._unlogged = 0
+            return False
+        self.listening += 1
+        return True
+
+    def release(self, waited_s: float | None = None) -> None:
+        """One admitted caller is done listening; ``waited_s``: end of speech -> transcript, if
+        they spoke."""
+        self.listening = max(0, self.listening - 1)
+        if waited_s is None:
+            return
+        if waited_s > self.budget_s:
+            self.limit = max(1.0, self.limit / 2)
+        elif waited_s < self._grow_below * self.budget_s:
+            self.limit = min(float(self._max_limit), self.limit + 1.0 / self.limit)

@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from ivr.agi import commands as agi
 from ivr.agi.server import AgiSession
 from ivr.config import SpeechSettings
-from ivr.errors import ChannelError, CommandTimeout
+from ivr.errors import ChannelError, CommandTimeout, ConfigError
 from ivr.flow.model import Choice, InputResult, Menu
+from ivr.speech.embedding import SentenceEncoder
 from ivr.speech.endpoint import EndpointSettings
-from ivr.speech.intents import IntentMatcher, to_input_result
+from ivr.speech.intents import IntentMatch, IntentMatcher, to_input_result
 from ivr.speech.listener import AudioSocketServer, ListenRequest, ListenResult
-from ivr.speech.pool import speech_executor
+from ivr.speech.pool import Admission, speech_executor
 from ivr.speech.prompt_audio import PromptAudio
 from ivr.speech.recognizer import Recognizer, Transcript, load_recognizer
+from ivr.speech.semantic import SemanticMatcher, warm_examples
 
 __all__ = ["IntentMatchers", "SpeechService", "endpoint_settings", "speech_from_config"]
 
@@ -41,22 +45,36 @@ PlayFile = Callable[[str], Awaitable[str | None]]
 DEFAULT_SOUNDS_DIR = "/usr/share/asterisk/sounds/en"
 
 
+class MenuMatcher(Protocol):
+    """What the service asks of a menu's matcher (lexical or semantic)."""
+
+    def match(self, text: str) -> IntentMatch: ...
+
+    def phrases(self, language: str = "en") -> list[str]: ...
+
+
 class IntentMatchers:
-    """One :class:`IntentMatcher` per distinct menu (its choices), built once and kept.
+    """One matcher per distinct menu (its choices), built once and kept: semantic when an encoder
+    is given (its examples encoded once per process), else the lexical rules alone.
 
     ``phrases`` is what the recognizer is primed with at that menu (Vosk grammar, Whisper prompt).
     """
 
-    def __init__(self, language: str = "en", *, size: int = 256) -> None:
+    def __init__(self, language: str = "en", *, size: int = 256, encoder: SentenceEncoder | None = None) -> None:
         self.language = language
+        self.encoder = encoder
         self._size = size
-        self._cache: OrderedDict[tuple[Choice, ...], IntentMatcher] = OrderedDict()
+        self._cache: OrderedDict[tuple[Choice, ...], MenuMatcher] = OrderedDict()
 
-    def matcher(self, choices: Sequence[Choice]) -> IntentMatcher:
+    def matcher(self, choices: Sequence[Choice]) -> MenuMatcher:
         key = tuple(choices)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = IntentMatcher.from_choices(key)
+            found = self._cache[key] = (
+                SemanticMatcher.from_choices(key, encoder=self.encoder)
+                if self.encoder is not None
+                else IntentMatcher.from_choices(key)
+            )
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
         else:
@@ -89,8 +107,12 @@ class SpeechService:
         endpoint: EndpointSettings | None = None,
         workers: int = 2,
         decode_timeout: float = 15.0,
+        latency_budget: float = 0.0,
     ) -> None:
         self.recognizer = recognizer
+        #: None: no budget (every menu listens). Else menus are offered on keys when listening
+        #: would make some caller wait past ``latency_budget`` seconds after they stop speaking.
+        self.admission = Admission(latency_budget, workers) if latency_budget > 0 else None
         self.matchers = matchers
         self.endpoint = endpoint or EndpointSettings()
         self.prompts = PromptAudio(sounds_dir)
@@ -117,7 +139,9 @@ class SpeechService:
         choices = menu.choices
         settings = replace(self.endpoint, noinput_ms=int(menu.timeout * 1000))
         try:
-            phrases = self.matchers.phrases(choices)
+            # A new menu's semantic matcher encodes its labels (milliseconds, the intents'
+            # examples are encoded at start): off the event loop, like every model call.
+            phrases = await asyncio.to_thread(self.matchers.phrases, choices)
             prompt = await self.prompts.load(fragments)
         except Exception:  # our bug must cost speech, not the call
             self.failures += 1
@@ -131,8 +155,19 @@ class SpeechService:
                 if digit:
                     return InputResult("match", "dtmf", digit)
             prompt = []
-        heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
-        return self.interpret(heard, choices)
+        if self.admission is not None and not self.admission.admit():
+            # Over budget: keys at once (the channel plays this menu on keys, and keys only for
+            # the rest of the call, which also lightens the load). Logged once a minute, counted.
+            return None
+        decoded: float | None = None
+        try:
+            heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
+            if heard.outcome == "speech":
+                decoded = heard.latency_s  # what the caller waited, queueing included
+        finally:
+            if self.admission is not None:
+                self.admission.release(decoded)
+        return await self.interpret(heard, choices)
 
     async def listen(self, session: AgiSession, request: ListenRequest) -> ListenResult:
         """One exchange over ``EXEC AudioSocket``; ``CallEnded`` if the caller hangs up meanwhile."""
@@ -161,7 +196,7 @@ class SpeechService:
         finally:
             await self.server.forget(listening)
 
-    def interpret(self, heard: ListenResult, choices: Sequence[Choice]) -> InputResult | None:
+    async def interpret(self, heard: ListenResult, choices: Sequence[Choice]) -> InputResult | None:
         """A listening outcome as the flow engine's ``InputResult`` (``None``: speech failed)."""
         if heard.outcome == "dtmf":
             return InputResult("match", "dtmf", heard.digit)
@@ -172,7 +207,8 @@ class SpeechService:
             log.warning("speech unavailable for this call (%s: %s); falling back to keys", heard.outcome, heard.detail)
             return None
         try:
-            found = self.matchers.matcher(choices).match(heard.text)
+            matcher = self.matchers.matcher(choices)
+            found = await asyncio.to_thread(matcher.match, heard.text)  # the encoder: ms of CPU
         except Exception:  # a matcher bug must not end the call: the caller can still press keys
             self.failures += 1
             log.exception("intent matching failed for %r; falling back to keys", heard.text)
@@ -188,7 +224,7 @@ class SpeechService:
             found.reason,
             result.confidence,
         )
-        return replace(result, intent=found.intent)
+        return replace(result, intent=found.intent, reason=found.reason)
 
 
 async def speech_from_config(speech: SpeechSettings, prompts_dir: str = "") -> SpeechService | None:
@@ -206,14 +242,29 @@ async def speech_from_config(speech: SpeechSettings, prompts_dir: str = "") -> S
     )
     if recognizer is None:
         return None
+    encoder = None
+    if speech.matcher == "semantic":
+        # Once per process, off the event loop: about 2 s to read the weights and encode the
+        # shipped intents' examples. Missing model: ConfigError (scripts/bootstrap installs it).
+        started = time.perf_counter()
+        encoder = await asyncio.to_thread(warm_examples)
+        log.info(
+            "intent matcher: semantic (all-MiniLM-L6-v2, int8, loaded in %.1f s) with the word rules",
+            time.perf_counter() - started,
+        )
+    elif speech.matcher == "lexical":
+        log.info("intent matcher: lexical (the word rules alone)")
+    else:
+        raise ConfigError(f"speech.matcher must be semantic or lexical, not {speech.matcher!r}")
     sounds = speech.sounds_dir or prompts_dir or DEFAULT_SOUNDS_DIR
     return SpeechService(
         recognizer,
-        IntentMatchers(speech.language),
+        IntentMatchers(speech.language, encoder=encoder),
         host=speech.host,
         port=speech.port,
         sounds_dir=Path(sounds),
         endpoint=endpoint_settings(speech),
         workers=speech.workers,
         decode_timeout=speech.decode_timeout,
+        latency_budget=speech.latency_budget,
     )

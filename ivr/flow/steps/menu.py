@@ -287,5 +287,7 @@ def recognised(rt: Runtime, step: str, result: InputResult, option: str | None) 
         "confidence": result.confidence,
         "status": result.status if option else "nomatch",
     }
+    if result.reason:
+        heard["reason"] = result.reason
     rt.journey.recognition = heard
     rt.record("intent_recognised", **{k: v for k, v in heard.items() if k != "step"})

@@ -35,6 +35,7 @@ from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
 from lab.require import allison
 from lab.sipp import CallerScript, Dtmf, run_caller
+from tests.integration.read_back_flows import flows_with_read_back
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"
@@ -222,14 +223,7 @@ def test_a_low_confidence_answer_is_read_back_and_confirmed_with_a_key(
 ) -> None:
     """The flow asks for a read-back below 1.0 (so always): "Did you say reporting an outage? Is
     that right? For yes, press 1..." -- the caller presses 1 and lands on outage_info."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    for path in DIALPLANS.glob("*.yaml"):
-        text = path.read_text()
-        if path.name == "support.yaml":
-            text = text.replace("      personalize: true\n", "      personalize: true\n      confirm_below: 1.0\n", 1)
-            assert "confirm_below" in text
-        (flows / path.name).write_text(text)
+    flows = flows_with_read_back(tmp_path)
     proc = ControllerProcess(
         flows_dir=flows,
         data_dir=tmp_path / "ivr",

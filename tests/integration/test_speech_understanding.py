@@ -27,6 +27,7 @@ from ivr.prompts.tts import get_engine, render_to_file
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
 from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
+from tests.integration.read_back_flows import flows_with_read_back
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"
@@ -162,14 +163,7 @@ def test_a_read_back_answered_no_by_voice_asks_the_menu_again(
     """With the main menu reading back every spoken answer (confirm_below 1.0), "I want to report
     an outage" is read back; the caller says "No, that is not right." and hears "Sorry about
     that." and the whole menu again; then presses 1 for paying the bill."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    for path in DIALPLANS.glob("*.yaml"):
-        text = path.read_text()
-        if path.name == "support.yaml":
-            text = text.replace("      personalize: true\n", "      personalize: true\n      confirm_below: 1.0\n", 1)
-            assert "confirm_below: 1.0" in text
-        (flows / path.name).write_text(text)
+    flows = flows_with_read_back(tmp_path)
     proc = start_controller(lab, flows, tmp_path / "ivr")
     try:
         lead = ms(prompt_ms, GREETING) + 1500

@@ -65,11 +65,15 @@ CALIBRATION: tuple[float, ...] = (-2.246, 0.777, 16.022, 4.250, -1.333)
 score), fitted on the development split with ``bench/intents.py --fit``."""
 
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-_CLAUSES = re.compile(r"\s*(?:[,;.!?]+|\s-\s|\bbut\b|\bi mean\b|\brather\b)\s*", re.IGNORECASE)
+_CLAUSES = re.compile(
+    r"\s*(?:[,;.!?]+|\s-\s|\bbut\b|\bi mean\b|\brather\b|(?<!\w)(?:\u0430|но|точнее)(?!\w))\s*",  # Russian "a": but
+    re.IGNORECASE,
+)
 _NEGATED = re.compile(
     r"^(?:(?:no|nope|oh)\s+)*(?:(?:(?:it|that|this)(?:'?s| is)\s+)?not|(?:it|that|this) isn'?t|never mind)\b"
     r"\s*(?:about|for|the|an?|my)?\s*(?P<what>.*)$"
-    r"|^(?:(?:no|nope)\s+)+(?P<fine>.*\b(?:is|'s|are)\s+(?:fine|ok|okay|alright)\b.*)$",
+    r"|^(?:(?:no|nope)\s+)+(?P<fine>.*\b(?:is|'s|are)\s+(?:fine|ok|okay|alright)\b.*)$"
+    r"|^(?:нет\s+)?(?:это\s+)?не\s+(?:про|по|насчет|насчёт)?\s*(?P<ru>(?!работает|работают)\w.*)$",
     re.IGNORECASE,
 )
 
@@ -85,7 +89,7 @@ def drop_negated(text: str) -> tuple[str, list[str]]:
     dropped: list[str] = []
     for clause in clauses:
         m = _NEGATED.match(clause.strip())
-        if m and (m.group("what") or m.group("fine")):
+        if m and (m.group("what") or m.group("fine") or m.group("ru")):
             dropped.append(clause.strip())
         else:
             kept.append(clause.strip())

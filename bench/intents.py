@@ -173,10 +173,11 @@ def fit_calibration() -> int:
     ys: list[float] = []
     for r in rows:
         m = matchers[r.menu]
-        lexical = m.lexical.match(r.text)
+        focus, _ = m.focus(r.text)  # what SemanticMatcher.match scores
+        lexical = m.lexical.match(focus)
         if lexical.reason.startswith(_LEXICAL_ONLY):
             continue
-        features, target, _, _ = m.features(r.text, lexical)
+        features, target, _, _ = m.features(focus, lexical)
         if target.name == OUT_OF_SCOPE:
             continue
         xs.append(features.vector())

@@ -245,13 +245,13 @@ steps:
 async def test_between_sure_and_no_idea_the_caller_confirms_and_a_spoken_no_reads_the_options_again(
     encoder: SentenceEncoder, tmp_path: Path
 ) -> None:
-    """ "Something about money": the matcher leans to billing without being sure: the caller hears
+    """ "My meter": the matcher leans to billing without being sure: the caller hears
     "Did you say paying your bill? Is that right?", says "no, that's not it", and hears the whole
     menu again; a sure answer then goes straight through."""
     speech = SpeechService(FakeRecognizer(), IntentMatchers(encoder=encoder), port=0, sounds_dir=tmp_path)
     m = machine(parse_flow(CONFIRMING_FLOW, "s.yaml"))
     first = m.journey.step
-    unsure = await speech.interpret(ListenResult("speech", text="something about money", confidence=1.0), MAIN)
+    unsure = await speech.interpret(ListenResult("speech", text="my meter", confidence=1.0), MAIN)
     assert unsure is not None and unsure.interpretation == "pay_bill" and 0.5 <= unsure.confidence < 0.8
     cmds = m.receive(unsure)
     assert [type(c).__name__ for c in cmds] == ["Play", "Play", "Menu"] and m.journey.confirming is not None

@@ -50,6 +50,7 @@ from ivr.speech.audiosocket import (
     PeerError,
     frames_of,
 )
+from ivr.speech.batching import DecodeBatcher
 from ivr.speech.endpoint import (
     Endpointer,
     EndpointSettings,
@@ -150,8 +151,10 @@ class AudioSocketServer:
         uuid_timeout: float = 3.0,
         slack: float = 5.0,
         decode_timeout: float = 15.0,
+        batcher: DecodeBatcher | None = None,
     ) -> None:
         self.recognizer = recognizer
+        self._batcher = batcher
         self._host = host
         self._port = port
         self._executor = executor
@@ -304,7 +307,7 @@ class AudioSocketServer:
         endpointer = Endpointer(request.settings)
         # The utterance is fed to the engine off the event loop (ivr.speech.pool): a streaming
         # engine decodes while the caller speaks, at most one job in flight per call.
-        recognition = Utterance(self.recognizer, request.phrases, self._executor)
+        recognition = Utterance(self.recognizer, request.phrases, self._executor, batcher=self._batcher)
         player: asyncio.Task[None] | None = None
         if request.prompt:
             player = asyncio.create_task(self._play(writer, conn, request.prompt, endpointer.arm), name="prompt")

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from ivr.speech.batching import DecodeBatcher
 from ivr.speech.engine import Recognizer, RecognizerSession, Transcript
 
 __all__ = ["BATCH_BYTES", "Admission", "Listening", "speech_executor", "transcribe"]
@@ -42,6 +43,9 @@ class Listening:
 
     ``feed`` never blocks (call it for every frame from the audio path); ``finish`` at the end
     of speech returns the transcript; ``cancel`` when DTMF wins or the caller hangs up.
+
+    With a ``batcher`` (a recognizer that decodes at the end, like Whisper), ``finish`` hands the
+    utterance to it, to be decoded together with other callers' utterances that ended meanwhile.
     """
 
     def __init__(
@@ -51,8 +55,10 @@ class Listening:
         executor: Executor,
         *,
         batch_bytes: int = BATCH_BYTES,
+        batcher: DecodeBatcher | None = None,
     ) -> None:
         self.recognizer = recognizer
+        self._batcher = batcher if not recognizer.streaming else None
         self._phrases = tuple(phrases)
         self._executor = executor
         self._batch = batch_bytes
@@ -108,6 +114,8 @@ class Listening:
             await self._pending
         chunk = bytes(self._buffer)
         self._buffer.clear()
+        if self._batcher is not None:
+            return await self._batcher.transcribe(chunk, self._phrases)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._finish, chunk)
 

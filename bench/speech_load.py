@@ -6,14 +6,17 @@ N simultaneous callers, each in a loop: 1-2 s while the menu plays, then one of 
 recordings (the human voice of Debian's asterisk-core-sounds-en-wav, from the lab's Asterisk
 root) streamed in real time as 20 ms frames through the product's path
 (:class:`ivr.speech.pool.Listening` on a 2-worker pool), 300 ms of silence, the decode, then the
-semantic matcher. **End of speech -> intent** is timed from the last frame to the option.
+semantic matcher. **End of speech -> answer** is timed from the last frame to the option (or, behind the
+admission control, to the moment the caller would hear that speech is busy).
 
 Both ways share one loaded model and run side by side: for each N, ``before`` then ``after`` (the
 order flips at every N), ``--seconds`` each, so other load on the machine hits both alike. A way's
 **capacity** is the largest N whose p99 stayed at or under ``--limit`` (1.5 s); once a way fails
 at some N it is not run at larger ones. With ``--budget`` (seconds) a third way runs, ``after``
 behind the product's admission control (:class:`ivr.speech.pool.Admission`): callers refused
-hear the menu on keys at once, and what counts is how many spoken answers waited past the budget.
+hear the menu on keys at once, and a caller whose words are not ready by the budget (less the
+matcher's share) is offered keys then, as ``SpeechService`` does; what counts is how many callers
+waited past the budget.
 
 Run: ``.venv/bin/python bench/speech_load.py [--seconds 20] [--calls 1,2,3,4,6,8,10,12] [--budget 1.5]``
 """
@@ -56,18 +59,21 @@ async def step(
 ) -> dict[str, Any]:
     from ivr.speech.batching import DecodeBatcher
     from ivr.speech.pool import Admission, Listening, speech_executor
+    from ivr.speech.service import MATCH_MARGIN_S
 
     executor = speech_executor(2)
     batcher = DecodeBatcher(recognizer.transcribe_batch, executor) if batched else None
     admission = Admission(budget, 2) if budget > 0 else None
+    answer_within = budget - MATCH_MARGIN_S if budget > 0 else None
     latencies: list[float] = []
     right = 0
     keys = 0
+    late = 0
     phrases = matcher.phrases("en")
     stop_at = time.monotonic() + seconds
 
     async def caller(n: int) -> None:
-        nonlocal keys, right
+        nonlocal keys, right, late
         rng = random.Random(n)
         loop = asyncio.get_running_loop()
         while time.monotonic() < stop_at:
@@ -85,7 +91,19 @@ async def step(
                     await asyncio.sleep(delay)
                 listening.feed(frame)
             eos = time.perf_counter()
-            transcript = await listening.finish()
+            try:
+                # as SpeechService: the words by the budget less the matcher's share, else keys
+                async with asyncio.timeout(answer_within):
+                    transcript = await listening.finish()
+            except TimeoutError:
+                waited = time.perf_counter() - eos  # until the caller hears "busy ... keypad"
+                latencies.append(waited)
+                late += 1
+                assert admission is not None
+                admission.release(waited)
+                admission.count_late()
+                await asyncio.sleep(2.0)  # the menu on keys
+                continue
             found = await asyncio.to_thread(matcher.match, transcript.text)
             waited = time.perf_counter() - eos
             latencies.append(waited)
@@ -104,6 +122,7 @@ async def step(
         "calls": calls,
         "spoken": len(latencies),
         "offered_keys": keys,
+        "late": late,
         "right": right,
         "p50_ms": round(pct(latencies, 50) * 1000) if latencies else None,
         "p99_ms": round(pct(latencies, 99) * 1000) if latencies else None,
@@ -158,7 +177,8 @@ def main() -> int:
         flush=True,
     )
     print(
-        "| callers | way | spoken | right | offered keys | EOS->intent p50 / p99 / max ms | over 1.5 s | largest batch |"
+        "| callers | way | spoke | right | offered keys (before / after speaking) "
+        "| EOS->answer p50 / p99 / max ms | over 1.5 s | largest batch |"
     )
     print("|---|---|---|---|---|---|---|---|")
     capacity = {name: 0 for name in ways}
@@ -176,7 +196,7 @@ def main() -> int:
             r["way"] = name
             results.append(r)
             print(
-                f"| {calls} | {name} | {r['spoken']} | {r['right']} | {r['offered_keys']} | "
+                f"| {calls} | {name} | {r['spoken']} | {r['right']} | {r['offered_keys']} / {r['late']} | "
                 f"{r['p50_ms']} / {r['p99_ms']} / {r['max_ms']} | {r['over_budget']} | {r['largest_batch']} |",
                 flush=True,
             )

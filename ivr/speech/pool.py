@@ -173,6 +173,11 @@ class Admission:
     grows by one over its size (one more caller after a limit's worth of fast answers). A caller
     alone is always admitted. Refusals are logged once per ``log_every`` seconds with their count.
 
+    The limit is learnt, so a sudden load (another process taking the cores) can still make a
+    decode late: the listener then stops waiting at the budget (``ListenResult("late")``) and
+    the caller is offered keys as if refused (:meth:`count_late`): nobody waits past it in
+    silence.
+
     Not thread-safe: the event loop's thread calls ``admit`` and ``release``.
     """
 
@@ -194,27 +199,39 @@ class Admission:
         self._clock = clock
         self.listening = 0
         self.refused = 0  # since the process started
+        self.late = 0  # admitted, spoke, words not ready within the budget
         self._unlogged = 0
         self._last_log: float | None = None
 
     def admit(self) -> bool:
         if self.listening > 0 and self.listening + 1 > math.floor(self.limit):
             self.refused += 1
-            self._unlogged += 1
-            now = self._clock()
-            if self._last_log is None or now - self._last_log >= self._log_every:
-                log.warning(
-                    "speech is at its limit of %d listening callers for a %.1f s wait: "
-                    "%d menu(s) offered on keys since the last report",
-                    math.floor(self.limit),
-                    self.budget_s,
-                    self._unlogged,
-                )
-                self._last_log = now
-                self._unlogged = 0
+            self._offered_keys()
             return False
         self.listening += 1
         return True
+
+    def count_late(self) -> None:
+        """An admitted caller spoke but the words were not ready within the budget, so they too
+        were offered keys (counted in the same once-a-minute report). Too many were listening:
+        the limit halves, as for a wait past the budget."""
+        self.late += 1
+        self.limit = max(1.0, self.limit / 2)
+        self._offered_keys()
+
+    def _offered_keys(self) -> None:
+        self._unlogged += 1
+        now = self._clock()
+        if self._last_log is None or now - self._last_log >= self._log_every:
+            log.warning(
+                "speech is at its limit of %d listening callers for a %.1f s wait: "
+                "%d menu(s) offered on keys since the last report",
+                math.floor(self.limit),
+                self.budget_s,
+                self._unlogged,
+            )
+            self._last_log = now
+            self._unlogged = 0
 
     def release(self, waited_s: float | None = None) -> None:
         """One admitted caller is done listening; ``waited_s``: end of speech -> transcript, if

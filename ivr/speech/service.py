@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 #: Plays one sound file with STREAM FILE, every key an escape; returns the key pressed, if any.
 PlayFile = Callable[[str], Awaitable[str | None]]
 DEFAULT_SOUNDS_DIR = "/usr/share/asterisk/sounds/en"
+MATCH_MARGIN_S = 0.15
+"""Of the latency budget, what is kept for matching the words to an option (the semantic
+matcher: 10-40 ms p99 on a busy machine, bench/README.md) and the AGI round trip after it."""
 
 
 class MenuMatcher(Protocol):
@@ -133,6 +136,8 @@ class SpeechService:
             executor=self._executor,
             decode_timeout=decode_timeout,
             batcher=self.batcher,
+            # The matcher (tens of ms) runs after the words: it gets the budget's last part.
+            answer_within=max(0.0, latency_budget - MATCH_MARGIN_S) if latency_budget > 0 else 0.0,
         )
         self.listens = 0
         self.failures = 0
@@ -181,11 +186,17 @@ class SpeechService:
                         return InputResult("match", "dtmf", digit)
                 prompt = []
             heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
-            if heard.outcome == "speech":
+            if heard.outcome in ("speech", "late"):
                 decoded = heard.latency_s  # what the caller waited, queueing included
         finally:
             if self.admission is not None:
                 self.admission.release(decoded)
+        if heard.outcome == "late":
+            # The words would come past the budget: the caller is told speech is busy and
+            # offered keys now rather than left waiting in silence.
+            if self.admission is not None:
+                self.admission.count_late()  # counted, logged once a minute, limit halved
+            return "busy"
         return await self.interpret(heard, choices)
 
     async def listen(self, session: AgiSession, request: ListenRequest) -> ListenResult:

@@ -271,24 +271,40 @@ class WhisperRecognizer:
             ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features), dtype=np.float32)),
             to_cpu=False,
         )
-        results = model.model.generate(
-            encoded,
-            prompts,
-            beam_size=self.beam_size,
-            max_length=min(model.max_length, max(len(p) for p in prompts) + cap),
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
-        )
-        out: list[tuple[str, float]] = []
-        for result in results:
-            tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-            text = collapse_repeats(tokenizer.decode(tokens).strip())
-            # CTranslate2 scores are per token (length penalty 1); as faster-whisper's avg_logprob
-            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            score = math.exp(avg_logprob) * (1.0 - result.no_speech_prob)
-            out.append((text, score) if text and score >= MIN_SEGMENT_CONFIDENCE else ("", 0.0))
+        # CTranslate2 generates a batch only when every prompt has the same length: callers at
+        # the same menu share theirs; other menus' utterances are generated as groups of their
+        # own from the one encoder pass (the expensive part).
+        groups: dict[int, list[int]] = {}
+        for index, prompt in enumerate(prompts):
+            groups.setdefault(len(prompt), []).append(index)
+        if len(groups) > 1:
+            states = np.asarray(encoded)
+        suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+        out: list[tuple[str, float]] = [("", 0.0)] * len(items)
+        for length, indices in groups.items():
+            part = (
+                encoded
+                if len(groups) == 1
+                else ctranslate2.StorageView.from_array(np.ascontiguousarray(states[indices]))
+            )
+            results = model.model.generate(
+                part,
+                [prompts[i] for i in indices],
+                beam_size=self.beam_size,
+                max_length=min(model.max_length, length + cap),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=suppress,
+            )
+            for index, result in zip(indices, results, strict=True):
+                tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+                text = collapse_repeats(tokenizer.decode(tokens).strip())
+                # CTranslate2 scores are per token (length penalty 1); as faster-whisper's avg_logprob
+                avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+                score = math.exp(avg_logprob) * (1.0 - result.no_speech_prob)
+                if text and score >= MIN_SEGMENT_CONFIDENCE:
+                    out[index] = (text, score)
         return out
 
     def warm_up(self) -> None:

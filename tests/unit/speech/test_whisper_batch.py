@@ -71,3 +71,11 @@ def test_a_batch_hears_what_the_30_s_window_hears_one_at_a_time(short_window: Wh
     assert batched[-1].text == "" and batched[-1].confidence == 0.0  # silence is not decoded
     assert all(t.confidence > 0.3 for t in batched[:-1])
     assert len({t.seconds for t in batched}) == 1  # one decode for all of them
+
+
+def test_callers_at_different_menus_share_a_batch(short_window: WhisperRecognizer) -> None:
+    """Prompts of different lengths cannot be generated as one CTranslate2 batch: they share the
+    encoder pass and are generated in groups, each with its own menu's prompt."""
+    yes, billing = (read_wav(FIXTURES / name)[0] for name in ("piper-yes.wav", "piper-billing.wav"))
+    heard = short_window.transcribe_batch([(yes, ["yes", "no"]), (billing, PHRASES), (yes, PHRASES)])
+    assert [t.text.lower().strip(" .?!") for t in heard] == ["yes", "billing", "yes"]

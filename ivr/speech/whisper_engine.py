@@ -7,10 +7,11 @@ Choices, each measured on the Asterisk recordings and the telephone-band fixture
 
 * **No streaming.** Whisper reads a whole window per decode, so the session buffers and
   decodes once, at the end of speech.
-* **A short window** (:data:`DEFAULT_WINDOW_S`, longer for longer replies) instead of the 30 s
-  Whisper was trained on: the encoder's cost is the window's, not the speech's, so this is 2-4x
-  less work per decode. tiny.en then repeats short replies ("1. 1. 1."): the decode's length is
-  capped by the reply's and a transcript that is one phrase over and over is read once.
+* **A shorter window** (:data:`DEFAULT_WINDOW_S`, 10 s, longer for longer replies) instead of
+  the 30 s Whisper was trained on: the encoder's cost is the window's, not the speech's, so this
+  is 2-3x less work per decode for the same words routed (shorter windows cost accuracy). tiny.en
+  then sometimes repeats a reply ("1. 1. 1."): the decode's length is capped by the reply's and a
+  transcript that is one phrase over and over is read once.
 * **Batches**: the utterances of callers who finished while a decode ran are decoded together
   (:meth:`WhisperRecognizer.transcribe_batch`, one encoder pass, one batched generation).
 * **No Silero VAD** (``vad_filter=False``): at 8 kHz it cuts short words ("no", "six") away.
@@ -49,13 +50,15 @@ __all__ = [
 WHISPER_WINDOW_S = 30.0
 """The window Whisper was trained on: the encoder reads this much audio whatever was said."""
 
-DEFAULT_WINDOW_S = 3.0
+DEFAULT_WINDOW_S = 10.0
 """The shortest window a decode reads: the utterance plus a second of silence, at least this, at
 most 30 s. The encoder's cost grows with the window, not with the speech: measured on this
 machine (busy), one decode of a short reply took 2.96 s at 30 s, 1.2 s at 10 s, 0.65 s at 3 s.
-The price is that tiny.en, no longer seeing 20 s of silence after the words, tends to say them
-again ("Yes. Yes. Yes."): :func:`token_cap` bounds that and :func:`collapse_repeats` takes it
-back out. On the 22 test recordings (Piper and Allison) every transcript at 3 s routed as at 30 s."""
+Shorter is not better: tiny.en, no longer seeing many seconds of silence after the words, says
+them again ("My service is out, my service is out, my services") or mishears them. On 54
+held-out rows of the evaluation set spoken by Piper (bench/speech_voices.py): WER 22 % at 3 s,
+18 % at 5 s, 5.7 % at 8 s, 4.2 % at 10 s, 5.7 % at 30 s; options right 35, 35, 37, 38 and 38 of
+41. :func:`token_cap` bounds the repeats and :func:`collapse_repeats` reads them once."""
 
 TOKENS_PER_SECOND = 8.0
 """Generous for speech (a fast talker says about 4 words, 5-6 tokens with punctuation, a second)."""
@@ -101,20 +104,42 @@ def _word_key(word: str) -> str:
     return word.strip(".,!?;:").lower()
 
 
+def _clauses(words: Sequence[str]) -> list[list[str]]:
+    """Words split after each one that ends in punctuation ("is out," | "my service")."""
+    out: list[list[str]] = [[]]
+    for word in words:
+        out[-1].append(word)
+        if word[-1] in ".,!?;:":
+            out.append([])
+    return [c for c in out if c]
+
+
 def collapse_repeats(text: str) -> str:
     """``"Yes. Yes. Yes."`` -> ``"Yes."``; ``"1. 1 1 1"`` -> ``"1."``; ``"Pay my bill. Pay my
-    bill. Pay"`` -> ``"Pay my bill."``: a transcript that is one phrase said over and over (the
-    last time perhaps cut short) is that phrase once.
+    bill. Pay"`` -> ``"Pay my bill."``; ``"My service is out, my service is out, my services"``
+    -> ``"My service is out,"``: a transcript that is one phrase said over and over (the last
+    time perhaps cut short, or said differently) is that phrase once.
 
     Why: tiny.en on a window shorter than 30 s repeats a short reply until :func:`token_cap`
     stops it. A caller who really said "yes yes" loses nothing at a menu (the intent is the
-    same); a transcript with anything else in it is left alone. Words compare without case or
-    punctuation."""
+    same); a transcript whose second clause is not its first again, whole or in part, is left
+    alone. Words compare without case or punctuation."""
     words = text.split()
     keys = [_word_key(w) for w in words]
+    last = len(keys) - 1
     for period in range(1, len(words) // 2 + 1):
-        if all(keys[i] == keys[i % period] for i in range(period, len(keys))):
+        if all(
+            keys[i] == keys[i % period] or (i == last and keys[i % period].startswith(keys[i]))
+            for i in range(period, len(keys))
+        ):
             return " ".join(words[:period])
+    clauses = [[_word_key(w) for w in clause] for clause in _clauses(words)]
+    if len(clauses) >= 2:
+        first, second = clauses[0], clauses[1]
+        again = second == first or (len(second) >= 2 and first[-len(second) :] == second)
+        cut_short = len(clauses) == 2 and len(second) >= 2 and first[: len(second)] == second
+        if again or cut_short:
+            return " ".join(words[: len(first)])
     return " ".join(words)
 
 

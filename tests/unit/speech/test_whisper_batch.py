@@ -10,6 +10,7 @@ import pytest
 from ivr.speech import recognizer as rec
 from ivr.speech.audio import read_wav
 from ivr.speech.whisper_engine import (
+    DEFAULT_WINDOW_S,
     WHISPER_WINDOW_S,
     WhisperRecognizer,
     collapse_repeats,
@@ -29,7 +30,13 @@ PHRASES = ["pay your bill", "billing", "report an outage", "technical support", 
         ("0 0 0 0", "0"),
         ("I want to pay my bill. I want to pay my bill. I want to pay", "I want to pay my bill."),
         ("No... no... No", "No..."),
+        ("I'd like to pay what I owe. I'd like to pay what I owe. I", "I'd like to pay what I owe."),
+        ("My service is out, my service is out, my services is out, my services", "My service is out,"),
+        ("Either I just want to pay my bill, I just want to pay my bill, I just", "Either I just want to pay my bill,"),
         ("one one two", "one one two"),
+        ("Yes, please.", "Yes, please."),
+        ("Billing, billing please", "Billing, billing please"),
+        ("I want to pay, pay my bill", "I want to pay, pay my bill"),
         ("Option 2.", "Option 2."),
         ("Thank", "Thank"),
         ("", ""),
@@ -50,7 +57,7 @@ def short_window() -> WhisperRecognizer:
     require("whisper-model")
     path = rec.packaged_whisper_model()
     assert path is not None
-    return WhisperRecognizer.load(path, workers=1, window_s=3.0)
+    return WhisperRecognizer.load(path, workers=1, window_s=DEFAULT_WINDOW_S)
 
 
 def test_a_batch_hears_what_the_30_s_window_hears_one_at_a_time(short_window: WhisperRecognizer) -> None:

@@ -206,7 +206,15 @@ def main() -> int:
                 failed.add(name)
     print()
     for name, n in capacity.items():
-        print(f"{name}: {n} callers at p99 <= {args.limit:g} s")
+        if ways[name][2] > 0:
+            over = sum(r["over_budget"] for r in results if r["way"] == name)
+            late = sum(r["late"] for r in results if r["way"] == name)
+            print(
+                f"{name}: {over} callers waited past the budget at any load "
+                f"({late} offered keys after speaking because their words were late)"
+            )
+        else:
+            print(f"{name}: {n} callers at p99 <= {args.limit:g} s")
     if capacity["before"]:
         print(f"after / before: {capacity['after'] / capacity['before']:.1f}x")
     out = REPO / "bench" / "results" / f"speech-load-{time.strftime('%Y%m%d-%H%M%S')}.json"

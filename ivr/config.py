@@ -348,6 +348,13 @@ class SpeechSettings(Section):
     decode_timeout = Setting(
         "speech.decode_timeout", float, 15.0, "Seconds a decode may take before the menu falls back to keys."
     )
+    max_batch = Setting(
+        "speech.max_batch",
+        int,
+        8,
+        "Whisper: callers' finished utterances decoded together at most (those that ended while the "
+        "previous decode ran); 1: one at a time.",
+    )
 
 
 class PersonalizeSettings(Section):

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ivr.agi import commands as agi
 from ivr.agi import variables as var
@@ -51,6 +51,7 @@ from ivr.flow.model import (
     QUEUE_MINUTES_PROMPT,
     QUEUE_POSITION_PROMPT,
     QUEUE_WAIT_PROMPT,
+    SPEECH_BUSY_PROMPT,
     Ask,
     CallerLeft,
     Command,
@@ -102,12 +103,14 @@ class SpeechMenus(Protocol):
 
     ``menu`` plays the fragments and hears the caller; ``None`` means speech failed for this
     menu (no connection, engine error, timeout): the channel then does the menu on keys.
+    ``"busy"``: speech is at its limit and did not listen (nothing was played): the channel says
+    so and offers the menu on keys at once.
     ``play`` is how to play one fragment with STREAM FILE if it has to (keys barge in).
     """
 
     async def menu(
         self, session: AgiSession, menu: Menu, fragments: Sequence[str], play: Callable[[str], Awaitable[str | None]]
-    ) -> InputResult | None: ...
+    ) -> InputResult | Literal["busy"] | None: ...
 
 
 #: Executes a ``Handoff`` for a journey (``ivr.channels.handoff.Handoffs.send``): (sent?, how).
@@ -212,11 +215,16 @@ class VoiceChannel:
                 DIGIT_FILES[choice.key],
             ]
         if self.speech is not None and menu.speech:
-            heard = await self.speech.menu(self.session, menu, fragments, lambda name: self._stream(name, ESCAPE_ALL))
-            if heard is not None:
-                return heard
-            # Speech failed: this menu again on keys (the caller hears it once more), and keys
-            # only for the rest of the call rather than a failure at every menu.
+            spoken = await self.speech.menu(self.session, menu, fragments, lambda name: self._stream(name, ESCAPE_ALL))
+            if isinstance(spoken, InputResult):
+                return spoken
+            if spoken == "busy":
+                # Nobody listens: the caller learns why before the menu on keys.
+                log.debug("speech busy at %s: the menu is offered on keys", menu.step)
+                fragments = [SPEECH_BUSY_PROMPT.audio_name(self.prefix), *fragments]
+            # Speech failed or is busy: this menu on keys (after a failure the caller hears it
+            # once more), and keys only for the rest of the call: no failure at every menu, and
+            # less load on a busy recognizer.
             self.speech = None
         if READ_TERMINATOR not in {choice.key for choice in menu.choices}:
             heard = await self._read_menu(fragments, menu.timeout)

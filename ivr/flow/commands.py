@@ -45,8 +45,12 @@ QUEUE_WAIT_PROMPT = Prompt("in line. The wait is about")
 QUEUE_MINUTES_PROMPT = Prompt("minutes.")
 CALLBACK_OFFER_PROMPT = Prompt("To be called back without losing your place, press 1. To keep holding, press 2.")
 CALLBACK_BOOKED_PROMPT = Prompt("Thank you. We will call you back when it is your turn. Goodbye.")
+#: Before a menu on keys when speech is at its limit: callers who would have waited past the
+#: latency budget are told why nobody listens, and the keys follow at once.
+SPEECH_BUSY_PROMPT = Prompt("Voice answers are busy right now. Please use your keypad.")
 SYSTEM_PROMPTS: tuple[Prompt, ...] = (
     FOR_PROMPT,
+    SPEECH_BUSY_PROMPT,
     PRESS_PROMPT,
     OFFER_CHOICE_PROMPT,
     WELCOME_BACK_PROMPT,

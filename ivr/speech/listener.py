@@ -50,6 +50,7 @@ from ivr.speech.audiosocket import (
     PeerError,
     frames_of,
 )
+from ivr.speech.batching import DecodeBatcher
 from ivr.speech.endpoint import (
     Endpointer,
     EndpointSettings,
@@ -73,7 +74,7 @@ _MAX_LAG_S: Final = 0.2
 _CLOSE_TIMEOUT: Final = 1.0
 
 
-Outcome = Literal["speech", "dtmf", "noinput", "closed", "failed"]
+Outcome = Literal["speech", "dtmf", "noinput", "closed", "failed", "late"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,9 @@ class ListenResult:
     ``speech``: the caller spoke (``text`` may be empty if the engine heard no words); ``dtmf``:
     a key (``digit``); ``noinput``: silence; ``closed``: Asterisk closed the socket first (the
     caller hung up, or the application gave up); ``failed``: our side could not do it (no
-    connection, recognizer error, timeout) -- ``detail`` says why.
+    connection, recognizer error, timeout) -- ``detail`` says why; ``late``: the caller spoke
+    but the words were not ready within ``answer_within`` (speech is overloaded: the caller is
+    told so and offered keys instead of waiting on in silence).
     """
 
     outcome: Outcome
@@ -150,8 +153,14 @@ class AudioSocketServer:
         uuid_timeout: float = 3.0,
         slack: float = 5.0,
         decode_timeout: float = 15.0,
+        batcher: DecodeBatcher | None = None,
+        answer_within: float = 0.0,
     ) -> None:
         self.recognizer = recognizer
+        self._batcher = batcher
+        #: Seconds after the end of speech by which the words must be ready, else ``late``
+        #: (0: only ``decode_timeout``).
+        self.answer_within = answer_within
         self._host = host
         self._port = port
         self._executor = executor
@@ -304,7 +313,7 @@ class AudioSocketServer:
         endpointer = Endpointer(request.settings)
         # The utterance is fed to the engine off the event loop (ivr.speech.pool): a streaming
         # engine decodes while the caller speaks, at most one job in flight per call.
-        recognition = Utterance(self.recognizer, request.phrases, self._executor)
+        recognition = Utterance(self.recognizer, request.phrases, self._executor, batcher=self._batcher)
         player: asyncio.Task[None] | None = None
         if request.prompt:
             player = asyncio.create_task(self._play(writer, conn, request.prompt, endpointer.arm), name="prompt")
@@ -360,10 +369,19 @@ class AudioSocketServer:
             return outcome
         assert ended is not None
         end_of_speech = time.monotonic()
+        late = 0 < self.answer_within < self._decode_timeout
         try:
-            async with asyncio.timeout(self._decode_timeout):
+            async with asyncio.timeout(self.answer_within if late else self._decode_timeout):
                 transcript = await recognition.finish()
         except TimeoutError:
+            if late:
+                # The decode goes on in its thread (or leaves the batch queue) and is dropped.
+                return ListenResult(
+                    "late",
+                    speech_ms=ended.speech_ms,
+                    latency_s=time.monotonic() - end_of_speech,
+                    detail=f"words not ready {self.answer_within:g} s after the end of speech",
+                )
             return ListenResult("failed", detail=f"recognizer took over {self._decode_timeout:g}s")
         except Exception as exc:  # an engine error must become a DTMF fallback, not a dead call
             log.warning("recognizer %s failed: %s", self.recognizer.name, exc, exc_info=True)

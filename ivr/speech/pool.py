@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from ivr.speech.batching import DecodeBatcher
 from ivr.speech.engine import Recognizer, RecognizerSession, Transcript
 
 __all__ = ["BATCH_BYTES", "Admission", "Listening", "speech_executor", "transcribe"]
@@ -42,6 +43,9 @@ class Listening:
 
     ``feed`` never blocks (call it for every frame from the audio path); ``finish`` at the end
     of speech returns the transcript; ``cancel`` when DTMF wins or the caller hangs up.
+
+    With a ``batcher`` (a recognizer that decodes at the end, like Whisper), ``finish`` hands the
+    utterance to it, to be decoded together with other callers' utterances that ended meanwhile.
     """
 
     def __init__(
@@ -51,8 +55,10 @@ class Listening:
         executor: Executor,
         *,
         batch_bytes: int = BATCH_BYTES,
+        batcher: DecodeBatcher | None = None,
     ) -> None:
         self.recognizer = recognizer
+        self._batcher = batcher if not recognizer.streaming else None
         self._phrases = tuple(phrases)
         self._executor = executor
         self._batch = batch_bytes
@@ -108,6 +114,8 @@ class Listening:
             await self._pending
         chunk = bytes(self._buffer)
         self._buffer.clear()
+        if self._batcher is not None:
+            return await self._batcher.transcribe(chunk, self._phrases)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._finish, chunk)
 
@@ -165,6 +173,11 @@ class Admission:
     grows by one over its size (one more caller after a limit's worth of fast answers). A caller
     alone is always admitted. Refusals are logged once per ``log_every`` seconds with their count.
 
+    The limit is learnt, so a sudden load (another process taking the cores) can still make a
+    decode late: the listener then stops waiting at the budget (``ListenResult("late")``) and
+    the caller is offered keys as if refused (:meth:`count_late`): nobody waits past it in
+    silence.
+
     Not thread-safe: the event loop's thread calls ``admit`` and ``release``.
     """
 
@@ -186,27 +199,39 @@ class Admission:
         self._clock = clock
         self.listening = 0
         self.refused = 0  # since the process started
+        self.late = 0  # admitted, spoke, words not ready within the budget
         self._unlogged = 0
         self._last_log: float | None = None
 
     def admit(self) -> bool:
         if self.listening > 0 and self.listening + 1 > math.floor(self.limit):
             self.refused += 1
-            self._unlogged += 1
-            now = self._clock()
-            if self._last_log is None or now - self._last_log >= self._log_every:
-                log.warning(
-                    "speech is at its limit of %d listening callers for a %.1f s wait: "
-                    "%d menu(s) offered on keys since the last report",
-                    math.floor(self.limit),
-                    self.budget_s,
-                    self._unlogged,
-                )
-                self._last_log = now
-                self._unlogged = 0
+            self._offered_keys()
             return False
         self.listening += 1
         return True
+
+    def count_late(self) -> None:
+        """An admitted caller spoke but the words were not ready within the budget, so they too
+        were offered keys (counted in the same once-a-minute report). Too many were listening:
+        the limit halves, as for a wait past the budget."""
+        self.late += 1
+        self.limit = max(1.0, self.limit / 2)
+        self._offered_keys()
+
+    def _offered_keys(self) -> None:
+        self._unlogged += 1
+        now = self._clock()
+        if self._last_log is None or now - self._last_log >= self._log_every:
+            log.warning(
+                "speech is at its limit of %d listening callers for a %.1f s wait: "
+                "%d menu(s) offered on keys since the last report",
+                math.floor(self.limit),
+                self.budget_s,
+                self._unlogged,
+            )
+            self._last_log = now
+            self._unlogged = 0
 
     def release(self, waited_s: float | None = None) -> None:
         """One admitted caller is done listening; ``waited_s``: end of speech -> transcript, if

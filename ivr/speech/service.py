@@ -20,13 +20,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ivr.agi import commands as agi
 from ivr.agi.server import AgiSession
 from ivr.config import SpeechSettings
 from ivr.errors import ChannelError, CommandTimeout, ConfigError
 from ivr.flow.model import Choice, InputResult, Menu
+from ivr.speech.batching import BatchRecognizer, DecodeBatcher
 from ivr.speech.embedding import SentenceEncoder
 from ivr.speech.endpoint import EndpointSettings
 from ivr.speech.intents import IntentMatch, IntentMatcher, to_input_result
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 #: Plays one sound file with STREAM FILE, every key an escape; returns the key pressed, if any.
 PlayFile = Callable[[str], Awaitable[str | None]]
 DEFAULT_SOUNDS_DIR = "/usr/share/asterisk/sounds/en"
+MATCH_MARGIN_S = 0.15
+"""Of the latency budget, what is kept for matching the words to an option (the semantic
+matcher: 10-40 ms p99 on a busy machine, bench/README.md) and the AGI round trip after it."""
 
 
 class MenuMatcher(Protocol):
@@ -108,6 +112,7 @@ class SpeechService:
         workers: int = 2,
         decode_timeout: float = 15.0,
         latency_budget: float = 0.0,
+        max_batch: int = 8,
     ) -> None:
         self.recognizer = recognizer
         #: None: no budget (every menu listens). Else menus are offered on keys when listening
@@ -117,8 +122,22 @@ class SpeechService:
         self.endpoint = endpoint or EndpointSettings()
         self.prompts = PromptAudio(sounds_dir)
         self._executor = speech_executor(workers)
+        #: Whisper decodes at the end of speech: the utterances of callers who finish while a
+        #: decode runs are decoded together next (one at a time when ``max_batch`` is 1).
+        self.batcher = (
+            DecodeBatcher(recognizer.transcribe_batch, self._executor, max_batch=max_batch)
+            if isinstance(recognizer, BatchRecognizer) and max_batch > 1
+            else None
+        )
         self.server = AudioSocketServer(
-            recognizer, host=host, port=port, executor=self._executor, decode_timeout=decode_timeout
+            recognizer,
+            host=host,
+            port=port,
+            executor=self._executor,
+            decode_timeout=decode_timeout,
+            batcher=self.batcher,
+            # The matcher (tens of ms) runs after the words: it gets the budget's last part.
+            answer_within=max(0.0, latency_budget - MATCH_MARGIN_S) if latency_budget > 0 else 0.0,
         )
         self.listens = 0
         self.failures = 0
@@ -128,14 +147,18 @@ class SpeechService:
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.batcher is not None:
+            await self.batcher.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- the voice channel's entry points --------------------------------------------------
 
     async def menu(
         self, session: AgiSession, menu: Menu, fragments: Sequence[str], play: PlayFile
-    ) -> InputResult | None:
-        """Play and listen for one menu; ``None`` means "speech failed, do this menu on keys"."""
+    ) -> InputResult | Literal["busy"] | None:
+        """Play and listen for one menu; ``None`` means "speech failed, do this menu on keys";
+        ``"busy"``: over the latency budget, nothing was played (the channel says so and
+        offers keys at once)."""
         choices = menu.choices
         settings = replace(self.endpoint, noinput_ms=int(menu.timeout * 1000))
         try:
@@ -147,26 +170,33 @@ class SpeechService:
             self.failures += 1
             log.exception("cannot prepare listening at %s; falling back to keys", menu.step)
             return None
-        if prompt is None:
-            # A fragment we cannot stream ourselves: Asterisk plays the menu (keys still barge
-            # in), and we listen after it. Slower to interrupt by voice, but the menu is heard.
-            for name in fragments:
-                digit = await play(name)
-                if digit:
-                    return InputResult("match", "dtmf", digit)
-            prompt = []
         if self.admission is not None and not self.admission.admit():
-            # Over budget: keys at once (the channel plays this menu on keys, and keys only for
-            # the rest of the call, which also lightens the load). Logged once a minute, counted.
-            return None
+            # Over budget, decided before anything plays: keys at once (the channel says speech
+            # is busy and plays this menu on keys, and keys only for the rest of the call, which
+            # also lightens the load). Logged once a minute, counted.
+            return "busy"
         decoded: float | None = None
         try:
+            if prompt is None:
+                # A fragment we cannot stream ourselves: Asterisk plays the menu (keys still
+                # barge in), and we listen after it. Slower to interrupt by voice, but heard.
+                for name in fragments:
+                    digit = await play(name)
+                    if digit:
+                        return InputResult("match", "dtmf", digit)
+                prompt = []
             heard = await self.listen(session, ListenRequest(prompt, phrases, settings))
-            if heard.outcome == "speech":
+            if heard.outcome in ("speech", "late"):
                 decoded = heard.latency_s  # what the caller waited, queueing included
         finally:
             if self.admission is not None:
                 self.admission.release(decoded)
+        if heard.outcome == "late":
+            # The words would come past the budget: the caller is told speech is busy and
+            # offered keys now rather than left waiting in silence.
+            if self.admission is not None:
+                self.admission.count_late()  # counted, logged once a minute, limit halved
+            return "busy"
         return await self.interpret(heard, choices)
 
     async def listen(self, session: AgiSession, request: ListenRequest) -> ListenResult:
@@ -267,4 +297,5 @@ async def speech_from_config(speech: SpeechSettings, prompts_dir: str = "") -> S
         workers=speech.workers,
         decode_timeout=speech.decode_timeout,
         latency_budget=speech.latency_budget,
+        max_batch=speech.max_batch,
     )

@@ -83,10 +83,13 @@ def said(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def start_controller(lab: AsteriskLab, flows: Path, data_dir: Path, **env: str) -> ControllerProcess:
+def start_controller(
+    lab: AsteriskLab, flows: Path, data_dir: Path, log_level: str = "INFO", **env: str
+) -> ControllerProcess:
     proc = ControllerProcess(
         flows_dir=flows,
         data_dir=data_dir,
+        log_level=log_level,
         env={"IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir), "IVR_SPEECH_ENGINE": "whisper", **env},
     )
     proc.start(timeout=90)  # Whisper and the sentence encoder load before the AGI port opens
@@ -201,9 +204,17 @@ async def test_over_the_latency_budget_a_menu_is_offered_on_keys_at_once(
     lab: AsteriskLab, prompt_ms: dict[str, int], said: dict[str, Path], tmp_path: Path
 ) -> None:
     """One speech worker: one caller may listen at a time within the budget. Two callers reach
-    the main menu together and both speak; one is heard, the other hears the menu on keys at once
-    (no AudioSocket, nobody waits for a decode) and presses 1; the controller logs it once."""
-    proc = start_controller(lab, DIALPLANS, tmp_path / "ivr", IVR_SPEECH_WORKERS="1", IVR_SPEECH_LATENCY_BUDGET="1.5")
+    the main menu together and both speak; one is heard, the other hears that speech is busy and
+    the menu on keys at once (no AudioSocket, nobody waits for a decode) and presses 1; the
+    controller logs it once."""
+    proc = start_controller(
+        lab,
+        DIALPLANS,
+        tmp_path / "ivr",
+        log_level="DEBUG",
+        IVR_SPEECH_WORKERS="1",
+        IVR_SPEECH_LATENCY_BUDGET="1.5",
+    )
     try:
         lead = ms(prompt_ms, GREETING) + 1500
         audio, (speech_ms,) = script(tmp_path / "caller.wav", (lead, said["outage"]))
@@ -237,8 +248,9 @@ async def test_over_the_latency_budget_a_menu_is_offered_on_keys_at_once(
             assert chosen, journey
             modes[number] = (chosen[0]["option"], chosen[0]["mode"])
         assert sorted(modes.values()) == [("outage", "speech"), ("pay_bill", "dtmf")], modes
-        log = proc.log_tail(400)
+        log = proc.log_tail(2000)
         assert log.count("menu(s) offered on keys since the last report") == 1
+        assert log.count("speech busy at main_menu: the menu is offered on keys") == 1
         assert "falling back to keys" not in log  # an overload is not a speech failure
     finally:
         proc.stop()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ivr.channels.voice import VoiceChannel
-from ivr.flow.model import InputResult
+from ivr.flow.model import InputResult, Prompt
 from ivr.speech.pool import Admission
 from ivr.speech.service import IntentMatchers, SpeechService
 from tests.unit.speech.fakes import FakeAgiSession, FakeRecognizer, silence, tone
@@ -81,5 +82,36 @@ async def test_over_budget_the_menu_is_offered_on_keys_at_once(sounds: Path) -> 
         session = FakeAgiSession(caller(tone(700), silence(500)))
         heard = await VoiceChannel(session, speech=speech).menu(MENU)  # type: ignore[arg-type]
         assert heard.mode == "speech" and speech.admission.listening == 0  # admitted, then released
+    finally:
+        await speech.stop()
+
+
+async def test_words_not_ready_within_the_budget_turn_into_keys_at_the_budget(sounds: Path) -> None:  # noqa: F811
+    """Admitted, the caller speaks, but the decode takes 2 s against a 0.6 s budget (a sudden
+    load): at the budget the caller hears that speech is busy and gets the menu on keys, instead
+    of waiting on in silence; it counts as a menu offered on keys and halves the limit."""
+    speech = SpeechService(
+        FakeRecognizer(delay=2.0), IntentMatchers(), port=0, sounds_dir=sounds, endpoint=FAST, latency_budget=0.6
+    )
+    await speech.start()
+    try:
+        assert speech.admission is not None
+        session = FakeAgiSession(caller(tone(500), silence(500)), keys=["1"])
+        channel = VoiceChannel(session, speech=speech)  # type: ignore[arg-type]
+        waited: list[float] = []
+        real_listen = speech.listen
+
+        async def timed_listen(*args: Any) -> Any:
+            heard = await real_listen(*args)
+            waited.append(heard.latency_s)
+            return heard
+
+        speech.listen = timed_listen  # type: ignore[method-assign, assignment]
+        assert await channel.menu(MENU) == InputResult("match", "dtmf", "1")
+        assert waited and waited[0] < 0.6  # the end of speech -> "busy" wait stayed within the budget
+        (read,) = [line for line in session.lines if line.startswith("EXEC Read")]
+        assert Prompt("Voice answers are busy right now. Please use your keypad.").audio_name() in read
+        assert speech.admission.late == 1 and speech.admission.limit == 1.0 and speech.failures == 0
+        assert speech.admission.listening == 0
     finally:
         await speech.stop()

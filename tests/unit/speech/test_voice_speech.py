@@ -254,3 +254,25 @@ def replace_timeout(menu: Menu, timeout: float) -> Menu:
     from dataclasses import replace
 
     return replace(menu, timeout=timeout)
+
+
+async def test_over_the_latency_budget_the_caller_hears_speech_is_busy_then_the_keys(sounds: Path) -> None:
+    """Speech at its limit: nothing listens, the busy notice comes first in the one Read() of the
+    menu on keys (no AudioSocket), and the rest of the call stays on keys."""
+    speech = SpeechService(
+        FakeRecognizer(), IntentMatchers(), port=0, sounds_dir=sounds, endpoint=FAST, latency_budget=1.5
+    )
+    await speech.start()
+    try:
+        assert speech.admission is not None
+        assert speech.admission.admit() and speech.admission.admit()  # two callers listen already
+        session = FakeAgiSession(keys=["1"])
+        channel = VoiceChannel(session, speech=speech)  # type: ignore[arg-type]
+        assert await channel.menu(MENU) == InputResult("match", "dtmf", "1")
+        assert exec_lines(session) == []
+        (read,) = read_lines(session)
+        busy = "Voice answers are busy right now. Please use your keypad."
+        assert read.startswith(f'EXEC Read "IVR_MENU_KEY,{Prompt(busy).audio_name()}&{MENU.prompt.audio_name()}&')
+        assert channel.speech is None and speech.admission.refused == 1
+    finally:
+        await speech.stop()

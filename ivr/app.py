@@ -55,6 +55,7 @@ from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
 from ivr.web.desktop import login_limiter, setup_desktop
 from ivr.web.health import Readiness, setup_health
+from ivr.web.supervisor import setup_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class App:
             session_check=config.desktop.session_check,
             login_limits=login_limiter(config.desktop),
         )
+        setup_supervisor(self.web.app)
 
         self.routes: dict[str, Handler] = {"inbound": self.inbound}
         self.routes["continue"] = self.inbound.continue_call  # "call me now"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
 from ivr.acd.service import Acd
+from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
@@ -121,6 +122,10 @@ class App:
             customers=self.customers,
             bus=self.bus,
             recent_contact_s=config.desktop.contact_window,
+        )
+        #: the supervisors' wallboard, published from this node's ACD state over the bus
+        self.wallboard = WallboardPublisher(
+            self.bus, lambda: snapshot(self.acd.states.values(), self.acd.waiting, config.routing.queues)
         )
         self.callbacks = Callbacks(
             self.acd,
@@ -327,6 +332,7 @@ class App:
 
     async def _start_acd(self) -> None:
         await self.bus.start()
+        await self.wallboard.start()
         if self.ami is None:
             log.warning("AMI off (set IVR_AMI_SECRET): the agent desktop works but no queue events arrive")
             return
@@ -340,6 +346,7 @@ class App:
         if self.ami is not None:
             await self.ami.stop()
         await self.acd.stop()
+        await self.wallboard.stop()
         await self.bus.stop()
 
     async def _profile_of(self, journey: Journey) -> CallerProfile | None:

@@ -161,7 +161,7 @@ async def _require(request: web.Request, *, csrf: str | None = None, check_csrf:
     return agent
 
 
-def _same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     return origin is None or origin == f"{request.scheme}://{request.host}"
 
@@ -202,7 +202,7 @@ async def sign_in(request: web.Request, *, role: str, prefix: str, session_cooki
         form = await request.post()
     except ValueError:  # a multipart part without a name, and other malformed forms
         raise web.HTTPBadRequest(text="send the login form") from None
-    if not _same_origin(request) or not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE)):
+    if not same_origin(request) or not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE)):
         raise web.HTTPForbidden(text="login form expired: reload the page")
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
@@ -289,7 +289,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/desktop/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    if not _same_origin(request):
+    if not same_origin(request):
         raise web.HTTPForbidden(text="cross-origin websocket refused")
     agent = await _require(request, csrf=request.query.get("csrf"), check_csrf=True)
     session = token_hash(request.cookies.get(SESSION_COOKIE, ""))

@@ -1,4 +1,4 @@
-"""The supervisor role's pages: login, session, CSRF and access rules (the wallboard comes later).
+"""The supervisor role's pages: login, session, CSRF, access rules, and the live wallboard.
 
 Routes (all under ``/supervisor``)::
 
@@ -7,7 +7,14 @@ Routes (all under ``/supervisor``)::
     GET  /supervisor/              the page (303 to the login form without a supervisor session)
     GET  /supervisor/api/me        {"supervisor", "csrf"}: who is signed in and the session's CSRF token
     POST /supervisor/api/logout    (X-CSRF-Token) ends the session
+    GET  /supervisor/ws?csrf=...   the wallboard websocket (session cookie + CSRF token + same Origin)
     GET  /supervisor/static/...    page assets
+
+The websocket forwards what the ACD publishes on ``WALLBOARD`` (``ivr.acd.wallboard``: queues
+with callers waiting, the longest wait and agents ready/busy/paused; agents with their state,
+since when, and their open contacts' channels), server -> browser only. Like the desktop's, it
+lives only as long as its session: it re-reads the session every ``session_check`` seconds and
+closes with 4001 once a logout, password change or disabled account ended it.
 
 Why the same rules as the desktop, by construction rather than by copy: the login is the
 desktop's ``sign_in`` (same form CSRF pair and Origin check, same failure limits shared with the
@@ -24,14 +31,26 @@ here is refused (403) and a supervisor's opens nothing on the desktop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from ivr.acd.topics import WALLBOARD
 from ivr.web.agents_auth import same_token, token_hash
-from ivr.web.desktop import AGENTS, PAGE_HEADERS, login_page, sign_in
+from ivr.web.desktop import (
+    AGENTS,
+    BUS,
+    PAGE_HEADERS,
+    SESSION_CHECK,
+    SESSION_ENDED,
+    login_page,
+    same_origin,
+    sign_in,
+)
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static" / "supervisor"
@@ -50,19 +69,23 @@ async def _session(request: web.Request) -> tuple[dict[str, Any], str] | None:
     return await request.app[AGENTS].session(token_hash(token))
 
 
-async def require_supervisor(request: web.Request, *, check_csrf: bool = False) -> tuple[dict[str, Any], str]:
+async def require_supervisor(
+    request: web.Request, *, check_csrf: bool = False, csrf: str | None = None
+) -> tuple[dict[str, Any], str]:
     """The signed-in supervisor and the session's CSRF token, else 401 (no session) or 403 (a
-    session of another role, or a change without the session's CSRF token)."""
+    session of another role, or a change without the session's CSRF token: ``csrf``, else the
+    ``X-CSRF-Token`` header)."""
     found = await _session(request)
     if found is None:
         raise web.HTTPUnauthorized(text="log in first")
-    account, csrf = found
+    account, expected = found
+    given = csrf
     if account["role"] != ROLE:
         log.warning("%s %s refused at %s: supervisors only", account["role"], account["username"], request.path)
         raise web.HTTPForbidden(text="supervisors only")
-    if check_csrf and not same_token(request.headers.get("X-CSRF-Token"), csrf):
+    if check_csrf and not same_token(given or request.headers.get("X-CSRF-Token"), expected):
         raise web.HTTPForbidden(text="missing or wrong CSRF token")
-    return account, csrf
+    return account, expected
 
 
 @routes.get("/supervisor/login")
@@ -105,8 +128,54 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+@routes.get("/supervisor/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    if not same_origin(request):
+        raise web.HTTPForbidden(text="cross-origin websocket refused")
+    account, _ = await require_supervisor(request, check_csrf=True, csrf=request.query.get("csrf"))
+    session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    await ws.prepare(request)
+    async with request.app[BUS].subscribe(WALLBOARD) as sub:
+
+        async def forward() -> None:
+            async for message in sub:
+                if ws.closed:
+                    break
+                await ws.send_json(message)
+            if sub.overflowed and not ws.closed:
+                await ws.close(code=4000, message=b"too slow: reconnect")
+
+        async def watch_session() -> None:
+            while not ws.closed:
+                await asyncio.sleep(request.app[SESSION_CHECK])
+                try:
+                    live = await request.app[AGENTS].session(session)
+                except Exception as exc:  # a database blip is not a revocation: look again later
+                    log.warning("supervisor session of %s not re-checked: %s", account["username"], exc)
+                    continue
+                if live is None or live[0]["id"] != account["id"] or live[0]["role"] != ROLE:
+                    log.info("supervisor %s: session ended; closing the wallboard", account["username"])
+                    await ws.close(code=SESSION_ENDED, message=b"session ended: log in again")
+
+        tasks = [
+            asyncio.create_task(forward(), name=f"wallboard-ws-{account['id']}"),
+            asyncio.create_task(watch_session(), name=f"wallboard-session-{account['id']}"),
+        ]
+        try:
+            async for _ in ws:  # the browser sends nothing; this waits for the close
+                pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    return ws
+
+
 def setup_supervisor(app: web.Application) -> None:
-    """Register the supervisor pages on ``app``, after ``setup_desktop`` (whose account store and
-    login limits they share)."""
+    """Register the supervisor pages on ``app``, after ``setup_desktop`` (whose account store,
+    login limits, bus and session re-check interval they share)."""
     app.add_routes(routes)
     app.router.add_static("/supervisor/static/", STATIC, show_index=False)

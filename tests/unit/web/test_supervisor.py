@@ -4,6 +4,7 @@ session opens the other's pages or APIs (whatever cookie name it is presented un
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,20 +15,23 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from ivr.acd.service import Acd
+from ivr.acd.topics import WALLBOARD
 from ivr.bus.pubsub import MemoryBus
 from ivr.errors import StoreError
 from ivr.store.agents import AgentStore
 from ivr.store.customers import CustomerStore
 from ivr.web.agents_auth import hash_password
-from ivr.web.desktop import setup_desktop
+from ivr.web.desktop import SESSION_ENDED, setup_desktop
 from ivr.web.supervisor import setup_supervisor
+from tests.unit.web.conftest import Live
 from tests.unit.web.desk_parts import stores_with_two_agents
 
 
 class Site:
-    def __init__(self, server: TestServer, agents: AgentStore) -> None:
+    def __init__(self, base: str, agents: AgentStore, bus: MemoryBus | None = None) -> None:
+        self.base = base
         self.agents = agents
-        self.base = str(server.make_url("")).rstrip("/")
+        self.bus = bus or MemoryBus()
 
     async def login(self, where: str, username: str, password: str) -> tuple[aiohttp.ClientSession, str, str]:
         """(client, CSRF token, session token) after a login at ``/<where>/login``; PermissionError
@@ -66,11 +70,11 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     bus = MemoryBus()
     acd = Acd(ami=None, journeys=journeys, customers=CustomerStore(journeys.engine), bus=bus)
     app = web.Application()
-    setup_desktop(app, acd=acd, agents=agents, bus=bus)
+    setup_desktop(app, acd=acd, agents=agents, bus=bus, session_check=0.1)
     setup_supervisor(app)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    yield Site(server, agents)
+    yield Site(str(server.make_url("")).rstrip("/"), agents, bus)
     await server.close()
     await acd.stop()
     await journeys.stop()
@@ -169,3 +173,80 @@ async def test_roles_are_a_closed_set(site: Site) -> None:
         await site.agents.add(
             username="eve", display_name="Eve", password_hash="x", endpoint="", skills={}, role="admin"
         )
+
+
+# -- the wallboard websocket -------------------------------------------------------------------------
+
+
+BOARD = {"type": "wallboard", "queues": [{"queue": "billing", "waiting": 2}], "agents": [], "at": 1.0}
+
+
+async def test_the_wallboard_reaches_a_supervisors_socket_and_closes_with_the_session(site: Site) -> None:
+    client, csrf, _ = await site.login("supervisor", "sue", "sue-password")
+    async with client:
+        ws = await client.ws_connect(f"{site.base}/supervisor/ws?csrf={csrf}")
+        for _ in range(50):  # the socket subscribes once its handshake is done
+            await site.bus.publish(WALLBOARD, BOARD)
+            try:
+                message = await ws.receive_json(timeout=0.1)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("no wallboard on the socket")
+        assert message == BOARD
+        assert await site.agents.set_disabled("sue", True)
+        closed = await ws.receive(timeout=5)
+        while closed.type == aiohttp.WSMsgType.TEXT:  # snapshots still in flight
+            closed = await ws.receive(timeout=5)
+        assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == SESSION_ENDED
+
+
+async def test_the_wallboard_socket_needs_a_supervisor_its_csrf_and_our_origin(site: Site) -> None:
+    supervisor, csrf, _ = await site.login("supervisor", "sue", "sue-password")
+    agent, agent_csrf, agent_token = await site.login("desktop", "ann", "ann-password")
+    async with supervisor, agent:
+        for url, headers in (
+            (f"{site.base}/supervisor/ws", {}),
+            (f"{site.base}/supervisor/ws?csrf=wrong", {}),
+            (f"{site.base}/supervisor/ws?csrf={csrf}", {"Origin": "http://evil.example"}),
+        ):
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await supervisor.ws_connect(url, headers=headers)
+        async with aiohttp.ClientSession(cookies={"ivr_supervisor": agent_token}) as forged:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await forged.ws_connect(f"{site.base}/supervisor/ws?csrf={agent_csrf}")
+            assert refused.value.status == 403
+
+
+async def test_the_controller_publishes_its_agents_to_the_wallboard(live: Live) -> None:
+    """The whole controller: an agent opens the desktop (logged in, paused), and the supervisor's
+    wallboard, fed by the ACD's publisher over the bus, shows them and their queues."""
+    agents = live.app.agents
+    for username, role, endpoint in (("sue", "supervisor", ""), ("ann", "agent", "agent1001")):
+        await agents.add(
+            username=username,
+            display_name=username.title(),
+            password_hash=hash_password(f"{username}-password"),
+            endpoint=endpoint,
+            skills={"billing": 0} if role == "agent" else {},
+            role=role,
+        )
+    site = Site(live.base, agents)
+    supervisor, csrf, _ = await site.login("supervisor", "sue", "sue-password")
+    agent, agent_csrf, _ = await site.login("desktop", "ann", "ann-password")
+    async with supervisor, agent:
+        board_ws = await supervisor.ws_connect(f"{live.base}/supervisor/ws?csrf={csrf}")
+        desk_ws = await agent.ws_connect(f"{live.base}/desktop/ws?csrf={agent_csrf}")
+        async with asyncio.timeout(10):
+            while True:
+                board = await board_ws.receive_json()
+                if board["agents"]:
+                    break
+        (ann,) = board["agents"]
+        assert (ann["display_name"], ann["status"], ann["contacts"]) == ("Ann", "paused", [])
+        queues = {q["queue"]: q for q in board["queues"]}
+        assert queues["billing"]["paused"] == 1 and queues["main"]["paused"] == 1
+        assert set(live.app.config.routing.queues) <= set(queues)
+        await desk_ws.close()
+        await board_ws.close()

@@ -68,3 +68,27 @@ def test_process_figures_come_from_proc() -> None:
     found = families(Telemetry())
     assert found["process_cpu_seconds"][("process_cpu_seconds_total", ())] > 0
     assert found["process_open_fds"][("process_open_fds", ())] > 0
+
+
+def test_the_loop_histogram_renders_what_the_librarys_histogram_renders() -> None:
+    """Same buckets, same observations (bounds themselves, between them, beyond the last): the
+    text of our lock-free histogram equals prometheus_client's own, line for line."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from ivr.telemetry import COMMAND_BUCKETS, LoopHistogram
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    loop = LoopHistogram("h_seconds", "A histogram.", COMMAND_BUCKETS)
+    ours.register(loop)
+    library = Histogram("h_seconds", "A histogram.", buckets=COMMAND_BUCKETS, registry=theirs)
+    for value in (0.0, 0.0005, 0.0006, 0.001, 0.3, 1, 59.9, 60, 61, 1e6):
+        loop.observe(value)
+        library.observe(value)
+    assert loop.count == 10
+    mine = [line for line in generate_latest(ours).decode().splitlines() if not line.startswith("h_seconds_created")]
+    library_lines = generate_latest(theirs).decode().splitlines()
+    assert mine == [
+        line
+        for line in library_lines
+        if not line.startswith(("h_seconds_created", "# HELP h_seconds_created", "# TYPE h_seconds_created"))
+    ]

@@ -20,17 +20,18 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
 from ivr.acd.service import Acd
+from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
 from ivr.ami.actions import originate
 from ivr.ami.client import AmiClient, AmiError
-from ivr.bus.pubsub import bus_from_url
+from ivr.bus.pubsub import RedisBus, bus_from_url
 from ivr.channels.chat import TextFlows
 from ivr.channels.handoff import Handoffs, TokenCodec
 from ivr.channels.sms import KannelProvider, SmsChannel, SmsOutbox, SmsProvider
@@ -49,10 +50,13 @@ from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CallerProfiles, CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
+from ivr.telemetry import Telemetry
 from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
 from ivr.web.desktop import login_limiter, setup_desktop
+from ivr.web.health import Readiness, setup_health
+from ivr.web.supervisor import setup_supervisor
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +89,15 @@ class App:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         half_life = config.personalize.half_life_days * DAY
+        #: the operators' figures: observed by the hot paths, read from the services at scrape
+        self.telemetry = Telemetry()
         self.routing = RoutingRules.from_settings(config.routing)
         self.flows = FlowLibrary(Path(config.flows.dir))
-        self.store = JourneyStore(make_engine(config.database_url), half_life_days=config.personalize.half_life_days)
+        self.store = JourneyStore(
+            make_engine(config.database_url),
+            half_life_days=config.personalize.half_life_days,
+            observe_batch=self.telemetry.journey_batch_seconds.observe,
+        )
         self.customers = CustomerStore(self.store.engine, country_code=config.phone.country_code)
         self.continuations = ContinuationStore(self.store.engine)
         self.speech_slot = SpeechSlot()
@@ -112,6 +122,10 @@ class App:
             customers=self.customers,
             bus=self.bus,
             recent_contact_s=config.desktop.contact_window,
+        )
+        #: the supervisors' wallboard, published from this node's ACD state over the bus
+        self.wallboard = WallboardPublisher(
+            self.bus, lambda: snapshot(self.acd.states.values(), self.acd.waiting, config.routing.queues)
         )
         self.callbacks = Callbacks(
             self.acd,
@@ -203,6 +217,7 @@ class App:
             session_check=config.desktop.session_check,
             login_limits=login_limiter(config.desktop),
         )
+        setup_supervisor(self.web.app)
 
         self.routes: dict[str, Handler] = {"inbound": self.inbound}
         self.routes["continue"] = self.inbound.continue_call  # "call me now"
@@ -212,8 +227,74 @@ class App:
             port=config.agi.port,
             header_timeout=config.agi.header_timeout,
             command_timeout=config.agi.command_timeout,
+            observe_command=self.telemetry.agi_command_seconds.observe,
+        )
+        self._register_readings()
+        setup_health(
+            self.web.app,
+            telemetry=self.telemetry,
+            readiness=Readiness(self._readiness_checks()),
+            authorize=bearer_token(config.web.metrics_token, env_name="IVR_WEB_METRICS_TOKEN"),
         )
         self._watcher: asyncio.Task[None] | None = None
+
+    def _register_readings(self) -> None:
+        """What ``/metrics`` reads from the services at each scrape (nothing here runs per call)."""
+        t = self.telemetry
+        t.gauge("ivr_agi_calls_active", "Calls in progress on the FastAGI server.", lambda: self.agi.active_calls)
+        t.counter("ivr_agi_calls", "Calls that delivered an AGI environment.", lambda: self.agi.total_calls)
+        t.counter(
+            "ivr_agi_calls_failed",
+            "Calls that ended on the dialplan fallback (unknown route, handler error, timeout); hangups are not.",
+            lambda: self.agi.failed_calls,
+        )
+        t.gauge(
+            "ivr_journey_writer_queue",
+            "Journeys and events waiting for the journey writer (grows while the database is away).",
+            lambda: self.store.backlog,
+        )
+        t.counter("ivr_journey_commits", "Batches the journey writer committed.", lambda: self.store.commits)
+        t.counter(
+            "ivr_speech_listens", "Menus listened to.", lambda: self.speech.listens if self.speech is not None else 0
+        )
+        t.counter(
+            "ivr_speech_failures",
+            "Listens that fell back to keys because speech failed.",
+            lambda: self.speech.failures if self.speech is not None else 0,
+        )
+        ami = self.ami
+        t.gauge("ivr_ami_configured", "1 when AMI is configured (ami.secret set).", lambda: float(ami is not None))
+        if ami is not None:
+            t.gauge("ivr_ami_connected", "1 while logged in to AMI.", lambda: float(ami.is_connected))
+            t.counter("ivr_ami_events", "AMI events received.", lambda: ami.events_seen)
+            t.gauge("ivr_ami_event_lag", "AMI events waiting for their handlers.", lambda: ami.lag)
+        bus = self.bus
+        if isinstance(bus, RedisBus):
+            t.gauge("ivr_pubsub_outbox", "Messages waiting in this node's pub/sub outbox.", lambda: bus.buffered)
+            t.counter("ivr_pubsub_dropped", "Messages dropped from a full pub/sub outbox.", lambda: bus.dropped)
+        else:  # in-process delivery: nothing ever waits
+            t.gauge("ivr_pubsub_outbox", "Messages waiting in this node's pub/sub outbox.", lambda: 0)
+
+    def _readiness_checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        """What ``/readyz`` requires: calls can connect, journeys can be written, and queue events
+        arrive when AMI is configured."""
+
+        async def agi() -> bool:
+            return self.agi.serving
+
+        async def database() -> bool:
+            await self.store.ping()
+            return True
+
+        checks: dict[str, Callable[[], Awaitable[bool]]] = {"agi": agi, "database": database}
+        ami = self.ami
+        if ami is not None:
+
+            async def ami_connected() -> bool:
+                return ami.is_connected
+
+            checks["ami"] = ami_connected
+        return checks
 
     def _text_flows(self, channel: str, half_life: float) -> TextFlows:
         """A text channel's driver (chat, SMS): the same engine, links, routing and queue desk."""
@@ -251,6 +332,7 @@ class App:
 
     async def _start_acd(self) -> None:
         await self.bus.start()
+        await self.wallboard.start()
         if self.ami is None:
             log.warning("AMI off (set IVR_AMI_SECRET): the agent desktop works but no queue events arrive")
             return
@@ -264,6 +346,7 @@ class App:
         if self.ami is not None:
             await self.ami.stop()
         await self.acd.stop()
+        await self.wallboard.stop()
         await self.bus.stop()
 
     async def _profile_of(self, journey: Journey) -> CallerProfile | None:
@@ -363,7 +446,9 @@ class App:
     async def _start_speech(self) -> None:
         """A model asked for but missing is a ConfigError (start-up fails, clearly); a port that
         cannot be bound only costs speech: calls go on with keys, said once at ERROR."""
-        speech = await speech_from_config(self.config.speech, self.config.prompts.dir)
+        speech = await speech_from_config(
+            self.config.speech, self.config.prompts.dir, observe_decode=self.telemetry.speech_decode_seconds.observe
+        )
         if speech is None:
             return
         try:

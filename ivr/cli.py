@@ -228,7 +228,10 @@ def cmd_agents(args: argparse.Namespace) -> int:
                 for a in await agents.all():
                     skills = ", ".join(f"{k}:{v}" for k, v in sorted(a["skills"].items()))
                     off = "  (disabled)" if a["disabled"] else ""
-                    print(f"{a['id']}  {a['username']:16} {a['endpoint']:12} {skills}  {a['display_name']}{off}")
+                    print(
+                        f"{a['id']}  {a['username']:16} {a['role']:10} {a['endpoint']:12} {skills}  "
+                        f"{a['display_name']}{off}"
+                    )
                 return 0
             if args.agents_cmd in ("disable", "enable"):
                 if not await agents.set_disabled(args.username, args.agents_cmd == "disable"):
@@ -238,6 +241,8 @@ def cmd_agents(args: argparse.Namespace) -> int:
                 return 0
             if args.agents_cmd == "add" and len(args.username) > MAX_USERNAME:
                 raise IvrError(f"user names have at most {MAX_USERNAME} characters")
+            if args.agents_cmd == "add" and args.role == "agent" and not args.endpoint:
+                raise IvrError("an agent needs --endpoint (the PJSIP endpoint of their softphone)")
             try:
                 hashed = hash_password(password())
             except WeakPassword as exc:
@@ -254,8 +259,12 @@ def cmd_agents(args: argparse.Namespace) -> int:
                 endpoint=args.endpoint,
                 skills=_skills(args.skill),
                 max_chats=args.max_chats,
+                role=args.role,
             )
-            print(f"agent {args.username} added (id {agent_id}, phone PJSIP/{args.endpoint})")
+            if args.role == "supervisor":
+                print(f"supervisor {args.username} added (id {agent_id}; signs in at /supervisor/)")
+            else:
+                print(f"agent {args.username} added (id {agent_id}, phone PJSIP/{args.endpoint})")
             return 0
         finally:
             await store.stop()
@@ -318,9 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = agents.add_parser("add", help="create an agent: login, softphone endpoint, skills")
     p.add_argument("username")
     p.add_argument("--name", help="display name (default: the user name)")
-    p.add_argument("--endpoint", required=True, help="PJSIP endpoint of their softphone, e.g. agent1001")
+    p.add_argument("--endpoint", default="", help="PJSIP endpoint of their softphone, e.g. agent1001 (agents need one)")
     p.add_argument("--skill", action="append", default=[], help="skill[:penalty], repeatable (0 primary, 1, 2)")
     p.add_argument("--max-chats", type=int, default=3, help="chats at once besides one call")
+    p.add_argument(
+        "--role",
+        choices=("agent", "supervisor"),
+        default="agent",
+        help="agent: the desktop (default); supervisor: the supervisor pages, not the desktop",
+    )
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     p.set_defaults(func=cmd_agents)
     p = agents.add_parser("passwd", help="set an agent's password (closes their sessions, desktops too)")

@@ -135,6 +135,14 @@ class WebSettings(Section):
         "File descriptors the web side never takes: kept for calls (FastAGI, AudioSocket), the "
         "database and the SMS gateway.",
     )
+    metrics_token = Setting(
+        "web.metrics_token",
+        str,
+        "",
+        "Bearer token GET /metrics requires (the Prometheus scraper's, not the API's). No default: "
+        "/metrics answers 503 until it is set; /healthz and /readyz are open.",
+        True,
+    )
 
 
 class ApiSettings(Section):

@@ -123,6 +123,11 @@ class PostgresServer:
             "--no-sync",
         )
         pwfile.unlink()
+        self._pg_start(timeout)
+        return self
+
+    def _pg_start(self, timeout: float) -> None:
+        assert self.root is not None, "server not initialised"
         options = f"-k {self.root} -p {self.port} -h 127.0.0.1 " + " ".join(
             f"-c {k}={v}" for k, v in self.settings.items()
         )
@@ -139,7 +144,15 @@ class PostgresServer:
             str(int(timeout)),
             "start",
         )
-        return self
+
+    def halt(self) -> None:
+        """Stop the server but keep its data: an outage that ``resume`` ends (same port, same
+        databases, same password). ``immediate``: clients see their connections drop at once."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+
+    def resume(self, timeout: float = 30) -> None:
+        """Start the server ``halt`` stopped (crash recovery runs first, as after a real outage)."""
+        self._pg_start(timeout)
 
     def stop(self) -> None:
         if self.root is None:

@@ -15,3 +15,7 @@ def agent_topic(agent_id: str) -> str:
 def chat_topic(contact_id: str) -> str:
     """What the agent says to one chat contact (the chat channel subscribes to it)."""
     return f"chat.{contact_id}"
+
+
+#: The supervisors' wallboard: a snapshot of queues and agents (``ivr.acd.wallboard``).
+WALLBOARD = "supervisor.wallboard"

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -63,7 +64,7 @@ class AgiSession:
     reply); a second concurrent call raises LocalProtocolError, a bug on our side.
     """
 
-    __slots__ = ("_closed", "_conn", "_dead", "_hangup_grace", "_reader", "_timeout", "_writer", "env")
+    __slots__ = ("_closed", "_conn", "_dead", "_hangup_grace", "_observe", "_reader", "_timeout", "_writer", "env")
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class AgiSession:
         *,
         command_timeout: float,
         hangup_grace: float = 0.1,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
         self.env = env
         self._conn = conn
@@ -83,6 +85,8 @@ class AgiSession:
         self._hangup_grace = hangup_grace
         self._closed = False
         self._dead = False  # a 511 reply or EOF: the caller is gone even without a HANGUP line
+        #: told each replied command's round trip in seconds (the operators' histogram)
+        self._observe = observe
 
     @property
     def hung_up(self) -> bool:
@@ -114,12 +118,15 @@ class AgiSession:
             raise CallEnded("caller hung up")
         if self._closed:
             raise ChannelError("the AGI session is closed")
+        sent = time.perf_counter()
         self._writer.write(self._conn.send_command(line))
         limit = self._timeout if timeout is None else timeout
         try:
             try:
                 async with asyncio.timeout(limit):
                     reply = await self._await_reply(line)
+                if self._observe is not None:
+                    self._observe(time.perf_counter() - sent)
             except TimeoutError:
                 self.close()
                 raise CommandTimeout(f"no AGI reply to {line[:80]!r} within {limit:g}s") from None
@@ -252,6 +259,7 @@ class AgiServer:
     ``total_calls`` counts connections that delivered an environment (health checks do not),
     ``active_calls`` those in progress, ``failed_calls`` those that ended on the fallback path
     (unknown route, handler error, protocol error, timeout) -- hangups are not failures.
+    ``observe_command``, when given, is told every replied command's round trip in seconds.
     """
 
     def __init__(
@@ -264,6 +272,7 @@ class AgiServer:
         command_timeout: float = 120.0,
         fallback_action: str = "fallback",
         hangup_grace: float = 0.1,
+        observe_command: Callable[[float], None] | None = None,
     ) -> None:
         self._route = route
         self._host = host
@@ -273,6 +282,7 @@ class AgiServer:
         self._fallback_action = fallback_action
         self._fallback_command = commands.set_variable(ACTION, fallback_action)  # validates
         self._hangup_grace = hangup_grace
+        self._observe_command = observe_command
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -289,6 +299,11 @@ class AgiServer:
         if self._server is not None and self._server.sockets:
             return int(self._server.sockets[0].getsockname()[1])
         return self._port
+
+    @property
+    def serving(self) -> bool:
+        """The listening socket is open and calls are taken (started, not stopping)."""
+        return self._server is not None and self._server.is_serving() and not self._stopping
 
     @property
     def active_calls(self) -> int:
@@ -388,6 +403,7 @@ class AgiServer:
             writer,
             command_timeout=self._command_timeout,
             hangup_grace=self._hangup_grace,
+            observe=self._observe_command,
         )
         self._total_calls += 1
         self._active_calls += 1

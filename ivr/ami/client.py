@@ -122,6 +122,12 @@ class AmiClient:
         self._on_connected.append(handler)
 
     @property
+    def is_connected(self) -> bool:
+        """Logged in and the connection not known lost (``connected`` is cleared a moment after
+        a loss, when the supervisor wakes; this is true only while actions can be sent)."""
+        return self.connected.is_set() and not self._lost.is_set()
+
+    @property
     def lag(self) -> int:
         return self._queue.qsize()
 

@@ -113,8 +113,11 @@ class SpeechService:
         decode_timeout: float = 15.0,
         latency_budget: float = 0.0,
         max_batch: int = 8,
+        observe_decode: Callable[[float], None] | None = None,
     ) -> None:
         self.recognizer = recognizer
+        #: told what each caller waited for their words after they stopped speaking (seconds)
+        self._observe_decode = observe_decode
         #: None: no budget (every menu listens). Else menus are offered on keys when listening
         #: would make some caller wait past ``latency_budget`` seconds after they stop speaking.
         self.admission = Admission(latency_budget, workers) if latency_budget > 0 else None
@@ -216,7 +219,10 @@ class SpeechService:
                 # failure, channel not answered (-1) ...
                 return ListenResult("failed", detail=f"AudioSocket did not connect: {reply.raw}")
             async with asyncio.timeout(self.server.bound_s(request)):
-                return await listening.result
+                heard = await listening.result
+            if heard.outcome == "speech" and self._observe_decode is not None:
+                self._observe_decode(heard.latency_s)
+            return heard
         except TimeoutError:
             return ListenResult("failed", detail="no result from the speech server in time")
         except CommandTimeout:
@@ -257,7 +263,9 @@ class SpeechService:
         return replace(result, intent=found.intent, reason=found.reason)
 
 
-async def speech_from_config(speech: SpeechSettings, prompts_dir: str = "") -> SpeechService | None:
+async def speech_from_config(
+    speech: SpeechSettings, prompts_dir: str = "", *, observe_decode: Callable[[float], None] | None = None
+) -> SpeechService | None:
     """The process's speech service, or ``None`` for keys only (no engine, or ``speech.engine =
     off``). Loads the model once, off the event loop; raises ConfigError for a model asked for
     but missing (never downloads one). ``prompts_dir``: where built prompts are, the sounds
@@ -298,4 +306,5 @@ async def speech_from_config(speech: SpeechSettings, prompts_dir: str = "") -> S
         decode_timeout=speech.decode_timeout,
         latency_budget=speech.latency_budget,
         max_batch=speech.max_batch,
+        observe_decode=observe_decode,
     )

@@ -18,6 +18,8 @@ from ivr.errors import StoreError
 from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow
 
 SESSION_TTL = 12 * 3600.0
+#: What a login may open: the agent desktop, or the supervisor pages (one role per login).
+ROLES = ("agent", "supervisor")
 
 
 def _agent(row: Any) -> dict[str, Any]:
@@ -29,6 +31,7 @@ def _agent(row: Any) -> dict[str, Any]:
         "skills": dict(row.skills or {}),
         "max_chats": row.max_chats,
         "disabled": bool(row.disabled),
+        "role": row.role,
     }
 
 
@@ -46,7 +49,10 @@ class AgentStore:
         skills: dict[str, int],
         max_chats: int = 3,
         agent_id: str | None = None,
+        role: str = "agent",
     ) -> str:
+        if role not in ROLES:
+            raise StoreError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         now = time.time()
         agent_id = agent_id or uuid.uuid4().hex[:12]
         try:
@@ -61,6 +67,7 @@ class AgentStore:
                         skills=skills,
                         max_chats=max_chats,
                         disabled=False,
+                        role=role,
                         created_at=now,
                         updated_at=now,
                     )

@@ -143,6 +143,7 @@ class AgentRow(Base):
     skills: Mapped[dict[str, Any]] = mapped_column(JSON)  # skill -> penalty (0 = primary)
     max_chats: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    role: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")  # or "supervisor"
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 

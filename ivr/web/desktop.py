@@ -28,6 +28,8 @@ it within that time, with code 4001; the agent's queues then follow the last-tab
 
 Failed logins are limited per user name and per client address (``ivr.web.login_limits``); user
 names longer than ``MAX_USERNAME`` are refused before anything is looked up or remembered.
+The desktop is for accounts with the ``agent`` role; supervisors sign in at ``/supervisor/login``
+through the same ``sign_in`` (``ivr.web.supervisor``), and their sessions open nothing here.
 """
 
 from __future__ import annotations
@@ -123,12 +125,14 @@ class OpenDesktops:
 SOCKETS = web.AppKey("open_desktops", OpenDesktops)
 
 
-def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int) -> None:
+def _cookie(
+    response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int, path: str = "/desktop"
+) -> None:
     response.set_cookie(
         name,
         value,
         max_age=max_age,
-        path="/desktop",
+        path=path,
         httponly=True,
         samesite="Strict",
         secure=request.app[SECURE],
@@ -136,10 +140,15 @@ def _cookie(response: web.StreamResponse, request: web.Request, name: str, value
 
 
 async def current_agent(request: web.Request) -> tuple[dict[str, Any], str] | None:
+    """The agent of this request's desktop session and its CSRF token; None without one, and for
+    a session whose account is not (or is no longer) an agent's."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    return await request.app[AGENTS].session(token_hash(token))
+    found = await request.app[AGENTS].session(token_hash(token))
+    if found is None or found[0]["role"] != "agent":
+        return None
+    return found
 
 
 async def _require(request: web.Request, *, csrf: str | None = None, check_csrf: bool = False) -> dict[str, Any]:
@@ -152,46 +161,61 @@ async def _require(request: web.Request, *, csrf: str | None = None, check_csrf:
     return agent
 
 
-def _same_origin(request: web.Request) -> bool:
+def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     return origin is None or origin == f"{request.scheme}://{request.host}"
 
 
-@routes.get("/desktop/login")
-async def login_form(request: web.Request) -> web.Response:
+#: What the login form says for each ``?error=`` its handler redirects with.
+LOGIN_ERRORS = {
+    None: "",
+    "locked": "Too many attempts. Wait a minute and try again.",
+    "long": f"User names have at most {MAX_USERNAME} characters.",
+    "role": "This account cannot sign in here.",
+}
+
+
+def login_page(request: web.Request, template: Path, cookie_path: str) -> web.Response:
+    """A login form with a fresh double-submit CSRF token (cookie + hidden field)."""
     csrf = new_token()
-    page = (STATIC / "login.html").read_text()
-    error = {
-        None: "",
-        "locked": "Too many attempts. Wait a minute and try again.",
-        "long": f"User names have at most {MAX_USERNAME} characters.",
-    }.get(request.query.get("error"), "Wrong user name or password.")
-    page = page.replace("{{csrf}}", html.escape(csrf)).replace("{{error}}", html.escape(error))
+    error = LOGIN_ERRORS.get(request.query.get("error"), "Wrong user name or password.")
+    page = template.read_text().replace("{{csrf}}", html.escape(csrf)).replace("{{error}}", html.escape(error))
     response = web.Response(text=page, content_type="text/html", headers=PAGE_HEADERS)
-    _cookie(response, request, LOGIN_CSRF_COOKIE, csrf, 3600)
+    _cookie(response, request, LOGIN_CSRF_COOKIE, csrf, 3600, cookie_path)
     return response
 
 
-@routes.post("/desktop/login")
-async def login(request: web.Request) -> web.Response:
+@routes.get("/desktop/login")
+async def login_form(request: web.Request) -> web.Response:
+    return login_page(request, STATIC / "login.html", "/desktop")
+
+
+async def sign_in(request: web.Request, *, role: str, prefix: str, session_cookie: str) -> web.Response:
+    """The one login rule for every role's pages: the form's CSRF pair and Origin, the name's
+    length, the shared failure limits, scrypt off the event loop, disabled accounts refused; then a
+    session whose cookie is scoped to ``prefix``. Raises the redirect (to ``prefix + "/"`` on success).
+
+    A right password for an account of another role is not a failure (it is no guess, so it is
+    neither counted nor locked) but is refused all the same, and logged."""
+    login_path = f"{prefix}/login"
     try:
         form = await request.post()
     except ValueError:  # a multipart part without a name, and other malformed forms
         raise web.HTTPBadRequest(text="send the login form") from None
-    if not _same_origin(request) or not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE)):
+    if not same_origin(request) or not same_token(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF_COOKIE)):
         raise web.HTTPForbidden(text="login form expired: reload the page")
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     address = request.remote or "-"
     if len(username) > MAX_USERNAME:
         # refused before anything is looked up or remembered: a flood of huge names costs nothing
-        log.warning("desktop login refused from %s: user name %s too long", address, loggable(username))
-        raise web.HTTPSeeOther("/desktop/login?error=long")
+        log.warning("%s login refused from %s: user name %s too long", role, address, loggable(username))
+        raise web.HTTPSeeOther(f"{login_path}?error=long")
     limiter = request.app[LIMITER]
     wait = limiter.locked_for(username, address, time.monotonic())
     if wait > 0:
-        log.debug("desktop login for %s from %s refused: locked for %.0f s", loggable(username), address, wait)
-        raise web.HTTPSeeOther("/desktop/login?error=locked")
+        log.debug("%s login for %s from %s refused: locked for %.0f s", role, loggable(username), address, wait)
+        raise web.HTTPSeeOther(f"{login_path}?error=locked")
     found = await request.app[AGENTS].by_username(username)
     # scrypt runs in a thread: ~50 ms of CPU must not stall every call's events; no password is
     # longer than MAX_PASSWORD, so a longer one is wrong without hashing megabytes
@@ -201,21 +225,32 @@ async def login(request: web.Request) -> web.Response:
     if not found or not ok or found[0]["disabled"]:
         locked = limiter.failed(username, address, time.monotonic())
         log.warning(
-            "desktop login refused for %s from %s%s",
+            "%s login refused for %s from %s%s",
+            role,
             loggable(username),
             address,
             f" (too many failures: {' and '.join(locked)} locked)" if locked else "",
         )
-        raise web.HTTPSeeOther("/desktop/login?error=1")
+        raise web.HTTPSeeOther(f"{login_path}?error=1")
     limiter.succeeded(username)
     agent = found[0]
+    if agent["role"] != role:
+        log.warning(
+            "%s login refused for %s from %s: the account is a %s", role, agent["username"], address, agent["role"]
+        )
+        raise web.HTTPSeeOther(f"{login_path}?error=role")
     token, csrf = new_token(), new_token()
     await request.app[AGENTS].create_session(agent["id"], token_hash(token), csrf)
-    log.info("agent %s logged in to the desktop from %s", agent["username"], request.remote)
-    response = web.HTTPSeeOther("/desktop/")
-    _cookie(response, request, SESSION_COOKIE, token, int(SESSION_TTL))
-    response.del_cookie(LOGIN_CSRF_COOKIE, path="/desktop")
+    log.info("%s %s logged in from %s", role, agent["username"], request.remote)
+    response = web.HTTPSeeOther(f"{prefix}/")
+    _cookie(response, request, session_cookie, token, int(SESSION_TTL), prefix)
+    response.del_cookie(LOGIN_CSRF_COOKIE, path=prefix)
     raise response
+
+
+@routes.post("/desktop/login")
+async def login(request: web.Request) -> web.Response:
+    return await sign_in(request, role="agent", prefix="/desktop", session_cookie=SESSION_COOKIE)
 
 
 @routes.get("/desktop")
@@ -254,7 +289,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/desktop/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    if not _same_origin(request):
+    if not same_origin(request):
         raise web.HTTPForbidden(text="cross-origin websocket refused")
     agent = await _require(request, csrf=request.query.get("csrf"), check_csrf=True)
     session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
@@ -281,7 +316,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 except Exception as exc:  # a database blip is not a revocation: look again later
                     log.warning("desktop session of agent %s not re-checked: %s", agent["username"], exc)
                     continue
-                if live is None or live[0]["id"] != agent["id"]:
+                if live is None or live[0]["id"] != agent["id"] or live[0]["role"] != "agent":
                     log.info("agent %s: desktop session ended; closing its websocket", agent["username"])
                     await ws.close(code=SESSION_ENDED, message=b"session ended: log in again")
 

@@ -628,3 +628,36 @@ async def test_a_variable_can_be_read_after_the_caller_hung_up(
         assert await ast.eof() == b""  # no fallback: the caller is gone
         await wait_until(lambda: server.active_calls == 0)
     assert seen.events == [expected]
+
+
+# -- what operators see --------------------------------------------------------------------------
+
+
+async def test_each_replied_command_round_trip_is_observed_and_serving_follows_the_listener() -> None:
+    """The histogram behind /metrics hears one duration per reply, measured around Asterisk's
+    answer (a reply held back 50 ms reads as at least 50 ms); a command without a reply (the
+    caller hung up) is not a round trip."""
+    observed: list[float] = []
+
+    async def handler(session: AgiSession) -> None:
+        await session.command(c.answer())
+        await session.command(c.stream_file("ivr/menu", ""))
+        await session.command(c.answer())
+
+    server = AgiServer(only(handler), host="127.0.0.1", port=0, observe_command=observed.append)
+    assert not server.serving
+    async with server:
+        assert server.serving
+        ast = await FakeAsterisk.connect(server.port)
+        await ast.send(ENV_BYTES)
+        await ast.reply(b"ANSWER", b"200 result=0\n")
+        assert await ast.command() == b'STREAM FILE "ivr/menu" ""'
+        await asyncio.sleep(0.05)
+        await ast.send(b"200 result=0 endpos=8000\n")
+        assert await ast.command() == b"ANSWER"
+        await ast.send(b"HANGUP\n")
+        await ast.eof()
+        await wait_until(lambda: server.active_calls == 0)
+    assert not server.serving
+    assert len(observed) == 2
+    assert observed[0] < 0.05 <= observed[1] < 1.0

@@ -42,7 +42,7 @@ async def test_speech_is_started_before_calls_and_stopped_after(
 ) -> None:
     service = SpeechService(FakeRecognizer(), IntentMatchers(), port=0, sounds_dir=tmp_path)
 
-    async def fake(*_: object) -> SpeechService:
+    async def fake(*_: object, **__: object) -> SpeechService:
         return service
 
     monkeypatch.setattr(app_module, "speech_from_config", fake)
@@ -66,7 +66,7 @@ async def test_a_port_in_use_costs_speech_not_the_server(tmp_path: Path, monkeyp
     port = blocker.sockets[0].getsockname()[1]
     service = SpeechService(FakeRecognizer(), IntentMatchers(), port=port, sounds_dir=tmp_path)
 
-    async def fake(*_: object) -> SpeechService:
+    async def fake(*_: object, **__: object) -> SpeechService:
         return service
 
     monkeypatch.setattr(app_module, "speech_from_config", fake)

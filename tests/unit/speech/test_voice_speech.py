@@ -276,3 +276,26 @@ async def test_over_the_latency_budget_the_caller_hears_speech_is_busy_then_the_
         assert channel.speech is None and speech.admission.refused == 1
     finally:
         await speech.stop()
+
+
+# -- what operators see ----------------------------------------------------------------------------
+
+
+async def test_each_decode_is_observed_once_and_keys_or_silence_are_not(sounds: Path) -> None:
+    """The decode histogram on /metrics hears what a speaking caller waited; a key press or a
+    silent caller decoded nothing, so they add no sample."""
+    waited: list[float] = []
+    speech = SpeechService(
+        FakeRecognizer(), IntentMatchers(), port=0, sounds_dir=sounds, endpoint=FAST, observe_decode=waited.append
+    )
+    await speech.start()
+    try:
+        spoken = FakeAgiSession(caller(silence(200), tone(700), silence(500)))
+        assert (await VoiceChannel(spoken, speech=speech).menu(MENU)).mode == "speech"  # type: ignore[arg-type]
+        assert len(waited) == 1 and 0 <= waited[0] < 5
+        for chunks, dtmf in (((silence(100),), "0"), ((silence(100),), "")):
+            session = FakeAgiSession(caller(*chunks, dtmf=dtmf) if dtmf else caller(*chunks))
+            await VoiceChannel(session, speech=speech).menu(MENU)  # type: ignore[arg-type]
+        assert len(waited) == 1
+    finally:
+        await speech.stop()

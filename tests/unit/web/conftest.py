@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 API_TOKEN = "api-token-" + "a" * 20
 SMS_KEY = "sms-key-" + "k" * 20
 SECRET = "handoff-secret-" + "s" * 20
+METRICS_TOKEN = "metrics-token-" + "m" * 20
 
 
 def free_port() -> int:
@@ -102,6 +103,7 @@ async def start_live(data_dir: Path) -> Live:
         "IVR_SPEECH_ENGINE": "off",
         "IVR_FLOWS_WATCH_INTERVAL": "60",
         "IVR_API_TOKEN": API_TOKEN,
+        "IVR_WEB_METRICS_TOKEN": METRICS_TOKEN,
         "IVR_HANDOFF_SECRET": SECRET,
         "IVR_SMS_PROVIDER": "kannel",
         "IVR_SMS_KANNEL_PASSWORD": "kannel-password",

@@ -1,0 +1,29 @@
+"""``ivr agents add --role``: a supervisor is an account without a softphone; an agent needs one.
+Run as the command a user types (a child process), on SQLite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def ivr(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "IVR_DATA_DIR": str(data_dir)}
+    env.pop("IVR_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ivr.cli", *args], input=stdin, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_add_a_supervisor_and_list_the_roles(tmp_path: Path) -> None:
+    added = ivr(tmp_path, "agents", "add", "sue", "--role", "supervisor", "--password-stdin", stdin="sue-password\n")
+    assert added.returncode == 0, added.stderr
+    assert "supervisor sue added" in added.stdout
+    added = ivr(tmp_path, "agents", "add", "ann", "--endpoint", "agent1001", "--password-stdin", stdin="ann-password\n")
+    assert added.returncode == 0, added.stderr
+    no_phone = ivr(tmp_path, "agents", "add", "bob", "--password-stdin", stdin="bob-password\n")
+    assert no_phone.returncode == 1 and "an agent needs --endpoint" in no_phone.stderr
+    listed = ivr(tmp_path, "agents", "list").stdout.splitlines()
+    assert [line.split()[1:3] for line in listed] == [["ann", "agent"], ["sue", "supervisor"]]

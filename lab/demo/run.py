@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scene", action="append", default=[], help="run only this scene (repeatable)")
     parser.add_argument("--keep", action="store_true", help="leave Asterisk, the controller and the desktop running")
     parser.add_argument("--list", action="store_true", help="list the scenes and exit")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=WORK_DIR,
+        help=f"flows, data and screenshots (emptied first; default {WORK_DIR})",
+    )
     args = parser.parse_args(argv)
     try:
         scenes = select(args.scene)
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with lab_session_lock():
         web_port = DemoStack.preferred_web_port() if args.keep else None
-        stack = DemoStack(say, work_dir=WORK_DIR, web_port=web_port)
+        stack = DemoStack(say, work_dir=args.work_dir.resolve(), web_port=web_port)
         try:
             try:
                 stack.start()

@@ -43,7 +43,7 @@ async def card_fields(page: Any) -> dict[str, str]:
 @scene(
     "desktop",
     "An agent gets the screen pop",
-    "caller queues for billing; the agent's browser paints the card before the phone is answered",
+    "the card is painted before the agent answers",
     order=30,
 )
 async def desktop(stack: DemoStack, tell: Tell) -> str:
@@ -95,4 +95,4 @@ async def desktop(stack: DemoStack, tell: Tell) -> str:
     check(ACCOUNT in fields["slots"], f"card slots {fields['slots']}")
     check(fields["intent"] in ("billing", "pay"), f"card intent {fields['intent']}")
     check(0 <= took < RING_MS, f"painted {took:.0f} ms after AgentCalled, not within the ring")
-    return f"card painted {took:.0f} ms after AgentCalled: intent {fields['intent']} {fields['confidence']}"
+    return f"painted {took:.0f} ms after AgentCalled, intent {fields['intent']}"

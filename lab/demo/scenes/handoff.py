@@ -24,7 +24,7 @@ ACCOUNT = "13572468"
 @scene(
     "handoff",
     "A caller continues in the web chat",
-    "presses 8: SMS link via Kannel, chat at pay_menu with the account prefilled, paid; timeline voice>sms>chat",
+    "key 8: SMS link, chat at pay_menu, account prefilled, paid",
     order=40,
 )
 async def handoff(stack: DemoStack, tell: Tell) -> str:
@@ -71,11 +71,11 @@ async def handoff(stack: DemoStack, tell: Tell) -> str:
     entries = await asyncio.to_thread(stack.timeline, CALLER)
     tell(f"  the customer's timeline (GET /api/customers/by-phone/{CALLER}/timeline):")
     for e in entries:
-        tell(f"    {e['at']}  {e['channel']:5} {e['kind']:22} {e['step'] or ''}")
+        tell(f"    {str(e['at'])[11:23]}  {e['channel']:5} {e['kind']:22} {e['step'] or ''}")
     channels = [e["channel"] for e in entries]
-    order = [c for i, c in enumerate(channels) if i == 0 or channels[i - 1] != c]
+    order = list(dict.fromkeys(channels))  # each channel where it first appears
     check(result.ok, "the SIP call failed")
     check("chat" in channels and "sms" in channels and channels[0] == "voice", f"timeline channels {order}")
     check(set(channels[channels.index("chat") :]) == {"chat"}, f"timeline channels {order}")
     check(entries[-1]["kind"] == "journey_completed", f"the timeline ends with {entries[-1]['kind']}")
-    return f"link by SMS, chat at {step} with account …{ACCOUNT[-4:]}, paid; timeline {' > '.join(order)}"
+    return f"chat at {step}, …{ACCOUNT[-4:]} prefilled, paid; {' > '.join(order)}"

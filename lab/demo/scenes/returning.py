@@ -32,7 +32,7 @@ def spoken(order: list[str], keys: dict[str, str]) -> str:
 @scene(
     "returning",
     "A returning customer hears their usual choice first",
-    "call 4 after 3 bill payments: bill first on key 1; a new caller meanwhile: file order",
+    "call 4 hears the bill first on key 1; a new caller hears the file order",
     order=10,
 )
 async def returning(stack: DemoStack, tell: Tell) -> str:
@@ -84,4 +84,4 @@ async def returning(stack: DemoStack, tell: Tell) -> str:
     check(fourth_row.path[:2] == ["main_menu", "account"], f"call 4's key 1 led to {fourth_row.path}")
     check(fresh["order"] == FILE_ORDER, f"the new caller heard {fresh['order']}")
     check(new_row.path[:2] == ["main_menu", "outage_info"], f"the new caller's key 1 led to {new_row.path}")
-    return f"call 4: {', '.join(heard['order'])} ({heard['reason']}); new caller: file order"
+    return f"call 4: {heard['order'][0]} first; new caller: {fresh['order'][0]} first"

@@ -16,6 +16,7 @@ from lab.demo.registry import Scene, SceneFailed, Tell, select
 from lab.demo.report import SceneResult, exit_code, summary_table
 from lab.demo.stack import AGENT, DemoStack
 from lab.errors import LabError
+from lab.flows import DESK_NUMBER, HISTORY_NUMBER
 from lab.lock import lab_session_lock
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,9 +56,10 @@ def print_keep(stack: DemoStack) -> None:
     say("\n== Everything keeps running (--keep); Ctrl-C stops it")
     say(f"  agent desktop:  {stack.web}/desktop/   user {AGENT!r}, password {s.agent_password}")
     say(
-        f"  timeline API:   curl -H 'Authorization: Bearer {s.api_token}' {stack.web}/api/customers/by-phone/+15551240001/timeline"
+        f"  timeline API:   curl -H 'Authorization: Bearer {s.api_token}' {stack.web}/api/customers/by-phone/NUMBER/timeline"
     )
-    say("  call in:        a softphone to sip:5550100@127.0.0.1:5060 (support), 5550200 (payments), 5550188 (desk)")
+    lines = f"5550100 (support), 5550200 (payments), {HISTORY_NUMBER} (history), {DESK_NUMBER} (desk)"
+    say(f"  call in:        a softphone to sip:NUMBER@127.0.0.1:5060 from 127.0.0.1 (the trunk): {lines}")
     say(
         f"  agent phone:    register agent1001 at 127.0.0.1:5060, password {stack.lab.agent_passwords.get('agent1001', '?')}"
     )
@@ -97,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in scenes:
             say(f"{s.name:10} {s.title}: {s.expected}")
         return 0
-    started = time.monotonic()
     with lab_session_lock():
+        started = time.monotonic()  # after the lock: time spent waiting for another lab user is not set-up
         web_port = DemoStack.preferred_web_port() if args.keep else None
         stack = DemoStack(say, work_dir=args.work_dir.resolve(), web_port=web_port)
         try:

@@ -45,14 +45,14 @@ async def returning(stack: DemoStack, tell: Tell) -> str:
     tell(f"{RETURNING} dials {HISTORY_NUMBER}; the menu's file order is {', '.join(FILE_ORDER)}")
     seen: set[str] = set()
 
-    async def call(caller: str, who: str, *dtmf: Dtmf) -> None:
+    async def call(caller: str, who: str, *dtmf: Dtmf) -> bool:
         script = CallerScript(caller_id=caller, dialled=HISTORY_NUMBER, dtmf=dtmf, max_call_ms=45000)
-        result = tell.call_result(await run_caller_async(script, timeout=60), who)
-        check(result.ok, f"{who}: the SIP call failed")
+        return tell.call_result(await run_caller_async(script, timeout=60), who).ok
 
     for n in (1, 2, 3):
         tell(f"call {n}: presses 2 (paying your bill) and types the account number")
-        await call(RETURNING, f"call {n}", Dtmf("2", menu_key), Dtmf(ACCOUNT, type_account))
+        ok = await call(RETURNING, f"call {n}", Dtmf("2", menu_key), Dtmf(ACCOUNT, type_account))
+        check(ok, f"call {n}: the SIP call failed")
         row = await stack.wait_journey(lambda r: r.caller == RETURNING and r.status != "active", seen=seen)
         journey, _ = await stack.journey(row.id)
         heard = journey["personalization"]["main_menu"]
@@ -61,10 +61,11 @@ async def returning(stack: DemoStack, tell: Tell) -> str:
         check(row.path[:2] == ["main_menu", "account"], f"call {n} did not reach the account step: {row.path}")
 
     tell("call 4 and a new caller, at the same time: both press 1 while the options are read")
-    await asyncio.gather(
+    both = await asyncio.gather(  # both calls end before either verdict is judged
         call(RETURNING, "call 4", Dtmf("1", menu_key), Dtmf("1", accept)),
         call(NEWCOMER, f"new caller {NEWCOMER}", Dtmf("1", menu_key)),
     )
+    check(all(both), "call 4 or the new caller's call failed in SIP")
     fourth_row = await stack.wait_journey(lambda r: r.caller == RETURNING and r.status != "active", seen=seen)
     new_row = await stack.wait_journey(lambda r: r.caller == NEWCOMER and r.status != "active", seen=seen)
     fourth, fourth_log = await stack.journey(fourth_row.id)

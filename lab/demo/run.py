@@ -21,6 +21,15 @@ from lab.lock import lab_session_lock
 
 REPO = Path(__file__).resolve().parents[2]
 WORK_DIR = REPO / "var" / "demo"
+#: Real parts every scene set relies on (lab.require names them and says how to install each).
+NEEDS = ("root", "sipp", "kannel", "chromium", "whisper-model")
+
+
+def missing_parts() -> list[str]:
+    """Each missing real part with how to install it: said up front, not as a scene's late failure."""
+    from lab.require import COMPONENTS
+
+    return [f"{c.name}: {c.install}" for c in (COMPONENTS[n] for n in NEEDS) if not c.present()]
 
 
 def say(text: str) -> None:
@@ -99,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         for s in scenes:
             say(f"{s.name:10} {s.title}: {s.expected}")
         return 0
+    missing = missing_parts()
+    if missing:
+        say("the demo needs parts that are not installed:\n  " + "\n  ".join(missing))
+        return 1
     with lab_session_lock():
         started = time.monotonic()  # after the lock: time spent waiting for another lab user is not set-up
         web_port = DemoStack.preferred_web_port() if args.keep else None

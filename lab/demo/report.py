@@ -39,7 +39,7 @@ def _cell(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def summary_table(results: Sequence[SceneResult], width: int = 40) -> str:
+def summary_table(results: Sequence[SceneResult], width: int = 48) -> str:
     """A plain-text table: scene, expected, happened, SIP calls, ok/failed; then a total line."""
     name_w = max([len("scene"), *(len(r.name) for r in results)])
     lines = [f"{'scene':<{name_w}}  {'expected':<{width}}  {'happened':<{width}}  {'SIP':>7}  result"]

@@ -24,7 +24,7 @@ ACCOUNT = "13572468"
 @scene(
     "handoff",
     "A caller continues in the web chat",
-    "key 8: SMS link, chat at pay_menu, account prefilled, paid",
+    "SMS link, chat at pay_menu, account kept, paid",
     order=40,
 )
 async def handoff(stack: DemoStack, tell: Tell) -> str:
@@ -78,4 +78,4 @@ async def handoff(stack: DemoStack, tell: Tell) -> str:
     check("chat" in channels and "sms" in channels and channels[0] == "voice", f"timeline channels {order}")
     check(set(channels[channels.index("chat") :]) == {"chat"}, f"timeline channels {order}")
     check(entries[-1]["kind"] == "journey_completed", f"the timeline ends with {entries[-1]['kind']}")
-    return f"chat at {step}, …{ACCOUNT[-4:]} prefilled, paid; {' > '.join(order)}"
+    return f"chat at {step}, …{ACCOUNT[-4:]} kept; {' > '.join(order)}"

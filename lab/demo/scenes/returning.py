@@ -32,7 +32,7 @@ def spoken(order: list[str], keys: dict[str, str]) -> str:
 @scene(
     "returning",
     "A returning customer hears their usual choice first",
-    "call 4 hears the bill first on key 1; a new caller hears the file order",
+    "4th call: bill first; new caller: file order",
     order=10,
 )
 async def returning(stack: DemoStack, tell: Tell) -> str:

@@ -4,19 +4,16 @@ into its sounds directory, and the controller as a child process (``ivr serve``)
 from __future__ import annotations
 
 import uuid
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ivr.flow.loader import check_paths
-from ivr.flow.model import SYSTEM_PROMPTS
-from ivr.prompts.build import PromptItem, build_prompts
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
 from lab.lock import lab_session_lock
 from lab.postgres import PostgresServer, throwaway_postgres
+from lab.prompts import build_flow_prompts, prompt_lengths
 from lab.require import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,12 +39,7 @@ def lab(lab_lock: None) -> Iterator[AsteriskLab]:
     lab = AsteriskLab()
     lab.provision()
     lab.install_config()
-    flows, problems = check_paths([DIALPLANS])
-    assert not problems, problems
-    items = [PromptItem(p.audio_name(), p.text) for p in SYSTEM_PROMPTS]
-    for flow in flows:
-        items += [PromptItem(p.audio_name(), p.text) for p in flow.prompts() if not p.audio]
-    build_prompts(items, lab.sounds_dir)
+    build_flow_prompts(DIALPLANS, lab.sounds_dir)
     started = not lab.is_running()
     if started:
         lab.start()
@@ -59,11 +51,7 @@ def lab(lab_lock: None) -> Iterator[AsteriskLab]:
 @pytest.fixture(scope="session")
 def prompt_ms(lab: AsteriskLab) -> dict[str, int]:
     """Length in ms of each rendered prompt, keyed by its text: tests time their key presses by it."""
-    lengths: dict[str, int] = {}
-    for path in (lab.sounds_dir / "ivr").glob("*.wav"):
-        with wave.open(str(path)) as w:
-            lengths[path.stem] = int(w.getnframes() * 1000 / w.getframerate())
-    return lengths
+    return prompt_lengths(lab.sounds_dir)
 
 
 @pytest.fixture

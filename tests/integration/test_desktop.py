@@ -14,7 +14,6 @@ import asyncio
 import os
 import re
 import time
-import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,74 +22,28 @@ import pytest
 
 from ivr.ami import events as ev
 from ivr.ami.client import AmiClient
-from ivr.flow.model import Prompt
-from ivr.prompts.tts import get_engine, render_to_file
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
 from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
 from lab.browser import chromium
 from lab.controller import ControllerProcess
+from lab.desktop import desktop_login
+from lab.flows import DESK_MENU as MENU
+from lab.flows import DESK_NUMBER as NUMBER
+from lab.flows import write_flows
+from lab.prompts import prompt_ms as ms
 from lab.redis import RedisServer, throwaway_redis
 from lab.require import require
 from lab.sipp import CallerScript, Dtmf, run_caller_async
 from lab.softphone import Softphone
+from lab.speech_audio import padded_speech
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("IVR_ARTIFACTS") or REPO / "tests" / "artifacts")
-NUMBER = "5550188"
 CALLER = "+15551238001"
 ACCOUNT = "12345678"
 RING_MS = 4000
-MENU = "How can we help you today?"
-FLOW = f"""\
-# Test line: a spoken menu, a keyed account number, the billing skill queue.
-flow: desk
-numbers: ["{NUMBER}"]
-start: main_menu
-steps:
-  main_menu:
-    menu:
-      prompt: {MENU}
-      personalize: true
-      tries: 2
-      timeout: 5
-      options:
-        pay_bill: {{dtmf: "1", say: "paying your bill", intents: [billing, pay], next: account}}
-        outage:   {{dtmf: "2", say: "reporting an outage", intents: [outage], next: to_main}}
-        agent:    {{dtmf: "0", say: "talking to an agent", intents: [agent, operator], next: to_main}}
-      on_failure: to_main
-  account:
-    ask:
-      prompt: Please enter your eight digit account number, then press pound.
-      slot: account_number
-      digits: 8
-      tries: 3
-      timeout: 6
-    next: to_billing
-  to_billing:
-    queue: {{name: billing, skill: billing, priority: 5, carry: [account_number]}}
-  to_main:
-    queue: {{name: main}}
-"""
-
-
-def ms(prompt_ms: dict[str, int], text: str) -> int:
-    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
-
-
-def padded_speech(text: str, lead_ms: int, target: Path) -> tuple[Path, int]:
-    raw = target.with_suffix(".raw.wav")
-    render_to_file(get_engine("auto"), text, raw)
-    with wave.open(str(raw)) as w:
-        speech = w.readframes(w.getnframes())
-        assert (w.getframerate(), w.getsampwidth()) == (8000, 2)
-    with wave.open(str(target), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(bytes(16 * lead_ms) + speech)
-    return target, len(speech) // 16
 
 
 async def seed_customer(data_dir: Path) -> None:
@@ -121,9 +74,7 @@ def desk(lab: AsteriskLab, tmp_path: Path, redis: RedisServer) -> Iterator[Contr
     # A fresh Asterisk (we hold the lab lock): queue members and device states left by an earlier
     # session's load must not decide who rings. The test restarts it once more mid-call anyway.
     lab.restart()
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "desk.yaml").write_text(FLOW)
+    flows = write_flows(tmp_path / "flows", shipped=False, only=("desk.yaml",))
     data = tmp_path / "ivr"
     data.mkdir()
     add_agent(data, "ann", "agent1001", ["billing"], "ann-password-1", name="Ann Agent")
@@ -145,20 +96,6 @@ def desk(lab: AsteriskLab, tmp_path: Path, redis: RedisServer) -> Iterator[Contr
     yield proc
     proc.stop()
     lab.restart()  # the agents' queue memberships must not outlive the test
-
-
-async def login(browser: Any, base: str, username: str, password: str) -> Any:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    await page.goto(f"{base}/desktop/login")
-    await page.fill("#username", username)
-    await page.fill("#password", password)
-    await page.click("#signin")
-    await page.wait_for_url(f"{base}/desktop/")
-    await page.wait_for_selector("#status[data-status=paused]")
-    await page.click("#btn-ready")
-    await page.wait_for_selector("#status[data-status=ready]")
-    return page
 
 
 async def member_of(ami: AmiClient, queue: str, interface: str) -> ev.QueueMember | None:
@@ -209,8 +146,8 @@ async def test_screen_pop_before_answer_only_for_that_agent_and_recovery_after_a
     await watch.ami.connect()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     async with chromium() as browser:
-        ann = await login(browser, base, "ann", "ann-password-1")
-        bob = await login(browser, base, "bob", "bob-password-1")
+        ann = await desktop_login(browser, base, "ann", "ann-password-1")
+        bob = await desktop_login(browser, base, "bob", "bob-password-1")
         member = await member_of(watch.ami, "billing", "PJSIP/agent1001")
         assert member is not None and not member.paused and member.penalty == 0
         assert await member_of(watch.ami, "billing", "PJSIP/agent1002") is None  # bob has no billing skill

@@ -23,12 +23,13 @@ import pytest
 
 from ivr.ami.client import AmiClient
 from ivr.channels.handoff import TokenCodec, new_continuation_id
-from ivr.flow.model import Prompt
 from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
 from lab.browser import chromium
 from lab.controller import ControllerProcess
+from lab.desktop import desktop_login
 from lab.kannel import KannelLab, free_port
+from lab.prompts import prompt_ms as ms
 from lab.sipp import CallerScript, Dtmf, run_caller_async
 from lab.softphone import Softphone
 
@@ -37,10 +38,6 @@ CALLER = "+15551236001"
 ACCOUNT = "12345678"
 
 pytestmark = pytest.mark.requires("kannel")
-
-
-def ms(prompt_ms: dict[str, int], text: str) -> int:
-    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
 
 
 class Stack:
@@ -340,19 +337,6 @@ def test_call_me_now_from_chat_rings_the_customer_into_the_same_step(stack: Stac
     assert kinds.count("channel_changed") == 2 and "call_requested" in kinds  # voice -> chat -> voice
 
 
-async def agent_login(browser: Any, base: str, username: str, password: str) -> Any:
-    page = await (await browser.new_context()).new_page()
-    await page.goto(f"{base}/desktop/login")
-    await page.fill("#username", username)
-    await page.fill("#password", password)
-    await page.click("#signin")
-    await page.wait_for_url(f"{base}/desktop/")
-    await page.wait_for_selector("#status[data-status=paused]")
-    await page.click("#btn-ready")
-    await page.wait_for_selector("#status[data-status=ready]")
-    return page
-
-
 @pytest.mark.requires("chromium")
 def test_a_chat_reaching_a_queue_goes_to_a_blended_agent_in_real_time(stack: Stack, prompt_ms: dict[str, int]) -> None:
     add_agent(stack.controller.data_dir, "cara", "agent1003", ["billing"], "cara-password-1")
@@ -363,7 +347,7 @@ def test_a_chat_reaching_a_queue_goes_to_a_blended_agent_in_real_time(stack: Sta
 
     async def scenario() -> None:
         async with chromium() as browser:
-            agent = await agent_login(browser, stack.web, "cara", "cara-password-1")
+            agent = await desktop_login(browser, stack.web, "cara", "cara-password-1", viewport=None)
             customer = await (await browser.new_context()).new_page()  # type: ignore[attr-defined]
             await customer.goto(link[1])
             await customer.wait_for_selector("#question[data-step='pay_menu']", state="attached", timeout=10000)

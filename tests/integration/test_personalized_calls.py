@@ -13,7 +13,6 @@ interaction log (``menu_personalized``, ``option_chosen`` with the key pressed, 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,93 +20,33 @@ from typing import Any
 
 import pytest
 
-from ivr.flow.loader import check_paths
-from ivr.flow.model import SYSTEM_PROMPTS, Journey, Prompt
-from ivr.prompts.build import PromptItem, build_prompts
+from ivr.flow.model import SYSTEM_PROMPTS, Journey
 from ivr.store.journeys import JourneyStore, make_engine
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.flows import HISTORY_MENU as MENU_PROMPT
+from lab.flows import HISTORY_NUMBER as NUMBER
+from lab.flows import write_flows
+from lab.prompts import build_flow_prompts, digits_ms
+from lab.prompts import prompt_ms as ms
 from lab.sipp import CallerScript, Dtmf, SippResult, run_caller_async
 
-REPO = Path(__file__).resolve().parents[2]
-NUMBER = "5550199"
 RETURNING = "+15551239001"
 NEWCOMER = "+15551239002"
 ACCOUNT = "12345678"
 NEW_ACCOUNT = "87654321"
 
-MENU_PROMPT = "How can we help you today?"
 OFFER_PROMPT = "We have your account number ending in"
-GOODBYE = "Thank you for calling Example Power. Goodbye."
-HISTORY_FLOW = f"""\
-# Test line: the bill option is NOT first in the file.
-flow: history
-numbers: ["{NUMBER}"]
-start: main_menu
-steps:
-  main_menu:
-    menu:
-      prompt: {MENU_PROMPT}
-      personalize: {{min_contacts: 3}}
-      tries: 2
-      timeout: 4
-      options:
-        outage:   {{dtmf: "1", say: "reporting an outage", intents: [outage], next: outage_info}}
-        pay_bill: {{dtmf: "2", say: "paying your bill", intents: [billing], next: account}}
-        agent:    {{dtmf: "0", say: "talking to an agent", intents: [agent], next: goodbye, pin: last}}
-      on_failure: goodbye
-  account:
-    ask:
-      prompt: Please enter your eight digit account number, then press pound.
-      slot: account_number
-      digits: 8
-      timeout: 6
-      tries: 2
-      prefill: true
-      reuse_for: 1d
-      on_failure: goodbye
-    next: goodbye
-  outage_info:
-    say: We are aware of outages in some areas and crews are working on them.
-    next: goodbye
-  goodbye:
-    hangup: {GOODBYE}
-"""
 
 
 def has(data: dict[str, Any], **expect: Any) -> bool:
     return {k: data.get(k) for k in expect} == expect
 
 
-def ms(prompt_ms: dict[str, int], text: str) -> int:
-    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
-
-
-def digits_ms(lab: AsteriskLab, digits: str) -> int:
-    """How long SAY DIGITS takes: Asterisk's own digits/N recordings (estimate if unreadable)."""
-    import wave
-
-    total = 0
-    for d in digits:
-        try:
-            with wave.open(str(lab.sounds_dir / "digits" / f"{d}.wav")) as w:
-                total += int(w.getnframes() * 1000 / w.getframerate())
-        except (OSError, wave.Error):
-            total += 800
-    return total
-
-
 @pytest.fixture
 def flows_dir(lab: AsteriskLab, tmp_path: Path) -> Path:
-    flows = tmp_path / "flows"
-    shutil.copytree(REPO / "dialplans", flows)
-    (flows / "history.yaml").write_text(HISTORY_FLOW)
-    loaded, problems = check_paths([flows])
-    assert not problems, problems
-    items = [PromptItem(p.audio_name(), p.text) for p in SYSTEM_PROMPTS]
-    for flow in loaded:
-        items += [PromptItem(p.audio_name(), p.text) for p in flow.prompts() if not p.audio]
-    build_prompts(items, lab.sounds_dir)  # the flows' own prompts are already there: a no-op
+    flows = write_flows(tmp_path / "flows", only=("history.yaml",))
+    build_flow_prompts(flows, lab.sounds_dir)  # the flows' own prompts are already there: a no-op
     return flows
 
 
@@ -165,7 +104,7 @@ async def test_history_from_real_calls_reorders_the_menu_and_prefills_the_accoun
     accept = (
         menu_key
         + ms(prompt_ms, OFFER_PROMPT)
-        + max(digits_ms(lab, ACCOUNT[-4:]), digits_ms(lab, NEW_ACCOUNT[-4:]))
+        + max(digits_ms(lab.sounds_dir, ACCOUNT[-4:]), digits_ms(lab.sounds_dir, NEW_ACCOUNT[-4:]))
         + ms(prompt_ms, SYSTEM_PROMPTS[2].text)
         + 1500
     )

@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 
 from ivr.flow.loader import check_paths
-from ivr.flow.model import Prompt
 from ivr.prompts.build import PromptItem, build_prompts
 from ivr.prompts.tts import EspeakEngine, get_engine, render_to_file
 from ivr.speech.audio import read_wav
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.prompts import prompt_ms as ms
 from lab.require import allison
 from lab.sipp import CallerScript, Dtmf, run_caller
 from tests.integration.read_back_flows import flows_with_read_back
@@ -46,10 +46,6 @@ OUTAGE = "We are aware of outages in some areas and crews are working on them."
 OUTAGE_MENU = ("Is there anything else?", ["reporting a new outage", "ending this call"], "12")
 NOINPUT = "Sorry, I did not hear your choice."
 DECODE_MARGIN_MS = 2500  # end of speech (700 ms of silence) + Whisper tiny.en on a busy CI core
-
-
-def ms(prompt_ms: dict[str, int], text: str) -> int:
-    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
 
 
 def digit_ms(lab: AsteriskLab, digit: str) -> int:

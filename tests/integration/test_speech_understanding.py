@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from ivr.flow.model import Prompt
 from ivr.prompts.tts import get_engine, render_to_file
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.prompts import prompt_ms as ms
 from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
 from tests.integration.read_back_flows import flows_with_read_back
 
@@ -35,10 +35,6 @@ DIALPLANS = REPO / "dialplans"
 GREETING = "Welcome to Example Power."
 OUTAGE = "We are aware of outages in some areas and crews are working on them."
 DECODE_MARGIN_MS = 3000  # end of speech (700 ms of silence) + Whisper tiny.en + the encoder, busy cores
-
-
-def ms(prompt_ms: dict[str, int], text: str) -> int:
-    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
 
 
 def speech_pcm(path: Path) -> bytes:

@@ -11,16 +11,10 @@ import time
 from typing import Any
 
 from ivr.ami.client import AmiClient
-from ivr.flow.model import Prompt
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.prompts import prompt_ms as ms
 from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
-
-
-def ms(prompt_ms: dict[str, int], text: str) -> int:
-    """Length of the rendered prompt for this text (the conftest fixture measured the WAV files)."""
-    return prompt_ms[Prompt(text).audio_name().split("/", 1)[1]]
-
 
 GREETING = "Welcome to Example Power."
 OUTAGE = "We are aware of outages in some areas and crews are working on them."

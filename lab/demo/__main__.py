@@ -1,0 +1,5 @@
+import sys
+
+from lab.demo.run import main
+
+sys.exit(main())

@@ -24,9 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
 from lab.postgres import PostgresServer
+from lab.prompts import prompt_ms as ms
 from lab.require import require
 from lab.sipp import CallerScript, Dtmf, run_caller_async
-from tests.integration.test_voice_ivr import GREETING, OUTAGE, by_caller, ms
+from tests.integration.test_voice_ivr import GREETING, OUTAGE, by_caller
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLANS = REPO / "dialplans"

@@ -72,6 +72,8 @@ class InteractionRow(Base):
         Index("ix_interactions_journey", "journey_id", "id"),
         # the timeline: one customer's events, newest first, with a stable (at, id) cursor
         Index("ix_interactions_customer_at", "customer_id", "at", "id"),
+        # KPIs: the events of a few kinds in a time window
+        Index("ix_interactions_kind_at", "kind", "at"),
     )
 
 

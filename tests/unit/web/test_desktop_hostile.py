@@ -194,7 +194,7 @@ async def test_an_agent_writes_only_on_their_own_contacts(
         await ws_bob.close()
     assert await kinds(desk, "j-bob") == ["chat_offered", "chat_message"]
     assert await kinds(desk, "j-nobody") == []
-    assert await kinds(desk, "j-ann") == ["agent_connected", "agent_disposition"]
+    assert await kinds(desk, "j-ann") == ["agent_connected", "agent_completed", "agent_disposition"]
 
 
 # ---------------------------------------------------------------------- sockets end with their session

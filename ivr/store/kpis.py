@@ -1,143 +1,214 @@
-"""The interaction log folded into one row of facts per contact, in the database.
+"""KPIs in the database: the contact rows the writer keeps, and the report grouped in SQL.
 
-Why in SQL: a day at a busy centre is hundreds of thousands of events; the database reads only the
-kinds the KPIs need (index ``ix_interactions_kind_at``) and returns one row per journey, so Python
-does the arithmetic (``ivr.kpis``) over a few thousand rows. Each column is a conditional
-aggregate over one journey's events: "the first time it was queued", "the agent who took it".
+Why a row per contact: a report over today at a busy centre would otherwise fold a million events
+per request. The journey writer folds each batch's events into ``contact_facts`` in the same
+transaction as the log (:func:`contact_upsert`: the merge rules of ``ivr.kpis`` written as an
+upsert), so a retried batch never counts twice and the rows never run ahead of the log.
 
-Events of a contact can come after the window it started in (a caller who waits in the queue
-across the end of the hour): rows are read up to ``LATE_S`` past the window's end, and a journey
-is kept only when it started inside the window.
+Why the grouping in SQL too: even a hundred thousand contact rows would take longer to carry into
+Python than the whole budget of a wallboard refresh. The database returns one row of sums per
+group (the sums ``ivr.kpis.sums_of`` defines) and a histogram of whole-second waits for the
+percentile; ``ivr.kpis.figures`` does the division.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, func, select, true
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivr.kpis import DEFAULT_SERVICE_LEVEL_S, ContactFacts, ReportRequest, ReportRow, first_end, report
-from ivr.store.models import InteractionRow
-
-#: How long after the window's end a contact that started in it may still be queued or talking.
-LATE_S = 4 * 3600.0
-END_KINDS = ("journey_completed", "journey_abandoned", "journey_failed", "journey_queued", "journey_handed_off")
-ANSWER_KINDS = ("agent_connected", "chat_offered")
-AGENT_END_KINDS = ("agent_completed", "chat_closed")
-KINDS = (
-    "journey_started",
-    *END_KINDS,
-    "queued",
-    *ANSWER_KINDS,
-    *AGENT_END_KINDS,
-    "queue_abandoned",
-    "transferred",
-    "menu_personalized",
-    "option_chosen",
-    "input_rejected",
+from ivr.kpis import (
+    CONTAINED_ENDS,
+    COUNTS,
+    DEFAULT_SERVICE_LEVEL_S,
+    FIRST,
+    HIGHEST,
+    INTERVALS,
+    ContactFacts,
+    Dimension,
+    GroupKey,
+    GroupSums,
+    ReportRequest,
+    ReportRow,
+    contact_delta,
+    facts,
+    interval_label,
+    rows,
 )
+from ivr.store.models import ContactFactRow
 
-_i = InteractionRow.__table__.c
-
-
-def _first_at(*kinds: str) -> ColumnElement[Any]:
-    return func.min(case((_i.kind.in_(kinds), _i.at)))
+_c = ContactFactRow.__table__.c
 
 
-def _text(kind: str | tuple[str, ...], key: str) -> ColumnElement[Any]:
-    kinds = (kind,) if isinstance(kind, str) else kind
-    return func.max(case((_i.kind.in_(kinds), _i.data[key].as_string())))
+def contact_upsert(dialect: str) -> Any:
+    """Insert a contact row, or merge it into the stored one (``ivr.kpis.merge`` in SQL)."""
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(ContactFactRow.__table__)
+    new = stmt.excluded
+    merged: dict[str, ColumnElement[Any]] = {}
+    for column, attached in FIRST.items():
+        earlier = and_(new[column].is_not(None), (_c[column].is_(None)) | (new[column] < _c[column]))
+        for name in (column, *attached):
+            merged[name] = case((earlier, new[name]), else_=_c[name])
+    for column in COUNTS:
+        merged[column] = _c[column] + new[column]
+    for column in HIGHEST:
+        merged[column] = case(
+            (new[column].is_(None), _c[column]),
+            (_c[column].is_(None) | (new[column] > _c[column]), new[column]),
+            else_=_c[column],
+        )
+    return stmt.on_conflict_do_update(index_elements=[_c.journey_id], set_=merged)
+
+
+def contact_rows(events: Sequence[tuple[str, str, str, float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A batch of logged events ``(journey_id, channel, kind, at, data)`` as one contact row per
+    journey that has a KPI event in it. A contact's channel is that of its ``journey_started``."""
+    by_journey: dict[str, list[tuple[str, float, dict[str, Any]]]] = defaultdict(list)
+    channel_of: dict[str, str] = {}
+    for journey_id, channel, kind, at, data in events:
+        by_journey[journey_id].append((kind, at, data))
+        if kind == "journey_started" or journey_id not in channel_of:
+            channel_of[journey_id] = channel
+    out = []
+    for journey_id, items in by_journey.items():
+        row = contact_delta(channel_of[journey_id], items)
+        if row is not None:
+            out.append({"journey_id": journey_id, **row})
+    return out
+
+
+# ------------------------------------------------------------------------------- reading
+def _key(by: Dimension, interval: str) -> ColumnElement[Any]:
+    if by == "interval":
+        width = INTERVALS[interval]
+        return func.floor(_c.started_at / literal(float(width))) * literal(float(width))
+    if by == "holdout":
+        return _holdout_key()
+    column = {"flow": _c.flow, "queue": _c.queue, "skill": _c.skill, "agent": _c.agent_id, "channel": _c.channel}[by]
+    return func.coalesce(column, literal("-"))
+
+
+def _holdout_key() -> ColumnElement[Any]:
+    return case((_c.holdout == 1, literal("holdout")), (_c.holdout == 0, literal("personalized")), else_=literal("-"))
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def contact_query(start: float, end: float) -> Any:
-    """One row per journey that started in ``[start, end)``, with the facts ``ContactFacts`` holds."""
-    personalized = _i.kind == "menu_personalized"
-    facts = (
-        select(
-            _i.journey_id,
-            _first_at("journey_started").label("started_at"),
-            _text("journey_started", "flow").label("flow"),
-            func.max(case((_i.kind == "journey_started", _i.channel))).label("channel"),
-            *(_first_at(kind).label(kind) for kind in END_KINDS),
-            _first_at("queued").label("queued_at"),
-            _text("queued", "queue").label("queue"),
-            _text("queued", "skill").label("skill"),
-            _first_at(*ANSWER_KINDS).label("answered_at"),
-            _text(ANSWER_KINDS, "agent_id").label("agent_id"),
-            _first_at(*AGENT_END_KINDS).label("agent_ended_at"),
-            _first_at("queue_abandoned").label("abandoned_at"),
-            _count(_i.kind == "transferred").label("transfers"),
-            # 1: a personalized menu of this journey was heard in the file's order (the holdout)
-            func.max(
-                case(
-                    (and_(personalized, _i.data["holdout"].as_boolean() == true()), 1),
-                    (and_(personalized, _i.data["holdout"].as_boolean() == false()), 0),
-                )
-            ).label("holdout"),
-            _first_at("menu_personalized").label("menu_at"),
-            _first_at("option_chosen").label("chosen_at"),
-            _count(_i.kind == "option_chosen").label("choices"),
-            _count(and_(_i.kind == "option_chosen", _i.data["position"].as_integer() == 1)).label("first_choices"),
-            _count(and_(_i.kind == "input_rejected", _i.data["status"].as_string() == "nomatch")).label("no_match"),
-            _count(and_(_i.kind == "input_rejected", _i.data["status"].as_string() == "noinput")).label("no_input"),
-        )
-        .where(_i.kind.in_(KINDS), _i.at >= start, _i.at < end + LATE_S)
-        .group_by(_i.journey_id)
-    ).subquery()
-    return select(facts).where(facts.c.started_at >= start, facts.c.started_at < end)
+def _sum(condition: ColumnElement[bool], value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, value))), literal(0.0))
 
 
-def _facts(row: Any) -> ContactFacts:
-    return ContactFacts(
-        journey_id=row.journey_id,
-        started_at=row.started_at,
-        channel=row.channel,
-        flow=row.flow or "-",
-        ended=first_end({kind.removeprefix("journey_"): getattr(row, kind) for kind in END_KINDS}),
-        queued_at=row.queued_at,
-        queue=row.queue,
-        skill=row.skill,
-        answered_at=row.answered_at,
-        agent_id=row.agent_id,
-        agent_ended_at=row.agent_ended_at,
-        abandoned_at=row.abandoned_at,
-        transferred=bool(row.transfers),
-        holdout=None if row.holdout is None else bool(row.holdout),
-        menu_at=row.menu_at,
-        chosen_at=row.chosen_at,
-        choices=int(row.choices or 0),
-        first_choices=int(row.first_choices or 0),
-        no_match=int(row.no_match or 0),
-        no_input=int(row.no_input or 0),
-    )
+def _group_columns(request: ReportRequest) -> list[ColumnElement[Any]]:
+    keys: list[ColumnElement[Any]] = [_key(request.by, request.interval).label("k")]
+    keys.append((_holdout_key() if request.split_holdout else literal("")).label("h"))
+    return keys
 
 
 class KpiStore:
-    """Reads contacts for KPIs; writes nothing (the journey writer logs every event)."""
+    """Reads the KPIs; the journey writer keeps ``contact_facts`` (see the module docstring)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
     async def contacts(self, start: float, end: float) -> list[ContactFacts]:
-        """Every contact that started in ``[start, end)``; the caller bounds the window."""
+        """Every contact that started in ``[start, end)`` (for inspection and tests; reports
+        never load them)."""
+        stmt = select(ContactFactRow.__table__).where(_c.started_at >= start, _c.started_at < end)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(contact_query(start, end))).all()
-        return [_facts(row) for row in rows]
+            found = (await conn.execute(stmt)).mappings().all()
+        return [facts(row["journey_id"], dict(row)) for row in found]
 
     async def report(
         self, request: ReportRequest, *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S
     ) -> list[ReportRow]:
         """The report ``ivr report`` prints and ``GET /api/kpis`` returns: the same numbers."""
-        contacts = await self.contacts(request.start, request.end)
-        return report(
-            contacts,
-            by=request.by,
-            interval=request.interval,
-            split_holdout=request.split_holdout,
-            service_level_s=service_level_s,
+        offered = _c.queued_at.is_not(None)
+        handled = and_(offered, _c.answered_at.is_not(None))
+        abandoned = and_(offered, _c.answered_at.is_(None), _c.abandoned_at.is_not(None))
+        wait = _c.answered_at - _c.queued_at
+        ends = sorted(CONTAINED_ENDS)
+        self_service = and_(_c.queued_at.is_(None), _c.transfers == 0)
+        to_choice = and_(_c.menu_at.is_not(None), _c.chosen_at.is_not(None), _c.chosen_at >= _c.menu_at)
+        keys = _group_columns(request)
+        in_window = (_c.started_at >= request.start, _c.started_at < request.end)
+        sums = (
+            select(
+                *keys,
+                func.count().label("contacts"),
+                _count(offered).label("offered"),
+                _count(handled).label("handled"),
+                _count(abandoned).label("abandoned"),
+                _sum(abandoned, _c.abandoned_at - _c.queued_at).label("abandon_s"),
+                _sum(handled, wait).label("wait_s"),
+                _count(and_(handled, wait <= service_level_s)).label("within_sl"),
+                _sum(and_(handled, _c.agent_ended_at.is_not(None)), _c.agent_ended_at - _c.answered_at).label(
+                    "handle_s"
+                ),
+                _count(and_(handled, _c.agent_ended_at.is_not(None))).label("handle_n"),
+                *(_count(and_(self_service, _c.ended == end)).label(f"contained_{end}") for end in ends),
+                func.sum(_c.choices).label("choices"),
+                func.sum(_c.first_choices).label("first_choices"),
+                _sum(to_choice, _c.chosen_at - _c.menu_at).label("to_choice_s"),
+                _count(to_choice).label("to_choice_n"),
+                func.sum(_c.no_match).label("no_match"),
+                func.sum(_c.no_input).label("no_input"),
+            )
+            .where(*in_window)
+            .group_by(*keys)
         )
+        waits = (
+            select(*keys, func.floor(wait).label("w"), func.count().label("n"))
+            .where(*in_window, handled)
+            .group_by(*keys, func.floor(wait))
+        )
+        async with self.engine.connect() as conn:
+            groups = (await conn.execute(sums)).mappings().all()
+            histogram = (await conn.execute(waits)).all()
+        return rows(request.by, _groups(request, groups, histogram, ends))
+
+
+def _label(request: ReportRequest, key: Any) -> str:
+    if request.by == "interval":
+        return interval_label(float(key))
+    return str(key)
+
+
+def _groups(
+    request: ReportRequest, groups: Sequence[Any], histogram: Sequence[Any], ends: list[str]
+) -> dict[GroupKey, GroupSums]:
+    def group_key(k: Any, h: Any) -> GroupKey:
+        return (_label(request, k), str(h) if request.split_holdout else None)
+
+    waits: dict[GroupKey, dict[int, int]] = defaultdict(dict)
+    for k, h, w, n in histogram:
+        waits[group_key(k, h)][int(w)] = int(n)
+    out: dict[GroupKey, GroupSums] = {}
+    for g in groups:
+        key = group_key(g["k"], g["h"])
+        out[key] = GroupSums(
+            contacts=int(g["contacts"]),
+            offered=int(g["offered"]),
+            handled=int(g["handled"]),
+            abandoned=int(g["abandoned"]),
+            abandon_s=float(g["abandon_s"]),
+            wait_s=float(g["wait_s"]),
+            within_sl=int(g["within_sl"]),
+            handle_s=float(g["handle_s"]),
+            handle_n=int(g["handle_n"]),
+            contained={end: int(g[f"contained_{end}"]) for end in ends},
+            choices=int(g["choices"] or 0),
+            first_choices=int(g["first_choices"] or 0),
+            to_choice_s=float(g["to_choice_s"]),
+            to_choice_n=int(g["to_choice_n"]),
+            no_match=int(g["no_match"] or 0),
+            no_input=int(g["no_input"] or 0),
+            waits=waits.get(key, {}),
+        )
+    return out

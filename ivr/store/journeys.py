@@ -51,6 +51,10 @@ def chunks(rows: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequen
         yield rows[start : start + size]
 
 
+def _floor(x: float | None) -> int | None:
+    return None if x is None else math.floor(x)
+
+
 def make_engine(url: str) -> AsyncEngine:
     """A pooled engine. SQLite: WAL, enforced foreign keys (as on PostgreSQL), ``power()``, ``floor()``.
 
@@ -71,7 +75,7 @@ def make_engine(url: str) -> AsyncEngine:
                 cur.execute("SELECT power(2, 1), floor(1.5)")  # math functions are a compile-time option
             except Exception:
                 dbapi_conn.create_function("power", 2, math.pow, deterministic=True)
-                dbapi_conn.create_function("floor", 1, math.floor, deterministic=True)
+                dbapi_conn.create_function("floor", 1, _floor, deterministic=True)
             cur.close()
 
         return engine

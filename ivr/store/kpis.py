@@ -13,6 +13,7 @@ percentile; ``ivr.kpis.figures`` does the division.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -106,8 +107,10 @@ def _sum(condition: ColumnElement[bool], value: ColumnElement[Any]) -> ColumnEle
 
 
 def _group_columns(request: ReportRequest) -> list[ColumnElement[Any]]:
+    """The group's key along ``by`` and, when split, the holdout group: what rows are grouped by."""
     keys: list[ColumnElement[Any]] = [_key(request.by, request.interval).label("k")]
-    keys.append((_holdout_key() if request.split_holdout else literal("")).label("h"))
+    if request.split_holdout:
+        keys.append(_holdout_key().label("h"))
     return keys
 
 
@@ -168,10 +171,14 @@ class KpiStore:
             .where(*in_window, handled)
             .group_by(*keys, func.floor(wait))
         )
-        async with self.engine.connect() as conn:
-            groups = (await conn.execute(sums)).mappings().all()
-            histogram = (await conn.execute(waits)).all()
+        # two connections, two scans at once: the figures and the wait histogram do not wait for
+        # each other (about a third off the time of a day of a busy centre, bench/kpis.py)
+        groups, histogram = await asyncio.gather(self._all(sums), self._all(waits))
         return rows(request.by, _groups(request, groups, histogram, ends))
+
+    async def _all(self, stmt: Any) -> Sequence[Any]:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).all()
 
 
 def _label(request: ReportRequest, key: Any) -> str:
@@ -186,12 +193,14 @@ def _groups(
     def group_key(k: Any, h: Any) -> GroupKey:
         return (_label(request, k), str(h) if request.split_holdout else None)
 
+    groups = [g._mapping for g in groups]
+
     waits: dict[GroupKey, dict[int, int]] = defaultdict(dict)
-    for k, h, w, n in histogram:
-        waits[group_key(k, h)][int(w)] = int(n)
+    for h in histogram:
+        waits[group_key(h.k, h.h if request.split_holdout else None)][int(h.w)] = int(h.n)
     out: dict[GroupKey, GroupSums] = {}
     for g in groups:
-        key = group_key(g["k"], g["h"])
+        key = group_key(g["k"], g["h"] if request.split_holdout else None)
         out[key] = GroupSums(
             contacts=int(g["contacts"]),
             offered=int(g["offered"]),

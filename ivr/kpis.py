@@ -61,7 +61,7 @@ class ContactFacts:
     chosen_at: float | None = None  # first option chosen (any menu)
     choices: int = 0  # options chosen at personalized menus
     first_choices: int = 0  # ... of them the first one spoken
-    no_match: int = 0  # inputs rejected as not matching
+    no_match: int = 0  # inputs rejected as taking no option (a wrong key, an unrecognised phrase)
     no_input: int = 0  # inputs rejected as silence
 
     @property
@@ -219,8 +219,9 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
             first("chosen_at", at)
             row["choices"] += 1
             row["first_choices"] += int(data.get("position") == 1)
-        elif data.get("status") in ("nomatch", "noinput"):  # input_rejected
-            row["no_match" if data["status"] == "nomatch" else "no_input"] += 1
+        else:  # input_rejected: silence, or input that took no option (a wrong key is heard as a
+            # "match" of the keypad that the menu then refused, so anything but noinput is no-match)
+            row["no_input" if data.get("status") == "noinput" else "no_match"] += 1
     return row if seen else None
 
 

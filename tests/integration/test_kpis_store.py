@@ -58,8 +58,8 @@ LOG: dict[str, tuple[str, list[E]]] = {
                     ("queued", 130, {"queue": "support", "skill": "support"}), ("journey_queued", 130, {}),
                     ("chat_offered", 135, {"agent_id": "ag2", "skill": "support"}),
                     ("chat_closed", 335, {"by": "customer", "agent_id": "ag2"})]),
-    # SMS, self-service to the end after a no-match and a silence
-    "j4": ("sms", [started(200), ("input_rejected", 210, {"status": "nomatch", "mode": "text"}),
+    # SMS, self-service to the end after a wrong answer (a "match" of text the menu refused) and a silence
+    "j4": ("sms", [started(200), ("input_rejected", 210, {"status": "match", "mode": "text"}),
                    ("input_rejected", 220, {"status": "noinput", "mode": "text"}),
                    ("option_chosen", 230, {"position": 1, "option": "outage"}), ("journey_completed", 260, {})]),
     # hung up in the IVR

@@ -78,7 +78,7 @@ def test_a_journeys_events_make_its_contact_row() -> None:
         ("journey_started", T0, {"flow": "support"}),
         ("step_entered", T0, {"kind": "menu"}),  # not a KPI event
         ("menu_personalized", T0 + 1, {"holdout": True, "order": ["a", "b"]}),
-        ("input_rejected", T0 + 2, {"status": "nomatch", "mode": "dtmf"}),
+        ("input_rejected", T0 + 2, {"status": "match", "mode": "dtmf"}),  # a wrong key: no option took it
         ("input_rejected", T0 + 3, {"status": "noinput", "mode": "dtmf"}),
         ("option_chosen", T0 + 4, {"position": 1, "option": "a"}),
         ("option_chosen", T0 + 5, {"position": 2, "option": "b"}),

@@ -122,7 +122,12 @@ def _backfill() -> Any:
             count(log.kind == "transferred").label("transfers"),
             count(log.kind == "option_chosen").label("choices"),
             count(sa.and_(log.kind == "option_chosen", log.data["position"].as_integer() == 1)).label("first_choices"),
-            count(sa.and_(log.kind == "input_rejected", log.data["status"].as_string() == "nomatch")).label("no_match"),
+            count(
+                sa.and_(
+                    log.kind == "input_rejected",
+                    sa.func.coalesce(log.data["status"].as_string(), "") != "noinput",
+                )
+            ).label("no_match"),
             count(sa.and_(log.kind == "input_rejected", log.data["status"].as_string() == "noinput")).label("no_input"),
             sa.func.max(
                 sa.case(

@@ -7,11 +7,11 @@ happened, on every channel, which timelines and metrics are computed from.
 ``customers`` and ``customer_identities`` say who a contact is: an identity (a phone number in
 E.164, an e-mail address, an external CRM id) points to exactly one customer.
 
-``contact_facts`` (one row per contact, for the KPIs), ``option_stats`` and ``customer_slots`` are
-derived from the log, kept up to date incrementally by
-the journey writer, so the call path reads a handful of rows instead of scanning a customer's
-history: the count and exponentially decayed score of every menu option a customer chose, and the
-last value of every (non-secret) slot they gave.
+``option_stats``, ``customer_slots`` and ``contact_facts`` are derived from the log, kept up to date
+incrementally by the journey writer, so the call path reads a handful of rows instead of scanning a
+customer's history: the count and exponentially decayed score of every menu option a customer
+chose, and the last value of every (non-secret) slot they gave; and a report reads one row per
+contact instead of every event (``contact_facts``, see ``ivr.kpis``).
 
 The schema is owned by the Alembic migrations in ``ivr/store/migrations``; these classes must match
 them (a test compares the two).

@@ -50,12 +50,14 @@ from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CallerProfiles, CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.kpis import KpiStore
 from ivr.telemetry import Telemetry
 from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
 from ivr.web.desktop import login_limiter, setup_desktop
 from ivr.web.health import Readiness, setup_health
+from ivr.web.kpis import setup_kpis
 from ivr.web.supervisor import setup_supervisor
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ class App:
         half_life = config.personalize.half_life_days * DAY
         #: the operators' figures: observed by the hot paths, read from the services at scrape
         self.telemetry = Telemetry()
+        if not 0.0 <= config.personalize.holdout <= 1.0:
+            raise ConfigError(f"personalize.holdout must be a share between 0 and 1, not {config.personalize.holdout}")
         self.routing = RoutingRules.from_settings(config.routing)
         self.flows = FlowLibrary(Path(config.flows.dir))
         self.store = JourneyStore(
@@ -183,6 +187,7 @@ class App:
             open_journeys=self._open_journey if self.codec is not None or self.sms is not None else None,
             routing=self.routing,
             transfer_dial=config.transfer.dial,
+            holdout=config.personalize.holdout,
         )
 
         # HTTP: the API, the chat pages, Kannel's callbacks, the agent desktop.
@@ -208,6 +213,12 @@ class App:
         setup_chat(self.web.app, self.chat_settings)
         if self.sms is not None:
             setup_sms(self.web.app, self.sms, config.sms.inbound_token)
+        setup_kpis(
+            self.web.app,
+            KpiStore(self.store.engine),
+            service_level_s=config.kpi.service_level_s,
+            max_window_s=config.kpi.max_days * DAY,
+        )
         setup_desktop(
             self.web.app,
             acd=self.acd,
@@ -307,6 +318,7 @@ class App:
             half_life=half_life,
             routing=self.routing,
             queue_desk=self.callbacks if self.ami is not None else None,  # estimates need live queue state
+            holdout=self.config.personalize.holdout,
         )
 
     def public_url(self) -> str:

@@ -1,9 +1,11 @@
-"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | db | customers."""
+"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | db | customers | report."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -272,6 +274,59 @@ def cmd_agents(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def report_csv(rows: list[dict[str, object]]) -> str:
+    """One line per group; nested figures (contained by outcome) as ``outcome=n`` pairs."""
+    out = io.StringIO()
+    columns: list[str] = []
+    for row in rows:
+        columns += [name for name in row if name not in columns]
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: ";".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else "" if v is None else v
+                for k, v in row.items()
+            }
+        )
+    return out.getvalue()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ivr.kpis import ReportRequest
+    from ivr.store.journeys import make_engine
+    from ivr.store.kpis import KpiStore
+
+    config = _config(args)
+    try:
+        wanted = ReportRequest.parse(
+            args.start,
+            args.end,
+            by=args.by,
+            interval=args.interval,
+            split_holdout=args.holdout,
+            max_window_s=config.kpi.max_days * 86400.0,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> list[dict[str, object]]:
+        engine = make_engine(config.database_url)
+        try:
+            rows = await KpiStore(engine).report(wanted, service_level_s=config.kpi.service_level_s)
+            return [row.to_dict() for row in rows]
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    print(
+        json.dumps(rows, indent=2) if args.format == "json" else report_csv(rows),
+        end="\n" if args.format == "json" else "",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description=__doc__)
     parser.add_argument("--config", help="TOML config file (default: $IVR_CONFIG or ./ivr.toml)")
@@ -349,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("username")
     p.set_defaults(func=cmd_agents)
     agents.add_parser("list", help="every agent").set_defaults(func=cmd_agents)
+
+    p = sub.add_parser("report", help="contact-centre KPIs over a window (docs/kpis.md); the numbers of /api/kpis")
+    p.add_argument("--from", dest="start", required=True, help="ISO 8601 date or time (UTC unless it says)")
+    p.add_argument("--to", dest="end", required=True, help="ISO 8601 date or time, after --from")
+    p.add_argument("--by", default="interval", help="interval | flow | queue | skill | agent | channel | holdout")
+    p.add_argument("--interval", default="hour", help="15min | hour | day (for --by interval)")
+    p.add_argument("--holdout", action="store_true", help="split every group: personalized vs holdout")
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.set_defaults(func=cmd_report)
 
     return parser
 

@@ -372,6 +372,29 @@ class PersonalizeSettings(Section):
         30.0,
         "Menu ranking: days after which a past choice weighs half (the store's option_stats use it too).",
     )
+    holdout = Setting(
+        "personalize.holdout",
+        float,
+        0.0,
+        "Share (0 to 1) of known callers, chosen per flow by a stable hash of the customer, whose menus "
+        "keep the file's order, so the KPIs can measure what personalization changes (ivr report --holdout).",
+    )
+
+
+class KpiSettings(Section):
+    service_level_s = Setting(
+        "kpi.service_level_s",
+        float,
+        20.0,
+        "Service level threshold: the share of contacts offered to agents that an agent answered within "
+        "this many seconds (docs/kpis.md).",
+    )
+    max_days = Setting(
+        "kpi.max_days",
+        float,
+        31.0,
+        "Longest window one report or /api/kpis request may cover, in days; longer ones are refused (400, exit 2).",
+    )
 
 
 class RoutingSettings(Section):
@@ -433,6 +456,7 @@ SECTIONS: dict[str, type[Section]] = {
     "log": LogSettings,
     "speech": SpeechSettings,
     "personalize": PersonalizeSettings,
+    "kpi": KpiSettings,
 }
 SETTINGS: tuple[Setting[Any], ...] = tuple(s for section in SECTIONS.values() for s in section.settings())
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -521,6 +545,7 @@ class Config:
         self.log = LogSettings(values)
         self.speech = SpeechSettings(values)
         self.personalize = PersonalizeSettings(values)
+        self.kpi = KpiSettings(values)
         self._root = _Root(values)
 
     def source(self, key: str) -> str:

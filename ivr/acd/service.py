@@ -319,6 +319,17 @@ class Acd:
                     {"type": "call.ended", "call": ended, "talk_time": event.talk_time, "by": event.reason},
                 )
                 await self.publish_state(agent_id)
+                self._spawn(
+                    self.record(
+                        event.caller.journey_id,
+                        "agent_completed",
+                        agent_id=agent_id,
+                        queue=event.queue,
+                        talk_time=event.talk_time,
+                        by=event.reason,
+                    ),
+                    "record-complete",
+                )
         elif isinstance(event, ev.AgentRingNoAnswer):
             await self._cancel_ringing(event.caller.uniqueid, only=event.interface, why="no answer")
         elif isinstance(event, ev.QueueCallerAbandon | ev.QueueCallerLeave):
@@ -326,6 +337,12 @@ class Acd:
                 self.waiting.pop(event.caller.uniqueid, None)
                 self._pops.pop(event.caller.uniqueid, None)
                 await self._cancel_ringing(event.caller.uniqueid, why="caller hung up")
+                self._spawn(
+                    self.record(
+                        event.caller.journey_id, "queue_abandoned", queue=event.queue, hold_time=event.hold_time
+                    ),
+                    "record-abandon",
+                )
             else:
                 self.waiting.pop(event.caller.uniqueid, None)
         elif isinstance(event, ev.Hangup):

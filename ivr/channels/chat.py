@@ -196,8 +196,10 @@ class TextFlows:
         half_life: float = DEFAULT_HALF_LIFE,
         queue_desk: QueueDesk | None = None,
         routing: RoutingRules | None = None,
+        holdout: float = 0.0,
     ) -> None:
-        """``queue_desk``: position, wait and callbacks for queue steps (None: no estimates)."""
+        """``queue_desk``: position, wait and callbacks for queue steps (None: no estimates).
+        ``holdout``: share of known customers whose menus keep the file's order (see the machine)."""
         self.queue_desk = queue_desk
         self.channel = channel
         self.routing = routing
@@ -206,6 +208,7 @@ class TextFlows:
         self.profile = profile
         self.handoff = handoff
         self.half_life = half_life
+        self.holdout = holdout
         self._locks: dict[str, asyncio.Lock] = {}
         self.turns = 0
 
@@ -220,7 +223,9 @@ class TextFlows:
 
     async def _machine(self, journey: Journey) -> FlowMachine:
         profile = await self.profile(journey) if self.profile is not None else None
-        return FlowMachine(self.flows, journey, profile=profile, half_life=self.half_life, routing=self.routing)
+        return FlowMachine(
+            self.flows, journey, profile=profile, half_life=self.half_life, routing=self.routing, holdout=self.holdout
+        )
 
     async def begin(self, journey: Journey) -> View:
         """A new journey started on this channel (an SMS from an unknown conversation)."""

@@ -438,17 +438,20 @@ class InboundCalls:
         open_journeys: Callable[[str], Awaitable[str | None]] | None = None,
         routing: RoutingRules | None = None,
         transfer_dial: str = DEFAULT_TRANSFER_DIAL,
+        holdout: float = 0.0,
     ) -> None:
         """``speech``: the running speech service, if any (None: keys only). ``queue_desk``:
         position, wait and callbacks (None without AMI). ``handoff``: sends continuation links.
         ``open_journeys``: customer id -> their journey open on another channel. ``routing``:
-        the centre's routing table (None: the defaults)."""
+        the centre's routing table (None: the defaults). ``holdout``: share of known callers whose
+        menus keep the file's order (see the machine)."""
         self.flows = flows
         self.speech = speech
         self.queue_desk = queue_desk
         self.routing = routing
         self.transfer_dial = transfer_dial
         self.half_life = half_life  # menu ranking (seconds); the store's option_stats use the same
+        self.holdout = holdout
         self.pick_flow = pick_flow
         self.store = store
         self.profiles = profiles
@@ -537,7 +540,13 @@ class InboundCalls:
         caller came back); ``offer``: ask first whether to continue it (see ``FlowMachine.resume``).
         """
         machine = FlowMachine(
-            self.flows, journey, clock=self.clock, profile=profile, half_life=self.half_life, routing=self.routing
+            self.flows,
+            journey,
+            clock=self.clock,
+            profile=profile,
+            half_life=self.half_life,
+            routing=self.routing,
+            holdout=self.holdout,
         )
         channel = VoiceChannel(
             session,

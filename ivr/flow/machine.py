@@ -74,17 +74,23 @@ class FlowMachine:
         profile: CallerProfile | None = None,
         half_life: float = DEFAULT_HALF_LIFE,
         routing: RoutingRules | None = None,
+        holdout: float = 0.0,
     ) -> None:
         """``profile``: what the store knew about the caller when the journey (re)started; it
         ranks personalized menus and offers known values to ``prefill`` asks. ``half_life``:
         seconds after which a past menu choice weighs half (see ``ivr.flow.personalize``).
-        ``routing``: the centre's routing table from the configuration (None: the defaults)."""
+        ``routing``: the centre's routing table from the configuration (None: the defaults).
+        ``holdout``: the share of known callers whose menus keep the file's order, to measure
+        what personalization does (``ivr.flow.personalize.in_holdout``)."""
         if half_life <= 0:
             raise ValueError(f"half_life must be positive, got {half_life}")
+        if not 0.0 <= holdout <= 1.0:
+            raise ValueError(f"holdout must be a share between 0 and 1, got {holdout}")
         self.flows = flows
         self.journey = journey
         self.profile = profile
         self.half_life = half_life
+        self.holdout = holdout
         self.routing = routing or RoutingRules()
         self.resuming = False
         self._resume_at: str | None = None  # the saved step a resumed journey re-enters

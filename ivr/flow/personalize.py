@@ -25,10 +25,15 @@ Guardrails (set in the flow file)
 N past contacts (journeys on any channel) before reordering; a flow-level ``personalize: false``
 switches it off for every menu of that flow; ``pin: first|last`` on an option fixes its place.
 When ranking is off or does not apply, the menu is the file's order and the ``Ranking`` says why.
+
+The holdout (setting ``personalize.holdout``): a share of known callers, chosen per flow by a stable
+hash of the customer (``in_holdout``), always hears the file's order, so the KPIs can compare the
+two groups (``ivr.kpis``); the menu's record on the journey and in the log says which group.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +87,19 @@ class Ranking:
             "reordered": self.reordered,
             "scores": {k: round(v, 4) for k, v in self.scores.items()},
         }
+
+
+def in_holdout(customer_id: str, flow: str, share: float) -> bool:
+    """Is this customer in the holdout of ``flow`` (hears its menus in the file's order)?
+
+    A stable hash of (flow, customer), not a coin toss per call: the same caller is in the same
+    group on every call and every channel, so the two groups compare callers, not calls, and a
+    caller never hears the menu change order from one call to the next because of the experiment.
+    """
+    if share <= 0.0:
+        return False
+    digest = hashlib.sha256(f"{flow}\x00{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64 < share
 
 
 def decayed_score(stat: OptionStat, now: float, half_life: float) -> float:

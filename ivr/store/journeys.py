@@ -36,6 +36,7 @@ from ivr.errors import StoreError
 from ivr.flow.model import REDACTED, Interaction, Journey
 from ivr.store import schema
 from ivr.store.aggregates import DAY, tally
+from ivr.store.kpis import contact_rows, contact_upsert
 from ivr.store.models import CustomerRow, CustomerSlotRow, InteractionRow, JourneyRow, OptionStatRow
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,12 @@ def chunks(rows: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequen
         yield rows[start : start + size]
 
 
+def _floor(x: float | None) -> int | None:
+    return None if x is None else math.floor(x)
+
+
 def make_engine(url: str) -> AsyncEngine:
-    """A pooled engine. SQLite: WAL, enforced foreign keys (as on PostgreSQL), ``power()``.
+    """A pooled engine. SQLite: WAL, enforced foreign keys (as on PostgreSQL), ``power()``, ``floor()``.
 
     PostgreSQL: no pre-ping. A ping is one more round trip on every checkout, and the call path
     is allowed one; a connection that died in the pool is retried once by the reader instead
@@ -68,9 +73,10 @@ def make_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             try:
-                cur.execute("SELECT power(2, 1)")  # math functions are a compile-time option of SQLite
+                cur.execute("SELECT power(2, 1), floor(1.5)")  # math functions are a compile-time option
             except Exception:
                 dbapi_conn.create_function("power", 2, math.pow, deterministic=True)
+                dbapi_conn.create_function("floor", 1, _floor, deterministic=True)
             cur.close()
 
         return engine
@@ -85,6 +91,7 @@ class _Statements(NamedTuple):
     interaction: Any  # append
     option: Any  # upsert, decayed merge
     slot: Any  # upsert, newest wins
+    contact: Any  # upsert, KPI merge (ivr.store.kpis)
 
 
 class LoggedEvent(NamedTuple):
@@ -293,7 +300,8 @@ class JourneyStore:
                 set_={"value": slot.excluded.value, "channel": slot.excluded.channel, "at": slot.excluded.at},
                 where=slot.excluded.at >= CustomerSlotRow.__table__.c.at,
             )
-            self._stmts = _Statements(journey, insert(InteractionRow.__table__), option, slot)
+            contact = contact_upsert(self.engine.dialect.name)
+            self._stmts = _Statements(journey, insert(InteractionRow.__table__), option, slot, contact)
         return self._stmts
 
     async def _write(self, journeys: dict[str, dict[str, Any]], events: list[LoggedEvent]) -> None:
@@ -334,6 +342,9 @@ class JourneyStore:
                 for chunk in chunks(logged):
                     await conn.execute(stmts.interaction, chunk)
                 await self._aggregate(conn, events, stmts)
+                contacts = contact_rows([(jid, ch, e.kind, e.at, e.data) for jid, _cid, ch, _flow, e, _value in events])
+                for contact_chunk in chunks(contacts):
+                    await conn.execute(stmts.contact, contact_chunk)
 
     async def _aggregate(self, conn: Any, events: list[LoggedEvent], stmts: _Statements) -> None:
         """Fold this batch's choices and slot values into the aggregates (same transaction)."""

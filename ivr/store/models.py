@@ -7,10 +7,11 @@ happened, on every channel, which timelines and metrics are computed from.
 ``customers`` and ``customer_identities`` say who a contact is: an identity (a phone number in
 E.164, an e-mail address, an external CRM id) points to exactly one customer.
 
-``option_stats`` and ``customer_slots`` are derived from the log, kept up to date incrementally by
-the journey writer, so the call path reads a handful of rows instead of scanning a customer's
-history: the count and exponentially decayed score of every menu option a customer chose, and the
-last value of every (non-secret) slot they gave.
+``option_stats``, ``customer_slots`` and ``contact_facts`` are derived from the log, kept up to date
+incrementally by the journey writer, so the call path reads a handful of rows instead of scanning a
+customer's history: the count and exponentially decayed score of every menu option a customer
+chose, and the last value of every (non-secret) slot they gave; and a report reads one row per
+contact instead of every event (``contact_facts``, see ``ivr.kpis``).
 
 The schema is owned by the Alembic migrations in ``ivr/store/migrations``; these classes must match
 them (a test compares the two).
@@ -199,3 +200,36 @@ class ContinuationRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     claimed_at: Mapped[float | None] = mapped_column(Float)
     session_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class ContactFactRow(Base):
+    """One contact (journey) as the KPIs see it, folded from the log by the journey writer.
+
+    ``ivr.kpis`` says what each column means and how a batch of events merges into it (earliest
+    "first" times with their values, counts added, holdout the highest); reports group these rows
+    in SQL instead of scanning the log.
+    """
+
+    __tablename__ = "contact_facts"
+
+    journey_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[float | None] = mapped_column(Float, index=True)
+    channel: Mapped[str | None] = mapped_column(String(16))
+    flow: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    ended: Mapped[str | None] = mapped_column(String(16))
+    queued_at: Mapped[float | None] = mapped_column(Float)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    skill: Mapped[str | None] = mapped_column(String(64))
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    agent_ended_at: Mapped[float | None] = mapped_column(Float)
+    abandoned_at: Mapped[float | None] = mapped_column(Float)
+    menu_at: Mapped[float | None] = mapped_column(Float)
+    chosen_at: Mapped[float | None] = mapped_column(Float)
+    transfers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    no_match: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    no_input: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    holdout: Mapped[int | None] = mapped_column(Integer)  # 1 holdout, 0 personalized, NULL neither

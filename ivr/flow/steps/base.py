@@ -95,6 +95,8 @@ class Runtime(Protocol):
     profile: CallerProfile | None
     #: seconds after which a past menu choice weighs half as much (menu ranking)
     half_life: float
+    #: share of known callers (by customer, per flow) whose menus keep the file's order
+    holdout: float
     #: True only while a resumed journey re-enters the step it was saved at
     resuming: bool
     #: the centre's routing table (from the configuration), for queue steps

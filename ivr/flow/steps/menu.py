@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ivr.flow.commands import Choice, Command, InputResult, Menu, Play, Prompt
-from ivr.flow.personalize import DEFAULT_MIN_CONTACTS, Ranking, file_ranking, order_from_keys, rank_menu
+from ivr.flow.personalize import (
+    DEFAULT_MIN_CONTACTS,
+    Ranking,
+    file_ranking,
+    in_holdout,
+    order_from_keys,
+    rank_menu,
+)
 from ivr.flow.steps.base import DTMF_KEYS, Goto, Outcome, ParseContext, RetryingStep, Runtime, Step, Wait, step_kind
 
 
@@ -136,12 +143,22 @@ class MenuStep(RetryingStep):
         return [self.prompt, *super().prompts(), *(o.label for o in self.options)]
 
     # ------------------------------------------------------------------------- personalization
+    @staticmethod
+    def held_out(rt: Runtime) -> bool | None:
+        """True: this caller is in the flow's holdout; None: ranking cannot apply anyway (flow
+        off, unknown caller), so the caller is in neither group of the comparison."""
+        if not rt.flow.personalize or rt.profile is None:
+            return None
+        return in_holdout(rt.profile.customer_id, rt.flow.name, rt.holdout)
+
     def rank(self, rt: Runtime) -> Ranking:
         """This caller's order and keys for this menu, or the file's with the reason why not."""
         if not rt.flow.personalize:
             return file_ranking(self.options, f"personalization is off for flow {rt.flow.name}")
         if rt.profile is None:
             return file_ranking(self.options, "unknown caller: no history")
+        if self.held_out(rt):
+            return file_ranking(self.options, f"holdout: this caller hears flow {rt.flow.name} in the file's order")
         return rank_menu(
             self.options,
             rt.profile.option_stats(rt.flow.name, self.name),
@@ -157,7 +174,7 @@ class MenuStep(RetryingStep):
         if self.personalize and not (rt.resuming and self.name in keys):
             ranking = self.rank(rt)
             keys[self.name] = ranking.key_map()
-            record = {**ranking.record(), "flow": rt.flow.name}
+            record = {**ranking.record(), "flow": rt.flow.name, "holdout": self.held_out(rt)}
             rt.journey.personalization[self.name] = record
             rt.record("menu_personalized", **record)
         elif not self.personalize:

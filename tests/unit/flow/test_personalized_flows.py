@@ -14,7 +14,7 @@ from ivr.flow.library import FlowLibrary
 from ivr.flow.loader import parse_flow
 from ivr.flow.machine import FlowMachine
 from ivr.flow.model import Ask, Continue, Flow, InputResult, Journey, Menu, Play, Prompt
-from ivr.flow.personalize import DAY
+from ivr.flow.personalize import DAY, in_holdout
 from ivr.flow.profile import CallerProfile, KnownSlot, OptionStat
 
 DIALPLANS = Path(__file__).resolve().parents[3] / "dialplans"
@@ -313,3 +313,48 @@ def test_short_values_show_at_most_half() -> None:
     )
     ask = m.start()[0]
     assert isinstance(ask, Ask) and ask.offer == "10" and ask.offer_prompt == Prompt("Is your zip code")
+
+
+# ------------------------------------------------------------------------------------- holdout
+def test_in_holdout_is_a_stable_share_per_flow() -> None:
+    customers = [f"cust-{n}" for n in range(4000)]
+    held = [c for c in customers if in_holdout(c, "support", 0.25)]
+    assert 0.22 < len(held) / len(customers) < 0.28
+    assert held == [c for c in customers if in_holdout(c, "support", 0.25)]  # the same callers every time
+    assert set(held) != {c for c in customers if in_holdout(c, "billing", 0.25)}  # drawn per flow
+    assert not any(in_holdout(c, "support", 0.0) for c in customers)
+    assert all(in_holdout(c, "support", 1.0) for c in customers)
+
+
+def held_out_at_main_menu(library: FlowLibrary, holdout: float) -> tuple[FlowMachine, list[Any]]:
+    journey = Journey.new(library.get("support"), "voice", caller="+15551230001")
+    prof = profile(options=(chose("outage", 3),))
+    m = FlowMachine(library, journey, clock=lambda: NOON, profile=prof, holdout=holdout)
+    m.start()
+    return m, m.receive(Continue())
+
+
+def test_a_caller_in_the_holdout_hears_the_file_order_and_the_journey_says_so(library: FlowLibrary) -> None:
+    assert in_holdout("cust-1", "support", 1.0)
+    m, cmds = held_out_at_main_menu(library, 1.0)
+    assert keys_of(cmds[0]) == [("1", "pay_bill"), ("2", "outage"), ("0", "agent")]  # history ignored
+    record = m.journey.personalization["main_menu"]
+    assert record["holdout"] is True and record["reordered"] is False
+    assert record["reason"] == "holdout: this caller hears flow support in the file's order"
+    assert dict(events(m))["menu_personalized"]["holdout"] is True
+
+
+def test_a_caller_outside_the_holdout_is_personalized_and_recorded_as_such(library: FlowLibrary) -> None:
+    m, cmds = held_out_at_main_menu(library, 0.0)
+    assert keys_of(cmds[0])[0] == ("1", "outage")
+    assert m.journey.personalization["main_menu"]["holdout"] is False
+
+
+def test_an_unknown_caller_is_in_neither_group(library: FlowLibrary) -> None:
+    m, _ = at_main_menu(library, None)
+    assert m.journey.personalization["main_menu"]["holdout"] is None
+
+
+def test_a_holdout_share_outside_0_to_1_is_refused(library: FlowLibrary) -> None:
+    with pytest.raises(ValueError, match="holdout"):
+        held_out_at_main_menu(library, 1.5)

@@ -1,0 +1,487 @@
+"""Contact-center KPIs: from the interaction log to the figures supervisors read.
+
+Pure: no clock, no store, no SQL. Every figure is defined once here and applies to every channel
+alike: a chat taken by an agent and a call answered by an agent are both ``handled``, from the
+same events. ``docs/kpis.md`` gives each definition with its formula; the names are the ones here.
+
+Three steps, each a function here, so the arithmetic is tested with literal rows:
+
+1. :func:`contact_delta`: a batch of one journey's events -> the columns of its one row of facts
+   (:class:`ContactFacts`). The journey writer folds every batch into that row in the same
+   transaction as the log (``ivr.store.kpis``), with :data:`FIRST`, :data:`COUNTS` and
+   :data:`HIGHEST` saying how a new batch merges with the stored row, so a report never scans
+   the raw log: a day at a busy centre is a million events but only a hundred thousand contacts.
+2. :func:`sums_of`: contacts -> the sums and counts of one group (:class:`GroupSums`); the
+   database computes the very same sums with ``GROUP BY`` (``ivr.store.kpis``) and hands back one
+   row per group.
+3. :func:`figures`: sums -> the KPIs (means, shares, the 90th percentile wait).
+
+A contact is one journey, counted in the interval in which it started (its ``journey_started``),
+on the channel it started on, in the flow it started in. Times are seconds (UNIX time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout"]
+DIMENSIONS: tuple[Dimension, ...] = ("interval", "flow", "queue", "skill", "agent", "channel", "holdout")
+#: Interval widths in seconds; intervals are aligned to UTC midnight.
+INTERVALS = {"15min": 900, "hour": 3600, "day": 86400}
+DEFAULT_SERVICE_LEVEL_S = 20.0
+#: Journeys that never reached an agent or a transfer and ended with one of these statuses are
+#: contained in self-service; "queued" (waiting for an agent) is not an end of self-service.
+CONTAINED_ENDS = frozenset({"completed", "abandoned", "failed", "handed_off"})
+
+
+@dataclass(frozen=True)
+class ContactFacts:
+    """What the interaction log says about one contact (one journey); None: it did not happen."""
+
+    journey_id: str
+    started_at: float
+    channel: str
+    flow: str
+    ended: str | None = None  # the journey's first end status: completed, abandoned, queued, ...
+    queued_at: float | None = None
+    queue: str | None = None
+    skill: str | None = None
+    answered_at: float | None = None  # an agent took it: AgentConnect (voice), chat offered to an agent
+    agent_id: str | None = None
+    agent_ended_at: float | None = None  # the agent's conversation ended (AgentComplete, chat closed)
+    abandoned_at: float | None = None  # left the queue before an agent took it
+    transfers: int = 0  # transfer steps that sent it elsewhere (outside the queues)
+    holdout: bool | None = None  # None: no personalized menu was reached
+    menu_at: float | None = None  # first personalized menu entered
+    chosen_at: float | None = None  # first option chosen (any menu)
+    choices: int = 0  # options chosen at personalized menus
+    first_choices: int = 0  # ... of them the first one spoken
+    no_match: int = 0  # inputs rejected as taking no option (a wrong key, an unrecognised phrase)
+    no_input: int = 0  # inputs rejected as silence
+
+    @property
+    def offered(self) -> bool:
+        return self.queued_at is not None
+
+    @property
+    def handled(self) -> bool:
+        return self.offered and self.answered_at is not None
+
+    @property
+    def abandoned(self) -> bool:
+        return self.offered and not self.handled and self.abandoned_at is not None
+
+    @property
+    def wait(self) -> float | None:
+        """Seconds from queued to answered, for a handled contact."""
+        if self.queued_at is None or self.answered_at is None:
+            return None
+        return self.answered_at - self.queued_at
+
+    @property
+    def time_to_abandon(self) -> float | None:
+        if not self.abandoned or self.queued_at is None or self.abandoned_at is None:
+            return None
+        return self.abandoned_at - self.queued_at
+
+    @property
+    def handle_time(self) -> float | None:
+        """Seconds from answered to the end of the agent's conversation (None while it goes on)."""
+        if self.answered_at is None or self.agent_ended_at is None:
+            return None
+        return self.agent_ended_at - self.answered_at
+
+    @property
+    def time_to_choice(self) -> float | None:
+        """Seconds from the first personalized menu to the first choice."""
+        if self.menu_at is None or self.chosen_at is None or self.chosen_at < self.menu_at:
+            return None
+        return self.chosen_at - self.menu_at
+
+    @property
+    def contained(self) -> bool:
+        return not self.offered and not self.transfers and self.ended in CONTAINED_ENDS
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The KPIs of one group of contacts (see docs/kpis.md for each formula)."""
+
+    contacts: int
+    offered: int
+    handled: int
+    abandoned: int
+    avg_abandon_s: float | None
+    avg_wait_s: float | None
+    p90_wait_s: float | None
+    avg_handle_s: float | None
+    service_level: float | None
+    contained: int
+    containment: float | None
+    contained_by_outcome: dict[str, int] = field(default_factory=dict)
+    choices: int = 0
+    first_option_share: float | None = None
+    avg_time_to_choice_s: float | None = None
+    no_match: int = 0
+    no_input: int = 0
+    bad_input_per_contact: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+# ------------------------------------------------------------------------ events -> contact row
+#: A "first" column and the columns that come with it: the earliest batch's values win.
+FIRST: dict[str, tuple[str, ...]] = {
+    "started_at": ("channel", "flow"),
+    "ended_at": ("ended",),
+    "queued_at": ("queue", "skill"),
+    "answered_at": ("agent_id",),
+    "agent_ended_at": (),
+    "abandoned_at": (),
+    "menu_at": (),
+    "chosen_at": (),
+}
+#: Columns that add up across batches.
+COUNTS = ("transfers", "choices", "first_choices", "no_match", "no_input")
+#: Columns that keep the highest value (holdout: 1 once any menu heard the file's order).
+HIGHEST = ("holdout",)
+COLUMNS = (*(c for first, rest in FIRST.items() for c in (first, *rest)), *COUNTS, *HIGHEST)
+END_KINDS = {f"journey_{s}": s for s in ("completed", "abandoned", "failed", "queued", "handed_off")}
+ANSWER_KINDS = frozenset({"agent_connected", "chat_offered"})  # voice: AgentConnect; text: given to an agent
+AGENT_END_KINDS = frozenset({"agent_completed", "chat_closed"})
+#: Every event kind a contact row is made of; the rest of the log never touches it.
+KINDS = frozenset(
+    {
+        "journey_started",
+        *END_KINDS,
+        "queued",
+        *ANSWER_KINDS,
+        *AGENT_END_KINDS,
+        "queue_abandoned",
+        "transferred",
+        "menu_personalized",
+        "option_chosen",
+        "input_rejected",
+    }
+)
+
+
+def _text(value: object) -> str | None:
+    return value[:64] if isinstance(value, str) else None
+
+
+def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, Any]]]) -> dict[str, Any] | None:
+    """One batch of one journey's events ``(kind, at, data)`` as a contact row to merge (every
+    column of :data:`COLUMNS`, None or 0 where the batch says nothing); None if no KPI event."""
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(dict.fromkeys(COUNTS, 0))
+    seen = False
+
+    def first(column: str, at: float, **values: Any) -> None:
+        if row[column] is None or at < row[column]:
+            row[column] = at
+            row.update(values)
+
+    for kind, at, data in events:
+        if kind not in KINDS:
+            continue
+        seen = True
+        if kind == "journey_started":
+            first("started_at", at, channel=channel, flow=_text(data.get("flow")))
+        elif kind in END_KINDS:
+            first("ended_at", at, ended=END_KINDS[kind])
+        elif kind == "queued":
+            first("queued_at", at, queue=_text(data.get("queue")), skill=_text(data.get("skill")))
+        elif kind in ANSWER_KINDS:
+            first("answered_at", at, agent_id=_text(data.get("agent_id")))
+        elif kind in AGENT_END_KINDS:
+            first("agent_ended_at", at)
+        elif kind == "queue_abandoned":
+            first("abandoned_at", at)
+        elif kind == "transferred":
+            row["transfers"] += 1
+        elif kind == "menu_personalized":
+            first("menu_at", at)
+            held = data.get("holdout")
+            if isinstance(held, bool):
+                row["holdout"] = max(int(held), row["holdout"] if row["holdout"] is not None else 0)
+        elif kind == "option_chosen":
+            first("chosen_at", at)
+            row["choices"] += 1
+            row["first_choices"] += int(data.get("position") == 1)
+        else:  # input_rejected: silence, or input that took no option (a wrong key is heard as a
+            # "match" of the keypad that the menu then refused, so anything but noinput is no-match)
+            row["no_input" if data.get("status") == "noinput" else "no_match"] += 1
+    return row if seen else None
+
+
+def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Two rows of one contact as one (what the store's upsert does in SQL): order-free."""
+    out = dict(old)
+    for column, attached in FIRST.items():
+        if new[column] is not None and (old[column] is None or new[column] < old[column]):
+            out[column] = new[column]
+            out.update({a: new[a] for a in attached})
+    for column in COUNTS:
+        out[column] = (old[column] or 0) + (new[column] or 0)
+    for column in HIGHEST:
+        given = [v for v in (old[column], new[column]) if v is not None]
+        out[column] = max(given) if given else None
+    return out
+
+
+def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
+    """A stored contact row as :class:`ContactFacts` (it must have started)."""
+    return ContactFacts(
+        journey_id=journey_id,
+        started_at=row["started_at"],
+        channel=row["channel"] or "-",
+        flow=row["flow"] or "-",
+        ended=row["ended"],
+        queued_at=row["queued_at"],
+        queue=row["queue"],
+        skill=row["skill"],
+        answered_at=row["answered_at"],
+        agent_id=row["agent_id"],
+        agent_ended_at=row["agent_ended_at"],
+        abandoned_at=row["abandoned_at"],
+        transfers=row["transfers"] or 0,
+        holdout=None if row["holdout"] is None else bool(row["holdout"]),
+        menu_at=row["menu_at"],
+        chosen_at=row["chosen_at"],
+        choices=row["choices"] or 0,
+        first_choices=row["first_choices"] or 0,
+        no_match=row["no_match"] or 0,
+        no_input=row["no_input"] or 0,
+    )
+
+
+# ------------------------------------------------------------------------- contacts -> sums
+@dataclass(frozen=True)
+class GroupSums:
+    """What one group's figures are computed from: counts and sums, as ``GROUP BY`` gives them.
+
+    ``waits``: how many handled contacts waited each whole second (floor of the wait), so the
+    90th percentile comes out of the database as a histogram, not one row per contact.
+    """
+
+    contacts: int = 0
+    offered: int = 0
+    handled: int = 0
+    abandoned: int = 0
+    abandon_s: float = 0.0
+    wait_s: float = 0.0
+    within_sl: int = 0
+    handle_s: float = 0.0
+    handle_n: int = 0
+    contained: Mapping[str, int] = field(default_factory=dict)  # by end status
+    choices: int = 0
+    first_choices: int = 0
+    to_choice_s: float = 0.0
+    to_choice_n: int = 0
+    no_match: int = 0
+    no_input: int = 0
+    waits: Mapping[int, int] = field(default_factory=dict)  # whole seconds -> handled contacts
+
+
+def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
+    """The sums of one group: the definition the SQL in ``ivr.store.kpis`` reproduces."""
+    group = list(contacts)
+    handled = [(c, c.wait) for c in group if c.handled and c.wait is not None]
+    abandoned = [c.time_to_abandon for c in group if c.time_to_abandon is not None]
+    handles = [c.handle_time for c, _ in handled if c.handle_time is not None]
+    to_choice = [c.time_to_choice for c in group if c.time_to_choice is not None]
+    return GroupSums(
+        contacts=len(group),
+        offered=sum(1 for c in group if c.offered),
+        handled=len(handled),
+        abandoned=len(abandoned),
+        abandon_s=sum(abandoned),
+        wait_s=sum(w for _, w in handled if w is not None),
+        within_sl=sum(1 for _, w in handled if w <= service_level_s),
+        handle_s=sum(handles),
+        handle_n=len(handles),
+        contained=dict(Counter(str(c.ended) for c in group if c.contained)),
+        choices=sum(c.choices for c in group),
+        first_choices=sum(c.first_choices for c in group),
+        to_choice_s=sum(to_choice),
+        to_choice_n=len(to_choice),
+        no_match=sum(c.no_match for c in group),
+        no_input=sum(c.no_input for c in group),
+        waits=dict(Counter(math.floor(w) for _, w in handled)),
+    )
+
+
+def histogram_percentile(counts: Mapping[int, int], share: float) -> float | None:
+    """Nearest rank over a histogram (value -> how many): the smallest value with at least
+    ``share`` of all counts at or below it."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(share * total))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return float(value)
+    raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def figures(s: GroupSums) -> Figures:
+    """Every KPI of one group from its sums."""
+    contained = sum(s.contained.values())
+    return Figures(
+        contacts=s.contacts,
+        offered=s.offered,
+        handled=s.handled,
+        abandoned=s.abandoned,
+        avg_abandon_s=s.abandon_s / s.abandoned if s.abandoned else None,
+        avg_wait_s=s.wait_s / s.handled if s.handled else None,
+        p90_wait_s=histogram_percentile(s.waits, 0.9),
+        avg_handle_s=s.handle_s / s.handle_n if s.handle_n else None,
+        service_level=ratio(s.within_sl, s.offered),
+        contained=contained,
+        containment=ratio(contained, s.contacts),
+        contained_by_outcome=dict(sorted((k, v) for k, v in s.contained.items() if v)),
+        choices=s.choices,
+        first_option_share=ratio(s.first_choices, s.choices),
+        avg_time_to_choice_s=s.to_choice_s / s.to_choice_n if s.to_choice_n else None,
+        no_match=s.no_match,
+        no_input=s.no_input,
+        bad_input_per_contact=ratio(s.no_match + s.no_input, s.contacts),
+    )
+
+
+# ------------------------------------------------------------------------------- grouping
+def interval_start(at: float, interval: str) -> float:
+    width = INTERVALS[interval]
+    return float(math.floor(at / width) * width)
+
+
+def interval_label(start: float) -> str:
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def holdout_label(holdout: bool | None) -> str:
+    return {None: "-", True: "holdout", False: "personalized"}[holdout]
+
+
+def key_of(by: Dimension, interval: str) -> Callable[[ContactFacts], str]:
+    """What groups contacts along ``by``: a contact with no queue (or agent...) goes under ``"-"``."""
+    if by == "interval":
+        return lambda c: interval_label(interval_start(c.started_at, interval))
+    if by == "holdout":
+        return lambda c: holdout_label(c.holdout)
+    attribute = {"flow": "flow", "queue": "queue", "skill": "skill", "agent": "agent_id", "channel": "channel"}[by]
+    return lambda c: getattr(c, attribute) or "-"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    by: str
+    key: str
+    holdout: str | None  # "holdout" / "personalized" / "-" when split, else None
+    figures: Figures
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {self.by: self.key}
+        if self.holdout is not None:
+            row["holdout"] = self.holdout
+        return {**row, **self.figures.to_dict()}
+
+
+GroupKey = tuple[str, str | None]  # (key along ``by``, holdout label or None when not split)
+
+
+def rows(by: str, groups: Mapping[GroupKey, GroupSums]) -> list[ReportRow]:
+    """The report's rows, sorted by key, from each group's sums."""
+    return [
+        ReportRow(by, key, held, figures(sums))
+        for (key, held), sums in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+    ]
+
+
+def report(
+    contacts: Iterable[ContactFacts],
+    *,
+    by: Dimension,
+    interval: str = "hour",
+    split_holdout: bool = False,
+    service_level_s: float = DEFAULT_SERVICE_LEVEL_S,
+) -> list[ReportRow]:
+    """Figures per group along ``by``; ``split_holdout``: each group also split into the callers
+    who heard the personalized menus and the holdout who heard the file's order. (The store
+    groups in SQL; this is the same report from contacts in memory.)"""
+    if by not in DIMENSIONS:
+        raise ValueError(f"cannot group by {by!r}: one of {', '.join(DIMENSIONS)}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {', '.join(INTERVALS)}")
+    key = key_of(by, interval)
+    split = key_of("holdout", interval)
+    groups: dict[GroupKey, list[ContactFacts]] = defaultdict(list)
+    for contact in contacts:
+        groups[(key(contact), split(contact) if split_holdout else None)].append(contact)
+    return rows(by, {k: sums_of(members, service_level_s=service_level_s) for k, members in groups.items()})
+
+
+#: The longest window one report or API request may cover: longer windows are refused up front
+#: (never a query that reads a year of the log).
+MAX_WINDOW_S = 31 * 86400.0
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """A validated report: the window, the grouping, the interval width, the holdout split."""
+
+    start: float
+    end: float
+    by: Dimension
+    interval: str = "hour"
+    split_holdout: bool = False
+
+    @classmethod
+    def parse(
+        cls,
+        start: str,
+        end: str,
+        *,
+        by: str = "interval",
+        interval: str = "hour",
+        split_holdout: bool = False,
+        max_window_s: float = MAX_WINDOW_S,
+    ) -> ReportRequest:
+        """From the words a person types (ISO 8601 times, naive ones in UTC); ValueError says
+        what is wrong in terms they can act on."""
+        begin, finish = _when(start, "from"), _when(end, "to")
+        if finish <= begin:
+            raise ValueError("'to' must be after 'from'")
+        if finish - begin > max_window_s:
+            raise ValueError(f"the window may cover at most {max_window_s / 86400:g} days")
+        dimension = next((d for d in DIMENSIONS if d == by), None)
+        if dimension is None:
+            raise ValueError(f"'by' must be one of {', '.join(DIMENSIONS)}, got {by[:40]!r}")
+        if interval not in INTERVALS:
+            raise ValueError(f"'interval' must be one of {', '.join(INTERVALS)}, got {interval[:40]!r}")
+        return cls(begin, finish, dimension, interval, split_holdout)
+
+
+def _when(text: str, name: str) -> float:
+    if len(text) > 40:
+        raise ValueError(f"'{name}' is not a date or time")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"'{name}' must be an ISO 8601 date or time (2026-12-03 or 2026-12-03T09:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

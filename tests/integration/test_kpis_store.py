@@ -1,0 +1,242 @@
+"""KPIs from a scripted interaction log, through the real writer (contact rows kept in the same
+transaction), the SQL grouping, the HTTP API and the CLI, on SQLite and PostgreSQL: every figure
+equals the value worked out by hand below.
+
+The log is what the engine, the ACD and the chat desk write (kinds and data as they record them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from alembic import command
+
+from ivr.cli import main
+from ivr.flow.model import Interaction
+from ivr.kpis import ReportRequest
+from ivr.store import schema
+from ivr.store.customers import CustomerStore
+from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.kpis import KpiStore
+from ivr.web.app import WebServer, create_app
+from ivr.web.auth import bearer_token
+from ivr.web.kpis import setup_kpis
+
+T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z; the window is 08:00-09:00
+WINDOW = ("2025-12-03T08:00Z", "2025-12-03T09:00Z")
+TOKEN = "kpi-token-for-tests"
+
+E = tuple[str, float, dict[str, Any]]
+
+
+def started(at: float) -> E:
+    return ("journey_started", at, {"flow": "support"})
+
+
+# journey id -> (channel, events). Times are offsets from T0.
+LOG: dict[str, tuple[str, list[E]]] = {
+    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match, chose the first option
+    "j1": ("voice", [started(0), ("menu_personalized", 1, {"holdout": False}),
+                     ("input_rejected", 3, {"status": "nomatch", "mode": "dtmf"}),
+                     ("option_chosen", 5, {"position": 1, "option": "pay_bill"}),
+                     ("queued", 6, {"queue": "billing", "skill": "billing"}), ("journey_queued", 6, {}),
+                     ("agent_connected", 16, {"agent_id": "ag1", "queue": "billing"}),
+                     ("agent_completed", 136, {"agent_id": "ag1", "talk_time": 120})]),
+    # holdout; chose the second option; left the queue after 40 s
+    "j2": ("voice", [started(60), ("menu_personalized", 61, {"holdout": True}),
+                     ("option_chosen", 70, {"position": 2, "option": "outage"}),
+                     ("queued", 71, {"queue": "billing", "skill": "billing"}), ("journey_queued", 71, {}),
+                     ("queue_abandoned", 111, {"queue": "billing", "hold_time": 40})]),
+    # a chat of an unknown customer (in neither group); offered to ag2 after 5 s, closed 200 s later
+    "j3": ("chat", [started(120), ("menu_personalized", 121, {"holdout": None}),
+                    ("option_chosen", 130, {"position": 1, "option": "support"}),
+                    ("queued", 130, {"queue": "support", "skill": "support"}), ("journey_queued", 130, {}),
+                    ("chat_offered", 135, {"agent_id": "ag2", "skill": "support"}),
+                    ("chat_closed", 335, {"by": "customer", "agent_id": "ag2"})]),
+    # SMS, self-service to the end after a wrong answer (a "match" of text the menu refused) and a silence
+    "j4": ("sms", [started(200), ("input_rejected", 210, {"status": "match", "mode": "text"}),
+                   ("input_rejected", 220, {"status": "noinput", "mode": "text"}),
+                   ("option_chosen", 230, {"position": 1, "option": "outage"}), ("journey_completed", 260, {})]),
+    # hung up in the IVR
+    "j5": ("voice", [started(300), ("journey_abandoned", 310, {}), ("caller_left", 310, {"reason": "hangup"})]),
+    # transferred out of the IVR: not contained
+    "j6": ("voice", [started(400), ("transferred", 410, {"to": "+15550100"}), ("journey_completed", 410, {})]),
+    # started before the window: not counted, although queued in it
+    "j7": ("voice", [started(-100), ("queued", 10, {"queue": "billing", "skill": "billing"})]),
+    # started after the window
+    "j8": ("voice", [started(3700)]),
+    # started in the window, answered after it ended (190 s wait, late events still read)
+    "j9": ("voice", [started(3500), ("queued", 3510, {"queue": "support", "skill": "support"}),
+                     ("journey_queued", 3510, {}), ("agent_connected", 3700, {"agent_id": "ag2"})]),
+}  # fmt: skip
+
+TOTAL = {
+    "contacts": 7,
+    "offered": 4,
+    "handled": 3,
+    "abandoned": 1,
+    "avg_abandon_s": 40.0,
+    "avg_wait_s": pytest.approx((10 + 5 + 190) / 3),
+    "p90_wait_s": 190.0,
+    "avg_handle_s": pytest.approx((120 + 200) / 2),
+    "service_level": 0.5,
+    "contained": 2,
+    "containment": pytest.approx(2 / 7),
+    "contained_by_outcome": {"abandoned": 1, "completed": 1},
+    "choices": 4,
+    "first_option_share": 0.75,
+    "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
+    "no_match": 2,
+    "no_input": 1,
+    "bad_input_per_contact": pytest.approx(3 / 7),
+}
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[JourneyStore]:
+    s = JourneyStore(make_engine(database_url), batch_delay=0.0)
+    await schema.upgrade(s.engine)
+    await s.start()
+    for journey_id, (channel, events) in LOG.items():
+        s.append(journey_id, None, channel, [Interaction(k, None, d, T0 + at) for k, at, d in events])
+    await s.flush()
+    yield s
+    await s.stop()
+
+
+async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
+    kpis = KpiStore(store.engine)
+    contacts = {c.journey_id: c for c in await kpis.contacts(T0, T0 + 3600)}
+    assert sorted(contacts) == ["j1", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert contacts["j1"].ended == "queued" and contacts["j5"].ended == "abandoned"
+    assert [contacts[j].holdout for j in ("j1", "j2", "j3", "j4")] == [False, True, None, None]
+
+    (total,) = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="day"))
+    assert total.key == "2025-12-03T00:00:00Z"
+    assert total.figures.to_dict() == TOTAL
+
+    by_queue = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="queue"))}
+    assert {q: (f.offered, f.handled, f.abandoned) for q, f in by_queue.items()} == {
+        "-": (0, 0, 0),
+        "billing": (2, 1, 1),
+        "support": (2, 2, 0),
+    }
+    by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
+    assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}
+    by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
+    assert by_channel == {"chat": 1, "sms": 1, "voice": 5}
+    quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
+    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 6), ("08:45", 1)]
+
+
+async def test_the_holdout_split_shows_in_the_report(store: JourneyStore) -> None:
+    rows = await KpiStore(store.engine).report(ReportRequest.parse(*WINDOW, by="flow", split_holdout=True))
+    split = {r.holdout: r.figures for r in rows}
+    assert set(split) == {"-", "holdout", "personalized"}
+    assert (split["personalized"].first_option_share, split["personalized"].avg_time_to_choice_s) == (1.0, 4.0)
+    assert (split["holdout"].first_option_share, split["holdout"].avg_time_to_choice_s) == (0.0, 9.0)
+    assert (split["personalized"].no_match, split["holdout"].no_match) == (1, 0)
+    assert (split["personalized"].containment, split["holdout"].containment) == (0.0, 0.0)
+
+
+@pytest.fixture
+async def api(store: JourneyStore) -> AsyncIterator[str]:
+    app = create_app(CustomerStore(store.engine), bearer_token(TOKEN))
+    setup_kpis(app, KpiStore(store.engine), service_level_s=20.0, max_window_s=31 * 86400.0)
+    server = WebServer(app, host="127.0.0.1", port=0)
+    await server.start()
+    yield f"http://127.0.0.1:{server.port}/api/kpis"
+    await server.stop()
+
+
+async def test_the_api_gives_the_same_numbers_and_refuses_bad_requests(api: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        query = {"from": WINDOW[0], "to": WINDOW[1], "by": "interval", "interval": "day"}
+        async with http.get(api, params=query, headers=auth) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        assert (body["from"], body["to"], body["by"], body["service_level_s"]) == (
+            "2025-12-03T08:00:00Z",
+            "2025-12-03T09:00:00Z",
+            "interval",
+            20.0,
+        )
+        (row,) = body["rows"]
+        assert row == {"interval": "2025-12-03T00:00:00Z", **TOTAL}
+
+        async with http.get(api, params={**query, "by": "flow", "holdout": "1"}, headers=auth) as r:
+            assert [(x["flow"], x["holdout"]) for x in (await r.json())["rows"]] == [
+                ("support", "-"),
+                ("support", "holdout"),
+                ("support", "personalized"),
+            ]
+
+        async with http.get(api, params=query) as r:
+            assert r.status == 401
+        bad = [
+            ({"from": WINDOW[0]}, "'from' and 'to' are required"),
+            ({**query, "to": "2026-03-01"}, "at most 31 days"),
+            ({**query, "by": "planet"}, "'by' must be one of"),
+            ({**query, "interval": "week"}, "'interval' must be one of"),
+            ({**query, "from": "yesterday"}, "ISO 8601"),
+            ({**query, "holdout": "maybe"}, "'holdout' must be 1 or 0"),
+            ({**query, "limit": "5"}, "unknown parameter"),
+            ({**query, "to": WINDOW[0]}, "after"),
+        ]
+        for params, message in bad:
+            async with http.get(api, params=params, headers=auth) as r:
+                assert r.status == 400, params
+                assert message in (await r.json())["error"], params
+
+
+async def test_the_cli_prints_the_same_numbers(
+    store: JourneyStore, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IVR_DATABASE_URL", database_url)
+    monkeypatch.delenv("IVR_CONFIG", raising=False)
+    common = ["report", "--from", WINDOW[0], "--to", WINDOW[1]]
+    assert await _cli([*common, "--by", "interval", "--interval", "day", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row == {"interval": "2025-12-03T00:00:00Z", **TOTAL}
+
+    assert await _cli([*common, "--by", "queue"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("queue,contacts,offered,handled,abandoned,")
+    assert [line.split(",")[:5] for line in lines[1:]] == [
+        ["-", "3", "0", "0", "0"],
+        ["billing", "2", "2", "1", "1"],
+        ["support", "2", "2", "2", "0"],
+    ]
+
+    assert await _cli(["report", "--from", "2025-01-01", "--to", "2025-06-01"]) == 2
+    assert "at most 31 days" in capsys.readouterr().err
+    assert await _cli([*common, "--by", "planet"]) == 2
+    assert "'by' must be one of" in capsys.readouterr().err
+
+
+async def _cli(argv: list[str]) -> int:
+    """``ivr`` runs its own event loop: run it in a thread, off the test's loop."""
+    return await asyncio.to_thread(main, argv)
+
+
+async def test_the_migration_folds_an_older_log_into_the_same_contacts(store: JourneyStore) -> None:
+    """A log written before contact_facts existed: the upgrade's backfill gives the rows the writer gives."""
+    kpis = KpiStore(store.engine)
+    written = sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id)
+    assert len(written) == 9
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda c: _alembic(c, "downgrade", "0005"))
+    await schema.upgrade(store.engine)
+    assert sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id) == written
+
+
+def _alembic(conn: Any, verb: str, revision: str) -> None:
+    cfg = schema.alembic_config()
+    cfg.attributes["connection"] = conn
+    getattr(command, verb)(cfg, revision)

@@ -1,0 +1,158 @@
+"""The KPI arithmetic on literal contacts: each figure with a value worked out by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ivr.kpis import (
+    COLUMNS,
+    ContactFacts,
+    GroupSums,
+    ReportRequest,
+    contact_delta,
+    facts,
+    figures,
+    histogram_percentile,
+    merge,
+    report,
+    sums_of,
+)
+
+T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z
+
+
+def contact(jid: str, **facts: object) -> ContactFacts:
+    base: dict[str, object] = {"journey_id": jid, "started_at": T0, "channel": "voice", "flow": "support"}
+    return ContactFacts(**{**base, **facts})  # type: ignore[arg-type]
+
+
+# Five contacts: two answered (waits 10 s and 30 s), one abandoned in the queue after 45 s, one
+# finished in the IVR, one transferred out; one chat answered after 5 s.
+SCENARIO = [
+    contact("a", ended="queued", queued_at=T0 + 20, queue="billing", answered_at=T0 + 30, agent_id="ag1",
+            agent_ended_at=T0 + 150),
+    contact("b", ended="queued", queued_at=T0 + 20, queue="billing", answered_at=T0 + 50, agent_id="ag1",
+            agent_ended_at=T0 + 110),
+    contact("c", ended="queued", queued_at=T0 + 20, queue="billing", abandoned_at=T0 + 65),
+    contact("d", ended="completed", holdout=True, menu_at=T0 + 1, chosen_at=T0 + 5, choices=1, first_choices=1,
+            no_match=1),
+    contact("e", ended="completed", transfers=1, no_input=2),
+    contact("f", channel="chat", ended="queued", queued_at=T0 + 100, queue="support", answered_at=T0 + 105,
+            agent_id="ag2", agent_ended_at=T0 + 405),
+]  # fmt: skip
+
+
+def test_every_figure_of_a_known_scenario() -> None:
+    f = figures(sums_of(SCENARIO, service_level_s=20))
+    assert (f.contacts, f.offered, f.handled, f.abandoned) == (6, 4, 3, 1)
+    assert f.avg_abandon_s == 45
+    assert f.avg_wait_s == pytest.approx((10 + 30 + 5) / 3)
+    assert f.p90_wait_s == 30
+    assert f.avg_handle_s == pytest.approx((120 + 60 + 300) / 3)
+    assert f.service_level == 2 / 4  # a (10 s) and f (5 s) within 20 s, of 4 offered
+    assert (f.contained, f.containment, f.contained_by_outcome) == (1, 1 / 6, {"completed": 1})
+    assert (f.choices, f.first_option_share, f.avg_time_to_choice_s) == (1, 1.0, 4)
+    assert (f.no_match, f.no_input, f.bad_input_per_contact) == (1, 2, 3 / 6)
+
+
+def test_no_contacts_give_no_ratios_not_zero() -> None:
+    f = figures(GroupSums())
+    assert f.contacts == 0 and f.service_level is None and f.avg_wait_s is None and f.containment is None
+    assert f.p90_wait_s is None and f.bad_input_per_contact is None
+
+
+def test_p90_is_the_nearest_rank_of_whole_seconds() -> None:
+    assert histogram_percentile({s: 1 for s in range(1, 11)}, 0.9) == 9
+    assert histogram_percentile({7: 1}, 0.9) == 7
+    assert histogram_percentile({5: 89, 60: 11}, 0.9) == 60  # the 90th of 100 waited a minute
+    assert histogram_percentile({5: 90, 60: 10}, 0.9) == 5
+    assert histogram_percentile({}, 0.9) is None
+    waits = sums_of([contact("x", queued_at=T0, answered_at=T0 + 12.7)]).waits
+    assert waits == {12: 1}
+
+
+def test_a_journeys_events_make_its_contact_row() -> None:
+    events: list[tuple[str, float, dict[str, Any]]] = [
+        ("journey_started", T0, {"flow": "support"}),
+        ("step_entered", T0, {"kind": "menu"}),  # not a KPI event
+        ("menu_personalized", T0 + 1, {"holdout": True, "order": ["a", "b"]}),
+        ("input_rejected", T0 + 2, {"status": "match", "mode": "dtmf"}),  # a wrong key: no option took it
+        ("input_rejected", T0 + 3, {"status": "noinput", "mode": "dtmf"}),
+        ("option_chosen", T0 + 4, {"position": 1, "option": "a"}),
+        ("option_chosen", T0 + 5, {"position": 2, "option": "b"}),
+        ("queued", T0 + 6, {"queue": "billing", "skill": "billing"}),
+        ("journey_queued", T0 + 6, {}),
+        ("agent_connected", T0 + 16, {"agent_id": "ag1"}),
+        ("agent_completed", T0 + 76, {"agent_id": "ag1", "talk_time": 60}),
+    ]
+    row = contact_delta("voice", events)
+    assert row is not None and set(row) == set(COLUMNS)
+    c = facts("j", row)
+    assert (c.started_at, c.channel, c.flow, c.ended) == (T0, "voice", "support", "queued")
+    assert (c.queue, c.skill, c.agent_id, c.wait, c.handle_time) == ("billing", "billing", "ag1", 10, 60)
+    assert (c.holdout, c.time_to_choice, c.choices, c.first_choices, c.no_match, c.no_input) == (True, 3, 2, 1, 1, 1)
+    assert contact_delta("voice", [("step_entered", T0, {}), ("chat_message", T0, {"text": "hi"})]) is None
+
+
+def test_batches_merge_into_the_same_row_in_any_order() -> None:
+    first = contact_delta("voice", [("journey_started", T0, {"flow": "support"}), ("journey_abandoned", T0 + 9, {})])
+    later = contact_delta(
+        "chat",
+        [
+            ("journey_completed", T0 + 90, {}),
+            ("option_chosen", T0 + 80, {"position": 1}),
+            ("menu_personalized", T0 + 70, {"holdout": False}),
+        ],
+    )
+    again = contact_delta("chat", [("menu_personalized", T0 + 95, {"holdout": True})])
+    assert first is not None and later is not None and again is not None
+    one = merge(merge(first, later), again)
+    assert one == merge(again, merge(later, first))
+    c = facts("j", one)
+    assert (c.channel, c.ended, c.choices, c.holdout) == ("voice", "abandoned", 1, True)
+
+
+def test_report_groups_by_queue_channel_agent_and_interval() -> None:
+    by_queue = {r.key: r.figures for r in report(SCENARIO, by="queue")}
+    assert set(by_queue) == {"-", "billing", "support"}
+    assert (by_queue["billing"].offered, by_queue["billing"].handled, by_queue["billing"].abandoned) == (3, 2, 1)
+    by_channel = {r.key: r.figures.handled for r in report(SCENARIO, by="channel")}
+    assert by_channel == {"chat": 1, "voice": 2}
+    by_agent = {r.key: r.figures.handled for r in report(SCENARIO, by="agent")}
+    assert by_agent == {"-": 0, "ag1": 2, "ag2": 1}
+    late = contact("g", started_at=T0 + 900)
+    quarters = [(r.key, r.figures.contacts) for r in report([*SCENARIO, late], by="interval", interval="15min")]
+    assert quarters == [("2025-12-03T08:00:00Z", 6), ("2025-12-03T08:15:00Z", 1)]
+
+
+def test_report_splits_by_holdout() -> None:
+    rows = report([*SCENARIO, contact("h", holdout=False, ended="completed")], by="flow", split_holdout=True)
+    assert [(r.key, r.holdout, r.figures.contacts) for r in rows] == [
+        ("support", "-", 5),
+        ("support", "holdout", 1),
+        ("support", "personalized", 1),
+    ]
+    assert rows[1].to_dict()["holdout"] == "holdout" and rows[1].to_dict()["flow"] == "support"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "by", "interval", "message"),
+    [
+        ("2026-12-03", "2026-12-02", "flow", "hour", "after"),
+        ("2026-01-01", "2026-03-01", "flow", "hour", "at most 31 days"),
+        ("yesterday", "2026-12-02", "flow", "hour", "ISO 8601"),
+        ("2026-12-01", "2026-12-02", "planet", "hour", "'by' must be one of"),
+        ("2026-12-01", "2026-12-02", "flow", "week", "'interval' must be one of"),
+        ("2026-12-01" * 10, "2026-12-02", "flow", "hour", "not a date"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong(start: str, end: str, by: str, interval: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReportRequest.parse(start, end, by=by, interval=interval)
+
+
+def test_a_request_in_utc_by_default() -> None:
+    req = ReportRequest.parse("2025-12-03", "2025-12-03T12:00+04:00", by="queue")
+    assert (req.start, req.end, req.by) == (T0 - 8 * 3600, T0, "queue")

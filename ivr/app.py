@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
+from ivr.acd.kpitoday import TodayKpis
 from ivr.acd.service import Acd
 from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
@@ -128,8 +129,17 @@ class App:
             recent_contact_s=config.desktop.contact_window,
         )
         #: the supervisors' wallboard, published from this node's ACD state over the bus
+        #: today's KPIs for the wallboard, read every few seconds by one task (never per browser)
+        self.today_kpis = TodayKpis(KpiStore(self.store.engine), service_level_s=config.kpi.service_level_s)
         self.wallboard = WallboardPublisher(
-            self.bus, lambda: snapshot(self.acd.states.values(), self.acd.waiting, config.routing.queues)
+            self.bus,
+            lambda: snapshot(
+                self.acd.states.values(),
+                self.acd.waiting,
+                config.routing.queues,
+                contexts=self.acd.waiting_contexts(),
+                kpis=self.today_kpis.latest,
+            ),
         )
         self.callbacks = Callbacks(
             self.acd,
@@ -344,6 +354,7 @@ class App:
 
     async def _start_acd(self) -> None:
         await self.bus.start()
+        await self.today_kpis.start()
         await self.wallboard.start()
         if self.ami is None:
             log.warning("AMI off (set IVR_AMI_SECRET): the agent desktop works but no queue events arrive")
@@ -359,6 +370,7 @@ class App:
             await self.ami.stop()
         await self.acd.stop()
         await self.wallboard.stop()
+        await self.today_kpis.stop()
         await self.bus.stop()
 
     async def _profile_of(self, journey: Journey) -> CallerProfile | None:

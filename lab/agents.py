@@ -14,11 +14,21 @@ from pathlib import Path
 
 
 def add_agent(
-    data_dir: Path, username: str, endpoint: str, skills: Sequence[str], password: str, *, name: str | None = None
+    data_dir: Path,
+    username: str,
+    endpoint: str,
+    skills: Sequence[str],
+    password: str,
+    *,
+    name: str | None = None,
+    role: str = "agent",
 ) -> None:
-    """``ivr agents add`` against the database in ``data_dir``; raises CalledProcessError on refusal."""
+    """``ivr agents add`` against the database in ``data_dir``; raises CalledProcessError on refusal.
+    ``role="supervisor"``: a wallboard account (no endpoint, no skills)."""
     argv = [sys.executable, "-m", "ivr.cli", "agents", "add", username, "--name", name or username.title()]
-    argv += ["--endpoint", endpoint]
+    argv += ["--role", role]
+    if endpoint:
+        argv += ["--endpoint", endpoint]
     for skill in skills:
         argv += ["--skill", skill]
     subprocess.run(

@@ -263,6 +263,16 @@ class Acd:
             task.set_name(f"pop-{uid}")
             self._pops[uid] = task
 
+    def waiting_contexts(self) -> dict[str, dict[str, Any]]:
+        """The prepared pops of the callers waiting now (by uniqueid), for the wallboard: only
+        those already loaded, so reading them never waits on the database."""
+        found = {}
+        for uid in self.waiting:
+            task = self._pops.get(uid)
+            if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+                found[uid] = task.result()
+        return found
+
     async def pop_for(self, call: dict[str, Any]) -> dict[str, Any]:
         self._prepare(call)
         try:

@@ -50,3 +50,9 @@ def test_a_call_without_a_journey_still_pops_with_what_ami_said() -> None:
     pop = build_pop(None, call={"uniqueid": "9.9", "callerid": "+1555", "queue": "main", "called_at": 5.0})
     assert pop["caller"] == "+1555" and pop["queue"] == "main" and pop["recognition"] is None
     assert pop["slots"] == [] and pop["waited_s"] is None and not pop["known_customer"]
+
+
+def test_the_menu_option_that_brought_the_caller_is_on_the_pop() -> None:
+    journey = {"id": "j1", "recognition": {"step": "main_menu", "option": "pay_bill", "status": "match"}}
+    assert build_pop(journey, call={"uniqueid": "1.1", "called_at": 5.0})["choice"] == "pay_bill"
+    assert build_pop(None, call={"uniqueid": "1.1", "called_at": 5.0})["choice"] is None

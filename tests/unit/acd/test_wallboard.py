@@ -4,11 +4,16 @@ real in-process bus."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import time
 from typing import Any
+
+import pytest
 
 from ivr.acd.agents import AgentState, Contact
 from ivr.acd.topics import WALLBOARD
-from ivr.acd.wallboard import WallboardPublisher, snapshot
+from ivr.acd.wallboard import MAX_CALLERS, WallboardPublisher, mask_number, snapshot
 from ivr.bus.pubsub import MemoryBus
 
 
@@ -97,3 +102,133 @@ async def test_the_publisher_sends_changes_and_a_heartbeat_and_stops() -> None:
         await asyncio.sleep(0.05)
         assert publisher.published == count
     await bus.stop()
+
+
+def test_waiting_callers_show_their_ivr_context_with_masked_numbers_longest_first() -> None:
+    waiting = {
+        "u5": {"queue": "billing", "joined_at": 1005.0, "callerid": "+15551230005"},
+        "u6": {"queue": "billing", "joined_at": 1001.0, "callerid": "+15551230006"},
+        "u7": {"queue": "outage", "joined_at": 1003.0, "callerid": None},
+    }
+    contexts = {
+        "u6": {
+            "caller": "+15551230006",
+            "customer": {"id": "c1", "name": "Ada Lovelace", "verified": True},
+            "known_customer": True,
+            "recognition": {"intent": "billing", "transcript": "my bill is wrong"},
+            "choice": "pay_bill",
+            "routing": {"reasons": ["gold tier: priority 5", "billing skill"]},
+            "slots": [{"name": "account_number", "value": "12345678", "verified": True}],
+        },
+        "u5": {"customer": {}, "known_customer": False, "recognition": None, "path": ["main_menu", "outage_info"]},
+    }
+    board = snapshot([], waiting, ["billing"], contexts=contexts)
+    assert board["callers_total"] == 3
+    assert board["callers"] == [
+        {
+            "queue": "billing",
+            "joined_at": 1001.0,
+            "caller": "…0006",
+            "intent": "billing",
+            "verified": True,
+            "known": True,
+            "why": "pay_bill",
+            "context": True,
+        },
+        {
+            "queue": "outage",
+            "joined_at": 1003.0,
+            "caller": "",
+            "intent": None,
+            "verified": False,
+            "known": False,
+            "why": "",
+            "context": False,  # its pop is still loading: shown, without context
+        },
+        {
+            "queue": "billing",
+            "joined_at": 1005.0,
+            "caller": "…0005",
+            "intent": None,
+            "verified": False,
+            "known": False,
+            "why": "outage_info",
+            "context": True,
+        },
+    ]
+    text = repr(board)
+    assert "555123" not in text and "Ada" not in text and "12345678" not in text and "my bill" not in text
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [("+15551230005", "…0005"), ("sip:0612@example", "…0612"), ("123", "…123"), ("anonymous", ""), (None, "")],
+)
+def test_a_number_shows_only_its_last_four_digits(number: object, shown: str) -> None:
+    assert mask_number(number) == shown
+
+
+def test_today_kpis_ride_in_the_snapshot() -> None:
+    kpis = {"totals": {"offered": 3}}
+    assert snapshot([], {}, [], kpis=kpis)["kpis"] == kpis
+    assert "kpis" not in snapshot([], {}, [])
+
+
+def big_centre(agents: int = 300, callers: int = 1000) -> tuple[list[AgentState], dict[str, dict[str, Any]]]:
+    queues = ["billing", "support", "sales", "outage"]
+    states = []
+    for i in range(agents):
+        state = agent(f"agent{i:03d}", ("ready", "on_call", "paused", "wrap_up")[i % 4], {queues[i % 4]: 0, "main": 1})
+        state.since = 1000.0 + i
+        states.append(state)
+    waiting = {
+        f"u{i}": {"queue": queues[i % 4], "joined_at": 1000.0 + i, "callerid": f"+1555{i:07d}"} for i in range(callers)
+    }
+    return states, waiting
+
+
+async def test_300_agents_and_1000_callers_changing_every_few_ms_make_a_bounded_stream() -> None:
+    """AMI events at a busy centre change the state hundreds of times a second; the board sends
+    at most one message per interval (plus nothing more for a heartbeat), of a bounded size."""
+    states, waiting = big_centre()
+    contexts = {uid: {"recognition": {"intent": "billing"}, "customer": {"verified": True}} for uid in waiting}
+    bus = MemoryBus()
+    await bus.start()
+    interval = 0.2
+    publisher = WallboardPublisher(
+        bus, lambda: snapshot(states, waiting, ["main"], contexts=contexts), interval=interval, heartbeat=5.0
+    )
+    changes = 0
+
+    async def churn() -> None:  # an AMI event every 2 ms: an agent changes state, a caller joins
+        nonlocal changes
+        i = 0
+        while True:
+            states[i % len(states)].status = ("ready", "on_call", "paused")[i % 3]
+            waiting[f"new{i}"] = {"queue": "billing", "joined_at": 2000.0 + i, "callerid": "+15550000000"}
+            changes += 1
+            i += 1
+            await asyncio.sleep(0.002)
+
+    sizes: list[int] = []
+    async with bus.subscribe(WALLBOARD) as sub:
+        churner = asyncio.create_task(churn())
+        await publisher.start()
+        started = time.monotonic()
+        seconds = 2.0
+        while time.monotonic() - started < seconds:
+            with contextlib.suppress(TimeoutError):
+                message = await sub.get(timeout=0.1)
+                sizes.append(len(json.dumps(message)))
+        churner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await churner
+        await publisher.stop()
+    await bus.stop()
+    per_second = len(sizes) / seconds
+    print(f"\n{changes} changes in {seconds:.0f} s -> {per_second:.1f} messages/s, largest {max(sizes)} bytes")
+    assert changes > 10 * len(sizes)  # batched: many AMI events per message
+    assert per_second <= 1 / interval + 1
+    assert max(sizes) < 120_000  # 300 agents and the 50 longest waiting, whatever the queue's length
+    last = json.loads(json.dumps(message))
+    assert len(last["callers"]) == MAX_CALLERS and last["callers_total"] > 1000

@@ -1,5 +1,8 @@
-// The wallboard: who is signed in, sign-out (with the session's CSRF token), and the queues and
-// agents the server pushes over the websocket. Times arrive absolute; the page counts seconds.
+// The wallboard: who is signed in, sign-out (with the session's CSRF token), and what the server
+// pushes over the websocket: queues, waiting callers with their IVR context, agents, and today's
+// KPIs (totals, a chart by quarter hour drawn as plain SVG, the holdout comparison). Times arrive
+// absolute; the page counts seconds. The body's data-published-at and data-painted-at say when the
+// last message was published and painted (read by the latency bench and the tests).
 "use strict";
 
 let csrf = "";
@@ -26,12 +29,83 @@ function contact(c) {
   return c.channel + (c.queue ? ` (${c.queue})` : "") + (c.ringing ? " ringing" : "") + ` ${seconds(c.since)}`;
 }
 
+function percent(value) {
+  return value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`;
+}
+
+function number(value, digits = 1) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(name, attributes) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  return node;
+}
+
+function chart(bars) {
+  const box = document.getElementById("chart");
+  const width = 600, height = 140, base = 125;
+  const top = Math.max(1, ...bars.map((b) => b.offered));
+  const slot = width / Math.max(bars.length, 8);
+  const bar = Math.max(1, slot / 3 - 1);
+  const nodes = [];
+  bars.forEach((b, i) => {
+    ["offered", "handled", "abandoned"].forEach((kind, k) => {
+      const h = (b[kind] / top) * (base - 10);
+      const r = svg("rect", { class: kind, x: i * slot + k * (bar + 1), y: base - h, width: bar, height: h });
+      const title = svg("title", {});
+      title.textContent = `${b.interval.slice(11, 16)} ${kind} ${b[kind]}`;
+      r.appendChild(title);
+      nodes.push(r);
+    });
+    if (bars.length <= 12 || i % 4 === 0) {
+      const label = svg("text", { x: i * slot, y: height - 3 });
+      label.textContent = b.interval.slice(11, 16);
+      nodes.push(label);
+    }
+  });
+  box.replaceChildren(...nodes);
+}
+
+function renderKpis(kpis) {
+  const totals = kpis.totals;
+  document.getElementById("offered").textContent = totals.offered;
+  document.getElementById("handled").textContent = totals.handled;
+  document.getElementById("abandoned").textContent = totals.abandoned;
+  document.getElementById("service-level").textContent = percent(totals.service_level);
+  chart(kpis.chart);
+  const holdout = document.querySelector("#holdout tbody");
+  holdout.replaceChildren(
+    ...["personalized", "holdout"].filter((k) => kpis.holdout[k]).map((k) => {
+      const h = kpis.holdout[k];
+      return row([k, h.contacts, percent(h.containment), percent(h.first_option_share),
+        h.avg_time_to_choice_s === null ? "–" : `${number(h.avg_time_to_choice_s)}s`,
+        number(h.bad_input_per_contact, 2), percent(h.service_level), h.abandoned]);
+    }),
+  );
+}
+
 function render() {
   if (!board) return;
+  const kpis = board.kpis || null;
+  const level = (q) => (kpis && kpis.queues[q] ? percent(kpis.queues[q].service_level) : "–");
   const queues = document.querySelector("#queues tbody");
   queues.replaceChildren(
-    ...board.queues.map((q) => row([q.queue, q.waiting, seconds(q.oldest_joined_at), q.ready, q.busy, q.paused])),
+    ...board.queues.map((q) => row([q.queue, q.waiting, seconds(q.oldest_joined_at), level(q.queue), q.ready, q.busy, q.paused])),
   );
+  const callers = document.querySelector("#callers tbody");
+  callers.replaceChildren(
+    ...(board.callers || []).map((c) =>
+      row([c.caller || "unknown", c.queue, seconds(c.joined_at), c.intent || "", c.verified ? "yes" : "no", c.why]),
+    ),
+  );
+  const total = board.callers_total || 0;
+  const shown = (board.callers || []).length;
+  document.getElementById("callers-total").textContent = total > shown ? `(${shown} longest of ${total})` : `(${total})`;
+  if (kpis) renderKpis(kpis);
   const agents = document.querySelector("#agents tbody");
   agents.replaceChildren(
     ...board.agents.map((a) =>
@@ -49,6 +123,8 @@ function connect() {
     if (message.type === "wallboard") {
       board = message;
       render();
+      document.body.dataset.publishedAt = String(message.at);
+      document.body.dataset.paintedAt = String(Date.now() / 1000);
     }
   };
   ws.onclose = (event) => {

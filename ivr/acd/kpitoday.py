@@ -26,6 +26,8 @@ from ivr.store.kpis import KpiStore
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
+#: the longest ``stop`` waits for a read in flight before cancelling it
+STOP_WAIT = 10.0
 #: the width of the day's chart bars
 CHART_INTERVAL = "15min"
 #: what the queue rows and the day's totals show
@@ -112,6 +114,7 @@ class TodayKpis:
         #: reports run so far (one per ``refresh`` seconds, never one per browser)
         self.reads = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def read(self) -> dict[str, Any]:
         """Read today's three reports now and keep them as ``latest``."""
@@ -132,19 +135,30 @@ class TodayKpis:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="wallboard-kpis")
+            self._stopping = asyncio.Event()
+            self._task = asyncio.create_task(self._run(self._stopping), name="wallboard-kpis")
 
     async def stop(self) -> None:
+        """Let a read in flight finish (at most ``STOP_WAIT`` seconds), then end the task.
+
+        Why not cancel at once: a query cancelled while aiosqlite's thread runs it leaves a task
+        behind that outlives the engine and hangs the event loop's shutdown (found by the app's
+        start-then-stop tests); between reads the task only waits, and stops at once."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
 
-    async def _run(self) -> None:
-        while True:
+    async def _run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             try:
                 await self.read()
             except Exception as exc:  # a database blip: keep the last figures, try again later
                 log.warning("today's KPIs not refreshed: %s", exc)
-            await asyncio.sleep(self.refresh)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.refresh)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
+from ivr.acd.desk import AcdDesk
 from ivr.acd.leader import Leadership
 from ivr.acd.service import Acd
 from ivr.acd.wallboard import WallboardPublisher, snapshot
@@ -139,6 +140,10 @@ class App:
         )
         #: one node at a time drives the ACD from AMI, publishes the wallboard and dials callbacks
         self.leadership = Leadership(LeaseStore(self.store.engine), on_lead=self._lead, on_follow=self._follow)
+        #: desktops' commands reach the leader's ACD from any node
+        self.desk = AcdDesk(
+            self.acd, self.bus, node=self.leadership.holder, is_leader=lambda: self.leadership.is_leader
+        )
 
         # Text: the SMS outbox, continuation links, the chat and SMS conversations.
         secret = config.handoff.secret
@@ -217,6 +222,7 @@ class App:
             acd=self.acd,
             agents=self.agents,
             bus=self.bus,
+            desk=self.desk,
             secure_cookies=config.desktop.secure_cookies,
             session_check=config.desktop.session_check,
             login_limits=login_limiter(config.desktop),
@@ -346,6 +352,7 @@ class App:
 
     async def _start_acd(self) -> None:
         await self.bus.start()
+        await self.desk.start()
         if self.ami is None:
             log.warning("AMI off (set IVR_AMI_SECRET): the agent desktop works but no queue events arrive")
         await self.leadership.start()  # the first attempt is made here: a lone node leads before its first call
@@ -363,10 +370,12 @@ class App:
         if self.ami is not None:
             await self.ami.start()
             await self.callbacks.start(token)
+        await self.desk.serve(token)  # answer every node's desktops; log their agents in again here
 
     async def _follow(self) -> None:
         """This node no longer holds the ACD lease: stop dialling and drop AMI before another
         node starts (its queue view would go stale; the leader's is the one that counts)."""
+        await self.desk.unserve()
         await self.callbacks.stop()
         if self.ami is not None:
             await self.ami.stop()
@@ -375,6 +384,7 @@ class App:
 
     async def _stop_acd(self) -> None:
         await self.leadership.stop()  # steps down (the duties above) and gives the lease up
+        await self.desk.stop()
         await self.acd.stop()
         await self.bus.stop()
 

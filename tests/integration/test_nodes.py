@@ -1,10 +1,11 @@
 """Two controller nodes, one contact center, on real parts: two ``ivr serve`` processes sharing a
 PostgreSQL and a Redis, one lab Asterisk. Node A takes the ACD lease (it drives AMI), node B
-follows. Caller H holds in "billing"; caller K, after H, presses 1 for a callback (booked through
-A). Then A is killed with SIGKILL, as in a crash. B must take the lease over within seconds of the
-kill, connect to AMI and rebuild the queue from Asterisk; the agent's desktop, reconnected to B,
-gets H's screen pop when she says ready, and when she is ready again K is called back: once, by
-B, under B's fencing token, and reaches her.
+follows. The agent's desktop is on B: her login goes to A's ACD over Redis, and her state comes
+back the same way. Caller H holds in "billing"; caller K, after H, presses 1 for a callback (booked
+through A). Then A is killed with SIGKILL, as in a crash. B must take the lease over within
+seconds of the kill, connect to AMI, rebuild the queue from Asterisk and log the agent in again
+(paused); when she says ready she gets H's screen pop, and when she is ready again K is called
+back: once, by B, under B's fencing token, and reaches her.
 """
 
 from __future__ import annotations
@@ -163,11 +164,30 @@ async def test_the_acd_leader_is_killed_with_callers_queued_and_a_callback_booke
 
     watch.on_event(keep)
     await watch.connect()
-    holder = asyncio.create_task(
-        run_caller_async(CallerScript(caller_id=HOLDER, dialled=NUMBER, hangup_after_ms=60000), timeout=90)
-    )
+    desktop: list[dict[str, Any]] = []
+    base = web_base(b)
+    web = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    holder: asyncio.Task[Any] | None = None
+    reader: asyncio.Task[None] | None = None
     try:
+        # the agent's desktop on the follower: her login reaches A's ACD, her state comes back
+        page = await (await web.get(f"{base}/desktop/login")).text()
+        form = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert form
+        await web.post(
+            f"{base}/desktop/login", data={"username": "ann", "password": "ann-password-1", "csrf": form.group(1)}
+        )
+        csrf = (await (await web.get(f"{base}/desktop/api/me")).json())["csrf"]
+        ws = await web.ws_connect(f"{base}/desktop/ws?csrf={csrf}", headers={"Origin": base})
+        reader = asyncio.create_task(read_desktop(ws, desktop), name="desktop-reader")
+        a.wait_for_log("agent ann logged in on ")
+        await wait_until(lambda: any(m.get("type") == "state" for m in desktop), 10, "her state from A")
+        assert "agent ann logged in on " not in b.log_path.read_text()
+
         # H holds; K, after H, books a callback through A (the node the dialplan reaches)
+        holder = asyncio.create_task(
+            run_caller_async(CallerScript(caller_id=HOLDER, dialled=NUMBER, hangup_after_ms=60000), timeout=90)
+        )
         await wait_until(lambda: joined(HOLDER), 30, "H holding")
         announce = sum(ms(prompt_ms, p) for p in (QUEUE_POSITION_PROMPT, QUEUE_WAIT_PROMPT, QUEUE_MINUTES_PROMPT))
         press_from = announce + 1200
@@ -194,53 +214,38 @@ async def test_the_acd_leader_is_killed_with_callers_queued_and_a_callback_booke
         b.wait_for_log("AMI connected", timeout=max(0.1, TAKEOVER_S - (time.monotonic() - killed)))
         took_over = time.monotonic() - killed
         assert took_over < TAKEOVER_S
-        base = web_base(b)
-        async with aiohttp.ClientSession() as http, http.get(base + "/readyz") as r:
+        b.wait_for_log("agent ann logged in on ", timeout=2)  # B had no state of her: logged in again
+        async with web.get(base + "/readyz") as r:
             assert (await r.json())["role"] == "leader"
 
-        # the agent's desktop, reconnected to B: the pop of H (queued before the kill) reaches her
-        desktop: list[dict[str, Any]] = []
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as web:
-            page = await (await web.get(f"{base}/desktop/login")).text()
-            form = re.search(r'name="csrf" value="([^"]+)"', page)
-            assert form
-            await web.post(
-                f"{base}/desktop/login", data={"username": "ann", "password": "ann-password-1", "csrf": form.group(1)}
-            )
-            csrf = (await (await web.get(f"{base}/desktop/api/me")).json())["csrf"]
-            ws = await web.ws_connect(f"{base}/desktop/ws?csrf={csrf}", headers={"Origin": base})
-            reader = asyncio.create_task(read_desktop(ws, desktop), name="desktop-reader")
-            try:
-                await ws.send_json({"type": "ready"})
-                await wait_until(lambda: any(m.get("type") == "pop" for m in desktop), 30, "H's pop on B")
-                await wait_until(lambda: connects() == [HOLDER], 30, "H connected")
-                assert customer_phone.invites() == 0  # H was ahead of the ticket
-                (await holder).raise_for_failure()  # H hangs up; ann wraps up
-                await asyncio.sleep(5.0)
-                await ws.send_json({"type": "ready"})  # now the ticket is due: B dials it
-                await wait_until(lambda: connects() == [HOLDER, CALLBACK], 40, "K called back and connected")
-                pops = [m for m in desktop if m.get("type") == "pop"]
-                assert len(pops) >= 2
-                second = [e for e in seen if isinstance(e, ev.AgentConnect)][1]
-                await watch.action({"Action": "Hangup", "Channel": second.agent_channel.name})
+        # H, queued before the kill, reaches her through B, pop and all
+        await ws.send_json({"type": "ready"})
+        await wait_until(lambda: any(m.get("type") == "pop" for m in desktop), 30, "H's pop on B")
+        await wait_until(lambda: connects() == [HOLDER], 30, "H connected")
+        assert customer_phone.invites() == 0  # H was ahead of the ticket
+        (await holder).raise_for_failure()  # H hangs up; ann wraps up
+        await asyncio.sleep(5.0)
+        await ws.send_json({"type": "ready"})  # now the ticket is due: B dials it
+        await wait_until(lambda: connects() == [HOLDER, CALLBACK], 40, "K called back and connected")
+        assert len([m for m in desktop if m.get("type") == "pop"]) >= 2
+        second = [e for e in seen if isinstance(e, ev.AgentConnect)][1]
+        await watch.action({"Action": "Hangup", "Channel": second.agent_channel.name})
 
-                async def done() -> bool:
-                    return [t[:2] for t in await tickets()] == [(CALLBACK, "done")]
+        async def done() -> bool:
+            return [t[:2] for t in await tickets()] == [(CALLBACK, "done")]
 
-                await wait_until(done, 10, "the ticket done")
-                (ticket,) = await tickets()
-                assert ticket[2] == 2  # claimed under B's token: A's (1) could claim nothing now
-                assert customer_phone.invites() == 1  # dialled once
-            finally:
-                await ws.close()
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+        await wait_until(done, 10, "the ticket done")
+        (ticket,) = await tickets()
+        assert ticket[2] == 2  # claimed under B's token: A's (1) could claim nothing now
+        assert customer_phone.invites() == 1  # dialled once
+        await ws.close()
         print(f"takeover {took_over:.2f} s after SIGKILL")
     finally:
-        if not holder.done():
-            holder.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await holder
+        for task in (holder, reader):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await web.close()
         await watch.stop()
         await engine.dispose()

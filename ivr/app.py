@@ -379,7 +379,7 @@ class App:
         await self.callbacks.stop()
         if self.ami is not None:
             await self.ami.stop()
-        self.acd.waiting.clear()
+        await self.acd.forget()
         await self.wallboard.stop()
 
     async def _stop_acd(self) -> None:

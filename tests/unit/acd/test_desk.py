@@ -81,9 +81,12 @@ async def test_no_leader_is_a_clear_error_and_a_new_leader_gets_the_agents_back(
 ) -> None:
     a, b, _ = nodes
     await b.desk.run("login", "a1", agent=ANN)
-    # a dies: nobody answers b's commands
+    await b.desk.run("ready", "a1")
+    # a steps down (as App._follow does): nobody answers b's commands, and a forgets its view
     a.leader = False
     await a.desk.unserve()
+    await a.acd.forget()
+    assert a.acd.states == {}
     with pytest.raises(LeaderUnavailable, match="try again"):
         await b.desk.run("ready", "a1")
     # c takes over with no state of ann; b logs her in again through it, paused
@@ -98,6 +101,17 @@ async def test_no_leader_is_a_clear_error_and_a_new_leader_gets_the_agents_back(
         assert status(c) == "paused"
         await b.desk.run("ready", "a1")
         assert status(c) == "ready"
+        # c steps down and a leads again: ann is back paused there, not "ready" from a's old view
+        c.leader = False
+        await c.desk.unserve()
+        await c.acd.forget()
+        a.leader = True
+        await a.desk.serve(3)
+        for _ in range(50):
+            if "a1" in a.acd.states:
+                break
+            await asyncio.sleep(0.01)
+        assert status(a) == "paused"
     finally:
         await c.desk.stop()
         await c.acd.stop()

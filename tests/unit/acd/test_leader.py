@@ -4,14 +4,19 @@ claims fenced by the leader's token. PostgreSQL: tests/integration/test_nodes.py
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ivr.acd.callbacks import ORPHAN_S, Callbacks
 from ivr.acd.leader import Leadership
+from ivr.acd.service import Acd
 from ivr.store.agents import CallbackStore
+from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.leases import ACD_LEASE, LeaseStore
 
@@ -143,3 +148,85 @@ async def test_a_ticket_is_claimed_once_and_never_under_a_lost_lease(journeys: J
     assert not await callbacks.requeue(one, dial_token=1)
     assert await callbacks.requeue(two, dial_token=2)
     assert {r["id"]: r["status"] for r in await callbacks.waiting()} == {two: "waiting"}
+
+
+class RecordingAmi:
+    """The AMI side of one node's dispatcher: connected, accepts every action, keeps what it sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, str]] = []
+        self.connected = asyncio.Event()
+        self.connected.set()
+
+    def on_event(self, handler: Any) -> None: ...
+    def on_connected(self, handler: Any) -> None: ...
+
+    async def action(self, action: dict[str, str]) -> dict[str, str]:
+        self.sent.append(action)
+        return {"Response": "Success"}
+
+
+def dispatcher(journeys: JourneyStore, token: int) -> tuple[Callbacks, RecordingAmi]:
+    ami = RecordingAmi()
+    acd = Acd(ami=ami, journeys=journeys, customers=CustomerStore(journeys.engine))  # type: ignore[arg-type]
+    callbacks = Callbacks(acd, CallbackStore(journeys.engine))
+    callbacks.token = token
+    return callbacks, ami
+
+
+def originated(ami: RecordingAmi) -> list[str]:
+    return [a["ActionID"] for a in ami.sent if a.get("Action") == "Originate"]
+
+
+async def test_a_dispatcher_under_a_lost_lease_dials_nothing_and_its_successor_dials_once(
+    journeys: JourneyStore,
+) -> None:
+    leases = LeaseStore(journeys.engine)
+    old, old_ami = dispatcher(journeys, token=1)
+    new, new_ami = dispatcher(journeys, token=2)
+    ticket = await old.store.open(
+        customer_id="c1", journey_id="j", phone="+1555", queue="billing", skill="billing",
+        priority=0, ticket_at=1, not_before=1, context={},
+    )  # fmt: skip
+    assert ticket
+    now = time.time()
+    assert await leases.acquire(ACD_LEASE, "old", ttl=3, now=now - 10) == 1  # long expired
+    assert await leases.acquire(ACD_LEASE, "new", ttl=30, now=now) == 2
+    agent = {"id": "a1", "username": "ann", "display_name": "Ann", "endpoint": "agent1001", "skills": {"billing": 0}}
+    for node in (old, new):
+        await node.acd.login(agent)
+    await old.acd.ready("a1")  # would hold ann and dial the ticket, had it the lease
+    assert originated(old_ami) == [] and old.reserved == {}
+    await new.acd.ready("a1")
+    assert originated(new_ami) == [f"cb-{ticket}-1"] and set(new.reserved) == {ticket}
+    assert await new.tick() == []  # dialling already: not twice
+    assert await old.tick() == []
+    (row,) = await new.store.waiting()
+    assert (row["status"], row["dial_token"]) == ("dialing", 2)
+
+
+async def test_a_ticket_an_earlier_leader_left_dialling_is_dialled_again_once_its_dial_is_over(
+    journeys: JourneyStore,
+) -> None:
+    leases = LeaseStore(journeys.engine)
+    store = CallbackStore(journeys.engine)
+    ticket = await store.open(
+        customer_id="c1", journey_id="j", phone="+1555", queue="billing", skill="billing",
+        priority=0, ticket_at=1, not_before=1, context={},
+    )  # fmt: skip
+    assert ticket
+    now = time.time()
+    assert await leases.acquire(ACD_LEASE, "old", ttl=3, now=now) == 1
+    assert await store.claim(ticket, attempts=1, lease=ACD_LEASE, token=1)  # then the old leader died
+    assert await leases.acquire(ACD_LEASE, "new", ttl=30, now=now + 3) == 2
+    new, new_ami = dispatcher(journeys, token=2)
+    agent = {"id": "a1", "username": "ann", "display_name": "Ann", "endpoint": "agent1001", "skills": {"billing": 0}}
+    await new.acd.login(agent)
+    await new.acd.ready("a1")  # the old dial may still ring or hold someone: not yet
+    assert originated(new_ami) == []
+    new.clock = lambda: time.time() + ORPHAN_S + 1  # past any ring or hold of the old dial
+    await new.acd.pause("a1", "")
+    assert await new.tick() == []  # back to waiting, but nobody is ready
+    assert [r["status"] for r in await store.waiting()] == ["waiting"]
+    await new.acd.ready("a1")
+    assert originated(new_ami) == [f"cb-{ticket}-2"]

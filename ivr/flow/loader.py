@@ -152,8 +152,9 @@ def _expanded_nodes(root: yaml.Node, limit: int) -> int:
     return sizes[id(root)]
 
 
-def _read_yaml(text: str, file: str) -> Any:
-    """Compose, measure, then construct: nothing walks an expanded alias bomb."""
+def read_yaml(text: str, file: str) -> Any:
+    """YAML as flow files read it (YAML 1.2 words, lines on mappings), composed, measured, then
+    constructed: nothing walks an expanded alias bomb. Raises FlowLoadError or yaml.YAMLError."""
     loader = _LineLoader(text)
     try:
         node = loader.get_single_node()
@@ -200,7 +201,7 @@ def parse_flow(text: str | bytes, file: str = "<flow>", default_name: str | None
             ]
         )
     try:
-        doc = _read_yaml(raw.decode("utf-8"), file)
+        doc = read_yaml(raw.decode("utf-8"), file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise FlowLoadError([FlowProblem(file, (mark.line + 1) if mark else 1, "", f"YAML: {exc.problem}")]) from None

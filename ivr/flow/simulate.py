@@ -32,6 +32,9 @@ from ivr.flow.commands import (
 )
 from ivr.flow.machine import FlowMachine, FlowSource
 from ivr.flow.model import (
+    FOR_PROMPT,
+    OFFER_ACCEPT_KEY,
+    PRESS_PROMPT,
     Ask,
     Command,
     Continue,
@@ -79,6 +82,17 @@ def caller_input(waiting: Menu | Ask, text: str, channel: str) -> InputResult:
     if channel == "voice" and (isinstance(waiting, Ask) or text.strip() in KEYS):
         return InputResult("match", "dtmf", text.strip())
     return text_input(waiting, text)
+
+
+def _question_text(question: Menu | Ask, channel: str) -> str:
+    """A question as the channel puts it: spoken options on voice, the text channels' message."""
+    if channel != "voice":
+        return menu_text(question) if isinstance(question, Menu) else ask_text(question)
+    if isinstance(question, Ask):
+        offer = f"\n(offers {question.offer}: press {OFFER_ACCEPT_KEY} to use it)" if question.offer else ""
+        return question.prompt.text + offer
+    spoken = [f"{FOR_PROMPT.text} {c.label.text} {PRESS_PROMPT.text} {c.key}." for c in question.choices]
+    return "\n".join([question.prompt.text, *(spoken if question.speak_choices else [])])
 
 
 def _why(event: Interaction) -> str | None:
@@ -151,7 +165,7 @@ def _render(machine: FlowMachine, commands: list[Command], out: Transcript, todo
             case Play():
                 out.lines.append(f"[{command.step}] {command.prompt.text}")
             case Menu() | Ask():
-                text = menu_text(command) if isinstance(command, Menu) else ask_text(command)
+                text = _question_text(command, channel)
                 out.lines.append(f"[{command.step}] " + text.replace("\n", f"\n[{command.step}] "))
                 if not todo:
                     out.lines.append("(waits for the caller: no more inputs)")

@@ -59,7 +59,7 @@ async def test_simulate_shows_the_real_profile_and_writes_nothing(database_url: 
     )
     assert done.returncode == 0, done.stderr
     assert f"~ caller +15551230077: customer {cid}, 3 past contact(s)" in done.stdout
-    assert "[main_menu] 1 - reporting an outage" in done.stdout  # personalized: outage first
+    assert "[main_menu] For reporting an outage press 1." in done.stdout  # personalized: outage first
     assert "~ menu order outage, pay_bill, agent:" in done.stdout
     assert "path: greeting > check_hours > main_menu > outage_info" in done.stdout
     assert await snapshot(database_url) == before

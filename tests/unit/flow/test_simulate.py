@@ -59,7 +59,7 @@ def test_an_unknown_caller_hears_the_file_order_and_reaches_the_queue_by_keys() 
     assert out.path == ["hello", "main", "account", "to_billing"]
     assert (out.status, out.queue, out.skill) == ("queued", "billing", "billing")
     text = out.text()
-    assert "[main] 1 - your bill\n[main] 2 - an outage" in text
+    assert "[main] For your bill press 1.\n[main] For an outage press 2." in text
     assert "~ caller +15551230001: unknown to the store" in text
     assert "~ flow step asks for skill billing" in text
 
@@ -69,10 +69,10 @@ def test_a_returning_caller_sees_the_reordered_menu_why_and_the_prefill_offer() 
         Flows(parse_flow(FLOW)), "line", caller="+1555", profile=returning_caller(), inputs=["2"], clock=lambda: NOW
     )
     text = out.text()
-    assert "[main] 1 - an outage\n[main] 2 - your bill" in text  # outage moved up, keys follow
+    assert "[main] For an outage press 1.\n[main] For your bill press 2." in text  # outage moved up
     assert "~ menu order outage, bill:" in text
     assert out.path == ["hello", "main", "account"]  # key 2 is now the bill
-    assert "We have" in text and "5678" in text  # the account number known from chat is offered
+    assert "(offers 5678: press 1 to use it)" in text  # the account number known from chat
     assert "offers the account_number known from chat" in text
     assert out.status == "active" and "(waits for the caller: no more inputs)" in text
 

@@ -141,6 +141,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if missing and args.caller:
         print("warning: no database yet: the caller is simulated as unknown", file=sys.stderr)
     profile = asyncio.run(_read_profile(config, args.caller)) if args.caller and not missing else None
+    matchers = None
+    words = [i for i in args.input if i.strip() and not i.strip().isdigit() and i.strip() not in ("*", "#")]
+    if args.channel == "voice" and words and config.speech.matcher == "semantic":
+        from ivr.speech.semantic import warm_examples
+        from ivr.speech.service import IntentMatchers
+
+        try:  # the matcher ivr serve uses for speech; about 2 s to load
+            matchers = IntentMatchers(config.speech.language, encoder=warm_examples())
+        except IvrError as exc:
+            print(f"warning: semantic matcher unavailable ({exc}); words matched by the word rules", file=sys.stderr)
     transcript = simulate(
         library,
         args.flow,
@@ -150,6 +160,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         profile=profile,
         routing=RoutingRules.from_settings(config.routing),
         half_life=config.personalize.half_life_days * DAY,
+        matchers=matchers,
     )
     print(transcript.text(), end="")
     print(f"path: {' > '.join(transcript.path)}\nstatus: {transcript.status}")

@@ -8,23 +8,27 @@ The services a channel would run answer the way an idle centre would: an agent i
 transfer is answered, a hand-off message is sent.
 
 Inputs are what the caller does at each question, in order: a lone key (``1``, ``#``) is a key
-press on voice, anything else is words, matched by the same intent matcher a text reply uses
-(``ivr.channels.chat.text_input``); an empty input is silence. When the inputs run out while the
+press on voice, anything else is words; an empty input is silence. Words are matched as the
+channel would: chat and SMS with the text channels' matcher (``ivr.channels.chat.text_input``),
+voice as speech heard with full confidence, by the speech service's matchers when given
+(``matchers``: semantic with the encoder, as ``ivr serve`` runs them), else by the word rules. When the inputs run out while the
 flow waits for one, the transcript stops there (``status`` stays ``active``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.channels.chat import announce_text, ask_text, menu_text, text_input
 from ivr.flow.commands import (
     AnnounceQueue,
     BookCallback,
     CallbackBooked,
+    Choice,
     EstimateWait,
     QueueEstimate,
     Transfer,
@@ -54,6 +58,9 @@ from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
 from ivr.routing.rules import RoutingRules
 
+if TYPE_CHECKING:
+    from ivr.speech.service import MenuMatcher
+
 SIMULATED_ID = "simulated"
 KEYS = frozenset("0123456789*#")
 
@@ -75,13 +82,28 @@ class Transcript:
         return "\n".join(self.lines) + "\n"
 
 
-def caller_input(waiting: Menu | Ask, text: str, channel: str) -> InputResult:
+class MenuMatchers(Protocol):
+    """The speech service's matchers (``ivr.speech.service.IntentMatchers``)."""
+
+    def matcher(self, choices: Sequence[Choice]) -> MenuMatcher: ...
+
+
+def caller_input(waiting: Menu | Ask, text: str, channel: str, matchers: MenuMatchers | None = None) -> InputResult:
     """One scripted input as the engine's input type (see the module docstring)."""
     if not text.strip():
         return InputResult("noinput", "dtmf" if channel == "voice" else "text")
     if channel == "voice" and (isinstance(waiting, Ask) or text.strip() in KEYS):
         return InputResult("match", "dtmf", text.strip())
-    return text_input(waiting, text)
+    if channel != "voice" or not isinstance(waiting, Menu):
+        return text_input(waiting, text)
+    if matchers is None:
+        return dataclasses.replace(text_input(waiting, text), mode="speech")
+    found = matchers.matcher(waiting.choices).match(text)
+    if not found.matched:
+        return InputResult("nomatch", "speech", text, None, found.confidence, reason=found.reason)
+    return InputResult(
+        "match", "speech", text, found.interpretation, found.confidence, intent=found.intent, reason=found.reason
+    )
 
 
 def _question_text(question: Menu | Ask, channel: str) -> str:
@@ -127,6 +149,7 @@ def simulate(
     routing: RoutingRules | None = None,
     half_life: float = DEFAULT_HALF_LIFE,
     clock: Callable[[], datetime] | None = None,
+    matchers: MenuMatchers | None = None,
 ) -> Transcript:
     """Run ``flow`` for ``caller`` on ``channel`` with ``inputs``; pure apart from the clock."""
     start = flows.get(flow)
@@ -140,7 +163,7 @@ def simulate(
     todo = list(inputs)
     commands = machine.start()
     for _ in range(1000):  # each round is one step the caller meets; a flow file cannot loop forever
-        event = _render(machine, commands, out, todo)
+        event = _render(machine, commands, out, todo, matchers)
         if event is None:
             break
         commands = machine.receive(event)
@@ -156,7 +179,9 @@ def _reasons(machine: FlowMachine, out: Transcript) -> None:
             out.lines.append(f"  ~ {why}")
 
 
-def _render(machine: FlowMachine, commands: list[Command], out: Transcript, todo: list[str]) -> Event | None:
+def _render(
+    machine: FlowMachine, commands: list[Command], out: Transcript, todo: list[str], matchers: MenuMatchers | None
+) -> Event | None:
     """Lines for ``commands``; the event the machine waits for, or None when the run is over."""
     _reasons(machine, out)
     channel = machine.journey.channel
@@ -172,7 +197,7 @@ def _render(machine: FlowMachine, commands: list[Command], out: Transcript, todo
                     return None
                 said = todo.pop(0)
                 out.lines.append(f"> {said}")
-                return caller_input(command, said, channel)
+                return caller_input(command, said, channel, matchers)
             case Queue():
                 out.queue, out.skill = command.queue, command.skill
                 routing: dict[str, Any] = machine.journey.outcome.get("routing") or {}

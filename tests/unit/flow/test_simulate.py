@@ -124,3 +124,13 @@ def test_a_loop_across_flows_ends_the_simulation_in_the_fallback() -> None:
     out = simulate(Flows(a, b), "a", caller=None)
     assert out.status == "failed" and "-> fallback: more than 100 steps without input" in out.text()
     assert time.perf_counter() - started < 1
+
+
+def test_words_on_voice_are_speech_matched_by_the_speech_services_matchers() -> None:
+    from ivr.speech.service import IntentMatchers
+
+    out = simulate(
+        Flows(parse_flow(FLOW)), "line", caller=None, inputs=["my power is out"], matchers=IntentMatchers("en")
+    )
+    assert out.path == ["hello", "main", "to_outage"]
+    assert "~ heard 'my power is out' as outage" in out.text()

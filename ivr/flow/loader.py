@@ -467,6 +467,50 @@ def _invoke_cycles(flows: list[Flow]) -> list[FlowProblem]:
     return problems
 
 
+def _goto_loops_across_flows(flows: list[Flow]) -> list[FlowProblem]:
+    """Steps that only decide, jumping between flows (``goto: {flow: ...}``) and back without
+    waiting for the caller: each file alone is fine, together they spin until ``MAX_HOPS``."""
+    by_name = {flow.name: flow for flow in flows}
+
+    def passes(flow: str, step: str | None) -> bool:
+        found = by_name[flow].steps.get(step or "") if flow in by_name else None
+        return found is not None and not found.WAITS
+
+    edges: dict[str, list[str]] = {}
+    crosses: set[str] = set()
+    for flow in flows:
+        for step in flow.steps.values():
+            if step.WAITS:
+                continue
+            me = f"{flow.name}.{step.name}"
+            out = [f"{flow.name}.{t}" for t, _ in step.targets() if passes(flow.name, t)]
+            if isinstance(step, GotoStep) and step.flow and step.flow != flow.name and step.flow in by_name:
+                target = step.target or by_name[step.flow].start
+                if passes(step.flow, target):
+                    out.append(f"{step.flow}.{target}")
+                    crosses.add(me)
+            edges[me] = out
+    problems: list[FlowProblem] = []
+    reported: set[str] = set()
+    for node in sorted(crosses):
+        if node in reported:
+            continue
+        cycle = _cycle_through(node, edges)
+        if cycle:
+            reported.update(cycle)
+            flow_name, _, step_name = node.partition(".")
+            flow = by_name[flow_name]
+            problems.append(
+                FlowProblem(
+                    flow.source,
+                    flow.steps[step_name].line,
+                    step_name,
+                    "loop without input across flows: " + " -> ".join([*cycle, node]) + " never waits for the caller",
+                )
+            )
+    return problems
+
+
 def check_paths(paths: Iterable[Path]) -> tuple[list[Flow], list[FlowProblem]]:
     """Load every flow file under ``paths``; cross-check flow references and names."""
     flows: list[Flow] = []
@@ -486,6 +530,7 @@ def check_paths(paths: Iterable[Path]) -> tuple[list[Flow], list[FlowProblem]]:
         names[flow.name] = flow.source
     problems.extend(number_conflicts(flows))
     problems.extend(_invoke_cycles(flows))
+    problems.extend(_goto_loops_across_flows(flows))
     known = set(names) | {Path(p.file).stem for p in problems}
     for folder in {p.parent for p in paths if p.is_file()}:
         for other in flow_files(folder):  # a single file may invoke flows that live beside it

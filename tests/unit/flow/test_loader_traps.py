@@ -213,3 +213,14 @@ def test_the_file_watcher_keeps_the_good_version_of_a_bombed_file(tmp_path: Path
     report = library.reload()
     assert time.perf_counter() - started < 0.5
     assert report.kept == ["confirm"] and library.current("confirm").version == good
+
+
+def test_gotos_between_flows_that_never_wait(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("flow: a\nstart: s\nsteps:\n  s: {goto: {flow: b}}\n")
+    (tmp_path / "b.yaml").write_text("flow: b\nstart: s\nsteps:\n  s: {goto: {flow: a}}\n")
+    _, found = check_paths([tmp_path])
+    assert [str(p) for p in found] == [
+        f"{tmp_path / 'a.yaml'}:4: s: loop without input across flows: a.s -> b.s -> a.s never waits for the caller"
+    ]
+    (tmp_path / "b.yaml").write_text("flow: b\nstart: s\nsteps:\n  s: {say: Hi., next: t}\n  t: {goto: {flow: a}}\n")
+    assert check_paths([tmp_path])[1] == []

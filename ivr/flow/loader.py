@@ -8,7 +8,8 @@ Why our own resolver: PyYAML speaks YAML 1.1, where a yes/no menu written the na
 (``yes:`` and ``no:`` as option names) turns into the booleans True and False, ``on``/``off``
 likewise, ``0100`` is the octal number 64 and ``1:30`` is the number 90. Flow files are names and
 words, so plain scalars follow YAML 1.2's core schema: only ``true``/``false`` are booleans,
-numbers have no leading zero and no colons; everything else is the text the admin typed. A
+numbers have no leading zero, no colons and no ``+`` (``+15555550100`` is a phone number, not
+15555550100); everything else is the text the admin typed. A
 mapping key is always a name, so a plain key keeps its source text (``1:`` is ``"1"``, ``true:``
 is ``"true"``). A number or boolean met where a name or text is expected is reported with the fix
 (``quote it: "true"``), see ``ivr.flow.steps.base.quote_hint``.
@@ -112,15 +113,15 @@ def _bare_word(loader: yaml.BaseLoader, node: yaml.Node) -> BareWord:
 
 _LineLoader.add_constructor(_BARE_WORD_TAG, _bare_word)
 _LineLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), list("-+0123456789")
+    "tag:yaml.org,2002:int", re.compile(r"^(?:-?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$"), list("-0123456789")
 )
 _LineLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
-        r"^(?:[-+]?(?:0|[1-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        r"^(?:-?(?:0|[1-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+        r"|-?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
-    list("-+0123456789."),
+    list("-0123456789."),
 )
 
 

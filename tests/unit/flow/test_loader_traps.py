@@ -61,8 +61,9 @@ def test_number_looking_keys_keep_their_digits() -> None:
 
 
 def test_leading_zero_and_colon_values_stay_text() -> None:
-    flow = parse_flow(YES_NO_MENU.replace("start: ask", 'start: ask\nnumbers: [0100, 1:30, 5550100, "0200"]'))
-    assert flow.numbers == ("0100", "1:30", "5550100", "0200")  # YAML 1.1: 64 and 90
+    text = YES_NO_MENU.replace("start: ask", 'start: ask\nnumbers: [0100, 1:30, 5550100, "0200", +15555550100]')
+    flow = parse_flow(text)
+    assert flow.numbers == ("0100", "1:30", "5550100", "0200", "+15555550100")  # YAML 1.1: 64, 90, no +
 
 
 def test_true_where_a_name_is_expected_is_reported_with_the_fix() -> None:

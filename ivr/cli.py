@@ -161,6 +161,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         routing=RoutingRules.from_settings(config.routing),
         half_life=config.personalize.half_life_days * DAY,
         matchers=matchers,
+        holdout=config.personalize.holdout,
     )
     print(transcript.text(), end="")
     print(f"path: {' > '.join(transcript.path)}\nstatus: {transcript.status}")

@@ -150,11 +150,16 @@ def simulate(
     half_life: float = DEFAULT_HALF_LIFE,
     clock: Callable[[], datetime] | None = None,
     matchers: MenuMatchers | None = None,
+    holdout: float = 0.0,
 ) -> Transcript:
-    """Run ``flow`` for ``caller`` on ``channel`` with ``inputs``; pure apart from the clock."""
+    """Run ``flow`` for ``caller`` on ``channel`` with ``inputs``; pure apart from the clock.
+    ``holdout``: the configured share of callers who keep the file's order, so a caller in it
+    sees what they would really hear (and the reason says so)."""
     start = flows.get(flow)
     journey = Journey(SIMULATED_ID, start.name, start.version, channel, caller=caller)
-    machine = FlowMachine(flows, journey, clock=clock, profile=profile, half_life=half_life, routing=routing)
+    machine = FlowMachine(
+        flows, journey, clock=clock, profile=profile, half_life=half_life, routing=routing, holdout=holdout
+    )
     out = Transcript(start.name, channel)
     if profile is not None:
         out.lines.append(f"~ caller {caller}: customer {profile.customer_id}, {profile.contacts} past contact(s)")

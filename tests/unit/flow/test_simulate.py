@@ -134,3 +134,11 @@ def test_words_on_voice_are_speech_matched_by_the_speech_services_matchers() -> 
     )
     assert out.path == ["hello", "main", "to_outage"]
     assert "~ heard 'my power is out' as outage" in out.text()
+
+
+def test_a_caller_in_the_holdout_hears_the_files_order_and_why() -> None:
+    out = simulate(
+        Flows(parse_flow(FLOW)), "line", caller="+1555", profile=returning_caller(), holdout=1.0, clock=lambda: NOW
+    )
+    assert "[main] For your bill press 1.\n[main] For an outage press 2." in out.text()
+    assert "~ menu order bill, outage: holdout: this caller hears flow line in the file's order" in out.text()

@@ -24,7 +24,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
+from ivr.acd.desk import AcdDesk
 from ivr.acd.kpitoday import TodayKpis
+from ivr.acd.leader import Leadership
 from ivr.acd.service import Acd
 from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
@@ -52,6 +54,7 @@ from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CallerProfiles, CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.kpis import KpiStore
+from ivr.store.leases import LeaseStore
 from ivr.telemetry import Telemetry
 from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
@@ -149,6 +152,12 @@ class App:
             handle_time=config.queue.handle_time,
             hours=self._queue_hours,
         )
+        #: one node at a time drives the ACD from AMI, publishes the wallboard and dials callbacks
+        self.leadership = Leadership(LeaseStore(self.store.engine), on_lead=self._lead, on_follow=self._follow)
+        #: desktops' commands reach the leader's ACD from any node
+        self.desk = AcdDesk(
+            self.acd, self.bus, node=self.leadership.holder, is_leader=lambda: self.leadership.is_leader
+        )
 
         # Text: the SMS outbox, continuation links, the chat and SMS conversations.
         secret = config.handoff.secret
@@ -234,6 +243,7 @@ class App:
             acd=self.acd,
             agents=self.agents,
             bus=self.bus,
+            desk=self.desk,
             secure_cookies=config.desktop.secure_cookies,
             session_check=config.desktop.session_check,
             login_limits=login_limiter(config.desktop),
@@ -255,6 +265,7 @@ class App:
             self.web.app,
             telemetry=self.telemetry,
             readiness=Readiness(self._readiness_checks()),
+            info=lambda: {"role": self.leadership.role},
             authorize=bearer_token(config.web.metrics_token, env_name="IVR_WEB_METRICS_TOKEN"),
         )
         self._watcher: asyncio.Task[None] | None = None
@@ -289,6 +300,15 @@ class App:
             t.gauge("ivr_ami_connected", "1 while logged in to AMI.", lambda: float(ami.is_connected))
             t.counter("ivr_ami_events", "AMI events received.", lambda: ami.events_seen)
             t.gauge("ivr_ami_event_lag", "AMI events waiting for their handlers.", lambda: ami.lag)
+        lead = self.leadership
+        t.gauge(
+            "ivr_acd_leader",
+            "1 while this node holds the ACD lease (drives AMI, dials callbacks).",
+            lambda: float(lead.is_leader),
+        )
+        t.counter(
+            "ivr_acd_role_changes", "Times this node became or stopped being the ACD leader.", lambda: lead.changes
+        )
         bus = self.bus
         if isinstance(bus, RedisBus):
             t.gauge("ivr_pubsub_outbox", "Messages waiting in this node's pub/sub outbox.", lambda: bus.buffered)
@@ -312,7 +332,7 @@ class App:
         if ami is not None:
 
             async def ami_connected() -> bool:
-                return ami.is_connected
+                return ami.is_connected or not self.leadership.is_leader  # only the ACD leader holds AMI
 
             checks["ami"] = ami_connected
         return checks
@@ -354,23 +374,42 @@ class App:
 
     async def _start_acd(self) -> None:
         await self.bus.start()
-        await self.today_kpis.start()
-        await self.wallboard.start()
+        await self.desk.start()
         if self.ami is None:
             log.warning("AMI off (set IVR_AMI_SECRET): the agent desktop works but no queue events arrive")
-            return
-        await self.ami.start(wait=5.0)
-        await self.callbacks.start()
-        if not self.ami.connected.is_set():
-            log.warning("AMI not reachable yet at %s:%d; retrying in the background", self.ami.host, self.ami.port)
+        await self.leadership.start()  # the first attempt is made here: a lone node leads before its first call
+        if self.ami is not None and self.leadership.is_leader:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ami.connected.wait(), 5.0)
+            if not self.ami.connected.is_set():
+                log.warning("AMI not reachable yet at %s:%d; retrying in the background", self.ami.host, self.ami.port)
 
-    async def _stop_acd(self) -> None:
+    async def _lead(self, token: int) -> None:
+        """This node took the ACD lease: connect to AMI (the ACD rebuilds its state from Asterisk
+        on login), publish the wallboard, dial callbacks under ``token``. Nothing here waits for
+        AMI: the lease is renewed by the task that called this."""
+        await self.today_kpis.start()  # the wallboard's figures: read where the board is published
+        await self.wallboard.start()
+        if self.ami is not None:
+            await self.ami.start()
+            await self.callbacks.start(token)
+        await self.desk.serve(token)  # answer every node's desktops; log their agents in again here
+
+    async def _follow(self) -> None:
+        """This node no longer holds the ACD lease: stop dialling and drop AMI before another
+        node starts (its queue view would go stale; the leader's is the one that counts)."""
+        await self.desk.unserve()
         await self.callbacks.stop()
         if self.ami is not None:
             await self.ami.stop()
-        await self.acd.stop()
+        await self.acd.forget()
         await self.wallboard.stop()
         await self.today_kpis.stop()
+
+    async def _stop_acd(self) -> None:
+        await self.leadership.stop()  # steps down (the duties above) and gives the lease up
+        await self.desk.stop()
+        await self.acd.stop()
         await self.bus.stop()
 
     async def _profile_of(self, journey: Journey) -> CallerProfile | None:

@@ -1,4 +1,5 @@
-"""``ivr``: serve | check | prompts build | flow diagram | config show | journeys | db | customers | report."""
+"""``ivr``: serve | check | simulate | test | prompts build | flow diagram | config show | journeys | db |
+customers | agents | report."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivr.config import Config, load_config
 from ivr.errors import IvrError
+
+if TYPE_CHECKING:
+    from ivr.flow.profile import CallerProfile
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -101,6 +106,99 @@ def cmd_flow_diagram(args: argparse.Namespace) -> int:
         return 1
     print(mermaid(by_name[args.name]), end="")
     return 0
+
+
+async def _read_profile(config: Config, caller: str) -> CallerProfile | None:
+    """The caller's profile as a call would load it, reading only: no migration, no new customer,
+    and an SQLite file that does not exist is not created."""
+    from ivr.store.customers import CustomerStore
+    from ivr.store.journeys import make_engine
+
+    engine = make_engine(config.database_url)
+    try:
+        return await CustomerStore(engine, country_code=config.phone.country_code).load_profile(phone=caller)
+    except Exception as exc:  # a database the simulator cannot read: say so and go on unknown
+        print(f"warning: cannot read the caller's profile ({exc}); simulated as unknown", file=sys.stderr)
+        return None
+    finally:
+        await engine.dispose()
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ivr.flow.library import FlowLibrary
+    from ivr.flow.personalize import DAY
+    from ivr.flow.simulate import simulate
+    from ivr.routing.rules import RoutingRules
+
+    config = _config(args)
+    library = FlowLibrary(Path(args.flows or config.flows.dir))
+    for problem in library.reload().problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if args.flow not in library.names():
+        raise IvrError(f"no valid flow {args.flow!r} (found: {', '.join(library.names())})")
+    url = config.database_url
+    missing = url.startswith("sqlite") and ":memory:" not in url and not Path(url.split("///", 1)[-1]).exists()
+    if missing and args.caller:
+        print("warning: no database yet: the caller is simulated as unknown", file=sys.stderr)
+    profile = asyncio.run(_read_profile(config, args.caller)) if args.caller and not missing else None
+    matchers = None
+    words = [i for i in args.input if i.strip() and not i.strip().isdigit() and i.strip() not in ("*", "#")]
+    if args.channel == "voice" and words and config.speech.matcher == "semantic":
+        from ivr.speech.semantic import warm_examples
+        from ivr.speech.service import IntentMatchers
+
+        try:  # the matcher ivr serve uses for speech; about 2 s to load
+            matchers = IntentMatchers(config.speech.language, encoder=warm_examples())
+        except IvrError as exc:
+            print(f"warning: semantic matcher unavailable ({exc}); words matched by the word rules", file=sys.stderr)
+    transcript = simulate(
+        library,
+        args.flow,
+        caller=args.caller,
+        channel=args.channel,
+        inputs=args.input,
+        profile=profile,
+        routing=RoutingRules.from_settings(config.routing),
+        half_life=config.personalize.half_life_days * DAY,
+        matchers=matchers,
+        holdout=config.personalize.holdout,
+    )
+    print(transcript.text(), end="")
+    print(f"path: {' > '.join(transcript.path)}\nstatus: {transcript.status}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from ivr.flow.library import FlowLibrary
+    from ivr.flow.scenarios import parse_scenarios, run_scenario, scenario_files
+    from ivr.routing.rules import RoutingRules
+
+    config = _config(args)
+    root = Path(args.path or config.flows.dir)
+    library = FlowLibrary(root if root.is_dir() else root.parent)
+    problems = [str(p) for p in library.reload().problems]
+    routing = RoutingRules.from_settings(config.routing)
+    passed = failed = 0
+    files = scenario_files(root)
+    if not files:
+        problems.append(f"{root}: no scenario files (scenarios/*.yaml or *.scenarios.yaml)")
+    for file in files:
+        scenarios, bad = parse_scenarios(file.read_bytes(), str(file))
+        problems += map(str, bad)
+        for scenario in scenarios:
+            outcome = run_scenario(library, scenario, routing)
+            if outcome.ok:
+                passed += 1
+                print(f"ok    {file.name}: {scenario.name}")
+            else:
+                failed += 1
+                print(f"FAIL  {file.name}: {scenario.name}")
+                for problem in outcome.problems:
+                    print(f"  {problem}")
+    for problem in problems:
+        print(problem)
+    print(f"{passed} passed, {failed} failed, {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if failed or problems else 0
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -342,6 +440,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="*")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "simulate", help="run a flow without a phone: what the caller hears or reads, and why (writes nothing)"
+    )
+    p.add_argument("flow")
+    p.add_argument("--caller", help="the caller's number: their profile is read from the database")
+    p.add_argument("--channel", choices=("voice", "chat", "sms"), default="voice")
+    p.add_argument(
+        "--input", action="append", default=[], help="what the caller does, in order: a key, digits or words"
+    )
+    p.add_argument("--flows", help="flow folder (default: flows.dir)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("test", help="run the scenario files beside the flows; non-zero when one fails")
+    p.add_argument("path", nargs="?", help="flow folder (default: flows.dir)")
+    p.set_defaults(func=cmd_test)
 
     prompts = sub.add_parser("prompts", help="prompt audio").add_subparsers(dest="prompts_cmd", required=True)
     p = prompts.add_parser("build", help="render every prompt text in the flows to 8 kHz audio")

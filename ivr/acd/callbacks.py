@@ -49,6 +49,7 @@ from ivr.ami.client import AmiError
 from ivr.flow.hours import BusinessHours
 from ivr.flow.model import Journey, Queue
 from ivr.routing.rules import CATCH_ALL
+from ivr.store.leases import ACD_LEASE
 
 if TYPE_CHECKING:
     from ivr.acd.agents import AgentState
@@ -62,6 +63,8 @@ RETRY_S = 60.0
 DIAL_TIMEOUT_S = 30.0  # how long the customer's phone rings (Originate's Timeout)
 #: the longest an agent is held for a callback: the ring, then the answered call reaching Queue()
 RESERVE_S = DIAL_TIMEOUT_S + 15.0
+#: a ticket left ``dialing`` by an earlier leader this long is past any hold or ring of that dial
+ORPHAN_S = RESERVE_S + 15.0
 RESERVE_REASON = "callback"  # the pause reason app_queue shows (QueueStatus, queue_log) while held
 
 
@@ -175,6 +178,8 @@ class Callbacks:
         #: one decision at a time: the dispatcher and an agent's "ready" must not both take a ticket
         self._deciding = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        #: the fencing token of the ACD lease this node dials under (see ``start``)
+        self.token: int | None = None
         if acd.ami is not None:  # registered after the ACD: sees every event after the ACD did
             acd.ami.on_event(self.on_event)
             acd.hold_on_ready(self.reserve_on_ready)
@@ -223,7 +228,10 @@ class Callbacks:
 
     # ------------------------------------------------------------------ dispatcher
 
-    async def start(self) -> None:
+    async def start(self, token: int | None = None) -> None:
+        """Dial from now on; ``token``: the ACD lease's fencing token every claim must still hold
+        (None: a lone controller with no lease to check)."""
+        self.token = token
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="callback-dispatcher")
 
@@ -274,6 +282,7 @@ class Callbacks:
                 RESERVE_S,
             )
             await self._release(hold.ticket_id, "held too long")
+        await self._requeue_orphans()
         rows = await self.store.waiting()
         self.open = rows
         if not self._ready():
@@ -294,6 +303,21 @@ class Callbacks:
                     dialled.append(ticket.id)
         return dialled
 
+    async def _requeue_orphans(self) -> None:
+        """Tickets an earlier leader left ``dialing``: that dial's outcome (OriginateResponse) went
+        to a node that is gone, so nobody would ever move them on, and a dialling ticket blocks
+        its queue's later tickets. Once no hold or ring of that dial can still be under way
+        (``ORPHAN_S``), and unless the customer is waiting in a queue on that callback, the ticket
+        goes back to ``waiting``, compared on the token it was claimed under."""
+        if self.token is None:
+            return
+        in_queue = {c.get("callback") for c in self.acd.waiting.values()}
+        for row in await self.store.orphaned(self.token, before=self.clock() - ORPHAN_S):
+            if row["id"] in in_queue:
+                continue
+            if await self.store.requeue(row["id"], dial_token=row["dial_token"]):
+                log.warning("callback %s: dialled by an earlier ACD leader, outcome unknown: waiting again", row["id"])
+
     async def reserve_on_ready(self, state: AgentState) -> bool:
         """``state`` has just said ready and is still paused in app_queue. If a callback is due
         that this agent can take, keep them paused for it and dial the customer: True, and the
@@ -311,16 +335,20 @@ class Callbacks:
             return await self._dial(next(r for r in rows if r["id"] == ticket.id), state)
 
     async def _dial(self, row: dict[str, Any], agent: AgentState) -> bool:
-        """Hold ``agent`` for this ticket, then dial the customer. True if the dial is under way."""
+        """Claim the ticket, hold ``agent`` for it, then dial the customer. True if the dial is
+        under way. The claim comes first: it is what makes a ticket dialled once, by one leader."""
         assert self.acd.ami is not None
+        attempts = int(row["attempts"]) + 1
+        if not await self.store.claim(row["id"], attempts=attempts, lease=ACD_LEASE, token=self.token):
+            log.warning("callback %s: not claimed (taken meanwhile, or this node lost the ACD lease)", row["id"])
+            return False
         try:
             await self.acd.ami.action(actions.queue_pause(agent.interface, True, reason=RESERVE_REASON))
         except AmiError as exc:
             log.warning("callback %s: could not hold agent %s: %s", row["id"], agent.username, exc)
+            await self.store.set_status(row["id"], "waiting", attempts=int(row["attempts"]))
             return False
         self.reserved[row["id"]] = Reservation(row["id"], agent.agent_id, agent.interface, self.clock() + RESERVE_S)
-        attempts = int(row["attempts"]) + 1
-        await self.store.set_status(row["id"], "dialing", attempts=attempts)
         context = dict(row["context"] or {})
         variables = {
             var.inherited(k): v for k, v in context.items() if k.startswith(var.JOURNEY_PREFIX) and "," not in v

@@ -104,6 +104,22 @@ class Acd:
         self._tasks.clear()
         self._pops.clear()
 
+    async def forget(self) -> None:
+        """This node stopped being the ACD leader: drop its view of agents, callers and pops.
+        Nothing keeps it true any more, and kept it would be acted on if this node led again
+        (a rebuild would put stale "ready" agents back into app_queue). Agents with a desktop
+        open here are logged in again through the new leader (``ivr.acd.desk``)."""
+        pops = list(self._pops.values())
+        self._pops.clear()
+        for task in pops:
+            task.cancel()
+        for task in pops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.states.clear()
+        self._by_interface.clear()
+        self.waiting.clear()
+
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.set_name(name)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr.flow.loader import FlowLoadError, flow_files, load_flow_file
+from ivr.flow.loader import FlowLoadError, flow_files, load_flow_file, number_conflicts
 from ivr.flow.model import Flow, FlowProblem
 from ivr.flow.steps.queue import QueueStep
 from ivr.routing.queues_conf import QueueUse
@@ -117,6 +117,9 @@ class FlowLibrary:
             if path not in stamps:
                 self._forget(self._by_file.pop(path), report)
         self._stamps = stamps
+        for problem in number_conflicts(self.get(name) for name in sorted(self._current)):
+            report.problems.append(problem)
+            log.error("%s (calls to it reach the flow loaded first until one file gives it up)", problem)
         return report
 
     def _forget(self, name: str, report: ReloadReport) -> None:

@@ -126,6 +126,7 @@ class Flow:
     source: str = ""
     description: str = ""
     numbers: tuple[str, ...] = ()  # dialled numbers (DNIS) routed to this flow
+    numbers_line: int = 1  # where the file lists them, for ``ivr check``
     hours: dict[str, BusinessHours] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TEXTS))
     on_failure: str | None = None  # flow-wide step for menus/asks that run out of tries

@@ -10,12 +10,12 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.errors import StoreError
-from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow
+from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow, LeaseRow
 
 SESSION_TTL = 12 * 3600.0
 #: What a login may open: the agent desktop, or the supervisor pages (one role per login).
@@ -224,3 +224,47 @@ class CallbackStore:
             values["attempts"] = attempts
         async with self.engine.begin() as conn:
             await conn.execute(update(CallbackRow).where(CallbackRow.id == ticket).values(**values))
+
+    async def claim(self, ticket: str, *, attempts: int, lease: str | None = None, token: int | None = None) -> bool:
+        """Take a waiting ticket for dialling (status ``dialing``, attempt ``attempts``): True for
+        exactly one caller, however many race for it.
+
+        With a fencing ``token``, the same statement also requires that token to still hold the
+        lease ``lease`` (and stamps it on the ticket): a node that lost the ACD lease without
+        knowing it yet (stalled, cut off from its peers) claims nothing, so a ticket is never
+        dialled by two leaders."""
+        now = time.time()
+        query = update(CallbackRow).where(CallbackRow.id == ticket, CallbackRow.status == "waiting")
+        if token is not None:
+            query = query.where(
+                exists().where(LeaseRow.name == lease, LeaseRow.token == token, LeaseRow.expires_at > now)
+            )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                query.values(status="dialing", attempts=attempts, dial_token=token, updated_at=now)
+            )
+        return bool(result.rowcount)
+
+    async def orphaned(self, token: int, *, before: float) -> list[dict[str, Any]]:
+        """Tickets left ``dialing`` by an earlier leader (a token below ``token``, or none) and not
+        touched since ``before``: their dial's outcome went to a node that is gone."""
+        query = select(CallbackRow.__table__).where(
+            CallbackRow.status == "dialing",
+            or_(CallbackRow.dial_token.is_(None), CallbackRow.dial_token < token),
+            CallbackRow.updated_at < before,
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def requeue(self, ticket: str, *, dial_token: int | None) -> bool:
+        """Put an orphaned ticket back to ``waiting`` unless it moved on meanwhile (the customer
+        reached an agent: ``done``), compared on the token it was dialled under."""
+        query = update(CallbackRow).where(CallbackRow.id == ticket, CallbackRow.status == "dialing")
+        if dial_token is None:
+            query = query.where(CallbackRow.dial_token.is_(None))
+        else:
+            query = query.where(CallbackRow.dial_token == dial_token)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query.values(status="waiting", updated_at=time.time()))
+        return bool(result.rowcount)

@@ -182,8 +182,25 @@ class CallbackRow(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    #: the fencing token of the ACD leader that claimed it for its latest dial (``leases``)
+    dial_token: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_callbacks_status", "status", "queue", "ticket_at"),)
+
+
+class LeaseRow(Base):
+    """Who may do a thing only one controller node may do (``acd``), until ``expires_at``.
+
+    ``token`` grows by one each time the lease changes hands: the fencing token its holder stamps
+    on what it claims, so a holder that lost the lease cannot act on the same rows as its successor.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    token: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)
 
 
 class ContinuationRow(Base):

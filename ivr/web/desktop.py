@@ -17,6 +17,10 @@ Browser -> server: ``{"type": "ready"}``, ``{"type": "pause", "reason"}``, ``{"t
 "journey_id", "disposition", "notes", "ready": bool}``, ``{"type": "painted", "called_at", "at"}``,
 ``{"type": "chat.send", "contact_id", "text"}``, ``{"type": "chat.end", "contact_id"}``.
 
+Every command goes to the ACD through :class:`ivr.acd.desk.AcdDesk`: on this node when it is the
+ACD leader, else over the bus to the leader (an ``error`` if no leader answers in time). Pops and
+states come back over the bus, whichever node published them.
+
 Only messages published on ``agent.<this agent's id>`` reach this socket: another agent's browser
 gets nothing of this agent's calls. What a browser sends is checked the other way round: a journey
 or chat it names must be the agent's own (``Acd.authorize``), else an ``error`` and an audit line.
@@ -44,6 +48,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from ivr.acd.desk import AcdDesk, LeaderUnavailable
 from ivr.acd.permissions import loggable
 from ivr.acd.service import Acd, agent_topic
 from ivr.bus.pubsub import Bus
@@ -74,6 +79,7 @@ PER_NAME = Limit(max_failures=5, window=300.0, lockout=60.0)
 PER_ADDRESS = Limit(max_failures=20, window=300.0, lockout=60.0)
 
 ACD = web.AppKey("acd", Acd)
+DESK = web.AppKey("acd_desk", AcdDesk)
 AGENTS = web.AppKey("agents", AgentStore)
 BUS = web.AppKey("bus", Bus)
 SECURE = web.AppKey("secure_cookies", bool)
@@ -278,7 +284,9 @@ async def me(request: web.Request) -> web.Response:
 @routes.post("/desktop/api/logout")
 async def logout(request: web.Request) -> web.Response:
     agent = await _require(request, check_csrf=True)
-    await request.app[ACD].logout(agent["id"])
+    with contextlib.suppress(LeaderUnavailable):  # the session ends anyway; a new leader has no state of it
+        await request.app[DESK].run("logout", agent["id"])
+    request.app[DESK].closed(agent["id"])
     session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
     await request.app[AGENTS].end_session(session)
     await request.app[SOCKETS].end_session(session)  # its other tabs; other nodes notice by polling
@@ -293,7 +301,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         raise web.HTTPForbidden(text="cross-origin websocket refused")
     agent = await _require(request, csrf=request.query.get("csrf"), check_csrf=True)
     session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
-    acd = request.app[ACD]
+    desk = request.app[DESK]
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     async with request.app[BUS].subscribe(agent_topic(agent["id"])) as sub:
@@ -325,16 +333,24 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         sockets = request.app[SOCKETS]
         sockets.opened(agent["id"], session, ws)
         try:
-            state = await acd.login(agent)  # publishes the state through the bus
-            if state.call and state.status in ("ringing", "on_call"):
-                pop = await acd.pop_for(state.call)
-                await ws.send_json({"type": "pop", "pop": pop, "agent": state.to_dict(), "replay": True})
+            try:  # the state (and a mid-call card again) come back through the bus
+                await desk.run("login", agent["id"], agent=agent)
+            except LeaderUnavailable as exc:  # the agent is logged in again when a leader announces itself
+                await ws.send_json({"type": "error", "message": str(exc)})
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
-                    await _command(acd, agent, msg.json())
-                except (ValueError, KeyError, PermissionError, TypeError, ArithmeticError, RecursionError) as exc:
+                    await _command(desk, agent, msg.json())
+                except (
+                    ValueError,
+                    KeyError,
+                    PermissionError,
+                    TypeError,
+                    ArithmeticError,
+                    RecursionError,
+                    LeaderUnavailable,
+                ) as exc:
                     await ws.send_json({"type": "error", "message": str(exc)[:200]})
         finally:
             for task in (forwarder, watcher):
@@ -343,39 +359,41 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             left = sockets.closed(agent["id"], session, ws)
-            current = acd.states.get(agent["id"])
-            if not left and current is not None and current.status == "ready":
+            if not left:
                 # nobody sees this agent's screen any more: no call may ring there unannounced
-                await acd.pause(agent["id"], "desktop closed")
+                desk.closed(agent["id"])
+                with contextlib.suppress(LeaderUnavailable):  # a new leader logs nobody in paused or not
+                    await desk.run("closed", agent["id"])
     return ws
 
 
-async def _command(acd: Acd, agent: dict[str, Any], data: Any) -> None:
+async def _command(desk: AcdDesk, agent: dict[str, Any], data: Any) -> None:
     if not isinstance(data, dict):
         raise ValueError("messages are JSON objects")
     kind = data.get("type")
     agent_id = agent["id"]
     if kind == "ready":
-        await acd.ready(agent_id)
+        await desk.run("ready", agent_id)
     elif kind == "pause":
-        await acd.pause(agent_id, str(data.get("reason", "")))
+        await desk.run("pause", agent_id, reason=str(data.get("reason", "")))
     elif kind == "finish":
         journey_id = _id(data, "journey_id", optional=True)
         if journey_id:  # a call that came without a journey has no timeline to write into
-            await acd.finish(
+            await desk.run(
+                "finish",
                 agent_id,
                 journey_id=journey_id,
                 disposition=str(data.get("disposition", "")),
                 notes=str(data.get("notes", "")),
             )
         if data.get("ready"):
-            await acd.ready(agent_id)
+            await desk.run("ready", agent_id)
     elif kind == "painted":
-        await acd.painted(agent_id, float(data["called_at"]), float(data["at"]))
+        await desk.run("painted", agent_id, called_at=float(data["called_at"]), at=float(data["at"]))
     elif kind == "chat.send":
-        await acd.chats.agent_message(agent_id, _id(data, "contact_id"), str(data["text"])[:4000])
+        await desk.run("chat.send", agent_id, contact_id=_id(data, "contact_id"), text=str(data["text"])[:4000])
     elif kind == "chat.end":
-        await acd.chats.close(_id(data, "contact_id"), by="agent", agent_id=agent_id)
+        await desk.run("chat.end", agent_id, contact_id=_id(data, "contact_id"))
     else:
         raise ValueError(f"unknown message type {loggable(kind)}")
 
@@ -408,6 +426,7 @@ def setup_desktop(
     acd: Acd,
     agents: AgentStore,
     bus: Bus,
+    desk: AcdDesk | None = None,
     secure_cookies: bool = False,
     session_check: float = SESSION_CHECK_S,
     login_limits: LoginLimiter | None = None,
@@ -416,6 +435,7 @@ def setup_desktop(
     if not 0 < session_check <= 60:
         raise ConfigError(f"desktop.session_check must be more than 0 and at most 60 seconds, not {session_check}")
     app[ACD] = acd
+    app[DESK] = desk or AcdDesk(acd, bus, node="local", is_leader=lambda: True)  # one node: always the leader
     app[AGENTS] = agents
     app[BUS] = bus
     app[SECURE] = secure_cookies

@@ -3,8 +3,8 @@
 * ``GET /healthz``: 200 ``{"ok": true}`` while the process and its event loop answer. Open (no
   token): it says nothing but "up", and a load balancer or systemd watchdog must not need a secret.
 * ``GET /readyz``: 200 when every check passes, else 503; the body names each check and its state
-  (``{"ready": false, "checks": {"agi": "ok", "database": "unreachable", "ami": "ok"}}``), never an
-  error text (open, like ``/healthz``; the reason is logged once when a check changes state).
+  (``{"ready": false, "checks": {"agi": "ok", "database": "unreachable", "ami": "ok"}}``, and
+  whatever the root adds: this node's ACD ``role``), never an error text (open, like ``/healthz``; the reason is logged once when a check changes state).
   The checks are whatever the composition root registers (``ivr.app``: the AGI port accepting, the
   database answering ``SELECT 1``, AMI connected when it is configured). Cheap enough to poll every
   second: one run of the checks serves every request for ``max_age`` seconds, concurrent requests
@@ -87,6 +87,7 @@ class Readiness:
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 READINESS = web.AppKey("readiness", Readiness)
 METRICS_AUTHORIZE: web.AppKey[Authorize] = web.AppKey("metrics_authorize")
+READY_INFO: web.AppKey[Callable[[], dict[str, str]]] = web.AppKey("ready_info")
 
 routes = web.RouteTableDef()
 
@@ -100,7 +101,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     states = await request.app[READINESS].states()
     ready = all(state == "ok" for state in states.values())
-    return web.json_response({"ready": ready, "checks": states}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": states, **request.app[READY_INFO]()}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 @routes.get("/metrics")
@@ -114,9 +116,18 @@ async def _count_response(request: web.Request, response: web.StreamResponse) ->
     request.app[TELEMETRY].http_response(response.status)
 
 
-def setup_health(app: web.Application, *, telemetry: Telemetry, readiness: Readiness, authorize: Authorize) -> None:
-    """Register the operators' endpoints on ``app`` (called by the composition root)."""
+def setup_health(
+    app: web.Application,
+    *,
+    telemetry: Telemetry,
+    readiness: Readiness,
+    authorize: Authorize,
+    info: Callable[[], dict[str, str]] = dict,
+) -> None:
+    """Register the operators' endpoints on ``app`` (called by the composition root). ``info``:
+    what ``/readyz`` says besides its checks (this node's ACD role), read at each request."""
     app[TELEMETRY] = telemetry
+    app[READY_INFO] = info
     app[READINESS] = readiness
     app[METRICS_AUTHORIZE] = authorize
     app.on_response_prepare.append(_count_response)

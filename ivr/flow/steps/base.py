@@ -112,6 +112,38 @@ class Runtime(Protocol):
 
 
 # ------------------------------------------------------------------------------ parsing support
+#: YAML 1.1's other words for true and false.
+YAML11_BOOLEANS = {"yes": True, "y": True, "on": True, "no": False, "n": False, "off": False}
+
+
+class BareWord(str):
+    """A plain (unquoted) ``yes``, ``no``, ``on``, ``off``, ``y`` or ``n`` in a flow file: text
+    wherever a name or words are expected (a yes/no menu's option names), and the boolean the
+    admin meant where a setting expects one. Quoted, ``"yes"`` is only text."""
+
+    __slots__ = ()
+
+
+def as_bool(value: Any) -> bool | None:
+    """``true``/``false``, or an unquoted YAML 1.1 boolean word (``yes``, ``off``...); else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, BareWord):
+        return YAML11_BOOLEANS.get(value.lower())
+    return None
+
+
+def quote_hint(value: Any) -> str:
+    """The fix for a number or boolean where a name or text was expected: YAML read the word as
+    a value, so the admin quotes it (``quote it: "true"``); empty for anything else."""
+    if isinstance(value, bool):
+        word = "true" if value else "false"
+        return f' (YAML reads {word} as a boolean: quote it: "{word}")'
+    if isinstance(value, int | float):
+        return f' (YAML reads {value} as a number: quote it: "{value}")'
+    return ""
+
+
 class ParseContext:
     """Collects problems for one step instead of stopping at the first, so ``ivr check`` lists all."""
 
@@ -136,7 +168,8 @@ class ParseContext:
         if isinstance(value, Mapping) and isinstance(value.get("text"), str) and value["text"].strip():
             audio = value.get("audio")
             return Prompt(" ".join(value["text"].split()), str(audio) if audio else None)
-        self.problem(f"missing {what}: give the words to say (text)", line)
+        text = value.get("text") if isinstance(value, Mapping) else value
+        self.problem(f"missing {what}: give the words to say (text){quote_hint(text)}", line)
         return None
 
     def target(self, value: Any, line: int, what: str = "next") -> str | None:
@@ -144,7 +177,7 @@ class ParseContext:
             return None
         if isinstance(value, str) and value:
             return value
-        self.problem(f"{what} must be a step name", line)
+        self.problem(f"{what} must be a step name{quote_hint(value)}", line)
         return None
 
     def integer(self, value: Any, line: int, what: str, default: int, low: int, high: int) -> int:
@@ -166,10 +199,11 @@ class ParseContext:
     def boolean(self, value: Any, line: int, what: str, default: bool = False) -> bool:
         if value is None:
             return default
-        if not isinstance(value, bool):
+        flag = as_bool(value)
+        if flag is None:
             self.problem(f"{what} must be true or false", line)
             return default
-        return value
+        return flag
 
     def duration(self, value: Any, line: int, what: str) -> float | None:
         """'90d', '12h', '30m', '45s', '2w' -> seconds (None when absent or wrong)."""
@@ -199,6 +233,9 @@ class Step:
     KIND: ClassVar[str] = ""
     #: does this kind continue to ``next`` (so a missing next means "end of flow")?
     FLOWS_ON: ClassVar[bool] = True
+    #: False for kinds that only decide and move on at once (branch, goto): a loop made of such
+    #: steps alone never waits for the caller, and ``ivr check`` refuses it.
+    WAITS: ClassVar[bool] = True
 
     name: str
     line: int

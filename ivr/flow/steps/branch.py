@@ -14,6 +14,7 @@ from ivr.flow.steps.base import Goto, Outcome, ParseContext, Runtime, Step, step
 @dataclass(frozen=True)
 class BranchStep(Step):
     KIND = "branch"
+    WAITS = False
     cases: tuple[tuple[Condition, str, int], ...] = ()
     otherwise: str | None = None
 

@@ -12,6 +12,7 @@ from ivr.flow.steps.base import EnterFlow, Goto, Outcome, ParseContext, Runtime,
 @dataclass(frozen=True)
 class GotoStep(Step):
     KIND = "goto"
+    WAITS = False
     FLOWS_ON = False
     flow: str | None = None
     target: str | None = None

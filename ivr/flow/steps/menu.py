@@ -16,7 +16,19 @@ from ivr.flow.personalize import (
     order_from_keys,
     rank_menu,
 )
-from ivr.flow.steps.base import DTMF_KEYS, Goto, Outcome, ParseContext, RetryingStep, Runtime, Step, Wait, step_kind
+from ivr.flow.steps.base import (
+    DTMF_KEYS,
+    Goto,
+    Outcome,
+    ParseContext,
+    RetryingStep,
+    Runtime,
+    Step,
+    Wait,
+    as_bool,
+    quote_hint,
+    step_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,8 @@ class MenuStep(RetryingStep):
             label = ctx.prompt(spec.get("say"), line, f"'say' for option {option_id}")
             intents = spec.get("intents", [])
             if not isinstance(intents, list) or not all(isinstance(i, str) for i in intents):
-                ctx.problem(f"option {option_id}: intents must be a list of names", line)
+                odd = next((i for i in intents if not isinstance(i, str)), None) if isinstance(intents, list) else None
+                ctx.problem(f"option {option_id}: intents must be a list of names{quote_hint(odd)}", line)
                 intents = []
             pin = spec.get("pin")
             if pin not in (None, "first", "last"):
@@ -125,8 +138,8 @@ class MenuStep(RetryingStep):
         """``personalize: true | false | {min_contacts: N}``."""
         raw = body.get("personalize")
         line = ctx.line_of(body, "personalize")
-        if raw is None or isinstance(raw, bool):
-            return bool(raw), DEFAULT_MIN_CONTACTS
+        if raw is None or as_bool(raw) is not None:
+            return bool(as_bool(raw)), DEFAULT_MIN_CONTACTS
         if not isinstance(raw, Mapping):
             ctx.problem("personalize must be true, false or {min_contacts: N}", line)
             return False, DEFAULT_MIN_CONTACTS

@@ -136,12 +136,12 @@ async def test_readyz_follows_the_agi_listener(app: App) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(base(app) + "/readyz") as r:
             assert r.status == 200
-            assert await r.json() == {"ready": True, "checks": {"agi": "ok", "database": "ok"}}
+            assert await r.json() == {"ready": True, "checks": {"agi": "ok", "database": "ok"}, "role": "leader"}
         await app.agi.stop()  # calls can no longer connect: not ready, whatever else is fine
         await asyncio.sleep(0.6)  # past the cached run
         async with http.get(base(app) + "/readyz") as r:
             assert r.status == 503
-            assert await r.json() == {"ready": False, "checks": {"agi": "down", "database": "ok"}}
+            assert await r.json() == {"ready": False, "checks": {"agi": "down", "database": "ok"}, "role": "leader"}
 
 
 async def test_metrics_need_their_token_and_parse(app: App) -> None:

@@ -1,0 +1,218 @@
+"""What agents' desktops ask of the ACD, from whichever node holds their websocket.
+
+Why: only the ACD leader (``ivr.acd.leader``) holds AMI and the agents' live states, but an
+agent's browser may be connected to any node. Every desktop command goes through :class:`AcdDesk`:
+on the leader it runs on the local :class:`ivr.acd.service.Acd`; on a follower it is published on
+the bus topic ``acd.commands`` with this node's reply topic, and the leader's desk runs it and
+answers. A command nobody answers within ``timeout`` (no leader yet: a takeover is under way) is a
+:class:`LeaderUnavailable` the desktop shows as an error: never silently lost, never run twice
+(the follower does not resend it; the agent does, once a leader answers).
+
+A new leader knows nothing of the agents logged in through other nodes (their states lived in the
+old leader's memory). It announces itself on ``acd.leader``, and every node logs its desktops'
+agents in again through it: they come back paused, as after an Asterisk restart, so no call rings
+at a screen nobody has confirmed.
+
+Commands and replies (plain dicts on the bus)::
+
+    acd.commands        {"id", "reply_to", "op", "agent_id", "args"}
+    acd.replies.<node>  {"id", "ok": true} | {"id", "ok": false, "kind": "permission"|"value", "error"}
+    acd.leader          {"node", "token"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ivr.acd.topics import agent_topic
+from ivr.bus.pubsub import Bus, Message, Subscription
+
+if TYPE_CHECKING:
+    from ivr.acd.service import Acd
+
+log = logging.getLogger(__name__)
+
+COMMANDS = "acd.commands"
+LEADER = "acd.leader"
+#: seconds a follower waits for the leader's answer: the lease's takeover time fits in it twice
+REPLY_TIMEOUT = 4.0
+OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
+
+
+def reply_topic(node: str) -> str:
+    return f"acd.replies.{node}"
+
+
+class LeaderUnavailable(RuntimeError):
+    """No ACD leader answered in time (a takeover is under way): the agent should try again."""
+
+
+class AcdDesk:
+    """Owned by the App: ``start``/``stop`` read this node's replies and leader announcements;
+    ``serve``/``unserve`` (the leader's duties) answer every node's commands."""
+
+    def __init__(
+        self,
+        acd: Acd,
+        bus: Bus,
+        *,
+        node: str,
+        is_leader: Callable[[], bool],
+        timeout: float = REPLY_TIMEOUT,
+    ) -> None:
+        self.acd = acd
+        self.bus = bus
+        self.node = node
+        self.is_leader = is_leader
+        self.timeout = timeout
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        #: agents with a desktop open on this node (logged in again through a new leader)
+        self.agents: dict[str, dict[str, Any]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._serving: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ every node
+
+    async def start(self) -> None:
+        replies = await self.bus.subscribe(reply_topic(self.node))
+        leaders = await self.bus.subscribe(LEADER)
+        self._tasks = [
+            asyncio.create_task(self._read(replies, self._answered), name="acd-desk-replies"),
+            asyncio.create_task(self._read(leaders, self._new_leader), name="acd-desk-leaders"),
+        ]
+
+    async def stop(self) -> None:
+        await self.unserve()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _read(self, sub: Subscription, handle: Callable[[Message], Any]) -> None:
+        async with sub:
+            async for message in sub:
+                try:
+                    await handle(message)
+                except Exception:  # one bad message must not stop the reader
+                    log.exception("ACD desk message not handled: %s", message.get("op") or message.get("id"))
+
+    async def run(self, op: str, agent_id: str, **args: Any) -> None:
+        """Run a desktop command on the ACD leader, here or over the bus. Raises what the ACD
+        raises (PermissionError, ValueError), or LeaderUnavailable."""
+        if op not in OPS:
+            raise ValueError(f"unknown ACD command {op}")
+        if op == "login":
+            self.agents[agent_id] = args["agent"]
+        if self.is_leader():
+            await self.execute(op, agent_id, args)
+            return
+        command_id = uuid.uuid4().hex
+        answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[command_id] = answer
+        try:
+            command = {"id": command_id, "reply_to": self.node, "op": op, "agent_id": agent_id, "args": args}
+            await self.bus.publish(COMMANDS, command)
+            try:
+                reply = await asyncio.wait_for(answer, self.timeout)
+            except TimeoutError:
+                log.warning("ACD command %s of agent %s: no leader answered in %.0f s", op, agent_id, self.timeout)
+                raise LeaderUnavailable("the contact center is switching controllers: try again") from None
+        finally:
+            self._pending.pop(command_id, None)
+        if not reply.get("ok"):
+            error = str(reply.get("error", "refused"))
+            raise PermissionError(error) if reply.get("kind") == "permission" else ValueError(error)
+
+    def closed(self, agent_id: str) -> None:
+        """The agent's last desktop on this node closed: not logged in again through a new leader."""
+        self.agents.pop(agent_id, None)
+
+    async def _answered(self, reply: Message) -> None:
+        answer = self._pending.get(str(reply.get("id")))
+        if answer is not None and not answer.done():
+            answer.set_result(reply)
+
+    async def _new_leader(self, message: Message) -> None:
+        """Log this node's desktops' agents in again through the new leader (it has no state of them)."""
+        if message.get("node") == self.node:
+            return  # the leader itself logged its own desktops' agents in on taking over
+        await self._relogin()
+
+    async def _relogin(self) -> None:
+        for agent_id, agent in list(self.agents.items()):
+            try:
+                await self.run("login", agent_id, agent=agent)
+            except (LeaderUnavailable, PermissionError, ValueError) as exc:
+                log.warning("agent %s not logged in again through the new ACD leader: %s", agent["username"], exc)
+
+    # ------------------------------------------------------------------ the leader
+
+    async def serve(self, token: int) -> None:
+        """Answer every node's commands (this node took the ACD lease), and announce it."""
+        if self._serving is None:
+            commands = await self.bus.subscribe(COMMANDS)
+            self._serving = asyncio.create_task(self._read(commands, self._command), name="acd-desk-commands")
+        await self.bus.publish(LEADER, {"node": self.node, "token": token})
+        await self._relogin()
+
+    async def unserve(self) -> None:
+        if self._serving is not None:
+            self._serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serving
+            self._serving = None
+
+    async def _command(self, command: Message) -> None:
+        reply: Message = {"id": command.get("id"), "ok": True}
+        try:
+            op, agent_id, args = str(command["op"]), str(command["agent_id"]), command.get("args") or {}
+            if op not in OPS or not isinstance(args, dict):
+                raise ValueError(f"unknown ACD command {op}")
+            await self.execute(op, agent_id, args)
+        except PermissionError as exc:
+            reply = {"id": command.get("id"), "ok": False, "kind": "permission", "error": str(exc)[:200]}
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            reply = {"id": command.get("id"), "ok": False, "kind": "value", "error": str(exc)[:200]}
+        await self.bus.publish(reply_topic(str(command.get("reply_to"))), reply)
+
+    async def execute(self, op: str, agent_id: str, args: dict[str, Any]) -> None:
+        """One command on the local ACD (this node is the leader)."""
+        acd = self.acd
+        if op == "login":
+            state = await acd.login(args["agent"])
+            if state.call and state.status in ("ringing", "on_call"):  # a reload mid-call: the card again
+                pop = await acd.pop_for(state.call)
+                await self.bus.publish(
+                    agent_topic(agent_id), {"type": "pop", "pop": pop, "agent": state.to_dict(), "replay": True}
+                )
+        elif op == "logout":
+            await acd.logout(agent_id)
+        elif op == "ready":
+            await acd.ready(agent_id)
+        elif op == "pause":
+            await acd.pause(agent_id, str(args.get("reason", "")))
+        elif op == "finish":
+            await acd.finish(
+                agent_id,
+                journey_id=str(args["journey_id"]),
+                disposition=str(args.get("disposition", "")),
+                notes=str(args.get("notes", "")),
+            )
+        elif op == "painted":
+            await acd.painted(agent_id, float(args["called_at"]), float(args["at"]))
+        elif op == "chat.send":
+            await acd.chats.agent_message(agent_id, str(args["contact_id"]), str(args["text"])[:4000])
+        elif op == "chat.end":
+            await acd.chats.close(str(args["contact_id"]), by="agent", agent_id=agent_id)
+        elif op == "closed":
+            # the agent's last screen closed: no call may ring there unannounced
+            current = acd.states.get(agent_id)
+            if current is not None and current.status == "ready":
+                await acd.pause(agent_id, "desktop closed")

@@ -1,0 +1,68 @@
+"""Leases: what only one controller node may do at a time, decided by the shared database.
+
+Why the database and not Redis: every node already depends on it (journeys, agents, callbacks),
+and the rows a leader acts on (callback tickets) live there too, so the claim of a ticket can check
+the lease in the same statement (:meth:`ivr.store.agents.CallbackStore.claim`). Redis stays
+optional (it only carries events).
+
+A lease is one row. :meth:`LeaseStore.acquire` is a single conditional UPDATE: it renews the row
+if this holder has it, or takes it if it has expired, and increments ``token`` when it changes
+hands; two nodes racing for an expired lease both run it and the database's row lock lets exactly
+one match (PostgreSQL re-checks the WHERE clause on the row the winner wrote; SQLite has one
+writer). The times are the nodes' wall clocks: nodes must be NTP-synchronised, and a skew adds to
+the takeover time (the holder steps down on its own monotonic clock before its lease expires).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import case, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivr.store.models import LeaseRow
+
+#: the ACD's lease: its holder drives the ACD from AMI and dials callbacks
+ACD_LEASE = "acd"
+
+
+class LeaseStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def acquire(self, name: str, holder: str, *, ttl: float, now: float) -> int | None:
+        """Renew or take the lease ``name`` for ``ttl`` seconds from ``now``: its fencing token,
+        or None while another holder's lease runs."""
+        take = (
+            update(LeaseRow)
+            .where(LeaseRow.name == name, or_(LeaseRow.holder == holder, LeaseRow.expires_at <= now))
+            # SET expressions read the row as it was: the token grows only when the holder changes
+            .values(
+                token=case((LeaseRow.holder == holder, LeaseRow.token), else_=LeaseRow.token + 1),
+                holder=holder,
+                expires_at=now + ttl,
+            )
+            .returning(LeaseRow.token)
+        )
+        async with self.engine.begin() as conn:
+            token = (await conn.execute(take)).scalar_one_or_none()
+        if token is not None:
+            return int(token)
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(LeaseRow).values(name=name, holder=holder, token=1, expires_at=now + ttl))
+        except IntegrityError:  # the row exists (held by another), or another node inserted it first
+            return None
+        return 1
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give the lease up now (a clean shutdown): the next node need not wait for it to expire."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder).values(expires_at=0.0)
+            )
+
+    async def holder(self, name: str) -> tuple[str, int, float] | None:
+        """(holder, token, expires_at) of the lease, for tests and operators."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(LeaseRow.__table__).where(LeaseRow.name == name))).first()
+        return None if row is None else (row.holder, int(row.token), float(row.expires_at))

@@ -1,0 +1,117 @@
+"""Desktop commands from a follower node reach the ACD leader over the bus, with answers, refusals
+and a clear error when no leader answers; a new leader gets the followers' agents logged in again.
+Two nodes share one in-process bus here (the same API as Redis; the Redis path runs in
+tests/integration/test_nodes.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ivr.acd.desk import AcdDesk, LeaderUnavailable
+from ivr.acd.service import Acd
+from ivr.acd.topics import agent_topic
+from ivr.bus.pubsub import Bus, MemoryBus
+from ivr.store.customers import CustomerStore
+from ivr.store.journeys import JourneyStore, make_engine
+
+ANN = {
+    "id": "a1",
+    "username": "ann",
+    "display_name": "Ann",
+    "endpoint": "agent1001",
+    "skills": {"billing": 0},
+    "max_chats": 2,
+}
+
+
+class Node:
+    def __init__(self, journeys: JourneyStore, bus: Bus, name: str, leader: bool) -> None:
+        self.leader = leader
+        self.acd = Acd(ami=None, journeys=journeys, customers=CustomerStore(journeys.engine), bus=bus)
+        self.desk = AcdDesk(self.acd, bus, node=name, is_leader=lambda: self.leader, timeout=0.5)
+
+
+def status(node: Node) -> str:
+    """The agent's status in that node's ACD (read afresh: commands change it between reads)."""
+    return node.acd.states["a1"].status
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Node, Node, MemoryBus]]:
+    journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"))
+    await journeys.start()
+    bus = MemoryBus()
+    a, b = Node(journeys, bus, "a", leader=True), Node(journeys, bus, "b", leader=False)
+    await a.desk.start()
+    await b.desk.start()
+    await a.desk.serve(1)
+    try:
+        yield a, b, bus
+    finally:
+        for node in (a, b):
+            await node.desk.stop()
+            await node.acd.stop()
+        await journeys.stop()
+
+
+async def test_a_followers_desktop_drives_the_leaders_acd(nodes: tuple[Node, Node, MemoryBus]) -> None:
+    a, b, bus = nodes
+    async with bus.subscribe(agent_topic("a1")) as desktop:  # what ann's browser on b hears
+        await b.desk.run("login", "a1", agent=ANN)
+        assert status(a) == "paused" and "a1" not in b.acd.states
+        assert (await desktop.get(1))["agent"]["status"] == "paused"
+        await b.desk.run("ready", "a1")
+        assert status(a) == "ready"
+        assert (await desktop.get(1))["agent"]["status"] == "ready"
+        await b.desk.run("closed", "a1")  # her last tab on b closed: no call rings there unseen
+        assert status(a) == "paused"
+    # the leader's refusals come back as what the ACD raised
+    with pytest.raises(PermissionError, match="finish refused"):
+        await b.desk.run("finish", "a1", journey_id="not-hers", disposition="resolved", notes="")
+    with pytest.raises(ValueError, match="times out of range"):
+        await b.desk.run("painted", "a1", called_at=10.0, at=5.0)
+
+
+async def test_no_leader_is_a_clear_error_and_a_new_leader_gets_the_agents_back(
+    nodes: tuple[Node, Node, MemoryBus],
+) -> None:
+    a, b, _ = nodes
+    await b.desk.run("login", "a1", agent=ANN)
+    await b.desk.run("ready", "a1")
+    # a steps down (as App._follow does): nobody answers b's commands, and a forgets its view
+    a.leader = False
+    await a.desk.unserve()
+    await a.acd.forget()
+    assert a.acd.states == {}
+    with pytest.raises(LeaderUnavailable, match="try again"):
+        await b.desk.run("ready", "a1")
+    # c takes over with no state of ann; b logs her in again through it, paused
+    c = Node(a.acd.journeys, b.desk.bus, "c", leader=True)
+    await c.desk.start()
+    try:
+        await c.desk.serve(2)
+        for _ in range(50):
+            if "a1" in c.acd.states:
+                break
+            await asyncio.sleep(0.01)
+        assert status(c) == "paused"
+        await b.desk.run("ready", "a1")
+        assert status(c) == "ready"
+        # c steps down and a leads again: ann is back paused there, not "ready" from a's old view
+        c.leader = False
+        await c.desk.unserve()
+        await c.acd.forget()
+        a.leader = True
+        await a.desk.serve(3)
+        for _ in range(50):
+            if "a1" in a.acd.states:
+                break
+            await asyncio.sleep(0.01)
+        assert status(a) == "paused"
+    finally:
+        await c.desk.stop()
+        await c.acd.stop()

@@ -1,0 +1,232 @@
+"""The ACD lease between controller nodes, on a real (SQLite) database: one leader at a time, a
+takeover once the holder stops renewing, a step-down when the database is away, and callback
+claims fenced by the leader's token. PostgreSQL: tests/integration/test_nodes.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.acd.callbacks import ORPHAN_S, Callbacks
+from ivr.acd.leader import Leadership
+from ivr.acd.service import Acd
+from ivr.store.agents import CallbackStore
+from ivr.store.customers import CustomerStore
+from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.leases import ACD_LEASE, LeaseStore
+
+
+@pytest.fixture
+async def journeys(tmp_path: Path) -> AsyncIterator[JourneyStore]:
+    store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"))
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.stop()
+
+
+class Clocks:
+    """Wall and monotonic time moved by the test, shared by the nodes it plays."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def wall(self) -> float:
+        return self.now
+
+    def mono(self) -> float:
+        return self.now
+
+
+class Node:
+    """One node's leadership and what its duties saw (started with a token, stopped)."""
+
+    def __init__(self, leases: LeaseStore, clocks: Clocks, name: str) -> None:
+        self.duties: list[str] = []
+        self.leadership = Leadership(
+            leases, on_lead=self._lead, on_follow=self._follow, holder=name, clock=clocks.wall, monotonic=clocks.mono
+        )
+
+    async def _lead(self, token: int) -> None:
+        self.duties.append(f"lead {token}")
+
+    async def _follow(self) -> None:
+        self.duties.append("follow")
+
+
+async def test_one_holder_at_a_time_and_the_token_grows_when_it_changes_hands(journeys: JourneyStore) -> None:
+    leases = LeaseStore(journeys.engine)
+    assert await leases.acquire("acd", "a", ttl=3, now=100) == 1
+    assert await leases.acquire("acd", "b", ttl=3, now=101) is None  # a's lease runs until 103
+    assert await leases.acquire("acd", "a", ttl=3, now=102) == 1  # renewed: same token, until 105
+    assert await leases.acquire("acd", "b", ttl=3, now=104.9) is None
+    assert await leases.acquire("acd", "b", ttl=3, now=105) == 2  # expired: b takes it
+    assert await leases.acquire("acd", "a", ttl=3, now=106) is None
+    await leases.release("acd", "a")  # not a's to give up: nothing changes
+    assert await leases.holder("acd") == ("b", 2, 108)
+    await leases.release("acd", "b")  # a clean shutdown: the next node need not wait
+    assert await leases.acquire("acd", "a", ttl=3, now=106.5) == 3
+
+
+async def test_a_node_takes_over_once_the_leader_stops_renewing(journeys: JourneyStore) -> None:
+    clocks = Clocks()
+    leases = LeaseStore(journeys.engine)
+    a, b = Node(leases, clocks, "a"), Node(leases, clocks, "b")
+    assert await a.leadership.attempt() == "leader"
+    assert await b.leadership.attempt() == "follower"
+    assert (a.duties, b.duties) == (["lead 1"], [])
+    for _ in range(5):  # a renews each second; b keeps trying
+        clocks.now += 1
+        assert await a.leadership.attempt() == "leader"
+        assert await b.leadership.attempt() == "follower"
+    # a stalls (killed, or frozen): b waits out the lease, then leads with the next token
+    clocks.now += 2.9
+    assert await b.leadership.attempt() == "follower"
+    clocks.now += 0.1
+    assert await b.leadership.attempt() == "leader"
+    assert b.duties == ["lead 2"] and b.leadership.token == 2
+    # a wakes up: its renewal fails and it steps down (its duties stop)
+    assert await a.leadership.attempt() == "follower"
+    assert a.duties == ["lead 1", "follow"] and a.leadership.token is None
+    assert a.leadership.changes == 2 and b.leadership.changes == 1
+
+
+async def test_a_leader_cut_off_from_the_database_steps_down_before_its_lease_expires(
+    journeys: JourneyStore, tmp_path: Path
+) -> None:
+    clocks = Clocks()
+    a = Node(LeaseStore(journeys.engine), clocks, "a")
+    assert await a.leadership.attempt() == "leader"
+    # the same node, its database gone: a path that cannot be opened
+    gone = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'db.sqlite3'}")
+    a.leadership.leases = LeaseStore(gone)
+    try:
+        clocks.now += 1
+        assert await a.leadership.attempt() == "leader"  # one missed renewal: its lease still runs
+        clocks.now += 1
+        assert await a.leadership.attempt() == "follower"  # ttl - renew_every without renewing: stop now
+        assert a.duties == ["lead 1", "follow"]
+    finally:
+        await gone.dispose()
+    # the lease itself runs out at 1003: only then may another node lead, after a stopped
+    b = Node(LeaseStore(journeys.engine), clocks, "b")
+    assert await b.leadership.attempt() == "follower"
+    clocks.now += 1
+    assert await b.leadership.attempt() == "leader"
+
+
+async def test_a_ticket_is_claimed_once_and_never_under_a_lost_lease(journeys: JourneyStore) -> None:
+    leases = LeaseStore(journeys.engine)
+    callbacks = CallbackStore(journeys.engine)
+    args = dict(journey_id="j", phone="+1555", queue="billing", skill="billing", priority=0, context={})
+    one = await callbacks.open(customer_id="c1", ticket_at=1, not_before=1, **args)  # type: ignore[arg-type]
+    two = await callbacks.open(customer_id="c2", ticket_at=2, not_before=2, **args)  # type: ignore[arg-type]
+    assert one and two
+    now = time.time()
+    assert await leases.acquire(ACD_LEASE, "a", ttl=3, now=now) == 1
+    assert await callbacks.claim(one, attempts=1, lease=ACD_LEASE, token=1)
+    assert not await callbacks.claim(one, attempts=1, lease=ACD_LEASE, token=1)  # dialling already
+    # b takes the lease over (a's expired): a, not knowing yet, claims nothing any more
+    assert await leases.acquire(ACD_LEASE, "b", ttl=3, now=now + 3) == 2
+    assert not await callbacks.claim(two, attempts=1, lease=ACD_LEASE, token=1)
+    # b's lease still has to be running when its claim is made (it runs from now + 3 on)
+    assert await leases.acquire(ACD_LEASE, "b", ttl=3, now=now) == 2
+    assert await callbacks.claim(two, attempts=1, lease=ACD_LEASE, token=2)
+    rows = {r["id"]: r for r in await callbacks.waiting()}
+    assert (rows[one]["dial_token"], rows[two]["dial_token"]) == (1, 2)
+    # the ticket a dialled is orphaned for b once no ring or hold of it can last, never for a
+    assert [r["id"] for r in await callbacks.orphaned(2, before=time.time() + 1)] == [one]
+    assert await callbacks.orphaned(2, before=now - 1) == []
+    assert await callbacks.orphaned(1, before=time.time() + 1) == []
+    await callbacks.set_status(one, "done")  # the customer reached an agent meanwhile
+    assert not await callbacks.requeue(one, dial_token=1)
+    assert await callbacks.requeue(two, dial_token=2)
+    assert {r["id"]: r["status"] for r in await callbacks.waiting()} == {two: "waiting"}
+
+
+class RecordingAmi:
+    """The AMI side of one node's dispatcher: connected, accepts every action, keeps what it sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, str]] = []
+        self.connected = asyncio.Event()
+        self.connected.set()
+
+    def on_event(self, handler: Any) -> None: ...
+    def on_connected(self, handler: Any) -> None: ...
+
+    async def action(self, action: dict[str, str]) -> dict[str, str]:
+        self.sent.append(action)
+        return {"Response": "Success"}
+
+
+def dispatcher(journeys: JourneyStore, token: int) -> tuple[Callbacks, RecordingAmi]:
+    ami = RecordingAmi()
+    acd = Acd(ami=ami, journeys=journeys, customers=CustomerStore(journeys.engine))  # type: ignore[arg-type]
+    callbacks = Callbacks(acd, CallbackStore(journeys.engine))
+    callbacks.token = token
+    return callbacks, ami
+
+
+def originated(ami: RecordingAmi) -> list[str]:
+    return [a["ActionID"] for a in ami.sent if a.get("Action") == "Originate"]
+
+
+async def test_a_dispatcher_under_a_lost_lease_dials_nothing_and_its_successor_dials_once(
+    journeys: JourneyStore,
+) -> None:
+    leases = LeaseStore(journeys.engine)
+    old, old_ami = dispatcher(journeys, token=1)
+    new, new_ami = dispatcher(journeys, token=2)
+    ticket = await old.store.open(
+        customer_id="c1", journey_id="j", phone="+1555", queue="billing", skill="billing",
+        priority=0, ticket_at=1, not_before=1, context={},
+    )  # fmt: skip
+    assert ticket
+    now = time.time()
+    assert await leases.acquire(ACD_LEASE, "old", ttl=3, now=now - 10) == 1  # long expired
+    assert await leases.acquire(ACD_LEASE, "new", ttl=30, now=now) == 2
+    agent = {"id": "a1", "username": "ann", "display_name": "Ann", "endpoint": "agent1001", "skills": {"billing": 0}}
+    for node in (old, new):
+        await node.acd.login(agent)
+    await old.acd.ready("a1")  # would hold ann and dial the ticket, had it the lease
+    assert originated(old_ami) == [] and old.reserved == {}
+    await new.acd.ready("a1")
+    assert originated(new_ami) == [f"cb-{ticket}-1"] and set(new.reserved) == {ticket}
+    assert await new.tick() == []  # dialling already: not twice
+    assert await old.tick() == []
+    (row,) = await new.store.waiting()
+    assert (row["status"], row["dial_token"]) == ("dialing", 2)
+
+
+async def test_a_ticket_an_earlier_leader_left_dialling_is_dialled_again_once_its_dial_is_over(
+    journeys: JourneyStore,
+) -> None:
+    leases = LeaseStore(journeys.engine)
+    store = CallbackStore(journeys.engine)
+    ticket = await store.open(
+        customer_id="c1", journey_id="j", phone="+1555", queue="billing", skill="billing",
+        priority=0, ticket_at=1, not_before=1, context={},
+    )  # fmt: skip
+    assert ticket
+    now = time.time()
+    assert await leases.acquire(ACD_LEASE, "old", ttl=3, now=now) == 1
+    assert await store.claim(ticket, attempts=1, lease=ACD_LEASE, token=1)  # then the old leader died
+    assert await leases.acquire(ACD_LEASE, "new", ttl=30, now=now + 3) == 2
+    new, new_ami = dispatcher(journeys, token=2)
+    agent = {"id": "a1", "username": "ann", "display_name": "Ann", "endpoint": "agent1001", "skills": {"billing": 0}}
+    await new.acd.login(agent)
+    await new.acd.ready("a1")  # the old dial may still ring or hold someone: not yet
+    assert originated(new_ami) == []
+    new.clock = lambda: time.time() + ORPHAN_S + 1  # past any ring or hold of the old dial
+    await new.acd.pause("a1", "")
+    assert await new.tick() == []  # back to waiting, but nobody is ready
+    assert [r["status"] for r in await store.waiting()] == ["waiting"]
+    await new.acd.ready("a1")
+    assert originated(new_ami) == [f"cb-{ticket}-2"]

@@ -63,6 +63,23 @@ class ContactFacts:
     first_choices: int = 0  # ... of them the first one spoken
     no_match: int = 0  # inputs rejected as taking no option (a wrong key, an unrecognised phrase)
     no_input: int = 0  # inputs rejected as silence
+    speech_heard: int = 0  # spoken answers at speech menus (silence not counted)
+    speech_recognised: int = 0  # ... of them taken as an option
+    speech_no_input: int = 0  # silences at speech menus
+    confirmations: int = 0  # "did you say ...?" read-backs of a low-confidence answer
+    confirmed: int = 0  # ... answered yes
+    speech_choices: int = 0  # options chosen by voice
+    key_choices: int = 0  # options chosen by key (DTMF)
+
+    @property
+    def spoke(self) -> bool:
+        """A speech menu listened to this contact (it said something, or stayed silent)."""
+        return self.speech_heard + self.speech_no_input > 0
+
+    @property
+    def fell_back_to_keys(self) -> bool:
+        """A speech menu listened, and the contact chose an option by key after all."""
+        return self.spoke and self.key_choices > 0
 
     @property
     def offered(self) -> bool:
@@ -134,6 +151,17 @@ class Figures:
     no_match: int = 0
     no_input: int = 0
     bad_input_per_contact: float | None = None
+    speech_contacts: int = 0
+    speech_heard: int = 0
+    speech_recognised: int = 0
+    speech_no_match: int = 0
+    speech_no_input: int = 0
+    recognition_rate: float | None = None
+    confirmations: int = 0
+    confirmed_share: float | None = None
+    speech_choices: int = 0
+    fell_back_to_keys: int = 0
+    fell_back_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -151,8 +179,25 @@ FIRST: dict[str, tuple[str, ...]] = {
     "menu_at": (),
     "chosen_at": (),
 }
+#: The speech columns (they add up across batches), as :class:`ContactFacts` names them.
+SPEECH_COUNTS = (
+    "speech_heard",
+    "speech_recognised",
+    "speech_no_input",
+    "confirmations",
+    "confirmed",
+    "speech_choices",
+    "key_choices",
+)
 #: Columns that add up across batches.
-COUNTS = ("transfers", "choices", "first_choices", "no_match", "no_input")
+COUNTS = (
+    "transfers",
+    "choices",
+    "first_choices",
+    "no_match",
+    "no_input",
+    *SPEECH_COUNTS,
+)
 #: Columns that keep the highest value (holdout: 1 once any menu heard the file's order).
 HIGHEST = ("holdout",)
 COLUMNS = (*(c for first, rest in FIRST.items() for c in (first, *rest)), *COUNTS, *HIGHEST)
@@ -172,6 +217,9 @@ KINDS = frozenset(
         "menu_personalized",
         "option_chosen",
         "input_rejected",
+        "intent_recognised",
+        "confirmation_asked",
+        "confirmation_answered",
     }
 )
 
@@ -219,9 +267,21 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
             first("chosen_at", at)
             row["choices"] += 1
             row["first_choices"] += int(data.get("position") == 1)
+            mode = data.get("mode")
+            if mode in ("speech", "dtmf"):
+                row["speech_choices" if mode == "speech" else "key_choices"] += 1
+        elif kind == "intent_recognised":  # something was said at a speech menu (never silence)
+            row["speech_heard"] += 1
+            row["speech_recognised"] += int(data.get("status") == "match")
+        elif kind == "confirmation_asked":
+            row["confirmations"] += 1
+        elif kind == "confirmation_answered":
+            row["confirmed"] += int(data.get("confirmed") is True)
         else:  # input_rejected: silence, or input that took no option (a wrong key is heard as a
             # "match" of the keypad that the menu then refused, so anything but noinput is no-match)
-            row["no_input" if data.get("status") == "noinput" else "no_match"] += 1
+            silent = data.get("status") == "noinput"
+            row["no_input" if silent else "no_match"] += 1
+            row["speech_no_input"] += int(silent and data.get("mode") == "speech")
     return row if seen else None
 
 
@@ -263,6 +323,7 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         first_choices=row["first_choices"] or 0,
         no_match=row["no_match"] or 0,
         no_input=row["no_input"] or 0,
+        **{column: row[column] or 0 for column in SPEECH_COUNTS},
     )
 
 
@@ -292,6 +353,14 @@ class GroupSums:
     no_match: int = 0
     no_input: int = 0
     waits: Mapping[int, int] = field(default_factory=dict)  # whole seconds -> handled contacts
+    speech_contacts: int = 0
+    speech_heard: int = 0
+    speech_recognised: int = 0
+    speech_no_input: int = 0
+    confirmations: int = 0
+    confirmed: int = 0
+    speech_choices: int = 0
+    fell_back: int = 0
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -319,6 +388,14 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         no_match=sum(c.no_match for c in group),
         no_input=sum(c.no_input for c in group),
         waits=dict(Counter(math.floor(w) for _, w in handled)),
+        speech_contacts=sum(1 for c in group if c.spoke),
+        speech_heard=sum(c.speech_heard for c in group),
+        speech_recognised=sum(c.speech_recognised for c in group),
+        speech_no_input=sum(c.speech_no_input for c in group),
+        confirmations=sum(c.confirmations for c in group),
+        confirmed=sum(c.confirmed for c in group),
+        speech_choices=sum(c.speech_choices for c in group),
+        fell_back=sum(1 for c in group if c.fell_back_to_keys),
     )
 
 
@@ -359,6 +436,17 @@ def figures(s: GroupSums) -> Figures:
         no_match=s.no_match,
         no_input=s.no_input,
         bad_input_per_contact=ratio(s.no_match + s.no_input, s.contacts),
+        speech_contacts=s.speech_contacts,
+        speech_heard=s.speech_heard,
+        speech_recognised=s.speech_recognised,
+        speech_no_match=s.speech_heard - s.speech_recognised,
+        speech_no_input=s.speech_no_input,
+        recognition_rate=ratio(s.speech_recognised, s.speech_heard),
+        confirmations=s.confirmations,
+        confirmed_share=ratio(s.confirmed, s.confirmations),
+        speech_choices=s.speech_choices,
+        fell_back_to_keys=s.fell_back,
+        fell_back_share=ratio(s.fell_back, s.speech_contacts),
     )
 
 

@@ -29,6 +29,7 @@ from ivr.kpis import (
     FIRST,
     HIGHEST,
     INTERVALS,
+    SPEECH_COUNTS,
     ContactFacts,
     Dimension,
     GroupKey,
@@ -43,6 +44,8 @@ from ivr.kpis import (
 from ivr.store.models import ContactFactRow
 
 _c = ContactFactRow.__table__.c
+#: The speech columns a group sums as they are (key choices only count towards ``fell_back``).
+SPEECH_SUMS = tuple(name for name in SPEECH_COUNTS if name != "key_choices")
 
 
 def contact_upsert(dialect: str) -> Any:
@@ -139,6 +142,7 @@ class KpiStore:
         ends = sorted(CONTAINED_ENDS)
         self_service = and_(_c.queued_at.is_(None), _c.transfers == 0)
         to_choice = and_(_c.menu_at.is_not(None), _c.chosen_at.is_not(None), _c.chosen_at >= _c.menu_at)
+        spoke = (_c.speech_heard + _c.speech_no_input) > 0
         keys = _group_columns(request)
         in_window = (_c.started_at >= request.start, _c.started_at < request.end)
         sums = (
@@ -162,6 +166,9 @@ class KpiStore:
                 _count(to_choice).label("to_choice_n"),
                 func.sum(_c.no_match).label("no_match"),
                 func.sum(_c.no_input).label("no_input"),
+                _count(spoke).label("speech_contacts"),
+                *(func.sum(_c[name]).label(name) for name in SPEECH_SUMS),
+                _count(and_(spoke, _c.key_choices > 0)).label("fell_back"),
             )
             .where(*in_window)
             .group_by(*keys)
@@ -219,5 +226,8 @@ def _groups(
             no_match=int(g["no_match"] or 0),
             no_input=int(g["no_input"] or 0),
             waits=waits.get(key, {}),
+            speech_contacts=int(g["speech_contacts"]),
+            fell_back=int(g["fell_back"]),
+            **{name: int(g[name] or 0) for name in SPEECH_SUMS},
         )
     return out

@@ -233,3 +233,10 @@ class ContactFactRow(Base):
     no_match: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     no_input: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     holdout: Mapped[int | None] = mapped_column(Integer)  # 1 holdout, 0 personalized, NULL neither
+    speech_heard: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    speech_recognised: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    speech_no_input: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    confirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    speech_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    key_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

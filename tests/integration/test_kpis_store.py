@@ -40,16 +40,22 @@ def started(at: float) -> E:
 
 # journey id -> (channel, events). Times are offsets from T0.
 LOG: dict[str, tuple[str, list[E]]] = {
-    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match, chose the first option
+    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match (a wrong key), then
+    # said the first option, was read back and confirmed it
     "j1": ("voice", [started(0), ("menu_personalized", 1, {"holdout": False}),
                      ("input_rejected", 3, {"status": "nomatch", "mode": "dtmf"}),
-                     ("option_chosen", 5, {"position": 1, "option": "pay_bill"}),
+                     ("intent_recognised", 4, {"utterance": "my bill", "option": "pay_bill", "status": "match"}),
+                     ("confirmation_asked", 4, {"option": "pay_bill", "confidence": 0.4, "below": 0.6}),
+                     ("confirmation_answered", 5, {"option": "pay_bill", "confirmed": True, "mode": "speech"}),
+                     ("option_chosen", 5, {"position": 1, "option": "pay_bill", "mode": "speech"}),
                      ("queued", 6, {"queue": "billing", "skill": "billing"}), ("journey_queued", 6, {}),
                      ("agent_connected", 16, {"agent_id": "ag1", "queue": "billing"}),
                      ("agent_completed", 136, {"agent_id": "ag1", "talk_time": 120})]),
-    # holdout; chose the second option; left the queue after 40 s
+    # holdout; silent at the speech menu, then chose the second option by key (fell back to keys);
+    # left the queue after 40 s
     "j2": ("voice", [started(60), ("menu_personalized", 61, {"holdout": True}),
-                     ("option_chosen", 70, {"position": 2, "option": "outage"}),
+                     ("input_rejected", 65, {"status": "noinput", "mode": "speech"}),
+                     ("option_chosen", 70, {"position": 2, "option": "outage", "mode": "dtmf"}),
                      ("queued", 71, {"queue": "billing", "skill": "billing"}), ("journey_queued", 71, {}),
                      ("queue_abandoned", 111, {"queue": "billing", "hold_time": 40})]),
     # a chat of an unknown customer (in neither group); offered to ag2 after 5 s, closed 200 s later
@@ -62,8 +68,11 @@ LOG: dict[str, tuple[str, list[E]]] = {
     "j4": ("sms", [started(200), ("input_rejected", 210, {"status": "match", "mode": "text"}),
                    ("input_rejected", 220, {"status": "noinput", "mode": "text"}),
                    ("option_chosen", 230, {"position": 1, "option": "outage"}), ("journey_completed", 260, {})]),
-    # hung up in the IVR
-    "j5": ("voice", [started(300), ("journey_abandoned", 310, {}), ("caller_left", 310, {"reason": "hangup"})]),
+    # hung up in the IVR after a phrase the speech menu could not place and a silence
+    "j5": ("voice", [started(300), ("intent_recognised", 302, {"utterance": "hmm", "option": None, "status": "nomatch"}),
+                     ("input_rejected", 302, {"status": "nomatch", "mode": "speech"}),
+                     ("input_rejected", 305, {"status": "noinput", "mode": "speech"}),
+                     ("journey_abandoned", 310, {}), ("caller_left", 310, {"reason": "hangup"})]),
     # transferred out of the IVR: not contained
     "j6": ("voice", [started(400), ("transferred", 410, {"to": "+15550100"}), ("journey_completed", 410, {})]),
     # started before the window: not counted, although queued in it
@@ -91,9 +100,20 @@ TOTAL = {
     "choices": 4,
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
-    "no_match": 2,
-    "no_input": 1,
-    "bad_input_per_contact": pytest.approx(3 / 7),
+    "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
+    "no_input": 3,  # j2 and j5 at speech menus, j4 by text
+    "bad_input_per_contact": pytest.approx(6 / 7),
+    "speech_contacts": 3,  # j1, j2, j5
+    "speech_heard": 2,  # j1, j5
+    "speech_recognised": 1,  # j1
+    "speech_no_match": 1,  # j5
+    "speech_no_input": 2,  # j2, j5
+    "recognition_rate": 0.5,
+    "confirmations": 1,  # j1
+    "confirmed_share": 1.0,
+    "speech_choices": 1,  # j1
+    "fell_back_to_keys": 1,  # j2
+    "fell_back_share": pytest.approx(1 / 3),
 }
 
 

@@ -156,3 +156,54 @@ def test_bad_requests_say_what_is_wrong(start: str, end: str, by: str, interval:
 def test_a_request_in_utc_by_default() -> None:
     req = ReportRequest.parse("2025-12-03", "2025-12-03T12:00+04:00", by="queue")
     assert (req.start, req.end, req.by) == (T0 - 8 * 3600, T0, "queue")
+
+
+def test_speech_events_make_the_speech_columns() -> None:
+    """As the menu logs them: a phrase it could not place (also an input_rejected), a silence at a
+    speech menu, a low-confidence answer read back and confirmed, chosen by voice; then a second
+    menu answered by key."""
+    events: list[tuple[str, float, dict[str, Any]]] = [
+        ("journey_started", T0, {"flow": "support"}),
+        ("intent_recognised", T0 + 1, {"utterance": "uh", "option": None, "status": "nomatch"}),
+        ("input_rejected", T0 + 1, {"status": "nomatch", "mode": "speech"}),
+        ("input_rejected", T0 + 2, {"status": "noinput", "mode": "speech"}),
+        ("intent_recognised", T0 + 3, {"utterance": "my bill", "option": "pay_bill", "status": "match"}),
+        ("confirmation_asked", T0 + 3, {"option": "pay_bill", "confidence": 0.4}),
+        ("confirmation_answered", T0 + 4, {"option": "pay_bill", "confirmed": True, "mode": "speech"}),
+        ("option_chosen", T0 + 4, {"position": 1, "option": "pay_bill", "mode": "speech"}),
+        ("input_rejected", T0 + 5, {"status": "noinput", "mode": "dtmf"}),  # silence on keys: not speech
+        ("option_chosen", T0 + 6, {"position": 2, "option": "card", "mode": "dtmf"}),
+    ]
+    row = contact_delta("voice", events)
+    assert row is not None
+    c = facts("j", row)
+    assert (c.speech_heard, c.speech_recognised, c.speech_no_input) == (2, 1, 1)
+    assert (c.confirmations, c.confirmed, c.speech_choices, c.key_choices) == (1, 1, 1, 1)
+    assert (c.no_match, c.no_input) == (1, 2)
+    assert c.spoke and c.fell_back_to_keys
+    no = contact_delta("voice", [("confirmation_answered", T0, {"confirmed": False, "mode": "dtmf"})])
+    assert no is not None and no["confirmed"] == 0
+
+
+def test_speech_figures_of_a_known_scenario() -> None:
+    """Three contacts heard by a speech menu and one on keys only: p recognised at once, q fell
+    back to keys after two phrases nobody could place, r stayed silent and was read back nothing;
+    k pressed keys at a keys-only menu (not a speech contact, not a fallback)."""
+    group = [
+        contact("p", speech_heard=1, speech_recognised=1, confirmations=1, confirmed=1, speech_choices=1),
+        contact("q", speech_heard=2, key_choices=1),
+        contact("r", speech_no_input=2, confirmations=1),
+        contact("k", key_choices=3),
+    ]
+    f = figures(sums_of(group))
+    assert (f.speech_contacts, f.speech_heard, f.speech_recognised, f.speech_no_match) == (3, 3, 1, 2)
+    assert (f.speech_no_input, f.recognition_rate) == (2, 1 / 3)
+    assert (f.confirmations, f.confirmed_share, f.speech_choices) == (2, 0.5, 1)
+    assert (f.fell_back_to_keys, f.fell_back_share) == (1, 1 / 3)
+    none = figures(sums_of([contact("k", key_choices=1)]))
+    assert (none.speech_contacts, none.recognition_rate, none.confirmed_share, none.fell_back_share) == (
+        0,
+        None,
+        None,
+        None,
+    )

@@ -51,6 +51,9 @@ class ContactFacts:
     queued_at: float | None = None
     queue: str | None = None
     skill: str | None = None
+    queue_reason: str | None = None  # asked_for_agent / flow, from the queued event's intent
+    exhausted_at: float | None = None  # first time a step ran out of tries
+    exhausted_by: str | None = None  # ... after silence (no_input) or input nothing took (no_match)
     answered_at: float | None = None  # an agent took it: AgentConnect (voice), chat offered to an agent
     agent_id: str | None = None
     agent_ended_at: float | None = None  # the agent's conversation ended (AgentComplete, chat closed)
@@ -84,6 +87,16 @@ class ContactFacts:
     @property
     def offered(self) -> bool:
         return self.queued_at is not None
+
+    @property
+    def offer_reason(self) -> str | None:
+        """Why an offered contact went to the agents: a step ran out of tries before (no_input,
+        no_match), else the caller asked for an agent, else the flow led there."""
+        if self.queued_at is None:
+            return None
+        if self.exhausted_at is not None and self.exhausted_at <= self.queued_at:
+            return self.exhausted_by or "no_match"
+        return self.queue_reason or "flow"
 
     @property
     def handled(self) -> bool:
@@ -162,6 +175,7 @@ class Figures:
     speech_choices: int = 0
     fell_back_to_keys: int = 0
     fell_back_share: float | None = None
+    offered_by_reason: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -172,7 +186,8 @@ class Figures:
 FIRST: dict[str, tuple[str, ...]] = {
     "started_at": ("channel", "flow"),
     "ended_at": ("ended",),
-    "queued_at": ("queue", "skill"),
+    "queued_at": ("queue", "skill", "queue_reason"),
+    "exhausted_at": ("exhausted_by",),
     "answered_at": ("agent_id",),
     "agent_ended_at": (),
     "abandoned_at": (),
@@ -204,6 +219,10 @@ COLUMNS = (*(c for first, rest in FIRST.items() for c in (first, *rest)), *COUNT
 END_KINDS = {f"journey_{s}": s for s in ("completed", "abandoned", "failed", "queued", "handed_off")}
 ANSWER_KINDS = frozenset({"agent_connected", "chat_offered"})  # voice: AgentConnect; text: given to an agent
 AGENT_END_KINDS = frozenset({"agent_completed", "chat_closed"})
+#: Why an offered contact went to the agents (:attr:`ContactFacts.offer_reason`).
+OFFER_REASONS = ("no_input", "no_match", "asked_for_agent", "flow")
+#: Intents of a menu option that means "let me talk to a person" (the flows' agent options).
+AGENT_INTENTS = frozenset({"agent", "operator"})
 #: Every event kind a contact row is made of; the rest of the log never touches it.
 KINDS = frozenset(
     {
@@ -220,6 +239,7 @@ KINDS = frozenset(
         "intent_recognised",
         "confirmation_asked",
         "confirmation_answered",
+        "tries_exhausted",
     }
 )
 
@@ -234,6 +254,7 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(dict.fromkeys(COUNTS, 0))
     seen = False
+    last_status: object = None  # of the latest input_rejected: a step runs out of tries on it
 
     def first(column: str, at: float, **values: Any) -> None:
         if row[column] is None or at < row[column]:
@@ -249,7 +270,17 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
         elif kind in END_KINDS:
             first("ended_at", at, ended=END_KINDS[kind])
         elif kind == "queued":
-            first("queued_at", at, queue=_text(data.get("queue")), skill=_text(data.get("skill")))
+            asked = data.get("intent") in AGENT_INTENTS
+            first(
+                "queued_at",
+                at,
+                queue=_text(data.get("queue")),
+                skill=_text(data.get("skill")),
+                queue_reason="asked_for_agent" if asked else "flow",
+            )
+        elif kind == "tries_exhausted":
+            status = data.get("status", last_status)  # older logs: the input rejected just before
+            first("exhausted_at", at, exhausted_by="no_input" if status == "noinput" else "no_match")
         elif kind in ANSWER_KINDS:
             first("answered_at", at, agent_id=_text(data.get("agent_id")))
         elif kind in AGENT_END_KINDS:
@@ -279,7 +310,8 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
             row["confirmed"] += int(data.get("confirmed") is True)
         else:  # input_rejected: silence, or input that took no option (a wrong key is heard as a
             # "match" of the keypad that the menu then refused, so anything but noinput is no-match)
-            silent = data.get("status") == "noinput"
+            last_status = data.get("status")
+            silent = last_status == "noinput"
             row["no_input" if silent else "no_match"] += 1
             row["speech_no_input"] += int(silent and data.get("mode") == "speech")
     return row if seen else None
@@ -311,6 +343,9 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         queued_at=row["queued_at"],
         queue=row["queue"],
         skill=row["skill"],
+        queue_reason=row["queue_reason"],
+        exhausted_at=row["exhausted_at"],
+        exhausted_by=row["exhausted_by"],
         answered_at=row["answered_at"],
         agent_id=row["agent_id"],
         agent_ended_at=row["agent_ended_at"],
@@ -361,6 +396,7 @@ class GroupSums:
     confirmed: int = 0
     speech_choices: int = 0
     fell_back: int = 0
+    offered_by_reason: Mapping[str, int] = field(default_factory=dict)
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -396,6 +432,7 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         confirmed=sum(c.confirmed for c in group),
         speech_choices=sum(c.speech_choices for c in group),
         fell_back=sum(1 for c in group if c.fell_back_to_keys),
+        offered_by_reason=dict(Counter(str(c.offer_reason) for c in group if c.offered)),
     )
 
 
@@ -447,6 +484,7 @@ def figures(s: GroupSums) -> Figures:
         speech_choices=s.speech_choices,
         fell_back_to_keys=s.fell_back,
         fell_back_share=ratio(s.fell_back, s.speech_contacts),
+        offered_by_reason=dict(sorted((k, v) for k, v in s.offered_by_reason.items() if v)),
     )
 
 

@@ -29,6 +29,7 @@ from ivr.kpis import (
     FIRST,
     HIGHEST,
     INTERVALS,
+    OFFER_REASONS,
     SPEECH_COUNTS,
     ContactFacts,
     Dimension,
@@ -143,6 +144,13 @@ class KpiStore:
         self_service = and_(_c.queued_at.is_(None), _c.transfers == 0)
         to_choice = and_(_c.menu_at.is_not(None), _c.chosen_at.is_not(None), _c.chosen_at >= _c.menu_at)
         spoke = (_c.speech_heard + _c.speech_no_input) > 0
+        reason = case(
+            (
+                and_(_c.exhausted_at.is_not(None), _c.exhausted_at <= _c.queued_at),
+                func.coalesce(_c.exhausted_by, literal("no_match")),
+            ),
+            else_=func.coalesce(_c.queue_reason, literal("flow")),
+        )
         keys = _group_columns(request)
         in_window = (_c.started_at >= request.start, _c.started_at < request.end)
         sums = (
@@ -169,6 +177,7 @@ class KpiStore:
                 _count(spoke).label("speech_contacts"),
                 *(func.sum(_c[name]).label(name) for name in SPEECH_SUMS),
                 _count(and_(spoke, _c.key_choices > 0)).label("fell_back"),
+                *(_count(and_(offered, reason == r)).label(f"reason_{r}") for r in OFFER_REASONS),
             )
             .where(*in_window)
             .group_by(*keys)
@@ -228,6 +237,7 @@ def _groups(
             waits=waits.get(key, {}),
             speech_contacts=int(g["speech_contacts"]),
             fell_back=int(g["fell_back"]),
+            offered_by_reason={r: int(g[f"reason_{r}"]) for r in OFFER_REASONS},
             **{name: int(g[name] or 0) for name in SPEECH_SUMS},
         )
     return out

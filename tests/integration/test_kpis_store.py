@@ -40,10 +40,12 @@ def started(at: float) -> E:
 
 # journey id -> (channel, events). Times are offsets from T0.
 LOG: dict[str, tuple[str, list[E]]] = {
-    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match (a wrong key), then
-    # said the first option, was read back and confirmed it
+    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match (a wrong key) ran
+    # out of its one try, then at the next menu said the first option, was read back and confirmed
+    # it (queued because of the no-match)
     "j1": ("voice", [started(0), ("menu_personalized", 1, {"holdout": False}),
                      ("input_rejected", 3, {"status": "nomatch", "mode": "dtmf"}),
+                     ("tries_exhausted", 3, {"tries": 1}),  # as older logs have it: no status
                      ("intent_recognised", 4, {"utterance": "my bill", "option": "pay_bill", "status": "match"}),
                      ("confirmation_asked", 4, {"option": "pay_bill", "confidence": 0.4, "below": 0.6}),
                      ("confirmation_answered", 5, {"option": "pay_bill", "confirmed": True, "mode": "speech"}),
@@ -58,10 +60,11 @@ LOG: dict[str, tuple[str, list[E]]] = {
                      ("option_chosen", 70, {"position": 2, "option": "outage", "mode": "dtmf"}),
                      ("queued", 71, {"queue": "billing", "skill": "billing"}), ("journey_queued", 71, {}),
                      ("queue_abandoned", 111, {"queue": "billing", "hold_time": 40})]),
-    # a chat of an unknown customer (in neither group); offered to ag2 after 5 s, closed 200 s later
+    # a chat of an unknown customer (in neither group) who asked for an agent; offered to ag2 after 5 s, closed 200 s later
     "j3": ("chat", [started(120), ("menu_personalized", 121, {"holdout": None}),
                     ("option_chosen", 130, {"position": 1, "option": "support"}),
-                    ("queued", 130, {"queue": "support", "skill": "support"}), ("journey_queued", 130, {}),
+                    ("queued", 130, {"queue": "support", "skill": "support", "intent": "agent"}),
+                    ("journey_queued", 130, {}),
                     ("chat_offered", 135, {"agent_id": "ag2", "skill": "support"}),
                     ("chat_closed", 335, {"by": "customer", "agent_id": "ag2"})]),
     # SMS, self-service to the end after a wrong answer (a "match" of text the menu refused) and a silence
@@ -79,8 +82,10 @@ LOG: dict[str, tuple[str, list[E]]] = {
     "j7": ("voice", [started(-100), ("queued", 10, {"queue": "billing", "skill": "billing"})]),
     # started after the window
     "j8": ("voice", [started(3700)]),
-    # started in the window, answered after it ended (190 s wait, late events still read)
-    "j9": ("voice", [started(3500), ("queued", 3510, {"queue": "support", "skill": "support"}),
+    # started in the window, silent until the menu gave up and queued it; answered after the
+    # window ended (190 s wait, late events still read)
+    "j9": ("voice", [started(3500), ("input_rejected", 3505, {"status": "noinput", "mode": "dtmf"}),
+                     ("tries_exhausted", 3505, {"tries": 1, "status": "noinput"}), ("queued", 3510, {"queue": "support", "skill": "support"}),
                      ("journey_queued", 3510, {}), ("agent_connected", 3700, {"agent_id": "ag2"})]),
 }  # fmt: skip
 
@@ -101,8 +106,8 @@ TOTAL = {
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
     "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
-    "no_input": 3,  # j2 and j5 at speech menus, j4 by text
-    "bad_input_per_contact": pytest.approx(6 / 7),
+    "no_input": 4,  # j2 and j5 at speech menus, j4 by text, j9 on keys
+    "bad_input_per_contact": 1.0,
     "speech_contacts": 3,  # j1, j2, j5
     "speech_heard": 2,  # j1, j5
     "speech_recognised": 1,  # j1
@@ -114,6 +119,8 @@ TOTAL = {
     "speech_choices": 1,  # j1
     "fell_back_to_keys": 1,  # j2
     "fell_back_share": pytest.approx(1 / 3),
+    # j1 after its no-match ran out of tries, j2 by the flow, j3 asked, j9 after silence
+    "offered_by_reason": {"asked_for_agent": 1, "flow": 1, "no_input": 1, "no_match": 1},
 }
 
 
@@ -145,6 +152,11 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
         "-": (0, 0, 0),
         "billing": (2, 1, 1),
         "support": (2, 2, 0),
+    }
+    assert {q: f.offered_by_reason for q, f in by_queue.items()} == {
+        "-": {},
+        "billing": {"flow": 1, "no_match": 1},
+        "support": {"asked_for_agent": 1, "no_input": 1},
     }
     by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
     assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}

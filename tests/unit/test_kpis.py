@@ -207,3 +207,37 @@ def test_speech_figures_of_a_known_scenario() -> None:
         None,
         None,
     )
+
+
+def test_why_offered_contacts_went_to_the_agents() -> None:
+    """Ran out of tries on silence, on a wrong key (an older log: the status only on the rejected
+    input), asked for an agent, led there by the flow; a later exhaustion does not count."""
+
+    def offered(*events: tuple[str, float, dict[str, Any]]) -> ContactFacts:
+        row = contact_delta("voice", [("journey_started", T0, {"flow": "support"}), *events])
+        assert row is not None
+        return facts("j", row)
+
+    silent = offered(
+        ("input_rejected", T0 + 5, {"status": "noinput", "mode": "dtmf"}),
+        ("tries_exhausted", T0 + 5, {"tries": 1, "status": "noinput"}),
+        ("queued", T0 + 5, {"queue": "main", "intent": None}),
+    )
+    wrong = offered(
+        ("input_rejected", T0 + 5, {"status": "match", "mode": "dtmf"}),
+        ("tries_exhausted", T0 + 5, {"tries": 1}),
+        ("queued", T0 + 5, {"queue": "main"}),
+    )
+    asked = offered(("option_chosen", T0 + 3, {"position": 3}), ("queued", T0 + 3, {"intent": "operator"}))
+    led = offered(("queued", T0 + 3, {"intent": "billing"}), ("tries_exhausted", T0 + 9, {"status": "noinput"}))
+    self_served = offered(("journey_completed", T0 + 9, {}))
+    assert [c.offer_reason for c in (silent, wrong, asked, led, self_served)] == [
+        "no_input",
+        "no_match",
+        "asked_for_agent",
+        "flow",
+        None,
+    ]
+    f = figures(sums_of([silent, wrong, asked, led, self_served, led]))
+    assert f.offered_by_reason == {"asked_for_agent": 1, "flow": 2, "no_input": 1, "no_match": 1}
+    assert figures(sums_of([self_served])).offered_by_reason == {}

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout"]
-DIMENSIONS: tuple[Dimension, ...] = ("interval", "flow", "queue", "skill", "agent", "channel", "holdout")
+Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout", "step"]
+DIMENSIONS: tuple[Dimension, ...] = ("interval", "flow", "queue", "skill", "agent", "channel", "holdout", "step")
 #: Interval widths in seconds; intervals are aligned to UTC midnight.
 INTERVALS = {"15min": 900, "hour": 3600, "day": 86400}
 DEFAULT_SERVICE_LEVEL_S = 20.0
@@ -48,6 +48,7 @@ class ContactFacts:
     channel: str
     flow: str
     ended: str | None = None  # the journey's first end status: completed, abandoned, queued, ...
+    ended_step: str | None = None  # the step the journey was at when it ended
     queued_at: float | None = None
     queue: str | None = None
     skill: str | None = None
@@ -83,6 +84,11 @@ class ContactFacts:
     def fell_back_to_keys(self) -> bool:
         """A speech menu listened, and the contact chose an option by key after all."""
         return self.spoke and self.key_choices > 0
+
+    @property
+    def left_in_flow(self) -> bool:
+        """The caller left in self-service (hung up, closed the chat) before the flow ended."""
+        return self.ended == "abandoned"
 
     @property
     def offered(self) -> bool:
@@ -176,6 +182,7 @@ class Figures:
     fell_back_to_keys: int = 0
     fell_back_share: float | None = None
     offered_by_reason: dict[str, int] = field(default_factory=dict)
+    left_in_flow: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -185,7 +192,7 @@ class Figures:
 #: A "first" column and the columns that come with it: the earliest batch's values win.
 FIRST: dict[str, tuple[str, ...]] = {
     "started_at": ("channel", "flow"),
-    "ended_at": ("ended",),
+    "ended_at": ("ended", "ended_step"),
     "queued_at": ("queue", "skill", "queue_reason"),
     "exhausted_at": ("exhausted_by",),
     "answered_at": ("agent_id",),
@@ -248,9 +255,13 @@ def _text(value: object) -> str | None:
     return value[:64] if isinstance(value, str) else None
 
 
-def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, Any]]]) -> dict[str, Any] | None:
-    """One batch of one journey's events ``(kind, at, data)`` as a contact row to merge (every
-    column of :data:`COLUMNS`, None or 0 where the batch says nothing); None if no KPI event."""
+Event = tuple[str, float, Mapping[str, Any]] | tuple[str, float, Mapping[str, Any], str | None]
+
+
+def contact_delta(channel: str, events: Iterable[Event]) -> dict[str, Any] | None:
+    """One batch of one journey's events ``(kind, at, data)`` or ``(kind, at, data, step)`` as a
+    contact row to merge (every column of :data:`COLUMNS`, None or 0 where the batch says
+    nothing); None if no KPI event. ``step``: the step the journey was at (where it ended)."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(dict.fromkeys(COUNTS, 0))
     seen = False
@@ -261,14 +272,15 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
             row[column] = at
             row.update(values)
 
-    for kind, at, data in events:
+    for event in events:
+        kind, at, data = event[0], event[1], event[2]
         if kind not in KINDS:
             continue
         seen = True
         if kind == "journey_started":
             first("started_at", at, channel=channel, flow=_text(data.get("flow")))
         elif kind in END_KINDS:
-            first("ended_at", at, ended=END_KINDS[kind])
+            first("ended_at", at, ended=END_KINDS[kind], ended_step=_text(event[3] if len(event) > 3 else None))
         elif kind == "queued":
             asked = data.get("intent") in AGENT_INTENTS
             first(
@@ -340,6 +352,7 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         channel=row["channel"] or "-",
         flow=row["flow"] or "-",
         ended=row["ended"],
+        ended_step=row["ended_step"],
         queued_at=row["queued_at"],
         queue=row["queue"],
         skill=row["skill"],
@@ -397,6 +410,7 @@ class GroupSums:
     speech_choices: int = 0
     fell_back: int = 0
     offered_by_reason: Mapping[str, int] = field(default_factory=dict)
+    left_in_flow: int = 0
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -433,6 +447,7 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         speech_choices=sum(c.speech_choices for c in group),
         fell_back=sum(1 for c in group if c.fell_back_to_keys),
         offered_by_reason=dict(Counter(str(c.offer_reason) for c in group if c.offered)),
+        left_in_flow=sum(1 for c in group if c.left_in_flow),
     )
 
 
@@ -485,6 +500,7 @@ def figures(s: GroupSums) -> Figures:
         fell_back_to_keys=s.fell_back,
         fell_back_share=ratio(s.fell_back, s.speech_contacts),
         offered_by_reason=dict(sorted((k, v) for k, v in s.offered_by_reason.items() if v)),
+        left_in_flow=s.left_in_flow,
     )
 
 
@@ -502,12 +518,19 @@ def holdout_label(holdout: bool | None) -> str:
     return {None: "-", True: "holdout", False: "personalized"}[holdout]
 
 
+def step_label(flow: str | None, step: str | None) -> str:
+    """``flow/step`` where a contact ended (step names repeat across flows); ``-`` for unknown."""
+    return f"{flow or '-'}/{step or '-'}"
+
+
 def key_of(by: Dimension, interval: str) -> Callable[[ContactFacts], str]:
     """What groups contacts along ``by``: a contact with no queue (or agent...) goes under ``"-"``."""
     if by == "interval":
         return lambda c: interval_label(interval_start(c.started_at, interval))
     if by == "holdout":
         return lambda c: holdout_label(c.holdout)
+    if by == "step":
+        return lambda c: step_label(c.flow, c.ended_step)
     attribute = {"flow": "flow", "queue": "queue", "skill": "skill", "agent": "agent_id", "channel": "channel"}[by]
     return lambda c: getattr(c, attribute) or "-"
 
@@ -544,6 +567,7 @@ def report(
     interval: str = "hour",
     split_holdout: bool = False,
     service_level_s: float = DEFAULT_SERVICE_LEVEL_S,
+    flow: str | None = None,
 ) -> list[ReportRow]:
     """Figures per group along ``by``; ``split_holdout``: each group also split into the callers
     who heard the personalized menus and the holdout who heard the file's order. (The store
@@ -556,6 +580,8 @@ def report(
     split = key_of("holdout", interval)
     groups: dict[GroupKey, list[ContactFacts]] = defaultdict(list)
     for contact in contacts:
+        if flow is not None and contact.flow != flow:
+            continue
         groups[(key(contact), split(contact) if split_holdout else None)].append(contact)
     return rows(by, {k: sums_of(members, service_level_s=service_level_s) for k, members in groups.items()})
 
@@ -574,6 +600,7 @@ class ReportRequest:
     by: Dimension
     interval: str = "hour"
     split_holdout: bool = False
+    flow: str | None = None  # only the contacts that started in this flow
 
     @classmethod
     def parse(
@@ -585,6 +612,7 @@ class ReportRequest:
         interval: str = "hour",
         split_holdout: bool = False,
         max_window_s: float = MAX_WINDOW_S,
+        flow: str | None = None,
     ) -> ReportRequest:
         """From the words a person types (ISO 8601 times, naive ones in UTC); ValueError says
         what is wrong in terms they can act on."""
@@ -598,7 +626,9 @@ class ReportRequest:
             raise ValueError(f"'by' must be one of {', '.join(DIMENSIONS)}, got {by[:40]!r}")
         if interval not in INTERVALS:
             raise ValueError(f"'interval' must be one of {', '.join(INTERVALS)}, got {interval[:40]!r}")
-        return cls(begin, finish, dimension, interval, split_holdout)
+        if flow is not None and not 0 < len(flow) <= 64:
+            raise ValueError("'flow' must be a flow's name (1 to 64 characters)")
+        return cls(begin, finish, dimension, interval, split_holdout, flow)
 
 
 def _when(text: str, name: str) -> float:

@@ -33,6 +33,7 @@ from ivr.kpis import (
     SPEECH_COUNTS,
     ContactFacts,
     Dimension,
+    Event,
     GroupKey,
     GroupSums,
     ReportRequest,
@@ -70,13 +71,13 @@ def contact_upsert(dialect: str) -> Any:
     return stmt.on_conflict_do_update(index_elements=[_c.journey_id], set_=merged)
 
 
-def contact_rows(events: Sequence[tuple[str, str, str, float, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """A batch of logged events ``(journey_id, channel, kind, at, data)`` as one contact row per
-    journey that has a KPI event in it. A contact's channel is that of its ``journey_started``."""
-    by_journey: dict[str, list[tuple[str, float, dict[str, Any]]]] = defaultdict(list)
+def contact_rows(events: Sequence[tuple[str, str, str, float, dict[str, Any], str | None]]) -> list[dict[str, Any]]:
+    """A batch of logged events ``(journey_id, channel, kind, at, data, step)`` as one contact row
+    per journey that has a KPI event in it. A contact's channel is that of its ``journey_started``."""
+    by_journey: dict[str, list[Event]] = defaultdict(list)
     channel_of: dict[str, str] = {}
-    for journey_id, channel, kind, at, data in events:
-        by_journey[journey_id].append((kind, at, data))
+    for journey_id, channel, kind, at, data, step in events:
+        by_journey[journey_id].append((kind, at, data, step))
         if kind == "journey_started" or journey_id not in channel_of:
             channel_of[journey_id] = channel
     out = []
@@ -94,6 +95,9 @@ def _key(by: Dimension, interval: str) -> ColumnElement[Any]:
         return func.floor(_c.started_at / literal(float(width))) * literal(float(width))
     if by == "holdout":
         return _holdout_key()
+    if by == "step":  # ivr.kpis.step_label
+        dash = literal("-")
+        return func.coalesce(_c.flow, dash).concat(literal("/")).concat(func.coalesce(_c.ended_step, dash))
     column = {"flow": _c.flow, "queue": _c.queue, "skill": _c.skill, "agent": _c.agent_id, "channel": _c.channel}[by]
     return func.coalesce(column, literal("-"))
 
@@ -152,7 +156,9 @@ class KpiStore:
             else_=func.coalesce(_c.queue_reason, literal("flow")),
         )
         keys = _group_columns(request)
-        in_window = (_c.started_at >= request.start, _c.started_at < request.end)
+        in_window: tuple[ColumnElement[bool], ...] = (_c.started_at >= request.start, _c.started_at < request.end)
+        if request.flow is not None:
+            in_window = (*in_window, _c.flow == request.flow)
         sums = (
             select(
                 *keys,
@@ -178,6 +184,7 @@ class KpiStore:
                 *(func.sum(_c[name]).label(name) for name in SPEECH_SUMS),
                 _count(and_(spoke, _c.key_choices > 0)).label("fell_back"),
                 *(_count(and_(offered, reason == r)).label(f"reason_{r}") for r in OFFER_REASONS),
+                _count(_c.ended == "abandoned").label("left_in_flow"),
             )
             .where(*in_window)
             .group_by(*keys)
@@ -238,6 +245,7 @@ def _groups(
             speech_contacts=int(g["speech_contacts"]),
             fell_back=int(g["fell_back"]),
             offered_by_reason={r: int(g[f"reason_{r}"]) for r in OFFER_REASONS},
+            left_in_flow=int(g["left_in_flow"]),
             **{name: int(g[name] or 0) for name in SPEECH_SUMS},
         )
     return out

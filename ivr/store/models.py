@@ -218,6 +218,7 @@ class ContactFactRow(Base):
     flow: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[float | None] = mapped_column(Float)
     ended: Mapped[str | None] = mapped_column(String(16))
+    ended_step: Mapped[str | None] = mapped_column(String(64))
     queued_at: Mapped[float | None] = mapped_column(Float)
     queue: Mapped[str | None] = mapped_column(String(64))
     skill: Mapped[str | None] = mapped_column(String(64))

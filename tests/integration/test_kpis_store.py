@@ -31,7 +31,7 @@ T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z; the window is 08:00-09:00
 WINDOW = ("2025-12-03T08:00Z", "2025-12-03T09:00Z")
 TOKEN = "kpi-token-for-tests"
 
-E = tuple[str, float, dict[str, Any]]
+E = tuple[str, float, dict[str, Any]] | tuple[str, float, dict[str, Any], str]  # (kind, at, data[, step])
 
 
 def started(at: float) -> E:
@@ -70,12 +70,13 @@ LOG: dict[str, tuple[str, list[E]]] = {
     # SMS, self-service to the end after a wrong answer (a "match" of text the menu refused) and a silence
     "j4": ("sms", [started(200), ("input_rejected", 210, {"status": "match", "mode": "text"}),
                    ("input_rejected", 220, {"status": "noinput", "mode": "text"}),
-                   ("option_chosen", 230, {"position": 1, "option": "outage"}), ("journey_completed", 260, {})]),
+                   ("option_chosen", 230, {"position": 1, "option": "outage"}),
+                   ("journey_completed", 260, {}, "goodbye")]),
     # hung up in the IVR after a phrase the speech menu could not place and a silence
     "j5": ("voice", [started(300), ("intent_recognised", 302, {"utterance": "hmm", "option": None, "status": "nomatch"}),
                      ("input_rejected", 302, {"status": "nomatch", "mode": "speech"}),
                      ("input_rejected", 305, {"status": "noinput", "mode": "speech"}),
-                     ("journey_abandoned", 310, {}), ("caller_left", 310, {"reason": "hangup"})]),
+                     ("journey_abandoned", 310, {}, "main_menu"), ("caller_left", 310, {"reason": "hangup"})]),
     # transferred out of the IVR: not contained
     "j6": ("voice", [started(400), ("transferred", 410, {"to": "+15550100"}), ("journey_completed", 410, {})]),
     # started before the window: not counted, although queued in it
@@ -121,6 +122,7 @@ TOTAL = {
     "fell_back_share": pytest.approx(1 / 3),
     # j1 after its no-match ran out of tries, j2 by the flow, j3 asked, j9 after silence
     "offered_by_reason": {"asked_for_agent": 1, "flow": 1, "no_input": 1, "no_match": 1},
+    "left_in_flow": 1,  # j5
 }
 
 
@@ -130,7 +132,12 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
     await schema.upgrade(s.engine)
     await s.start()
     for journey_id, (channel, events) in LOG.items():
-        s.append(journey_id, None, channel, [Interaction(k, None, d, T0 + at) for k, at, d in events])
+        s.append(
+            journey_id,
+            None,
+            channel,
+            [Interaction(e[0], e[3] if len(e) > 3 else None, e[2], T0 + e[1]) for e in events],
+        )
     await s.flush()
     yield s
     await s.stop()
@@ -162,6 +169,13 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}
     by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
     assert by_channel == {"chat": 1, "sms": 1, "voice": 5}
+    steps = await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="support"))
+    assert [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in steps] == [
+        ("support/-", 5, 0),  # j1, j2, j3, j6, j9: ended at no named step in this log
+        ("support/goodbye", 1, 0),  # j4
+        ("support/main_menu", 1, 1),  # j5 hung up there
+    ]
+    assert await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="payments")) == []
     quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
     assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 6), ("08:45", 1)]
 
@@ -208,6 +222,9 @@ async def test_the_api_gives_the_same_numbers_and_refuses_bad_requests(api: str)
                 ("support", "holdout"),
                 ("support", "personalized"),
             ]
+        async with http.get(api, params={**query, "by": "step", "flow": "support"}, headers=auth) as r:
+            left = {x["step"]: x["left_in_flow"] for x in (await r.json())["rows"]}
+            assert left == {"support/-": 0, "support/goodbye": 0, "support/main_menu": 1}
 
         async with http.get(api, params=query) as r:
             assert r.status == 401
@@ -248,6 +265,13 @@ async def test_the_cli_prints_the_same_numbers(
 
     assert await _cli(["report", "--from", "2025-01-01", "--to", "2025-06-01"]) == 2
     assert "at most 31 days" in capsys.readouterr().err
+    assert await _cli([*common, "--by", "step", "--flow", "support"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("step,contacts,") and [line.split(",")[0] for line in lines[1:]] == [
+        "support/-",
+        "support/goodbye",
+        "support/main_menu",
+    ]
     assert await _cli([*common, "--by", "planet"]) == 2
     assert "'by' must be one of" in capsys.readouterr().err
 

@@ -241,3 +241,36 @@ def test_why_offered_contacts_went_to_the_agents() -> None:
     f = figures(sums_of([silent, wrong, asked, led, self_served, led]))
     assert f.offered_by_reason == {"asked_for_agent": 1, "flow": 2, "no_input": 1, "no_match": 1}
     assert figures(sums_of([self_served])).offered_by_reason == {}
+
+
+def test_where_callers_leave_each_flow() -> None:
+    """The step a journey ended at comes with its end event; ``by="step"`` with a flow says where
+    that flow's callers hung up (two at the menu, one at the account question)."""
+    row = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}, "main_menu"),
+            ("step_entered", T0 + 1, {"kind": "ask"}, "account"),
+            ("journey_abandoned", T0 + 9, {}, "account"),
+            ("journey_completed", T0 + 12, {}, "goodbye"),  # after the first end: ignored
+        ],
+    )
+    assert row is not None and (row["ended"], row["ended_step"]) == ("abandoned", "account")
+    left = [
+        facts("a", row),
+        contact("b", ended="abandoned", ended_step="main_menu"),
+        contact("c", ended="abandoned", ended_step="main_menu"),
+        contact("d", ended="completed", ended_step="goodbye"),
+        contact("e", flow="payments", ended="abandoned", ended_step="main_menu"),
+        contact("f"),  # still going: no end step
+    ]
+    by_step = [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in report(left, by="step", flow="support")]
+    assert by_step == [
+        ("support/-", 1, 0),
+        ("support/account", 1, 1),
+        ("support/goodbye", 1, 0),
+        ("support/main_menu", 2, 2),
+    ]
+    assert figures(sums_of(left)).left_in_flow == 4
+    with pytest.raises(ValueError, match="'flow' must be"):
+        ReportRequest.parse("2026-12-01", "2026-12-02", by="step", flow="x" * 65)

@@ -1,5 +1,5 @@
 """KPIs: the speech columns of ``contact_facts`` (heard, recognised, silences, read-backs, choices
-by voice and by key) and why a contact went to the agents (the queued event's intent; the first
+by voice and by key), the step a contact ended at, and why it went to the agents (the queued event's intent; the first
 time a step ran out of tries, and on what), folded from the log written before them.
 
 The journey writer keeps them from now on (``ivr.kpis``); this migration counts the same events
@@ -43,13 +43,14 @@ def upgrade() -> None:
         batch.add_column(sa.Column("queue_reason", sa.String(16), nullable=True))
         batch.add_column(sa.Column("exhausted_at", sa.Float(), nullable=True))
         batch.add_column(sa.Column("exhausted_by", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("ended_step", sa.String(64), nullable=True))
     for statement in _backfill():
         op.get_bind().execute(statement)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("contact_facts") as batch:
-        for name in (*COLUMNS, "queue_reason", "exhausted_at", "exhausted_by"):
+        for name in (*COLUMNS, "queue_reason", "exhausted_at", "exhausted_by", "ended_step"):
             batch.drop_column(name)
 
 
@@ -61,6 +62,7 @@ def _log() -> Any:
         sa.column("kind", sa.String),
         sa.column("data", sa.JSON),
         sa.column("at", sa.Float),
+        sa.column("step", sa.String),
     )
 
 
@@ -73,6 +75,8 @@ def _backfill() -> list[Any]:
         sa.column("queue_reason", sa.String),
         sa.column("exhausted_at", sa.Float),
         sa.column("exhausted_by", sa.String),
+        sa.column("ended_at", sa.Float),
+        sa.column("ended_step", sa.String),
         *(sa.column(c) for c in COLUMNS),
     )
 
@@ -107,9 +111,15 @@ def _backfill() -> list[Any]:
         .scalar_subquery()
     )
     status = sa.func.coalesce(given, before)
+    ends = [f"journey_{e}" for e in ("completed", "abandoned", "failed", "queued", "handed_off")]
+    # the step of the end event that set ended_at (ties: the greatest name)
+    ended_step = (
+        sa.select(sa.func.max(log.step)).where(mine, log.kind.in_(ends), log.at == facts.c.ended_at).scalar_subquery()
+    )
     reasons = facts.update().values(
         queue_reason=sa.case((facts.c.queued_at.is_(None), None), (asked, "asked_for_agent"), else_="flow"),
         exhausted_at=first_exhausted,
+        ended_step=ended_step,
     )
     exhausted_by = facts.update().values(
         exhausted_by=sa.case(

@@ -29,8 +29,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout", "step"]
-DIMENSIONS: tuple[Dimension, ...] = ("interval", "flow", "queue", "skill", "agent", "channel", "holdout", "step")
+Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout", "step", "handoff"]
+DIMENSIONS: tuple[Dimension, ...] = (
+    "interval",
+    "flow",
+    "queue",
+    "skill",
+    "agent",
+    "channel",
+    "holdout",
+    "step",
+    "handoff",
+)
 #: Interval widths in seconds; intervals are aligned to UTC midnight.
 INTERVALS = {"15min": 900, "hour": 3600, "day": 86400}
 DEFAULT_SERVICE_LEVEL_S = 20.0
@@ -49,6 +59,12 @@ class ContactFacts:
     flow: str
     ended: str | None = None  # the journey's first end status: completed, abandoned, queued, ...
     ended_step: str | None = None  # the step the journey was at when it ended
+    sent_at: float | None = None  # first hand-off to another channel (a link or an SMS sent)
+    sent_from: str | None = None  # ... from this channel
+    sent_to: str | None = None  # ... to this one
+    opened_at: float | None = None  # first time the continuation link's page was opened
+    claimed_at: float | None = None  # first time a continuation link was claimed (channel changed)
+    completed_at: float | None = None  # first journey_completed (also after another end)
     queued_at: float | None = None
     queue: str | None = None
     skill: str | None = None
@@ -84,6 +100,22 @@ class ContactFacts:
     def fell_back_to_keys(self) -> bool:
         """A speech menu listened, and the contact chose an option by key after all."""
         return self.spoke and self.key_choices > 0
+
+    @property
+    def sent(self) -> bool:
+        return self.sent_at is not None
+
+    @property
+    def opened(self) -> bool:
+        return self.sent_at is not None and self.opened_at is not None and self.opened_at >= self.sent_at
+
+    @property
+    def claimed(self) -> bool:
+        return self.sent_at is not None and self.claimed_at is not None and self.claimed_at >= self.sent_at
+
+    @property
+    def completed_after_claim(self) -> bool:
+        return self.claimed and self.completed_at is not None and self.completed_at >= (self.claimed_at or 0.0)
 
     @property
     def left_in_flow(self) -> bool:
@@ -183,6 +215,11 @@ class Figures:
     fell_back_share: float | None = None
     offered_by_reason: dict[str, int] = field(default_factory=dict)
     left_in_flow: int = 0
+    links_sent: int = 0
+    links_opened: int = 0
+    links_claimed: int = 0
+    links_completed: int = 0
+    claimed_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -195,6 +232,10 @@ FIRST: dict[str, tuple[str, ...]] = {
     "ended_at": ("ended", "ended_step"),
     "queued_at": ("queue", "skill", "queue_reason"),
     "exhausted_at": ("exhausted_by",),
+    "sent_at": ("sent_from", "sent_to"),
+    "opened_at": (),
+    "claimed_at": (),
+    "completed_at": (),
     "answered_at": ("agent_id",),
     "agent_ended_at": (),
     "abandoned_at": (),
@@ -247,6 +288,9 @@ KINDS = frozenset(
         "confirmation_asked",
         "confirmation_answered",
         "tries_exhausted",
+        "handed_off",
+        "link_opened",
+        "channel_changed",
     }
 )
 
@@ -280,6 +324,8 @@ def contact_delta(channel: str, events: Iterable[Event]) -> dict[str, Any] | Non
         if kind == "journey_started":
             first("started_at", at, channel=channel, flow=_text(data.get("flow")))
         elif kind in END_KINDS:
+            if kind == "journey_completed":
+                first("completed_at", at)
             first("ended_at", at, ended=END_KINDS[kind], ended_step=_text(event[3] if len(event) > 3 else None))
         elif kind == "queued":
             asked = data.get("intent") in AGENT_INTENTS
@@ -290,6 +336,13 @@ def contact_delta(channel: str, events: Iterable[Event]) -> dict[str, Any] | Non
                 skill=_text(data.get("skill")),
                 queue_reason="asked_for_agent" if asked else "flow",
             )
+        elif kind == "handed_off":
+            first("sent_at", at, sent_from=channel, sent_to=_text(data.get("to")))
+        elif kind == "link_opened":
+            first("opened_at", at)
+        elif kind == "channel_changed":
+            if data.get("via") == "link":  # not a returning caller, not "call me now"
+                first("claimed_at", at)
         elif kind == "tries_exhausted":
             status = data.get("status", last_status)  # older logs: the input rejected just before
             first("exhausted_at", at, exhausted_by="no_input" if status == "noinput" else "no_match")
@@ -353,6 +406,12 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         flow=row["flow"] or "-",
         ended=row["ended"],
         ended_step=row["ended_step"],
+        sent_at=row["sent_at"],
+        sent_from=row["sent_from"],
+        sent_to=row["sent_to"],
+        opened_at=row["opened_at"],
+        claimed_at=row["claimed_at"],
+        completed_at=row["completed_at"],
         queued_at=row["queued_at"],
         queue=row["queue"],
         skill=row["skill"],
@@ -411,6 +470,10 @@ class GroupSums:
     fell_back: int = 0
     offered_by_reason: Mapping[str, int] = field(default_factory=dict)
     left_in_flow: int = 0
+    links_sent: int = 0
+    links_opened: int = 0
+    links_claimed: int = 0
+    links_completed: int = 0
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -448,6 +511,10 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         fell_back=sum(1 for c in group if c.fell_back_to_keys),
         offered_by_reason=dict(Counter(str(c.offer_reason) for c in group if c.offered)),
         left_in_flow=sum(1 for c in group if c.left_in_flow),
+        links_sent=sum(1 for c in group if c.sent),
+        links_opened=sum(1 for c in group if c.opened),
+        links_claimed=sum(1 for c in group if c.claimed),
+        links_completed=sum(1 for c in group if c.completed_after_claim),
     )
 
 
@@ -501,6 +568,11 @@ def figures(s: GroupSums) -> Figures:
         fell_back_share=ratio(s.fell_back, s.speech_contacts),
         offered_by_reason=dict(sorted((k, v) for k, v in s.offered_by_reason.items() if v)),
         left_in_flow=s.left_in_flow,
+        links_sent=s.links_sent,
+        links_opened=s.links_opened,
+        links_claimed=s.links_claimed,
+        links_completed=s.links_completed,
+        claimed_share=ratio(s.links_claimed, s.links_sent),
     )
 
 
@@ -523,6 +595,11 @@ def step_label(flow: str | None, step: str | None) -> str:
     return f"{flow or '-'}/{step or '-'}"
 
 
+def handoff_label(sent_from: str | None, sent_to: str | None) -> str:
+    """The channel pair of a hand-off, ``voice>sms``."""
+    return f"{sent_from or '-'}>{sent_to or '-'}"
+
+
 def key_of(by: Dimension, interval: str) -> Callable[[ContactFacts], str]:
     """What groups contacts along ``by``: a contact with no queue (or agent...) goes under ``"-"``."""
     if by == "interval":
@@ -531,6 +608,8 @@ def key_of(by: Dimension, interval: str) -> Callable[[ContactFacts], str]:
         return lambda c: holdout_label(c.holdout)
     if by == "step":
         return lambda c: step_label(c.flow, c.ended_step)
+    if by == "handoff":
+        return lambda c: handoff_label(c.sent_from, c.sent_to) if c.sent else "-"
     attribute = {"flow": "flow", "queue": "queue", "skill": "skill", "agent": "agent_id", "channel": "channel"}[by]
     return lambda c: getattr(c, attribute) or "-"
 

@@ -95,6 +95,10 @@ def _key(by: Dimension, interval: str) -> ColumnElement[Any]:
         return func.floor(_c.started_at / literal(float(width))) * literal(float(width))
     if by == "holdout":
         return _holdout_key()
+    if by == "handoff":  # ivr.kpis.handoff_label
+        dash = literal("-")
+        pair = func.coalesce(_c.sent_from, dash).concat(literal(">")).concat(func.coalesce(_c.sent_to, dash))
+        return case((_c.sent_at.is_(None), dash), else_=pair)
     if by == "step":  # ivr.kpis.step_label
         dash = literal("-")
         return func.coalesce(_c.flow, dash).concat(literal("/")).concat(func.coalesce(_c.ended_step, dash))
@@ -147,6 +151,8 @@ class KpiStore:
         ends = sorted(CONTAINED_ENDS)
         self_service = and_(_c.queued_at.is_(None), _c.transfers == 0)
         to_choice = and_(_c.menu_at.is_not(None), _c.chosen_at.is_not(None), _c.chosen_at >= _c.menu_at)
+        sent = _c.sent_at.is_not(None)
+        claimed = and_(sent, _c.claimed_at >= _c.sent_at)
         spoke = (_c.speech_heard + _c.speech_no_input) > 0
         reason = case(
             (
@@ -185,6 +191,10 @@ class KpiStore:
                 _count(and_(spoke, _c.key_choices > 0)).label("fell_back"),
                 *(_count(and_(offered, reason == r)).label(f"reason_{r}") for r in OFFER_REASONS),
                 _count(_c.ended == "abandoned").label("left_in_flow"),
+                _count(sent).label("links_sent"),
+                _count(and_(sent, _c.opened_at >= _c.sent_at)).label("links_opened"),
+                _count(claimed).label("links_claimed"),
+                _count(and_(claimed, _c.completed_at >= _c.claimed_at)).label("links_completed"),
             )
             .where(*in_window)
             .group_by(*keys)
@@ -246,6 +256,10 @@ def _groups(
             fell_back=int(g["fell_back"]),
             offered_by_reason={r: int(g[f"reason_{r}"]) for r in OFFER_REASONS},
             left_in_flow=int(g["left_in_flow"]),
+            links_sent=int(g["links_sent"]),
+            links_opened=int(g["links_opened"]),
+            links_claimed=int(g["links_claimed"]),
+            links_completed=int(g["links_completed"]),
             **{name: int(g[name] or 0) for name in SPEECH_SUMS},
         )
     return out

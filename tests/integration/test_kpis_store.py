@@ -79,6 +79,11 @@ LOG: dict[str, tuple[str, list[E]]] = {
                      ("journey_abandoned", 310, {}, "main_menu"), ("caller_left", 310, {"reason": "hangup"})]),
     # transferred out of the IVR: not contained
     "j6": ("voice", [started(400), ("transferred", 410, {"to": "+15550100"}), ("journey_completed", 410, {})]),
+    # sent a link by SMS from the call; the customer opened it, claimed it in chat and finished there
+    "j10": ("voice", [started(500), ("handed_off", 520, {"to": "sms", "resume": True}),
+                      ("journey_handed_off", 520, {}, "offer_sms"), ("link_opened", 600, {"to": "chat"}),
+                      ("channel_changed", 610, {"from": "voice", "to": "chat", "via": "link"}),
+                      ("journey_resumed", 610, {"flow": "support"}), ("journey_completed", 700, {}, "goodbye")]),
     # started before the window: not counted, although queued in it
     "j7": ("voice", [started(-100), ("queued", 10, {"queue": "billing", "skill": "billing"})]),
     # started after the window
@@ -91,7 +96,7 @@ LOG: dict[str, tuple[str, list[E]]] = {
 }  # fmt: skip
 
 TOTAL = {
-    "contacts": 7,
+    "contacts": 8,
     "offered": 4,
     "handled": 3,
     "abandoned": 1,
@@ -100,15 +105,15 @@ TOTAL = {
     "p90_wait_s": 190.0,
     "avg_handle_s": pytest.approx((120 + 200) / 2),
     "service_level": 0.5,
-    "contained": 2,
-    "containment": pytest.approx(2 / 7),
-    "contained_by_outcome": {"abandoned": 1, "completed": 1},
+    "contained": 3,
+    "containment": pytest.approx(3 / 8),
+    "contained_by_outcome": {"abandoned": 1, "completed": 1, "handed_off": 1},
     "choices": 4,
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
     "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
     "no_input": 4,  # j2 and j5 at speech menus, j4 by text, j9 on keys
-    "bad_input_per_contact": 1.0,
+    "bad_input_per_contact": pytest.approx(7 / 8),
     "speech_contacts": 3,  # j1, j2, j5
     "speech_heard": 2,  # j1, j5
     "speech_recognised": 1,  # j1
@@ -123,6 +128,11 @@ TOTAL = {
     # j1 after its no-match ran out of tries, j2 by the flow, j3 asked, j9 after silence
     "offered_by_reason": {"asked_for_agent": 1, "flow": 1, "no_input": 1, "no_match": 1},
     "left_in_flow": 1,  # j5
+    "links_sent": 1,  # j10, and it went all the way
+    "links_opened": 1,
+    "links_claimed": 1,
+    "links_completed": 1,
+    "claimed_share": 1.0,
 }
 
 
@@ -146,7 +156,7 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
 async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     kpis = KpiStore(store.engine)
     contacts = {c.journey_id: c for c in await kpis.contacts(T0, T0 + 3600)}
-    assert sorted(contacts) == ["j1", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert sorted(contacts) == ["j1", "j10", "j2", "j3", "j4", "j5", "j6", "j9"]
     assert contacts["j1"].ended == "queued" and contacts["j5"].ended == "abandoned"
     assert [contacts[j].holdout for j in ("j1", "j2", "j3", "j4")] == [False, True, None, None]
 
@@ -168,16 +178,22 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
     assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}
     by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
-    assert by_channel == {"chat": 1, "sms": 1, "voice": 5}
+    assert by_channel == {"chat": 1, "sms": 1, "voice": 6}
+    by_pair = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="handoff"))}
+    assert {k: (f.contacts, f.links_sent, f.links_completed) for k, f in by_pair.items()} == {
+        "-": (7, 0, 0),
+        "voice>sms": (1, 1, 1),
+    }
     steps = await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="support"))
     assert [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in steps] == [
         ("support/-", 5, 0),  # j1, j2, j3, j6, j9: ended at no named step in this log
         ("support/goodbye", 1, 0),  # j4
         ("support/main_menu", 1, 1),  # j5 hung up there
+        ("support/offer_sms", 1, 0),  # j10 handed off there (its first end)
     ]
     assert await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="payments")) == []
     quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
-    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 6), ("08:45", 1)]
+    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 7), ("08:45", 1)]
 
 
 async def test_the_holdout_split_shows_in_the_report(store: JourneyStore) -> None:
@@ -224,7 +240,7 @@ async def test_the_api_gives_the_same_numbers_and_refuses_bad_requests(api: str)
             ]
         async with http.get(api, params={**query, "by": "step", "flow": "support"}, headers=auth) as r:
             left = {x["step"]: x["left_in_flow"] for x in (await r.json())["rows"]}
-            assert left == {"support/-": 0, "support/goodbye": 0, "support/main_menu": 1}
+            assert left == {"support/-": 0, "support/goodbye": 0, "support/main_menu": 1, "support/offer_sms": 0}
 
         async with http.get(api, params=query) as r:
             assert r.status == 401
@@ -258,7 +274,7 @@ async def test_the_cli_prints_the_same_numbers(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("queue,contacts,offered,handled,abandoned,")
     assert [line.split(",")[:5] for line in lines[1:]] == [
-        ["-", "3", "0", "0", "0"],
+        ["-", "4", "0", "0", "0"],
         ["billing", "2", "2", "1", "1"],
         ["support", "2", "2", "2", "0"],
     ]
@@ -271,6 +287,7 @@ async def test_the_cli_prints_the_same_numbers(
         "support/-",
         "support/goodbye",
         "support/main_menu",
+        "support/offer_sms",
     ]
     assert await _cli([*common, "--by", "planet"]) == 2
     assert "'by' must be one of" in capsys.readouterr().err
@@ -285,7 +302,7 @@ async def test_the_migration_folds_an_older_log_into_the_same_contacts(store: Jo
     """A log written before contact_facts existed: the upgrade's backfill gives the rows the writer gives."""
     kpis = KpiStore(store.engine)
     written = sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id)
-    assert len(written) == 9
+    assert len(written) == 10
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda c: _alembic(c, "downgrade", "0005"))
     await schema.upgrade(store.engine)

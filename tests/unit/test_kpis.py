@@ -274,3 +274,43 @@ def test_where_callers_leave_each_flow() -> None:
     assert figures(sums_of(left)).left_in_flow == 4
     with pytest.raises(ValueError, match="'flow' must be"):
         ReportRequest.parse("2026-12-01", "2026-12-02", by="step", flow="x" * 65)
+
+
+def test_the_continuation_funnel_by_channel_pair() -> None:
+    """A call sends a link by SMS; the page is opened twice, claimed in chat, completed there.
+    Another call's link is opened but never claimed; a third is sent and forgotten; a chat that
+    never handed off is in no funnel."""
+    row = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}),
+            ("handed_off", T0 + 10, {"to": "sms", "resume": True}),
+            ("journey_handed_off", T0 + 11, {}),
+        ],
+    )
+    later = contact_delta(
+        "chat",
+        [
+            ("link_opened", T0 + 60, {"to": "chat"}),
+            ("link_opened", T0 + 61, {"to": "chat"}),
+            ("channel_changed", T0 + 61, {"from": "voice", "to": "voice", "via": "caller id"}),  # not a claim
+            ("channel_changed", T0 + 62, {"from": "voice", "to": "chat", "via": "link"}),
+            ("journey_resumed", T0 + 62, {"flow": "support"}),
+            ("journey_completed", T0 + 90, {}),
+        ],
+    )
+    assert row is not None and later is not None
+    done = facts("a", merge(row, later))
+    assert (done.sent_from, done.sent_to, done.opened_at, done.claimed_at) == ("voice", "sms", T0 + 60, T0 + 62)
+    assert (done.ended, done.completed_at, done.completed_after_claim) == ("handed_off", T0 + 90, True)
+    group = [
+        done,
+        contact("b", sent_at=T0, sent_from="voice", sent_to="sms", opened_at=T0 + 5),
+        contact("c", sent_at=T0, sent_from="voice", sent_to="sms"),
+        contact("d", channel="chat", ended="completed", completed_at=T0 + 5),
+    ]
+    rows = {r.key: r.figures for r in report(group, by="handoff")}
+    assert set(rows) == {"-", "voice>sms"}
+    f = rows["voice>sms"]
+    assert (f.links_sent, f.links_opened, f.links_claimed, f.links_completed, f.claimed_share) == (3, 2, 1, 1, 1 / 3)
+    assert (rows["-"].links_sent, rows["-"].claimed_share) == (0, None)

@@ -1,5 +1,6 @@
 """KPIs: the speech columns of ``contact_facts`` (heard, recognised, silences, read-backs, choices
-by voice and by key), the step a contact ended at, and why it went to the agents (the queued event's intent; the first
+by voice and by key), the step a contact ended at, the continuation funnel (link sent, from and to
+which channel, opened, claimed, completed) and why it went to the agents (the queued event's intent; the first
 time a step ran out of tries, and on what), folded from the log written before them.
 
 The journey writer keeps them from now on (``ivr.kpis``); this migration counts the same events
@@ -35,6 +36,15 @@ COLUMNS = (
     "key_choices",
 )
 
+LINK_COLUMNS = (
+    ("sent_at", sa.Float()),
+    ("sent_from", sa.String(16)),
+    ("sent_to", sa.String(16)),
+    ("opened_at", sa.Float()),
+    ("claimed_at", sa.Float()),
+    ("completed_at", sa.Float()),
+)
+
 
 def upgrade() -> None:
     with op.batch_alter_table("contact_facts") as batch:
@@ -44,13 +54,22 @@ def upgrade() -> None:
         batch.add_column(sa.Column("exhausted_at", sa.Float(), nullable=True))
         batch.add_column(sa.Column("exhausted_by", sa.String(16), nullable=True))
         batch.add_column(sa.Column("ended_step", sa.String(64), nullable=True))
+        for name, kind in LINK_COLUMNS:
+            batch.add_column(sa.Column(name, kind, nullable=True))
     for statement in _backfill():
         op.get_bind().execute(statement)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("contact_facts") as batch:
-        for name in (*COLUMNS, "queue_reason", "exhausted_at", "exhausted_by", "ended_step"):
+        for name in (
+            *COLUMNS,
+            "queue_reason",
+            "exhausted_at",
+            "exhausted_by",
+            "ended_step",
+            *(n for n, _ in LINK_COLUMNS),
+        ):
             batch.drop_column(name)
 
 
@@ -63,6 +82,7 @@ def _log() -> Any:
         sa.column("data", sa.JSON),
         sa.column("at", sa.Float),
         sa.column("step", sa.String),
+        sa.column("channel", sa.String),
     )
 
 
@@ -77,6 +97,7 @@ def _backfill() -> list[Any]:
         sa.column("exhausted_by", sa.String),
         sa.column("ended_at", sa.Float),
         sa.column("ended_step", sa.String),
+        *(sa.column(name) for name, _ in LINK_COLUMNS),
         *(sa.column(c) for c in COLUMNS),
     )
 
@@ -116,6 +137,29 @@ def _backfill() -> list[Any]:
     ended_step = (
         sa.select(sa.func.max(log.step)).where(mine, log.kind.in_(ends), log.at == facts.c.ended_at).scalar_subquery()
     )
+
+    def first_at(kind: str) -> Any:
+        return sa.select(sa.func.min(log.at)).where(mine, log.kind == kind).scalar_subquery()
+
+    def at_first_send(value: Any) -> Any:
+        """The value carried by the first handed_off (ties: the greatest)."""
+        return (
+            sa.select(sa.func.max(value))
+            .where(mine, log.kind == "handed_off", log.at == facts.c.sent_at)
+            .scalar_subquery()
+        )
+
+    links = facts.update().values(
+        sent_at=first_at("handed_off"),
+        opened_at=first_at("link_opened"),
+        claimed_at=sa.select(sa.func.min(log.at))
+        .where(mine, log.kind == "channel_changed", log.data["via"].as_string() == "link")
+        .scalar_subquery(),
+        completed_at=first_at("journey_completed"),
+    )
+    pairs = facts.update().values(
+        sent_from=at_first_send(log.channel), sent_to=at_first_send(log.data["to"].as_string())
+    )
     reasons = facts.update().values(
         queue_reason=sa.case((facts.c.queued_at.is_(None), None), (asked, "asked_for_agent"), else_="flow"),
         exhausted_at=first_exhausted,
@@ -135,4 +179,4 @@ def _backfill() -> list[Any]:
         speech_choices=count("option_chosen", mode == "speech"),
         key_choices=count("option_chosen", mode == "dtmf"),
     )
-    return [counts, reasons, exhausted_by]
+    return [counts, reasons, exhausted_by, links, pairs]

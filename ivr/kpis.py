@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -65,6 +65,13 @@ class ContactFacts:
     opened_at: float | None = None  # first time the continuation link's page was opened
     claimed_at: float | None = None  # first time a continuation link was claimed (channel changed)
     completed_at: float | None = None  # first journey_completed (also after another end)
+    callback_at: float | None = None  # a callback was booked (the caller keeps their place)
+    callback_dials: int = 0  # times the customer was dialled back
+    callback_connected_at: float | None = None  # the callback reached an agent
+    callback_failed_at: float | None = None  # the callback was given up (every attempt failed)
+    customer_id: str | None = None  # None: the customer was never identified
+    repeat_24h: bool = False  # the same customer started another contact in the 24 h before
+    repeat_7d: bool = False  # ... in the 7 days before (see :func:`mark_repeats`)
     queued_at: float | None = None
     queue: str | None = None
     skill: str | None = None
@@ -116,6 +123,13 @@ class ContactFacts:
     @property
     def completed_after_claim(self) -> bool:
         return self.claimed and self.completed_at is not None and self.completed_at >= (self.claimed_at or 0.0)
+
+    @property
+    def callback_wait(self) -> float | None:
+        """Seconds from booking the callback to talking to an agent."""
+        if self.callback_at is None or self.callback_connected_at is None:
+            return None
+        return self.callback_connected_at - self.callback_at
 
     @property
     def left_in_flow(self) -> bool:
@@ -220,6 +234,17 @@ class Figures:
     links_claimed: int = 0
     links_completed: int = 0
     claimed_share: float | None = None
+    callbacks_booked: int = 0
+    callbacks_dialled: int = 0
+    callback_dials: int = 0
+    callbacks_answered: int = 0
+    callbacks_failed: int = 0
+    avg_callback_wait_s: float | None = None
+    known_contacts: int = 0
+    repeat_24h: int = 0
+    repeat_7d: int = 0
+    repeat_24h_share: float | None = None
+    repeat_7d_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -236,6 +261,9 @@ FIRST: dict[str, tuple[str, ...]] = {
     "opened_at": (),
     "claimed_at": (),
     "completed_at": (),
+    "callback_at": (),
+    "callback_connected_at": (),
+    "callback_failed_at": (),
     "answered_at": ("agent_id",),
     "agent_ended_at": (),
     "abandoned_at": (),
@@ -260,9 +288,11 @@ COUNTS = (
     "no_match",
     "no_input",
     *SPEECH_COUNTS,
+    "callback_dials",
 )
-#: Columns that keep the highest value (holdout: 1 once any menu heard the file's order).
-HIGHEST = ("holdout",)
+#: Columns that keep the highest value (holdout: 1 once any menu heard the file's order;
+#: customer_id: any batch that knew the customer names them).
+HIGHEST = ("holdout", "customer_id")
 COLUMNS = (*(c for first, rest in FIRST.items() for c in (first, *rest)), *COUNTS, *HIGHEST)
 END_KINDS = {f"journey_{s}": s for s in ("completed", "abandoned", "failed", "queued", "handed_off")}
 ANSWER_KINDS = frozenset({"agent_connected", "chat_offered"})  # voice: AgentConnect; text: given to an agent
@@ -291,6 +321,10 @@ KINDS = frozenset(
         "handed_off",
         "link_opened",
         "channel_changed",
+        "callback_requested",
+        "callback_dialled",
+        "callback_connected",
+        "callback_failed",
     }
 )
 
@@ -302,7 +336,7 @@ def _text(value: object) -> str | None:
 Event = tuple[str, float, Mapping[str, Any]] | tuple[str, float, Mapping[str, Any], str | None]
 
 
-def contact_delta(channel: str, events: Iterable[Event]) -> dict[str, Any] | None:
+def contact_delta(channel: str, events: Iterable[Event], customer_id: str | None = None) -> dict[str, Any] | None:
     """One batch of one journey's events ``(kind, at, data)`` or ``(kind, at, data, step)`` as a
     contact row to merge (every column of :data:`COLUMNS`, None or 0 where the batch says
     nothing); None if no KPI event. ``step``: the step the journey was at (where it ended)."""
@@ -343,6 +377,14 @@ def contact_delta(channel: str, events: Iterable[Event]) -> dict[str, Any] | Non
         elif kind == "channel_changed":
             if data.get("via") == "link":  # not a returning caller, not "call me now"
                 first("claimed_at", at)
+        elif kind == "callback_requested":
+            first("callback_at", at)
+        elif kind == "callback_dialled":
+            row["callback_dials"] += 1
+        elif kind == "callback_connected":
+            first("callback_connected_at", at)
+        elif kind == "callback_failed":
+            first("callback_failed_at", at)
         elif kind == "tries_exhausted":
             status = data.get("status", last_status)  # older logs: the input rejected just before
             first("exhausted_at", at, exhausted_by="no_input" if status == "noinput" else "no_match")
@@ -379,6 +421,8 @@ def contact_delta(channel: str, events: Iterable[Event]) -> dict[str, Any] | Non
             silent = last_status == "noinput"
             row["no_input" if silent else "no_match"] += 1
             row["speech_no_input"] += int(silent and data.get("mode") == "speech")
+    if seen:
+        row["customer_id"] = _text(customer_id)
     return row if seen else None
 
 
@@ -412,6 +456,11 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         opened_at=row["opened_at"],
         claimed_at=row["claimed_at"],
         completed_at=row["completed_at"],
+        callback_at=row["callback_at"],
+        callback_dials=row["callback_dials"] or 0,
+        callback_connected_at=row["callback_connected_at"],
+        callback_failed_at=row["callback_failed_at"],
+        customer_id=row["customer_id"],
         queued_at=row["queued_at"],
         queue=row["queue"],
         skill=row["skill"],
@@ -430,7 +479,13 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         first_choices=row["first_choices"] or 0,
         no_match=row["no_match"] or 0,
         no_input=row["no_input"] or 0,
-        **{column: row[column] or 0 for column in SPEECH_COUNTS},
+        speech_heard=row["speech_heard"] or 0,
+        speech_recognised=row["speech_recognised"] or 0,
+        speech_no_input=row["speech_no_input"] or 0,
+        confirmations=row["confirmations"] or 0,
+        confirmed=row["confirmed"] or 0,
+        speech_choices=row["speech_choices"] or 0,
+        key_choices=row["key_choices"] or 0,
     )
 
 
@@ -474,6 +529,15 @@ class GroupSums:
     links_opened: int = 0
     links_claimed: int = 0
     links_completed: int = 0
+    callbacks_booked: int = 0
+    callbacks_dialled: int = 0
+    callback_dials: int = 0
+    callbacks_answered: int = 0
+    callbacks_failed: int = 0
+    callback_wait_s: float = 0.0
+    known_contacts: int = 0
+    repeat_24h: int = 0
+    repeat_7d: int = 0
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -515,6 +579,15 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         links_opened=sum(1 for c in group if c.opened),
         links_claimed=sum(1 for c in group if c.claimed),
         links_completed=sum(1 for c in group if c.completed_after_claim),
+        callbacks_booked=sum(1 for c in group if c.callback_at is not None),
+        callbacks_dialled=sum(1 for c in group if c.callback_at is not None and c.callback_dials),
+        callback_dials=sum(c.callback_dials for c in group if c.callback_at is not None),
+        callbacks_answered=sum(1 for c in group if c.callback_wait is not None),
+        callbacks_failed=sum(1 for c in group if c.callback_at is not None and c.callback_failed_at is not None),
+        callback_wait_s=sum(c.callback_wait for c in group if c.callback_wait is not None),
+        known_contacts=sum(1 for c in group if c.customer_id is not None),
+        repeat_24h=sum(1 for c in group if c.repeat_24h),
+        repeat_7d=sum(1 for c in group if c.repeat_7d),
     )
 
 
@@ -573,7 +646,40 @@ def figures(s: GroupSums) -> Figures:
         links_claimed=s.links_claimed,
         links_completed=s.links_completed,
         claimed_share=ratio(s.links_claimed, s.links_sent),
+        callbacks_booked=s.callbacks_booked,
+        callbacks_dialled=s.callbacks_dialled,
+        callback_dials=s.callback_dials,
+        callbacks_answered=s.callbacks_answered,
+        callbacks_failed=s.callbacks_failed,
+        avg_callback_wait_s=s.callback_wait_s / s.callbacks_answered if s.callbacks_answered else None,
+        known_contacts=s.known_contacts,
+        repeat_24h=s.repeat_24h,
+        repeat_7d=s.repeat_7d,
+        repeat_24h_share=ratio(s.repeat_24h, s.known_contacts),
+        repeat_7d_share=ratio(s.repeat_7d, s.known_contacts),
     )
+
+
+REPEAT_WINDOWS = {"repeat_24h": 86400.0, "repeat_7d": 7 * 86400.0}
+
+
+def mark_repeats(contacts: Iterable[ContactFacts], earlier: Iterable[ContactFacts] = ()) -> list[ContactFacts]:
+    """Each contact with ``repeat_24h`` / ``repeat_7d`` set: the same (identified) customer
+    started another contact, among ``contacts`` and ``earlier``, in the 24 h (7 days) before it
+    (the store asks the same of every stored contact in SQL)."""
+    group = list(contacts)
+    starts: dict[str, list[float]] = defaultdict(list)
+    for c in [*group, *earlier]:
+        if c.customer_id is not None:
+            starts[c.customer_id].append(c.started_at)
+
+    def before(c: ContactFacts, window: float) -> bool:
+        return c.customer_id is not None and any(
+            c.started_at - window <= at < c.started_at for at in starts[c.customer_id]
+        )
+
+    day, week = REPEAT_WINDOWS["repeat_24h"], REPEAT_WINDOWS["repeat_7d"]
+    return [replace(c, repeat_24h=before(c, day), repeat_7d=before(c, week)) for c in group]
 
 
 # ------------------------------------------------------------------------------- grouping

@@ -211,6 +211,8 @@ class ContactFactRow(Base):
     """
 
     __tablename__ = "contact_facts"
+    # repeat contacts: a customer's earlier contacts, found by start time
+    __table_args__ = (Index("ix_contact_facts_customer_started", "customer_id", "started_at"),)
 
     journey_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     started_at: Mapped[float | None] = mapped_column(Float, index=True)
@@ -225,6 +227,11 @@ class ContactFactRow(Base):
     opened_at: Mapped[float | None] = mapped_column(Float)
     claimed_at: Mapped[float | None] = mapped_column(Float)
     completed_at: Mapped[float | None] = mapped_column(Float)
+    callback_at: Mapped[float | None] = mapped_column(Float)
+    callback_dials: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_connected_at: Mapped[float | None] = mapped_column(Float)
+    callback_failed_at: Mapped[float | None] = mapped_column(Float)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     queued_at: Mapped[float | None] = mapped_column(Float)
     queue: Mapped[str | None] = mapped_column(String(64))
     skill: Mapped[str | None] = mapped_column(String(64))

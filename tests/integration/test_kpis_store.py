@@ -84,6 +84,13 @@ LOG: dict[str, tuple[str, list[E]]] = {
                       ("journey_handed_off", 520, {}, "offer_sms"), ("link_opened", 600, {"to": "chat"}),
                       ("channel_changed", 610, {"from": "voice", "to": "chat", "via": "link"}),
                       ("journey_resumed", 610, {"flow": "support"}), ("journey_completed", 700, {}, "goodbye")]),
+    # booked a callback instead of waiting; dialled twice, reached an agent 600 s after booking
+    "j11": ("voice", [started(800), ("callback_requested", 820, {"ticket": "t1", "queue": "billing"}),
+                      ("journey_queued", 821, {}), ("callback_dialled", 1200, {"ticket": "t1", "attempt": 1}),
+                      ("callback_dialled", 1400, {"ticket": "t1", "attempt": 2}),
+                      ("callback_connected", 1420, {"ticket": "t1", "queue": "billing"})]),
+    # c4's contact three days before j4: not in the report, but it makes j4 a repeat within 7 days
+    "j12": ("voice", [started(-3 * 86400)]),
     # started before the window: not counted, although queued in it
     "j7": ("voice", [started(-100), ("queued", 10, {"queue": "billing", "skill": "billing"})]),
     # started after the window
@@ -94,9 +101,12 @@ LOG: dict[str, tuple[str, list[E]]] = {
                      ("tries_exhausted", 3505, {"tries": 1, "status": "noinput"}), ("queued", 3510, {"queue": "support", "skill": "support"}),
                      ("journey_queued", 3510, {}), ("agent_connected", 3700, {"agent_id": "ag2"})]),
 }  # fmt: skip
+#: Identified customers: c1 called twice in the window (j2 is a repeat within 24 h), c9 just before
+#: it (j9 too), c4 three days before (j4: within 7 days); the rest are unknown callers.
+CUSTOMERS = {"j1": "c1", "j2": "c1", "j4": "c4", "j12": "c4", "j7": "c9", "j9": "c9"}
 
 TOTAL = {
-    "contacts": 8,
+    "contacts": 9,
     "offered": 4,
     "handled": 3,
     "abandoned": 1,
@@ -106,14 +116,14 @@ TOTAL = {
     "avg_handle_s": pytest.approx((120 + 200) / 2),
     "service_level": 0.5,
     "contained": 3,
-    "containment": pytest.approx(3 / 8),
+    "containment": pytest.approx(3 / 9),
     "contained_by_outcome": {"abandoned": 1, "completed": 1, "handed_off": 1},
     "choices": 4,
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
     "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
     "no_input": 4,  # j2 and j5 at speech menus, j4 by text, j9 on keys
-    "bad_input_per_contact": pytest.approx(7 / 8),
+    "bad_input_per_contact": pytest.approx(7 / 9),
     "speech_contacts": 3,  # j1, j2, j5
     "speech_heard": 2,  # j1, j5
     "speech_recognised": 1,  # j1
@@ -133,6 +143,17 @@ TOTAL = {
     "links_claimed": 1,
     "links_completed": 1,
     "claimed_share": 1.0,
+    "callbacks_booked": 1,  # j11
+    "callbacks_dialled": 1,
+    "callback_dials": 2,
+    "callbacks_answered": 1,
+    "callbacks_failed": 0,
+    "avg_callback_wait_s": 600.0,
+    "known_contacts": 4,  # j1, j2, j4, j9
+    "repeat_24h": 2,  # j2, j9
+    "repeat_7d": 3,  # and j4
+    "repeat_24h_share": 0.5,
+    "repeat_7d_share": 0.75,
 }
 
 
@@ -144,7 +165,7 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
     for journey_id, (channel, events) in LOG.items():
         s.append(
             journey_id,
-            None,
+            CUSTOMERS.get(journey_id),
             channel,
             [Interaction(e[0], e[3] if len(e) > 3 else None, e[2], T0 + e[1]) for e in events],
         )
@@ -156,7 +177,7 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
 async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     kpis = KpiStore(store.engine)
     contacts = {c.journey_id: c for c in await kpis.contacts(T0, T0 + 3600)}
-    assert sorted(contacts) == ["j1", "j10", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert sorted(contacts) == ["j1", "j10", "j11", "j2", "j3", "j4", "j5", "j6", "j9"]
     assert contacts["j1"].ended == "queued" and contacts["j5"].ended == "abandoned"
     assert [contacts[j].holdout for j in ("j1", "j2", "j3", "j4")] == [False, True, None, None]
 
@@ -178,22 +199,22 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
     assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}
     by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
-    assert by_channel == {"chat": 1, "sms": 1, "voice": 6}
+    assert by_channel == {"chat": 1, "sms": 1, "voice": 7}
     by_pair = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="handoff"))}
     assert {k: (f.contacts, f.links_sent, f.links_completed) for k, f in by_pair.items()} == {
-        "-": (7, 0, 0),
+        "-": (8, 0, 0),
         "voice>sms": (1, 1, 1),
     }
     steps = await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="support"))
     assert [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in steps] == [
-        ("support/-", 5, 0),  # j1, j2, j3, j6, j9: ended at no named step in this log
+        ("support/-", 6, 0),  # j1, j2, j3, j6, j9, j11: ended at no named step in this log
         ("support/goodbye", 1, 0),  # j4
         ("support/main_menu", 1, 1),  # j5 hung up there
         ("support/offer_sms", 1, 0),  # j10 handed off there (its first end)
     ]
     assert await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="payments")) == []
     quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
-    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 7), ("08:45", 1)]
+    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 8), ("08:45", 1)]
 
 
 async def test_the_holdout_split_shows_in_the_report(store: JourneyStore) -> None:
@@ -274,7 +295,7 @@ async def test_the_cli_prints_the_same_numbers(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("queue,contacts,offered,handled,abandoned,")
     assert [line.split(",")[:5] for line in lines[1:]] == [
-        ["-", "4", "0", "0", "0"],
+        ["-", "5", "0", "0", "0"],
         ["billing", "2", "2", "1", "1"],
         ["support", "2", "2", "2", "0"],
     ]
@@ -302,7 +323,7 @@ async def test_the_migration_folds_an_older_log_into_the_same_contacts(store: Jo
     """A log written before contact_facts existed: the upgrade's backfill gives the rows the writer gives."""
     kpis = KpiStore(store.engine)
     written = sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id)
-    assert len(written) == 10
+    assert len(written) == 11
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda c: _alembic(c, "downgrade", "0005"))
     await schema.upgrade(store.engine)

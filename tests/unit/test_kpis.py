@@ -15,6 +15,7 @@ from ivr.kpis import (
     facts,
     figures,
     histogram_percentile,
+    mark_repeats,
     merge,
     report,
     sums_of,
@@ -314,3 +315,58 @@ def test_the_continuation_funnel_by_channel_pair() -> None:
     f = rows["voice>sms"]
     assert (f.links_sent, f.links_opened, f.links_claimed, f.links_completed, f.claimed_share) == (3, 2, 1, 1, 1 / 3)
     assert (rows["-"].links_sent, rows["-"].claimed_share) == (0, None)
+
+
+def test_callbacks_booked_dialled_answered_failed() -> None:
+    """One callback reached an agent on the second dial 300 s after booking, one failed after
+    three dials, one is still waiting; the events as the queue step and the dispatcher log them."""
+    answered = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}),
+            ("callback_requested", T0 + 30, {"ticket": "t1", "queue": "billing", "position": 4}),
+            ("journey_queued", T0 + 31, {}),
+            ("callback_dialled", T0 + 200, {"ticket": "t1", "attempt": 1}),
+            ("callback_dialled", T0 + 320, {"ticket": "t1", "attempt": 2}),
+            ("callback_connected", T0 + 330, {"ticket": "t1", "queue": "billing"}),
+        ],
+    )
+    assert answered is not None
+    a = facts("a", answered)
+    assert (a.callback_at, a.callback_dials, a.callback_wait) == (T0 + 30, 2, 300)
+    group = [
+        a,
+        contact("f", callback_at=T0, callback_dials=3, callback_failed_at=T0 + 900),
+        contact("w", callback_at=T0),
+        contact("n"),
+    ]
+    f = figures(sums_of(group))
+    assert (f.callbacks_booked, f.callbacks_dialled, f.callback_dials) == (3, 2, 5)
+    assert (f.callbacks_answered, f.callbacks_failed, f.avg_callback_wait_s) == (1, 1, 300)
+    assert figures(sums_of([contact("n")])).avg_callback_wait_s is None
+
+
+def test_repeat_contacts_within_24_hours_and_7_days() -> None:
+    """c1 called at 08:00 and again at 09:00 (a repeat within 24 h); c2 three days after a contact
+    that is not in the report (a repeat within 7 days only); c3 once; an unknown caller is never a
+    repeat and is not in the share's base."""
+    row = contact_delta("voice", [("journey_started", T0, {"flow": "support"})], customer_id="c1")
+    assert row is not None and facts("a", row).customer_id == "c1"
+    old = contact("old", customer_id="c2", started_at=T0 - 3 * 86400)
+    group = mark_repeats(
+        [
+            facts("a", row),
+            contact("b", customer_id="c1", started_at=T0 + 3600),
+            contact("c", customer_id="c2"),
+            contact("d", customer_id="c3"),
+            contact("e"),
+            contact("f"),
+        ],
+        earlier=[old],
+    )
+    assert [(c.journey_id, c.repeat_24h, c.repeat_7d) for c in group if c.repeat_7d] == [
+        ("b", True, True),
+        ("c", False, True),
+    ]
+    f = figures(sums_of(group))
+    assert (f.known_contacts, f.repeat_24h, f.repeat_7d, f.repeat_24h_share, f.repeat_7d_share) == (4, 1, 2, 0.25, 0.5)

@@ -1,6 +1,6 @@
 """KPIs: the speech columns of ``contact_facts`` (heard, recognised, silences, read-backs, choices
 by voice and by key), the step a contact ended at, the continuation funnel (link sent, from and to
-which channel, opened, claimed, completed) and why it went to the agents (the queued event's intent; the first
+which channel, opened, claimed, completed), callbacks (booked, dialled, connected, failed), the customer (for repeat contacts) and why it went to the agents (the queued event's intent; the first
 time a step ran out of tries, and on what), folded from the log written before them.
 
 The journey writer keeps them from now on (``ivr.kpis``); this migration counts the same events
@@ -34,15 +34,20 @@ COLUMNS = (
     "confirmed",
     "speech_choices",
     "key_choices",
+    "callback_dials",
 )
 
-LINK_COLUMNS = (
+NULLABLE_COLUMNS = (
     ("sent_at", sa.Float()),
     ("sent_from", sa.String(16)),
     ("sent_to", sa.String(16)),
     ("opened_at", sa.Float()),
     ("claimed_at", sa.Float()),
     ("completed_at", sa.Float()),
+    ("callback_at", sa.Float()),
+    ("callback_connected_at", sa.Float()),
+    ("callback_failed_at", sa.Float()),
+    ("customer_id", sa.String(64)),
 )
 
 
@@ -54,13 +59,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("exhausted_at", sa.Float(), nullable=True))
         batch.add_column(sa.Column("exhausted_by", sa.String(16), nullable=True))
         batch.add_column(sa.Column("ended_step", sa.String(64), nullable=True))
-        for name, kind in LINK_COLUMNS:
+        for name, kind in NULLABLE_COLUMNS:
             batch.add_column(sa.Column(name, kind, nullable=True))
     for statement in _backfill():
         op.get_bind().execute(statement)
+    op.create_index("ix_contact_facts_customer_started", "contact_facts", ["customer_id", "started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_contact_facts_customer_started", table_name="contact_facts")
     with op.batch_alter_table("contact_facts") as batch:
         for name in (
             *COLUMNS,
@@ -68,7 +75,7 @@ def downgrade() -> None:
             "exhausted_at",
             "exhausted_by",
             "ended_step",
-            *(n for n, _ in LINK_COLUMNS),
+            *(n for n, _ in NULLABLE_COLUMNS),
         ):
             batch.drop_column(name)
 
@@ -83,6 +90,7 @@ def _log() -> Any:
         sa.column("at", sa.Float),
         sa.column("step", sa.String),
         sa.column("channel", sa.String),
+        sa.column("customer_id", sa.String),
     )
 
 
@@ -97,7 +105,7 @@ def _backfill() -> list[Any]:
         sa.column("exhausted_by", sa.String),
         sa.column("ended_at", sa.Float),
         sa.column("ended_step", sa.String),
-        *(sa.column(name) for name, _ in LINK_COLUMNS),
+        *(sa.column(name) for name, _ in NULLABLE_COLUMNS),
         *(sa.column(c) for c in COLUMNS),
     )
 
@@ -156,6 +164,10 @@ def _backfill() -> list[Any]:
         .where(mine, log.kind == "channel_changed", log.data["via"].as_string() == "link")
         .scalar_subquery(),
         completed_at=first_at("journey_completed"),
+        callback_at=first_at("callback_requested"),
+        callback_connected_at=first_at("callback_connected"),
+        callback_failed_at=first_at("callback_failed"),
+        customer_id=sa.select(sa.func.max(log.customer_id)).where(mine).scalar_subquery(),
     )
     pairs = facts.update().values(
         sent_from=at_first_send(log.channel), sent_to=at_first_send(log.data["to"].as_string())
@@ -178,5 +190,6 @@ def _backfill() -> list[Any]:
         confirmed=count("confirmation_answered", log.data["confirmed"].as_boolean() == sa.true()),
         speech_choices=count("option_chosen", mode == "speech"),
         key_choices=count("option_chosen", mode == "dtmf"),
+        callback_dials=count("callback_dialled"),
     )
     return [counts, reasons, exhausted_by, links, pairs]

@@ -404,6 +404,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             interval=args.interval,
             split_holdout=args.holdout,
             max_window_s=config.kpi.max_days * 86400.0,
+            flow=args.flow,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -522,7 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="contact-centre KPIs over a window (docs/kpis.md); the numbers of /api/kpis")
     p.add_argument("--from", dest="start", required=True, help="ISO 8601 date or time (UTC unless it says)")
     p.add_argument("--to", dest="end", required=True, help="ISO 8601 date or time, after --from")
-    p.add_argument("--by", default="interval", help="interval | flow | queue | skill | agent | channel | holdout")
+    p.add_argument(
+        "--by", default="interval", help="interval | flow | queue | skill | agent | channel | holdout | step"
+    )
+    p.add_argument("--flow", default=None, help="only contacts that started in this flow (with --by step: its steps)")
     p.add_argument("--interval", default="hour", help="15min | hour | day (for --by interval)")
     p.add_argument("--holdout", action="store_true", help="split every group: personalized vs holdout")
     p.add_argument("--format", choices=["csv", "json"], default="csv")

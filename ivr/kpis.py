@@ -25,12 +25,22 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout"]
-DIMENSIONS: tuple[Dimension, ...] = ("interval", "flow", "queue", "skill", "agent", "channel", "holdout")
+Dimension = Literal["interval", "flow", "queue", "skill", "agent", "channel", "holdout", "step", "handoff"]
+DIMENSIONS: tuple[Dimension, ...] = (
+    "interval",
+    "flow",
+    "queue",
+    "skill",
+    "agent",
+    "channel",
+    "holdout",
+    "step",
+    "handoff",
+)
 #: Interval widths in seconds; intervals are aligned to UTC midnight.
 INTERVALS = {"15min": 900, "hour": 3600, "day": 86400}
 DEFAULT_SERVICE_LEVEL_S = 20.0
@@ -48,9 +58,26 @@ class ContactFacts:
     channel: str
     flow: str
     ended: str | None = None  # the journey's first end status: completed, abandoned, queued, ...
+    ended_step: str | None = None  # the step the journey was at when it ended
+    sent_at: float | None = None  # first hand-off to another channel (a link or an SMS sent)
+    sent_from: str | None = None  # ... from this channel
+    sent_to: str | None = None  # ... to this one
+    opened_at: float | None = None  # first time the continuation link's page was opened
+    claimed_at: float | None = None  # first time a continuation link was claimed (channel changed)
+    completed_at: float | None = None  # first journey_completed (also after another end)
+    callback_at: float | None = None  # a callback was booked (the caller keeps their place)
+    callback_dials: int = 0  # times the customer was dialled back
+    callback_connected_at: float | None = None  # the callback reached an agent
+    callback_failed_at: float | None = None  # the callback was given up (every attempt failed)
+    customer_id: str | None = None  # None: the customer was never identified
+    repeat_24h: bool = False  # the same customer started another contact in the 24 h before
+    repeat_7d: bool = False  # ... in the 7 days before (see :func:`mark_repeats`)
     queued_at: float | None = None
     queue: str | None = None
     skill: str | None = None
+    queue_reason: str | None = None  # asked_for_agent / flow, from the queued event's intent
+    exhausted_at: float | None = None  # first time a step ran out of tries
+    exhausted_by: str | None = None  # ... after silence (no_input) or input nothing took (no_match)
     answered_at: float | None = None  # an agent took it: AgentConnect (voice), chat offered to an agent
     agent_id: str | None = None
     agent_ended_at: float | None = None  # the agent's conversation ended (AgentComplete, chat closed)
@@ -63,10 +90,65 @@ class ContactFacts:
     first_choices: int = 0  # ... of them the first one spoken
     no_match: int = 0  # inputs rejected as taking no option (a wrong key, an unrecognised phrase)
     no_input: int = 0  # inputs rejected as silence
+    speech_heard: int = 0  # spoken answers at speech menus (silence not counted)
+    speech_recognised: int = 0  # ... of them taken as an option
+    speech_no_input: int = 0  # silences at speech menus
+    confirmations: int = 0  # "did you say ...?" read-backs of a low-confidence answer
+    confirmed: int = 0  # ... answered yes
+    speech_choices: int = 0  # options chosen by voice
+    key_choices: int = 0  # options chosen by key (DTMF)
+
+    @property
+    def spoke(self) -> bool:
+        """A speech menu listened to this contact (it said something, or stayed silent)."""
+        return self.speech_heard + self.speech_no_input > 0
+
+    @property
+    def fell_back_to_keys(self) -> bool:
+        """A speech menu listened, and the contact chose an option by key after all."""
+        return self.spoke and self.key_choices > 0
+
+    @property
+    def sent(self) -> bool:
+        return self.sent_at is not None
+
+    @property
+    def opened(self) -> bool:
+        return self.sent_at is not None and self.opened_at is not None and self.opened_at >= self.sent_at
+
+    @property
+    def claimed(self) -> bool:
+        return self.sent_at is not None and self.claimed_at is not None and self.claimed_at >= self.sent_at
+
+    @property
+    def completed_after_claim(self) -> bool:
+        return self.claimed and self.completed_at is not None and self.completed_at >= (self.claimed_at or 0.0)
+
+    @property
+    def callback_wait(self) -> float | None:
+        """Seconds from booking the callback to talking to an agent."""
+        if self.callback_at is None or self.callback_connected_at is None:
+            return None
+        return self.callback_connected_at - self.callback_at
+
+    @property
+    def left_in_flow(self) -> bool:
+        """The caller left in self-service (hung up, closed the chat) before the flow ended."""
+        return self.ended == "abandoned"
 
     @property
     def offered(self) -> bool:
         return self.queued_at is not None
+
+    @property
+    def offer_reason(self) -> str | None:
+        """Why an offered contact went to the agents: a step ran out of tries before (no_input,
+        no_match), else the caller asked for an agent, else the flow led there."""
+        if self.queued_at is None:
+            return None
+        if self.exhausted_at is not None and self.exhausted_at <= self.queued_at:
+            return self.exhausted_by or "no_match"
+        return self.queue_reason or "flow"
 
     @property
     def handled(self) -> bool:
@@ -134,6 +216,35 @@ class Figures:
     no_match: int = 0
     no_input: int = 0
     bad_input_per_contact: float | None = None
+    speech_contacts: int = 0
+    speech_heard: int = 0
+    speech_recognised: int = 0
+    speech_no_match: int = 0
+    speech_no_input: int = 0
+    recognition_rate: float | None = None
+    confirmations: int = 0
+    confirmed_share: float | None = None
+    speech_choices: int = 0
+    fell_back_to_keys: int = 0
+    fell_back_share: float | None = None
+    offered_by_reason: dict[str, int] = field(default_factory=dict)
+    left_in_flow: int = 0
+    links_sent: int = 0
+    links_opened: int = 0
+    links_claimed: int = 0
+    links_completed: int = 0
+    claimed_share: float | None = None
+    callbacks_booked: int = 0
+    callbacks_dialled: int = 0
+    callback_dials: int = 0
+    callbacks_answered: int = 0
+    callbacks_failed: int = 0
+    avg_callback_wait_s: float | None = None
+    known_contacts: int = 0
+    repeat_24h: int = 0
+    repeat_7d: int = 0
+    repeat_24h_share: float | None = None
+    repeat_7d_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -143,22 +254,53 @@ class Figures:
 #: A "first" column and the columns that come with it: the earliest batch's values win.
 FIRST: dict[str, tuple[str, ...]] = {
     "started_at": ("channel", "flow"),
-    "ended_at": ("ended",),
-    "queued_at": ("queue", "skill"),
+    "ended_at": ("ended", "ended_step"),
+    "queued_at": ("queue", "skill", "queue_reason"),
+    "exhausted_at": ("exhausted_by",),
+    "sent_at": ("sent_from", "sent_to"),
+    "opened_at": (),
+    "claimed_at": (),
+    "completed_at": (),
+    "callback_at": (),
+    "callback_connected_at": (),
+    "callback_failed_at": (),
     "answered_at": ("agent_id",),
     "agent_ended_at": (),
     "abandoned_at": (),
     "menu_at": (),
     "chosen_at": (),
 }
+#: The speech columns (they add up across batches), as :class:`ContactFacts` names them.
+SPEECH_COUNTS = (
+    "speech_heard",
+    "speech_recognised",
+    "speech_no_input",
+    "confirmations",
+    "confirmed",
+    "speech_choices",
+    "key_choices",
+)
 #: Columns that add up across batches.
-COUNTS = ("transfers", "choices", "first_choices", "no_match", "no_input")
-#: Columns that keep the highest value (holdout: 1 once any menu heard the file's order).
-HIGHEST = ("holdout",)
+COUNTS = (
+    "transfers",
+    "choices",
+    "first_choices",
+    "no_match",
+    "no_input",
+    *SPEECH_COUNTS,
+    "callback_dials",
+)
+#: Columns that keep the highest value (holdout: 1 once any menu heard the file's order;
+#: customer_id: any batch that knew the customer names them).
+HIGHEST = ("holdout", "customer_id")
 COLUMNS = (*(c for first, rest in FIRST.items() for c in (first, *rest)), *COUNTS, *HIGHEST)
 END_KINDS = {f"journey_{s}": s for s in ("completed", "abandoned", "failed", "queued", "handed_off")}
 ANSWER_KINDS = frozenset({"agent_connected", "chat_offered"})  # voice: AgentConnect; text: given to an agent
 AGENT_END_KINDS = frozenset({"agent_completed", "chat_closed"})
+#: Why an offered contact went to the agents (:attr:`ContactFacts.offer_reason`).
+OFFER_REASONS = ("no_input", "no_match", "asked_for_agent", "flow")
+#: Intents of a menu option that means "let me talk to a person" (the flows' agent options).
+AGENT_INTENTS = frozenset({"agent", "operator"})
 #: Every event kind a contact row is made of; the rest of the log never touches it.
 KINDS = frozenset(
     {
@@ -172,6 +314,17 @@ KINDS = frozenset(
         "menu_personalized",
         "option_chosen",
         "input_rejected",
+        "intent_recognised",
+        "confirmation_asked",
+        "confirmation_answered",
+        "tries_exhausted",
+        "handed_off",
+        "link_opened",
+        "channel_changed",
+        "callback_requested",
+        "callback_dialled",
+        "callback_connected",
+        "callback_failed",
     }
 )
 
@@ -180,28 +333,61 @@ def _text(value: object) -> str | None:
     return value[:64] if isinstance(value, str) else None
 
 
-def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, Any]]]) -> dict[str, Any] | None:
-    """One batch of one journey's events ``(kind, at, data)`` as a contact row to merge (every
-    column of :data:`COLUMNS`, None or 0 where the batch says nothing); None if no KPI event."""
+Event = tuple[str, float, Mapping[str, Any]] | tuple[str, float, Mapping[str, Any], str | None]
+
+
+def contact_delta(channel: str, events: Iterable[Event], customer_id: str | None = None) -> dict[str, Any] | None:
+    """One batch of one journey's events ``(kind, at, data)`` or ``(kind, at, data, step)`` as a
+    contact row to merge (every column of :data:`COLUMNS`, None or 0 where the batch says
+    nothing); None if no KPI event. ``step``: the step the journey was at (where it ended)."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(dict.fromkeys(COUNTS, 0))
     seen = False
+    last_status: object = None  # of the latest input_rejected: a step runs out of tries on it
 
     def first(column: str, at: float, **values: Any) -> None:
         if row[column] is None or at < row[column]:
             row[column] = at
             row.update(values)
 
-    for kind, at, data in events:
+    for event in events:
+        kind, at, data = event[0], event[1], event[2]
         if kind not in KINDS:
             continue
         seen = True
         if kind == "journey_started":
             first("started_at", at, channel=channel, flow=_text(data.get("flow")))
         elif kind in END_KINDS:
-            first("ended_at", at, ended=END_KINDS[kind])
+            if kind == "journey_completed":
+                first("completed_at", at)
+            first("ended_at", at, ended=END_KINDS[kind], ended_step=_text(event[3] if len(event) > 3 else None))
         elif kind == "queued":
-            first("queued_at", at, queue=_text(data.get("queue")), skill=_text(data.get("skill")))
+            asked = data.get("intent") in AGENT_INTENTS
+            first(
+                "queued_at",
+                at,
+                queue=_text(data.get("queue")),
+                skill=_text(data.get("skill")),
+                queue_reason="asked_for_agent" if asked else "flow",
+            )
+        elif kind == "handed_off":
+            first("sent_at", at, sent_from=channel, sent_to=_text(data.get("to")))
+        elif kind == "link_opened":
+            first("opened_at", at)
+        elif kind == "channel_changed":
+            if data.get("via") == "link":  # not a returning caller, not "call me now"
+                first("claimed_at", at)
+        elif kind == "callback_requested":
+            first("callback_at", at)
+        elif kind == "callback_dialled":
+            row["callback_dials"] += 1
+        elif kind == "callback_connected":
+            first("callback_connected_at", at)
+        elif kind == "callback_failed":
+            first("callback_failed_at", at)
+        elif kind == "tries_exhausted":
+            status = data.get("status", last_status)  # older logs: the input rejected just before
+            first("exhausted_at", at, exhausted_by="no_input" if status == "noinput" else "no_match")
         elif kind in ANSWER_KINDS:
             first("answered_at", at, agent_id=_text(data.get("agent_id")))
         elif kind in AGENT_END_KINDS:
@@ -219,9 +405,24 @@ def contact_delta(channel: str, events: Iterable[tuple[str, float, Mapping[str, 
             first("chosen_at", at)
             row["choices"] += 1
             row["first_choices"] += int(data.get("position") == 1)
+            mode = data.get("mode")
+            if mode in ("speech", "dtmf"):
+                row["speech_choices" if mode == "speech" else "key_choices"] += 1
+        elif kind == "intent_recognised":  # something was said at a speech menu (never silence)
+            row["speech_heard"] += 1
+            row["speech_recognised"] += int(data.get("status") == "match")
+        elif kind == "confirmation_asked":
+            row["confirmations"] += 1
+        elif kind == "confirmation_answered":
+            row["confirmed"] += int(data.get("confirmed") is True)
         else:  # input_rejected: silence, or input that took no option (a wrong key is heard as a
             # "match" of the keypad that the menu then refused, so anything but noinput is no-match)
-            row["no_input" if data.get("status") == "noinput" else "no_match"] += 1
+            last_status = data.get("status")
+            silent = last_status == "noinput"
+            row["no_input" if silent else "no_match"] += 1
+            row["speech_no_input"] += int(silent and data.get("mode") == "speech")
+    if seen:
+        row["customer_id"] = _text(customer_id)
     return row if seen else None
 
 
@@ -248,9 +449,24 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         channel=row["channel"] or "-",
         flow=row["flow"] or "-",
         ended=row["ended"],
+        ended_step=row["ended_step"],
+        sent_at=row["sent_at"],
+        sent_from=row["sent_from"],
+        sent_to=row["sent_to"],
+        opened_at=row["opened_at"],
+        claimed_at=row["claimed_at"],
+        completed_at=row["completed_at"],
+        callback_at=row["callback_at"],
+        callback_dials=row["callback_dials"] or 0,
+        callback_connected_at=row["callback_connected_at"],
+        callback_failed_at=row["callback_failed_at"],
+        customer_id=row["customer_id"],
         queued_at=row["queued_at"],
         queue=row["queue"],
         skill=row["skill"],
+        queue_reason=row["queue_reason"],
+        exhausted_at=row["exhausted_at"],
+        exhausted_by=row["exhausted_by"],
         answered_at=row["answered_at"],
         agent_id=row["agent_id"],
         agent_ended_at=row["agent_ended_at"],
@@ -263,6 +479,13 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         first_choices=row["first_choices"] or 0,
         no_match=row["no_match"] or 0,
         no_input=row["no_input"] or 0,
+        speech_heard=row["speech_heard"] or 0,
+        speech_recognised=row["speech_recognised"] or 0,
+        speech_no_input=row["speech_no_input"] or 0,
+        confirmations=row["confirmations"] or 0,
+        confirmed=row["confirmed"] or 0,
+        speech_choices=row["speech_choices"] or 0,
+        key_choices=row["key_choices"] or 0,
     )
 
 
@@ -292,6 +515,29 @@ class GroupSums:
     no_match: int = 0
     no_input: int = 0
     waits: Mapping[int, int] = field(default_factory=dict)  # whole seconds -> handled contacts
+    speech_contacts: int = 0
+    speech_heard: int = 0
+    speech_recognised: int = 0
+    speech_no_input: int = 0
+    confirmations: int = 0
+    confirmed: int = 0
+    speech_choices: int = 0
+    fell_back: int = 0
+    offered_by_reason: Mapping[str, int] = field(default_factory=dict)
+    left_in_flow: int = 0
+    links_sent: int = 0
+    links_opened: int = 0
+    links_claimed: int = 0
+    links_completed: int = 0
+    callbacks_booked: int = 0
+    callbacks_dialled: int = 0
+    callback_dials: int = 0
+    callbacks_answered: int = 0
+    callbacks_failed: int = 0
+    callback_wait_s: float = 0.0
+    known_contacts: int = 0
+    repeat_24h: int = 0
+    repeat_7d: int = 0
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -319,6 +565,29 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         no_match=sum(c.no_match for c in group),
         no_input=sum(c.no_input for c in group),
         waits=dict(Counter(math.floor(w) for _, w in handled)),
+        speech_contacts=sum(1 for c in group if c.spoke),
+        speech_heard=sum(c.speech_heard for c in group),
+        speech_recognised=sum(c.speech_recognised for c in group),
+        speech_no_input=sum(c.speech_no_input for c in group),
+        confirmations=sum(c.confirmations for c in group),
+        confirmed=sum(c.confirmed for c in group),
+        speech_choices=sum(c.speech_choices for c in group),
+        fell_back=sum(1 for c in group if c.fell_back_to_keys),
+        offered_by_reason=dict(Counter(str(c.offer_reason) for c in group if c.offered)),
+        left_in_flow=sum(1 for c in group if c.left_in_flow),
+        links_sent=sum(1 for c in group if c.sent),
+        links_opened=sum(1 for c in group if c.opened),
+        links_claimed=sum(1 for c in group if c.claimed),
+        links_completed=sum(1 for c in group if c.completed_after_claim),
+        callbacks_booked=sum(1 for c in group if c.callback_at is not None),
+        callbacks_dialled=sum(1 for c in group if c.callback_at is not None and c.callback_dials),
+        callback_dials=sum(c.callback_dials for c in group if c.callback_at is not None),
+        callbacks_answered=sum(1 for c in group if c.callback_wait is not None),
+        callbacks_failed=sum(1 for c in group if c.callback_at is not None and c.callback_failed_at is not None),
+        callback_wait_s=sum(c.callback_wait for c in group if c.callback_wait is not None),
+        known_contacts=sum(1 for c in group if c.customer_id is not None),
+        repeat_24h=sum(1 for c in group if c.repeat_24h),
+        repeat_7d=sum(1 for c in group if c.repeat_7d),
     )
 
 
@@ -359,7 +628,58 @@ def figures(s: GroupSums) -> Figures:
         no_match=s.no_match,
         no_input=s.no_input,
         bad_input_per_contact=ratio(s.no_match + s.no_input, s.contacts),
+        speech_contacts=s.speech_contacts,
+        speech_heard=s.speech_heard,
+        speech_recognised=s.speech_recognised,
+        speech_no_match=s.speech_heard - s.speech_recognised,
+        speech_no_input=s.speech_no_input,
+        recognition_rate=ratio(s.speech_recognised, s.speech_heard),
+        confirmations=s.confirmations,
+        confirmed_share=ratio(s.confirmed, s.confirmations),
+        speech_choices=s.speech_choices,
+        fell_back_to_keys=s.fell_back,
+        fell_back_share=ratio(s.fell_back, s.speech_contacts),
+        offered_by_reason=dict(sorted((k, v) for k, v in s.offered_by_reason.items() if v)),
+        left_in_flow=s.left_in_flow,
+        links_sent=s.links_sent,
+        links_opened=s.links_opened,
+        links_claimed=s.links_claimed,
+        links_completed=s.links_completed,
+        claimed_share=ratio(s.links_claimed, s.links_sent),
+        callbacks_booked=s.callbacks_booked,
+        callbacks_dialled=s.callbacks_dialled,
+        callback_dials=s.callback_dials,
+        callbacks_answered=s.callbacks_answered,
+        callbacks_failed=s.callbacks_failed,
+        avg_callback_wait_s=s.callback_wait_s / s.callbacks_answered if s.callbacks_answered else None,
+        known_contacts=s.known_contacts,
+        repeat_24h=s.repeat_24h,
+        repeat_7d=s.repeat_7d,
+        repeat_24h_share=ratio(s.repeat_24h, s.known_contacts),
+        repeat_7d_share=ratio(s.repeat_7d, s.known_contacts),
     )
+
+
+REPEAT_WINDOWS = {"repeat_24h": 86400.0, "repeat_7d": 7 * 86400.0}
+
+
+def mark_repeats(contacts: Iterable[ContactFacts], earlier: Iterable[ContactFacts] = ()) -> list[ContactFacts]:
+    """Each contact with ``repeat_24h`` / ``repeat_7d`` set: the same (identified) customer
+    started another contact, among ``contacts`` and ``earlier``, in the 24 h (7 days) before it
+    (the store asks the same of every stored contact in SQL)."""
+    group = list(contacts)
+    starts: dict[str, list[float]] = defaultdict(list)
+    for c in [*group, *earlier]:
+        if c.customer_id is not None:
+            starts[c.customer_id].append(c.started_at)
+
+    def before(c: ContactFacts, window: float) -> bool:
+        return c.customer_id is not None and any(
+            c.started_at - window <= at < c.started_at for at in starts[c.customer_id]
+        )
+
+    day, week = REPEAT_WINDOWS["repeat_24h"], REPEAT_WINDOWS["repeat_7d"]
+    return [replace(c, repeat_24h=before(c, day), repeat_7d=before(c, week)) for c in group]
 
 
 # ------------------------------------------------------------------------------- grouping
@@ -376,12 +696,26 @@ def holdout_label(holdout: bool | None) -> str:
     return {None: "-", True: "holdout", False: "personalized"}[holdout]
 
 
+def step_label(flow: str | None, step: str | None) -> str:
+    """``flow/step`` where a contact ended (step names repeat across flows); ``-`` for unknown."""
+    return f"{flow or '-'}/{step or '-'}"
+
+
+def handoff_label(sent_from: str | None, sent_to: str | None) -> str:
+    """The channel pair of a hand-off, ``voice>sms``."""
+    return f"{sent_from or '-'}>{sent_to or '-'}"
+
+
 def key_of(by: Dimension, interval: str) -> Callable[[ContactFacts], str]:
     """What groups contacts along ``by``: a contact with no queue (or agent...) goes under ``"-"``."""
     if by == "interval":
         return lambda c: interval_label(interval_start(c.started_at, interval))
     if by == "holdout":
         return lambda c: holdout_label(c.holdout)
+    if by == "step":
+        return lambda c: step_label(c.flow, c.ended_step)
+    if by == "handoff":
+        return lambda c: handoff_label(c.sent_from, c.sent_to) if c.sent else "-"
     attribute = {"flow": "flow", "queue": "queue", "skill": "skill", "agent": "agent_id", "channel": "channel"}[by]
     return lambda c: getattr(c, attribute) or "-"
 
@@ -418,6 +752,7 @@ def report(
     interval: str = "hour",
     split_holdout: bool = False,
     service_level_s: float = DEFAULT_SERVICE_LEVEL_S,
+    flow: str | None = None,
 ) -> list[ReportRow]:
     """Figures per group along ``by``; ``split_holdout``: each group also split into the callers
     who heard the personalized menus and the holdout who heard the file's order. (The store
@@ -430,6 +765,8 @@ def report(
     split = key_of("holdout", interval)
     groups: dict[GroupKey, list[ContactFacts]] = defaultdict(list)
     for contact in contacts:
+        if flow is not None and contact.flow != flow:
+            continue
         groups[(key(contact), split(contact) if split_holdout else None)].append(contact)
     return rows(by, {k: sums_of(members, service_level_s=service_level_s) for k, members in groups.items()})
 
@@ -448,6 +785,7 @@ class ReportRequest:
     by: Dimension
     interval: str = "hour"
     split_holdout: bool = False
+    flow: str | None = None  # only the contacts that started in this flow
 
     @classmethod
     def parse(
@@ -459,6 +797,7 @@ class ReportRequest:
         interval: str = "hour",
         split_holdout: bool = False,
         max_window_s: float = MAX_WINDOW_S,
+        flow: str | None = None,
     ) -> ReportRequest:
         """From the words a person types (ISO 8601 times, naive ones in UTC); ValueError says
         what is wrong in terms they can act on."""
@@ -472,7 +811,9 @@ class ReportRequest:
             raise ValueError(f"'by' must be one of {', '.join(DIMENSIONS)}, got {by[:40]!r}")
         if interval not in INTERVALS:
             raise ValueError(f"'interval' must be one of {', '.join(INTERVALS)}, got {interval[:40]!r}")
-        return cls(begin, finish, dimension, interval, split_holdout)
+        if flow is not None and not 0 < len(flow) <= 64:
+            raise ValueError("'flow' must be a flow's name (1 to 64 characters)")
+        return cls(begin, finish, dimension, interval, split_holdout, flow)
 
 
 def _when(text: str, name: str) -> float:

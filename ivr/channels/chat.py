@@ -49,6 +49,7 @@ from ivr.flow.model import (
     HandoffResult,
     Hangup,
     InputResult,
+    Interaction,
     Journey,
     Menu,
     Play,
@@ -244,6 +245,14 @@ class TextFlows:
                 return None
             machine = await self._machine(journey)
             return await self._drive(machine, machine.resume(self.channel, via=via, step=step))
+
+    async def link_opened(self, journey_id: str, at: float) -> None:
+        """A customer opened the page of a continuation link (before claiming it): logged for the
+        continuation funnel. Only logged: the journey itself is not touched, so an SMS app that
+        previews the link changes nothing (its preview is an open, though)."""
+        journey = await self.store.get(journey_id)
+        if journey is not None:
+            self.store.log(journey, [Interaction("link_opened", journey.step, {"to": self.channel}, at)])
 
     async def view(self, journey_id: str) -> View | None:
         """The current question again (a page reload): the engine re-renders it, records nothing."""

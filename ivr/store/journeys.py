@@ -342,7 +342,9 @@ class JourneyStore:
                 for chunk in chunks(logged):
                     await conn.execute(stmts.interaction, chunk)
                 await self._aggregate(conn, events, stmts)
-                contacts = contact_rows([(jid, ch, e.kind, e.at, e.data) for jid, _cid, ch, _flow, e, _value in events])
+                contacts = contact_rows(
+                    [(jid, ch, e.kind, e.at, e.data, e.step, cid) for jid, cid, ch, _flow, e, _value in events]
+                )
                 for contact_chunk in chunks(contacts):
                     await conn.execute(stmts.contact, contact_chunk)
 

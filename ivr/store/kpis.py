@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,8 +29,12 @@ from ivr.kpis import (
     FIRST,
     HIGHEST,
     INTERVALS,
+    OFFER_REASONS,
+    REPEAT_WINDOWS,
+    SPEECH_COUNTS,
     ContactFacts,
     Dimension,
+    Event,
     GroupKey,
     GroupSums,
     ReportRequest,
@@ -43,6 +47,8 @@ from ivr.kpis import (
 from ivr.store.models import ContactFactRow
 
 _c = ContactFactRow.__table__.c
+#: The speech columns a group sums as they are (key choices only count towards ``fell_back``).
+SPEECH_SUMS = tuple(name for name in SPEECH_COUNTS if name != "key_choices")
 
 
 def contact_upsert(dialect: str) -> Any:
@@ -66,18 +72,24 @@ def contact_upsert(dialect: str) -> Any:
     return stmt.on_conflict_do_update(index_elements=[_c.journey_id], set_=merged)
 
 
-def contact_rows(events: Sequence[tuple[str, str, str, float, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """A batch of logged events ``(journey_id, channel, kind, at, data)`` as one contact row per
-    journey that has a KPI event in it. A contact's channel is that of its ``journey_started``."""
-    by_journey: dict[str, list[tuple[str, float, dict[str, Any]]]] = defaultdict(list)
+def contact_rows(
+    events: Sequence[tuple[str, str, str, float, dict[str, Any], str | None, str | None]],
+) -> list[dict[str, Any]]:
+    """A batch of logged events ``(journey_id, channel, kind, at, data, step, customer_id)`` as one
+    contact row per journey that has a KPI event in it. A contact's channel is that of its
+    ``journey_started``; its customer, any the batch names."""
+    by_journey: dict[str, list[Event]] = defaultdict(list)
     channel_of: dict[str, str] = {}
-    for journey_id, channel, kind, at, data in events:
-        by_journey[journey_id].append((kind, at, data))
+    customer_of: dict[str, str] = {}
+    for journey_id, channel, kind, at, data, step, customer_id in events:
+        by_journey[journey_id].append((kind, at, data, step))
+        if customer_id is not None:
+            customer_of[journey_id] = customer_id
         if kind == "journey_started" or journey_id not in channel_of:
             channel_of[journey_id] = channel
     out = []
     for journey_id, items in by_journey.items():
-        row = contact_delta(channel_of[journey_id], items)
+        row = contact_delta(channel_of[journey_id], items, customer_of.get(journey_id))
         if row is not None:
             out.append({"journey_id": journey_id, **row})
     return out
@@ -90,12 +102,33 @@ def _key(by: Dimension, interval: str) -> ColumnElement[Any]:
         return func.floor(_c.started_at / literal(float(width))) * literal(float(width))
     if by == "holdout":
         return _holdout_key()
+    if by == "handoff":  # ivr.kpis.handoff_label
+        dash = literal("-")
+        pair = func.coalesce(_c.sent_from, dash).concat(literal(">")).concat(func.coalesce(_c.sent_to, dash))
+        return case((_c.sent_at.is_(None), dash), else_=pair)
+    if by == "step":  # ivr.kpis.step_label
+        dash = literal("-")
+        return func.coalesce(_c.flow, dash).concat(literal("/")).concat(func.coalesce(_c.ended_step, dash))
     column = {"flow": _c.flow, "queue": _c.queue, "skill": _c.skill, "agent": _c.agent_id, "channel": _c.channel}[by]
     return func.coalesce(column, literal("-"))
 
 
 def _holdout_key() -> ColumnElement[Any]:
     return case((_c.holdout == 1, literal("holdout")), (_c.holdout == 0, literal("personalized")), else_=literal("-"))
+
+
+def _repeat(window: float) -> ColumnElement[bool]:
+    """Another contact of the same identified customer started in ``window`` seconds before this
+    one (``ivr.kpis.mark_repeats``); any stored contact counts, also one before the report's window."""
+    earlier = ContactFactRow.__table__.alias("earlier").c
+    return and_(
+        _c.customer_id.is_not(None),
+        exists().where(
+            earlier.customer_id == _c.customer_id,
+            earlier.started_at < _c.started_at,
+            earlier.started_at >= _c.started_at - literal(window),
+        ),
+    )
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -139,8 +172,22 @@ class KpiStore:
         ends = sorted(CONTAINED_ENDS)
         self_service = and_(_c.queued_at.is_(None), _c.transfers == 0)
         to_choice = and_(_c.menu_at.is_not(None), _c.chosen_at.is_not(None), _c.chosen_at >= _c.menu_at)
+        booked = _c.callback_at.is_not(None)
+        called_back = and_(booked, _c.callback_connected_at.is_not(None))
+        sent = _c.sent_at.is_not(None)
+        claimed = and_(sent, _c.claimed_at >= _c.sent_at)
+        spoke = (_c.speech_heard + _c.speech_no_input) > 0
+        reason = case(
+            (
+                and_(_c.exhausted_at.is_not(None), _c.exhausted_at <= _c.queued_at),
+                func.coalesce(_c.exhausted_by, literal("no_match")),
+            ),
+            else_=func.coalesce(_c.queue_reason, literal("flow")),
+        )
         keys = _group_columns(request)
-        in_window = (_c.started_at >= request.start, _c.started_at < request.end)
+        in_window: tuple[ColumnElement[bool], ...] = (_c.started_at >= request.start, _c.started_at < request.end)
+        if request.flow is not None:
+            in_window = (*in_window, _c.flow == request.flow)
         sums = (
             select(
                 *keys,
@@ -162,6 +209,23 @@ class KpiStore:
                 _count(to_choice).label("to_choice_n"),
                 func.sum(_c.no_match).label("no_match"),
                 func.sum(_c.no_input).label("no_input"),
+                _count(spoke).label("speech_contacts"),
+                *(func.sum(_c[name]).label(name) for name in SPEECH_SUMS),
+                _count(and_(spoke, _c.key_choices > 0)).label("fell_back"),
+                *(_count(and_(offered, reason == r)).label(f"reason_{r}") for r in OFFER_REASONS),
+                _count(_c.ended == "abandoned").label("left_in_flow"),
+                _count(sent).label("links_sent"),
+                _count(and_(sent, _c.opened_at >= _c.sent_at)).label("links_opened"),
+                _count(claimed).label("links_claimed"),
+                _count(and_(claimed, _c.completed_at >= _c.claimed_at)).label("links_completed"),
+                _count(booked).label("callbacks_booked"),
+                _count(and_(booked, _c.callback_dials > 0)).label("callbacks_dialled"),
+                func.coalesce(func.sum(case((booked, _c.callback_dials))), literal(0)).label("callback_dials"),
+                _count(called_back).label("callbacks_answered"),
+                _count(and_(booked, _c.callback_failed_at.is_not(None))).label("callbacks_failed"),
+                _sum(called_back, _c.callback_connected_at - _c.callback_at).label("callback_wait_s"),
+                _count(_c.customer_id.is_not(None)).label("known_contacts"),
+                *(_count(_repeat(window)).label(name) for name, window in REPEAT_WINDOWS.items()),
             )
             .where(*in_window)
             .group_by(*keys)
@@ -219,5 +283,23 @@ def _groups(
             no_match=int(g["no_match"] or 0),
             no_input=int(g["no_input"] or 0),
             waits=waits.get(key, {}),
+            speech_contacts=int(g["speech_contacts"]),
+            fell_back=int(g["fell_back"]),
+            offered_by_reason={r: int(g[f"reason_{r}"]) for r in OFFER_REASONS},
+            left_in_flow=int(g["left_in_flow"]),
+            links_sent=int(g["links_sent"]),
+            links_opened=int(g["links_opened"]),
+            links_claimed=int(g["links_claimed"]),
+            links_completed=int(g["links_completed"]),
+            callbacks_booked=int(g["callbacks_booked"]),
+            callbacks_dialled=int(g["callbacks_dialled"]),
+            callback_dials=int(g["callback_dials"] or 0),
+            callbacks_answered=int(g["callbacks_answered"]),
+            callbacks_failed=int(g["callbacks_failed"]),
+            callback_wait_s=float(g["callback_wait_s"]),
+            known_contacts=int(g["known_contacts"]),
+            repeat_24h=int(g["repeat_24h"]),
+            repeat_7d=int(g["repeat_7d"]),
+            **{name: int(g[name] or 0) for name in SPEECH_SUMS},
         )
     return out

@@ -228,6 +228,8 @@ class ContactFactRow(Base):
     """
 
     __tablename__ = "contact_facts"
+    # repeat contacts: a customer's earlier contacts, found by start time
+    __table_args__ = (Index("ix_contact_facts_customer_started", "customer_id", "started_at"),)
 
     journey_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     started_at: Mapped[float | None] = mapped_column(Float, index=True)
@@ -235,9 +237,24 @@ class ContactFactRow(Base):
     flow: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[float | None] = mapped_column(Float)
     ended: Mapped[str | None] = mapped_column(String(16))
+    ended_step: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[float | None] = mapped_column(Float)
+    sent_from: Mapped[str | None] = mapped_column(String(16))
+    sent_to: Mapped[str | None] = mapped_column(String(16))
+    opened_at: Mapped[float | None] = mapped_column(Float)
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    completed_at: Mapped[float | None] = mapped_column(Float)
+    callback_at: Mapped[float | None] = mapped_column(Float)
+    callback_dials: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_connected_at: Mapped[float | None] = mapped_column(Float)
+    callback_failed_at: Mapped[float | None] = mapped_column(Float)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     queued_at: Mapped[float | None] = mapped_column(Float)
     queue: Mapped[str | None] = mapped_column(String(64))
     skill: Mapped[str | None] = mapped_column(String(64))
+    queue_reason: Mapped[str | None] = mapped_column(String(16))
+    exhausted_at: Mapped[float | None] = mapped_column(Float)
+    exhausted_by: Mapped[str | None] = mapped_column(String(16))
     answered_at: Mapped[float | None] = mapped_column(Float)
     agent_id: Mapped[str | None] = mapped_column(String(64))
     agent_ended_at: Mapped[float | None] = mapped_column(Float)
@@ -250,3 +267,10 @@ class ContactFactRow(Base):
     no_match: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     no_input: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     holdout: Mapped[int | None] = mapped_column(Integer)  # 1 holdout, 0 personalized, NULL neither
+    speech_heard: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    speech_recognised: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    speech_no_input: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    confirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    speech_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    key_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -115,10 +115,11 @@ async def link_page(request: web.Request) -> web.Response:
     settings = request.app[CHAT]
     token = request.match_info["token"]
     try:
-        await _check(settings, token)
+        found = await _check(settings, token)
     except TokenRejected as exc:
         log.info("continuation link refused: %s", exc.reason)
         return refusal(exc.reason)
+    await settings.chat.link_opened(found.journey_id, time.time())
     body = (
         "<h1>Continue where you left off</h1>"
         f'<form id=claim method=post action="/c/{html.escape(token)}">'

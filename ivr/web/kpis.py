@@ -1,8 +1,9 @@
 """``GET /api/kpis``: the contact-center KPIs over HTTP, the numbers ``ivr report`` prints.
 
-``?from=2026-12-03&to=2026-12-04&by=interval|flow|queue|skill|agent|channel|holdout
-&interval=15min|hour|day&holdout=1`` (``holdout=1`` splits every group into the callers who heard
-personalized menus and the holdout). The bearer token of every ``/api/`` route applies (the app's
+``?from=2026-12-03&to=2026-12-04&by=interval|flow|queue|skill|agent|channel|holdout|step
+&interval=15min|hour|day&holdout=1&flow=support`` (``holdout=1`` splits every group into the callers
+who heard personalized menus and the holdout; ``flow`` keeps only the contacts that started in that
+flow, and with ``by=step`` says where its callers left). The bearer token of every ``/api/`` route applies (the app's
 middleware). Answer::
 
     {"from": "...", "to": "...", "by": "queue", "interval": "hour", "service_level_s": 20.0,
@@ -42,7 +43,7 @@ def iso(at: float) -> str:
 
 def parse(query: dict[str, str], max_window_s: float) -> ReportRequest:
     """The request's parameters, or a 400 naming the bad one."""
-    unknown = sorted(set(query) - {"from", "to", "by", "interval", "holdout"})
+    unknown = sorted(set(query) - {"from", "to", "by", "interval", "holdout", "flow"})
     if unknown:
         raise json_error(web.HTTPBadRequest, f"unknown parameter {unknown[0][:40]!r}")
     if "from" not in query or "to" not in query:
@@ -58,6 +59,7 @@ def parse(query: dict[str, str], max_window_s: float) -> ReportRequest:
             interval=query.get("interval", "hour"),
             split_holdout=split,
             max_window_s=max_window_s,
+            flow=query.get("flow"),
         )
     except ValueError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None

@@ -31,7 +31,7 @@ T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z; the window is 08:00-09:00
 WINDOW = ("2025-12-03T08:00Z", "2025-12-03T09:00Z")
 TOKEN = "kpi-token-for-tests"
 
-E = tuple[str, float, dict[str, Any]]
+E = tuple[str, float, dict[str, Any]] | tuple[str, float, dict[str, Any], str]  # (kind, at, data[, step])
 
 
 def started(at: float) -> E:
@@ -40,43 +40,73 @@ def started(at: float) -> E:
 
 # journey id -> (channel, events). Times are offsets from T0.
 LOG: dict[str, tuple[str, list[E]]] = {
-    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match, chose the first option
+    # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match (a wrong key) ran
+    # out of its one try, then at the next menu said the first option, was read back and confirmed
+    # it (queued because of the no-match)
     "j1": ("voice", [started(0), ("menu_personalized", 1, {"holdout": False}),
                      ("input_rejected", 3, {"status": "nomatch", "mode": "dtmf"}),
-                     ("option_chosen", 5, {"position": 1, "option": "pay_bill"}),
+                     ("tries_exhausted", 3, {"tries": 1}),  # as older logs have it: no status
+                     ("intent_recognised", 4, {"utterance": "my bill", "option": "pay_bill", "status": "match"}),
+                     ("confirmation_asked", 4, {"option": "pay_bill", "confidence": 0.4, "below": 0.6}),
+                     ("confirmation_answered", 5, {"option": "pay_bill", "confirmed": True, "mode": "speech"}),
+                     ("option_chosen", 5, {"position": 1, "option": "pay_bill", "mode": "speech"}),
                      ("queued", 6, {"queue": "billing", "skill": "billing"}), ("journey_queued", 6, {}),
                      ("agent_connected", 16, {"agent_id": "ag1", "queue": "billing"}),
                      ("agent_completed", 136, {"agent_id": "ag1", "talk_time": 120})]),
-    # holdout; chose the second option; left the queue after 40 s
+    # holdout; silent at the speech menu, then chose the second option by key (fell back to keys);
+    # left the queue after 40 s
     "j2": ("voice", [started(60), ("menu_personalized", 61, {"holdout": True}),
-                     ("option_chosen", 70, {"position": 2, "option": "outage"}),
+                     ("input_rejected", 65, {"status": "noinput", "mode": "speech"}),
+                     ("option_chosen", 70, {"position": 2, "option": "outage", "mode": "dtmf"}),
                      ("queued", 71, {"queue": "billing", "skill": "billing"}), ("journey_queued", 71, {}),
                      ("queue_abandoned", 111, {"queue": "billing", "hold_time": 40})]),
-    # a chat of an unknown customer (in neither group); offered to ag2 after 5 s, closed 200 s later
+    # a chat of an unknown customer (in neither group) who asked for an agent; offered to ag2 after 5 s, closed 200 s later
     "j3": ("chat", [started(120), ("menu_personalized", 121, {"holdout": None}),
                     ("option_chosen", 130, {"position": 1, "option": "support"}),
-                    ("queued", 130, {"queue": "support", "skill": "support"}), ("journey_queued", 130, {}),
+                    ("queued", 130, {"queue": "support", "skill": "support", "intent": "agent"}),
+                    ("journey_queued", 130, {}),
                     ("chat_offered", 135, {"agent_id": "ag2", "skill": "support"}),
                     ("chat_closed", 335, {"by": "customer", "agent_id": "ag2"})]),
     # SMS, self-service to the end after a wrong answer (a "match" of text the menu refused) and a silence
     "j4": ("sms", [started(200), ("input_rejected", 210, {"status": "match", "mode": "text"}),
                    ("input_rejected", 220, {"status": "noinput", "mode": "text"}),
-                   ("option_chosen", 230, {"position": 1, "option": "outage"}), ("journey_completed", 260, {})]),
-    # hung up in the IVR
-    "j5": ("voice", [started(300), ("journey_abandoned", 310, {}), ("caller_left", 310, {"reason": "hangup"})]),
+                   ("option_chosen", 230, {"position": 1, "option": "outage"}),
+                   ("journey_completed", 260, {}, "goodbye")]),
+    # hung up in the IVR after a phrase the speech menu could not place and a silence
+    "j5": ("voice", [started(300), ("intent_recognised", 302, {"utterance": "hmm", "option": None, "status": "nomatch"}),
+                     ("input_rejected", 302, {"status": "nomatch", "mode": "speech"}),
+                     ("input_rejected", 305, {"status": "noinput", "mode": "speech"}),
+                     ("journey_abandoned", 310, {}, "main_menu"), ("caller_left", 310, {"reason": "hangup"})]),
     # transferred out of the IVR: not contained
     "j6": ("voice", [started(400), ("transferred", 410, {"to": "+15550100"}), ("journey_completed", 410, {})]),
+    # sent a link by SMS from the call; the customer opened it, claimed it in chat and finished there
+    "j10": ("voice", [started(500), ("handed_off", 520, {"to": "sms", "resume": True}),
+                      ("journey_handed_off", 520, {}, "offer_sms"), ("link_opened", 600, {"to": "chat"}),
+                      ("channel_changed", 610, {"from": "voice", "to": "chat", "via": "link"}),
+                      ("journey_resumed", 610, {"flow": "support"}), ("journey_completed", 700, {}, "goodbye")]),
+    # booked a callback instead of waiting; dialled twice, reached an agent 600 s after booking
+    "j11": ("voice", [started(800), ("callback_requested", 820, {"ticket": "t1", "queue": "billing"}),
+                      ("journey_queued", 821, {}), ("callback_dialled", 1200, {"ticket": "t1", "attempt": 1}),
+                      ("callback_dialled", 1400, {"ticket": "t1", "attempt": 2}),
+                      ("callback_connected", 1420, {"ticket": "t1", "queue": "billing"})]),
+    # c4's contact three days before j4: not in the report, but it makes j4 a repeat within 7 days
+    "j12": ("voice", [started(-3 * 86400)]),
     # started before the window: not counted, although queued in it
     "j7": ("voice", [started(-100), ("queued", 10, {"queue": "billing", "skill": "billing"})]),
     # started after the window
     "j8": ("voice", [started(3700)]),
-    # started in the window, answered after it ended (190 s wait, late events still read)
-    "j9": ("voice", [started(3500), ("queued", 3510, {"queue": "support", "skill": "support"}),
+    # started in the window, silent until the menu gave up and queued it; answered after the
+    # window ended (190 s wait, late events still read)
+    "j9": ("voice", [started(3500), ("input_rejected", 3505, {"status": "noinput", "mode": "dtmf"}),
+                     ("tries_exhausted", 3505, {"tries": 1, "status": "noinput"}), ("queued", 3510, {"queue": "support", "skill": "support"}),
                      ("journey_queued", 3510, {}), ("agent_connected", 3700, {"agent_id": "ag2"})]),
 }  # fmt: skip
+#: Identified customers: c1 called twice in the window (j2 is a repeat within 24 h), c9 just before
+#: it (j9 too), c4 three days before (j4: within 7 days); the rest are unknown callers.
+CUSTOMERS = {"j1": "c1", "j2": "c1", "j4": "c4", "j12": "c4", "j7": "c9", "j9": "c9"}
 
 TOTAL = {
-    "contacts": 7,
+    "contacts": 9,
     "offered": 4,
     "handled": 3,
     "abandoned": 1,
@@ -85,15 +115,45 @@ TOTAL = {
     "p90_wait_s": 190.0,
     "avg_handle_s": pytest.approx((120 + 200) / 2),
     "service_level": 0.5,
-    "contained": 2,
-    "containment": pytest.approx(2 / 7),
-    "contained_by_outcome": {"abandoned": 1, "completed": 1},
+    "contained": 3,
+    "containment": pytest.approx(3 / 9),
+    "contained_by_outcome": {"abandoned": 1, "completed": 1, "handed_off": 1},
     "choices": 4,
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
-    "no_match": 2,
-    "no_input": 1,
-    "bad_input_per_contact": pytest.approx(3 / 7),
+    "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
+    "no_input": 4,  # j2 and j5 at speech menus, j4 by text, j9 on keys
+    "bad_input_per_contact": pytest.approx(7 / 9),
+    "speech_contacts": 3,  # j1, j2, j5
+    "speech_heard": 2,  # j1, j5
+    "speech_recognised": 1,  # j1
+    "speech_no_match": 1,  # j5
+    "speech_no_input": 2,  # j2, j5
+    "recognition_rate": 0.5,
+    "confirmations": 1,  # j1
+    "confirmed_share": 1.0,
+    "speech_choices": 1,  # j1
+    "fell_back_to_keys": 1,  # j2
+    "fell_back_share": pytest.approx(1 / 3),
+    # j1 after its no-match ran out of tries, j2 by the flow, j3 asked, j9 after silence
+    "offered_by_reason": {"asked_for_agent": 1, "flow": 1, "no_input": 1, "no_match": 1},
+    "left_in_flow": 1,  # j5
+    "links_sent": 1,  # j10, and it went all the way
+    "links_opened": 1,
+    "links_claimed": 1,
+    "links_completed": 1,
+    "claimed_share": 1.0,
+    "callbacks_booked": 1,  # j11
+    "callbacks_dialled": 1,
+    "callback_dials": 2,
+    "callbacks_answered": 1,
+    "callbacks_failed": 0,
+    "avg_callback_wait_s": 600.0,
+    "known_contacts": 4,  # j1, j2, j4, j9
+    "repeat_24h": 2,  # j2, j9
+    "repeat_7d": 3,  # and j4
+    "repeat_24h_share": 0.5,
+    "repeat_7d_share": 0.75,
 }
 
 
@@ -103,7 +163,12 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
     await schema.upgrade(s.engine)
     await s.start()
     for journey_id, (channel, events) in LOG.items():
-        s.append(journey_id, None, channel, [Interaction(k, None, d, T0 + at) for k, at, d in events])
+        s.append(
+            journey_id,
+            CUSTOMERS.get(journey_id),
+            channel,
+            [Interaction(e[0], e[3] if len(e) > 3 else None, e[2], T0 + e[1]) for e in events],
+        )
     await s.flush()
     yield s
     await s.stop()
@@ -112,7 +177,7 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
 async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     kpis = KpiStore(store.engine)
     contacts = {c.journey_id: c for c in await kpis.contacts(T0, T0 + 3600)}
-    assert sorted(contacts) == ["j1", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert sorted(contacts) == ["j1", "j10", "j11", "j2", "j3", "j4", "j5", "j6", "j9"]
     assert contacts["j1"].ended == "queued" and contacts["j5"].ended == "abandoned"
     assert [contacts[j].holdout for j in ("j1", "j2", "j3", "j4")] == [False, True, None, None]
 
@@ -126,12 +191,30 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
         "billing": (2, 1, 1),
         "support": (2, 2, 0),
     }
+    assert {q: f.offered_by_reason for q, f in by_queue.items()} == {
+        "-": {},
+        "billing": {"flow": 1, "no_match": 1},
+        "support": {"asked_for_agent": 1, "no_input": 1},
+    }
     by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
     assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}
     by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
-    assert by_channel == {"chat": 1, "sms": 1, "voice": 5}
+    assert by_channel == {"chat": 1, "sms": 1, "voice": 7}
+    by_pair = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="handoff"))}
+    assert {k: (f.contacts, f.links_sent, f.links_completed) for k, f in by_pair.items()} == {
+        "-": (8, 0, 0),
+        "voice>sms": (1, 1, 1),
+    }
+    steps = await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="support"))
+    assert [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in steps] == [
+        ("support/-", 6, 0),  # j1, j2, j3, j6, j9, j11: ended at no named step in this log
+        ("support/goodbye", 1, 0),  # j4
+        ("support/main_menu", 1, 1),  # j5 hung up there
+        ("support/offer_sms", 1, 0),  # j10 handed off there (its first end)
+    ]
+    assert await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="payments")) == []
     quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
-    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 6), ("08:45", 1)]
+    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 8), ("08:45", 1)]
 
 
 async def test_the_holdout_split_shows_in_the_report(store: JourneyStore) -> None:
@@ -176,6 +259,9 @@ async def test_the_api_gives_the_same_numbers_and_refuses_bad_requests(api: str)
                 ("support", "holdout"),
                 ("support", "personalized"),
             ]
+        async with http.get(api, params={**query, "by": "step", "flow": "support"}, headers=auth) as r:
+            left = {x["step"]: x["left_in_flow"] for x in (await r.json())["rows"]}
+            assert left == {"support/-": 0, "support/goodbye": 0, "support/main_menu": 1, "support/offer_sms": 0}
 
         async with http.get(api, params=query) as r:
             assert r.status == 401
@@ -209,13 +295,21 @@ async def test_the_cli_prints_the_same_numbers(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("queue,contacts,offered,handled,abandoned,")
     assert [line.split(",")[:5] for line in lines[1:]] == [
-        ["-", "3", "0", "0", "0"],
+        ["-", "5", "0", "0", "0"],
         ["billing", "2", "2", "1", "1"],
         ["support", "2", "2", "2", "0"],
     ]
 
     assert await _cli(["report", "--from", "2025-01-01", "--to", "2025-06-01"]) == 2
     assert "at most 31 days" in capsys.readouterr().err
+    assert await _cli([*common, "--by", "step", "--flow", "support"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("step,contacts,") and [line.split(",")[0] for line in lines[1:]] == [
+        "support/-",
+        "support/goodbye",
+        "support/main_menu",
+        "support/offer_sms",
+    ]
     assert await _cli([*common, "--by", "planet"]) == 2
     assert "'by' must be one of" in capsys.readouterr().err
 
@@ -229,7 +323,7 @@ async def test_the_migration_folds_an_older_log_into_the_same_contacts(store: Jo
     """A log written before contact_facts existed: the upgrade's backfill gives the rows the writer gives."""
     kpis = KpiStore(store.engine)
     written = sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id)
-    assert len(written) == 9
+    assert len(written) == 11
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda c: _alembic(c, "downgrade", "0005"))
     await schema.upgrade(store.engine)

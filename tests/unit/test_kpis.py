@@ -15,6 +15,7 @@ from ivr.kpis import (
     facts,
     figures,
     histogram_percentile,
+    mark_repeats,
     merge,
     report,
     sums_of,
@@ -156,3 +157,216 @@ def test_bad_requests_say_what_is_wrong(start: str, end: str, by: str, interval:
 def test_a_request_in_utc_by_default() -> None:
     req = ReportRequest.parse("2025-12-03", "2025-12-03T12:00+04:00", by="queue")
     assert (req.start, req.end, req.by) == (T0 - 8 * 3600, T0, "queue")
+
+
+def test_speech_events_make_the_speech_columns() -> None:
+    """As the menu logs them: a phrase it could not place (also an input_rejected), a silence at a
+    speech menu, a low-confidence answer read back and confirmed, chosen by voice; then a second
+    menu answered by key."""
+    events: list[tuple[str, float, dict[str, Any]]] = [
+        ("journey_started", T0, {"flow": "support"}),
+        ("intent_recognised", T0 + 1, {"utterance": "uh", "option": None, "status": "nomatch"}),
+        ("input_rejected", T0 + 1, {"status": "nomatch", "mode": "speech"}),
+        ("input_rejected", T0 + 2, {"status": "noinput", "mode": "speech"}),
+        ("intent_recognised", T0 + 3, {"utterance": "my bill", "option": "pay_bill", "status": "match"}),
+        ("confirmation_asked", T0 + 3, {"option": "pay_bill", "confidence": 0.4}),
+        ("confirmation_answered", T0 + 4, {"option": "pay_bill", "confirmed": True, "mode": "speech"}),
+        ("option_chosen", T0 + 4, {"position": 1, "option": "pay_bill", "mode": "speech"}),
+        ("input_rejected", T0 + 5, {"status": "noinput", "mode": "dtmf"}),  # silence on keys: not speech
+        ("option_chosen", T0 + 6, {"position": 2, "option": "card", "mode": "dtmf"}),
+    ]
+    row = contact_delta("voice", events)
+    assert row is not None
+    c = facts("j", row)
+    assert (c.speech_heard, c.speech_recognised, c.speech_no_input) == (2, 1, 1)
+    assert (c.confirmations, c.confirmed, c.speech_choices, c.key_choices) == (1, 1, 1, 1)
+    assert (c.no_match, c.no_input) == (1, 2)
+    assert c.spoke and c.fell_back_to_keys
+    no = contact_delta("voice", [("confirmation_answered", T0, {"confirmed": False, "mode": "dtmf"})])
+    assert no is not None and no["confirmed"] == 0
+
+
+def test_speech_figures_of_a_known_scenario() -> None:
+    """Three contacts heard by a speech menu and one on keys only: p recognised at once, q fell
+    back to keys after two phrases nobody could place, r stayed silent and was read back nothing;
+    k pressed keys at a keys-only menu (not a speech contact, not a fallback)."""
+    group = [
+        contact("p", speech_heard=1, speech_recognised=1, confirmations=1, confirmed=1, speech_choices=1),
+        contact("q", speech_heard=2, key_choices=1),
+        contact("r", speech_no_input=2, confirmations=1),
+        contact("k", key_choices=3),
+    ]
+    f = figures(sums_of(group))
+    assert (f.speech_contacts, f.speech_heard, f.speech_recognised, f.speech_no_match) == (3, 3, 1, 2)
+    assert (f.speech_no_input, f.recognition_rate) == (2, 1 / 3)
+    assert (f.confirmations, f.confirmed_share, f.speech_choices) == (2, 0.5, 1)
+    assert (f.fell_back_to_keys, f.fell_back_share) == (1, 1 / 3)
+    none = figures(sums_of([contact("k", key_choices=1)]))
+    assert (none.speech_contacts, none.recognition_rate, none.confirmed_share, none.fell_back_share) == (
+        0,
+        None,
+        None,
+        None,
+    )
+
+
+def test_why_offered_contacts_went_to_the_agents() -> None:
+    """Ran out of tries on silence, on a wrong key (an older log: the status only on the rejected
+    input), asked for an agent, led there by the flow; a later exhaustion does not count."""
+
+    def offered(*events: tuple[str, float, dict[str, Any]]) -> ContactFacts:
+        row = contact_delta("voice", [("journey_started", T0, {"flow": "support"}), *events])
+        assert row is not None
+        return facts("j", row)
+
+    silent = offered(
+        ("input_rejected", T0 + 5, {"status": "noinput", "mode": "dtmf"}),
+        ("tries_exhausted", T0 + 5, {"tries": 1, "status": "noinput"}),
+        ("queued", T0 + 5, {"queue": "main", "intent": None}),
+    )
+    wrong = offered(
+        ("input_rejected", T0 + 5, {"status": "match", "mode": "dtmf"}),
+        ("tries_exhausted", T0 + 5, {"tries": 1}),
+        ("queued", T0 + 5, {"queue": "main"}),
+    )
+    asked = offered(("option_chosen", T0 + 3, {"position": 3}), ("queued", T0 + 3, {"intent": "operator"}))
+    led = offered(("queued", T0 + 3, {"intent": "billing"}), ("tries_exhausted", T0 + 9, {"status": "noinput"}))
+    self_served = offered(("journey_completed", T0 + 9, {}))
+    assert [c.offer_reason for c in (silent, wrong, asked, led, self_served)] == [
+        "no_input",
+        "no_match",
+        "asked_for_agent",
+        "flow",
+        None,
+    ]
+    f = figures(sums_of([silent, wrong, asked, led, self_served, led]))
+    assert f.offered_by_reason == {"asked_for_agent": 1, "flow": 2, "no_input": 1, "no_match": 1}
+    assert figures(sums_of([self_served])).offered_by_reason == {}
+
+
+def test_where_callers_leave_each_flow() -> None:
+    """The step a journey ended at comes with its end event; ``by="step"`` with a flow says where
+    that flow's callers hung up (two at the menu, one at the account question)."""
+    row = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}, "main_menu"),
+            ("step_entered", T0 + 1, {"kind": "ask"}, "account"),
+            ("journey_abandoned", T0 + 9, {}, "account"),
+            ("journey_completed", T0 + 12, {}, "goodbye"),  # after the first end: ignored
+        ],
+    )
+    assert row is not None and (row["ended"], row["ended_step"]) == ("abandoned", "account")
+    left = [
+        facts("a", row),
+        contact("b", ended="abandoned", ended_step="main_menu"),
+        contact("c", ended="abandoned", ended_step="main_menu"),
+        contact("d", ended="completed", ended_step="goodbye"),
+        contact("e", flow="payments", ended="abandoned", ended_step="main_menu"),
+        contact("f"),  # still going: no end step
+    ]
+    by_step = [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in report(left, by="step", flow="support")]
+    assert by_step == [
+        ("support/-", 1, 0),
+        ("support/account", 1, 1),
+        ("support/goodbye", 1, 0),
+        ("support/main_menu", 2, 2),
+    ]
+    assert figures(sums_of(left)).left_in_flow == 4
+    with pytest.raises(ValueError, match="'flow' must be"):
+        ReportRequest.parse("2026-12-01", "2026-12-02", by="step", flow="x" * 65)
+
+
+def test_the_continuation_funnel_by_channel_pair() -> None:
+    """A call sends a link by SMS; the page is opened twice, claimed in chat, completed there.
+    Another call's link is opened but never claimed; a third is sent and forgotten; a chat that
+    never handed off is in no funnel."""
+    row = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}),
+            ("handed_off", T0 + 10, {"to": "sms", "resume": True}),
+            ("journey_handed_off", T0 + 11, {}),
+        ],
+    )
+    later = contact_delta(
+        "chat",
+        [
+            ("link_opened", T0 + 60, {"to": "chat"}),
+            ("link_opened", T0 + 61, {"to": "chat"}),
+            ("channel_changed", T0 + 61, {"from": "voice", "to": "voice", "via": "caller id"}),  # not a claim
+            ("channel_changed", T0 + 62, {"from": "voice", "to": "chat", "via": "link"}),
+            ("journey_resumed", T0 + 62, {"flow": "support"}),
+            ("journey_completed", T0 + 90, {}),
+        ],
+    )
+    assert row is not None and later is not None
+    done = facts("a", merge(row, later))
+    assert (done.sent_from, done.sent_to, done.opened_at, done.claimed_at) == ("voice", "sms", T0 + 60, T0 + 62)
+    assert (done.ended, done.completed_at, done.completed_after_claim) == ("handed_off", T0 + 90, True)
+    group = [
+        done,
+        contact("b", sent_at=T0, sent_from="voice", sent_to="sms", opened_at=T0 + 5),
+        contact("c", sent_at=T0, sent_from="voice", sent_to="sms"),
+        contact("d", channel="chat", ended="completed", completed_at=T0 + 5),
+    ]
+    rows = {r.key: r.figures for r in report(group, by="handoff")}
+    assert set(rows) == {"-", "voice>sms"}
+    f = rows["voice>sms"]
+    assert (f.links_sent, f.links_opened, f.links_claimed, f.links_completed, f.claimed_share) == (3, 2, 1, 1, 1 / 3)
+    assert (rows["-"].links_sent, rows["-"].claimed_share) == (0, None)
+
+
+def test_callbacks_booked_dialled_answered_failed() -> None:
+    """One callback reached an agent on the second dial 300 s after booking, one failed after
+    three dials, one is still waiting; the events as the queue step and the dispatcher log them."""
+    answered = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}),
+            ("callback_requested", T0 + 30, {"ticket": "t1", "queue": "billing", "position": 4}),
+            ("journey_queued", T0 + 31, {}),
+            ("callback_dialled", T0 + 200, {"ticket": "t1", "attempt": 1}),
+            ("callback_dialled", T0 + 320, {"ticket": "t1", "attempt": 2}),
+            ("callback_connected", T0 + 330, {"ticket": "t1", "queue": "billing"}),
+        ],
+    )
+    assert answered is not None
+    a = facts("a", answered)
+    assert (a.callback_at, a.callback_dials, a.callback_wait) == (T0 + 30, 2, 300)
+    group = [
+        a,
+        contact("f", callback_at=T0, callback_dials=3, callback_failed_at=T0 + 900),
+        contact("w", callback_at=T0),
+        contact("n"),
+    ]
+    f = figures(sums_of(group))
+    assert (f.callbacks_booked, f.callbacks_dialled, f.callback_dials) == (3, 2, 5)
+    assert (f.callbacks_answered, f.callbacks_failed, f.avg_callback_wait_s) == (1, 1, 300)
+    assert figures(sums_of([contact("n")])).avg_callback_wait_s is None
+
+
+def test_repeat_contacts_within_24_hours_and_7_days() -> None:
+    """c1 called at 08:00 and again at 09:00 (a repeat within 24 h); c2 three days after a contact
+    that is not in the report (a repeat within 7 days only); c3 once; an unknown caller is never a
+    repeat and is not in the share's base."""
+    row = contact_delta("voice", [("journey_started", T0, {"flow": "support"})], customer_id="c1")
+    assert row is not None and facts("a", row).customer_id == "c1"
+    old = contact("old", customer_id="c2", started_at=T0 - 3 * 86400)
+    group = mark_repeats(
+        [
+            facts("a", row),
+            contact("b", customer_id="c1", started_at=T0 + 3600),
+            contact("c", customer_id="c2"),
+            contact("d", customer_id="c3"),
+            contact("e"),
+            contact("f"),
+        ],
+        earlier=[old],
+    )
+    assert [(c.journey_id, c.repeat_24h, c.repeat_7d) for c in group if c.repeat_7d] == [
+        ("b", True, True),
+        ("c", False, True),
+    ]
+    f = figures(sums_of(group))
+    assert (f.known_contacts, f.repeat_24h, f.repeat_7d, f.repeat_24h_share, f.repeat_7d_share) == (4, 1, 2, 0.25, 0.5)

@@ -323,7 +323,9 @@ class RetryingStep(Step):
         rt.journey.attempts += 1
         rt.record("input_rejected", status=result.status, mode=result.mode, attempt=rt.journey.attempts)
         if rt.journey.attempts >= self.tries:
-            rt.record("tries_exhausted", tries=self.tries)
+            # the last input's status says why the caller was sent on (KPIs: queued after silence
+            # or after input nothing matched)
+            rt.record("tries_exhausted", tries=self.tries, status=result.status)
             target = self.on_failure or rt.flow.on_failure
             if target:
                 return Goto(target)

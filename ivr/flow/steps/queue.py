@@ -260,5 +260,11 @@ class QueueStep(Step):
     def _join(self, rt: Runtime, commands: list[Command]) -> Outcome:
         decision = self._decide(rt)
         rt.journey.outcome = self._outcome(rt, decision)
-        rt.record("queued", queue=decision.queue, skill=self._skill(decision), priority=decision.priority)
+        rt.record(
+            "queued",
+            queue=decision.queue,
+            skill=self._skill(decision),
+            priority=decision.priority,
+            intent=rt.journey.intent,  # KPIs: "agent" means the caller asked for one
+        )
         return End([*commands, self._queue_command(rt, decision)], "queued")

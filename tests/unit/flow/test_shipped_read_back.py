@@ -32,7 +32,7 @@ def test_every_listening_menu_of_the_shipped_flows_reads_back_unsure_answers(nam
     menus = [s for s in flow.steps.values() if isinstance(s, MenuStep) and s.speech]
     assert menus
     for menu in menus:
-        assert menu.confirm_below == 0.8, (name, menu.name)
+        assert menu.confirm_below == 0.6, (name, menu.name)
 
 
 def at_main_menu() -> FlowMachine:
@@ -50,7 +50,7 @@ def spoken(text: str, option: str, confidence: float) -> InputResult:
 
 def test_an_unsure_answer_is_read_back_and_a_spoken_no_reads_the_options_again() -> None:
     m = at_main_menu()
-    cmds = m.receive(spoken("the lights are funny", "outage", 0.7))
+    cmds = m.receive(spoken("the lights are funny", "outage", 0.5))
     assert [type(c) for c in cmds] == [Play, Play, Menu]
     assert [c.prompt.text for c in cmds[:2] if isinstance(c, Play)] == ["Did you say", "reporting an outage"]
     assert m.journey.step == "main_menu" and m.journey.confirming is not None
@@ -74,6 +74,6 @@ def test_an_unsure_answer_is_read_back_and_a_spoken_no_reads_the_options_again()
 
 def test_a_spoken_yes_to_the_read_back_takes_the_option() -> None:
     m = at_main_menu()
-    m.receive(spoken("the lights are funny", "outage", 0.7))
+    m.receive(spoken("the lights are funny", "outage", 0.5))
     m.receive(InputResult("match", "speech", "yes", "yes", 0.9, intent="yes"))
     assert m.journey.step == "outage_info"

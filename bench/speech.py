@@ -155,6 +155,24 @@ def load(engine: str) -> Any:
     return load_recognizer("vosk", vosk_model=str(english))
 
 
+def menu_matcher() -> Any:
+    """The semantic matcher of the menu every speech bench's callers answer (four options), with
+    the shipped examples warm: what a listening menu of ``ivr serve`` builds."""
+    from ivr.speech.embedding import default_encoder
+    from ivr.speech.intents import OptionSpec
+    from ivr.speech.semantic import SemanticMatcher, warm_examples
+
+    return SemanticMatcher(
+        [
+            OptionSpec("pay_bill", "1", "pay your bill", ("billing", "pay")),
+            OptionSpec("outage", "2", "report an outage", ("outage",)),
+            OptionSpec("support", "3", "technical support", ("support",)),
+            OptionSpec("agent", "0", "talk to an agent", ("agent", "operator")),
+        ],
+        warm_examples(default_encoder()),
+    )
+
+
 def frames(pcm: bytes) -> list[bytes]:
     return [pcm[i : i + FRAME] for i in range(0, len(pcm), FRAME)]
 

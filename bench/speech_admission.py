@@ -99,19 +99,8 @@ def main() -> int:
     args = parser.parse_args()
 
     bench = speech_bench()
-    from ivr.speech.embedding import default_encoder
-    from ivr.speech.intents import OptionSpec
-    from ivr.speech.semantic import SemanticMatcher, warm_examples
 
-    matcher = SemanticMatcher(
-        [
-            OptionSpec("pay_bill", "1", "pay your bill", ("billing", "pay")),
-            OptionSpec("outage", "2", "report an outage", ("outage",)),
-            OptionSpec("support", "3", "technical support", ("support",)),
-            OptionSpec("agent", "0", "talk to an agent", ("agent", "operator")),
-        ],
-        warm_examples(default_encoder()),
-    )
+    matcher = bench.menu_matcher()
     recognizer = bench.load("whisper")
     utterances = bench.utterance_set("whisper")
     label = f"budget {args.budget:g} s" if args.budget > 0 else "no budget"

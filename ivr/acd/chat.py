@@ -24,7 +24,7 @@ from ivr.acd.agents import AgentState
 from ivr.acd.topics import agent_topic, chat_topic
 from ivr.bus.pubsub import Bus
 
-__all__ = ["AgentDesk", "ChatContact", "ChatOffers", "chat_topic"]
+__all__ = ["AgentDesk", "BlendedChats", "ChatContact", "ChatOffers", "chat_topic"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,22 @@ class ChatContact:
             "context": dict(self.context),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatContact:
+        """As sent to the ACD leader over the bus (``to_dict``); KeyError/TypeError when malformed."""
+        customer = data.get("customer_id")
+        context = data.get("context") or {}
+        if not isinstance(context, dict):
+            raise TypeError("a chat contact's context is an object")
+        return cls(
+            contact_id=str(data["contact_id"]),
+            journey_id=str(data["journey_id"]),
+            skill=str(data["skill"]),
+            channel=str(data.get("channel") or "chat"),
+            customer_id=None if customer is None else str(customer),
+            context=dict(context),
+        )
+
 
 class AgentDesk(Protocol):
     """What the offers need of the ACD (:class:`ivr.acd.service.Acd`): agents, pops, the bus, the log."""
@@ -66,6 +82,17 @@ class AgentDesk(Protocol):
         contact_id: str | None = None,
         open_only: bool = False,
     ) -> None: ...
+
+
+class BlendedChats(Protocol):
+    """What the chat pages use of the blended agents: :class:`ChatOffers` on the ACD leader, or
+    ``ivr.acd.desk.ChatsViaLeader`` on any node."""
+
+    @property
+    def acd(self) -> AgentDesk: ...
+    async def offer(self, contact: ChatContact) -> str | None: ...
+    def agent_of(self, contact_id: str) -> str | None: ...
+    async def customer_message(self, contact_id: str, text: str) -> bool: ...
 
 
 class ChatOffers:

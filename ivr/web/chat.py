@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.acd.chat import ChatContact, ChatOffers, chat_topic
+from ivr.acd.chat import BlendedChats, ChatContact, chat_topic
 from ivr.bus.pubsub import Bus
 from ivr.channels.chat import TextFlows, View
 from ivr.channels.handoff import REASON_TEXT, TokenCodec, TokenRejected, new_session, session_hash
@@ -62,7 +62,7 @@ class ChatSettings:
     #: "call me now": journey id -> started? ; None when calls cannot be placed
     call_me: Callable[[str], Awaitable[bool]] | None = None
     #: blended agents: a chat reaching a queue step is offered to an agent
-    agents: ChatOffers | None = None
+    agents: BlendedChats | None = None
     bus: Bus | None = None
     retry_offer: float = 2.0  # seconds between offers while no agent can take the chat
 
@@ -326,7 +326,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream_events(
-    settings: ChatSettings, agents: ChatOffers, bus: Bus, response: web.StreamResponse, journey_id: str
+    settings: ChatSettings, agents: BlendedChats, bus: Bus, response: web.StreamResponse, journey_id: str
 ) -> None:
     contact = contact_id(journey_id)
     async with bus.subscribe(chat_topic(contact)) as subscription:

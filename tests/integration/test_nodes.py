@@ -554,3 +554,54 @@ async def test_the_dialplan_tries_node_2_when_node_1_refuses_or_does_not_answer(
     print(f"caller's wait for node 2: {waited}")
     assert waited["refused"] < 0.5
     assert 1.9 < waited["no answer"] < 3.0
+
+
+DB_OUTAGE_CALLERS = ("+15551239320", "+15551239321")
+
+
+async def test_calls_go_on_while_postgresql_restarts_and_their_journeys_are_written_once_it_is_back(
+    lab: AsteriskLab, pair: tuple[ControllerProcess, ControllerProcess], shared_db: str, postgres: PostgresServer
+) -> None:
+    a, _ = pair
+    a.start(timeout=30)
+    a.wait_for_log("ACD role: leader")
+    engine = make_engine(shared_db)
+    halted = False
+    try:
+        postgres.halt()  # every connection drops at once, as when the server crashes
+        halted = True
+        calls = [
+            run_caller_async(
+                CallerScript(caller_id=caller, dialled=MIDCALL_NUMBER, dtmf=(Dtmf("2", 4000),), max_call_ms=30000),
+                timeout=60,
+            )
+            for caller in DB_OUTAGE_CALLERS
+        ]
+        results = await asyncio.gather(*calls)
+        for result in results:  # each call ran its flow to the end, as an unknown caller
+            result.raise_for_failure()
+            assert result.who_hung_up == "ivr"
+        assert "journey store write failed" in a.log_path.read_text()
+        postgres.resume()
+        halted = False
+
+        async def all_written() -> bool:
+            with contextlib.suppress(Exception):  # the pool reconnects on its own
+                found = [await journey_of(engine, caller) for caller in DB_OUTAGE_CALLERS]
+                return all(j is not None and j["status"] == "completed" for j in found)
+            return False
+
+        await wait_until(all_written, 20, "both journeys written after the restart")
+        store = JourneyStore(engine)
+        for caller in DB_OUTAGE_CALLERS:
+            journey = await journey_of(engine, caller)
+            assert journey is not None
+            assert journey["data"]["path"][-3:] == ["menu", "outage", "bye"], journey
+            assert journey["data"]["customer_id"] is None  # the lookup found no database: unknown caller
+            kinds = [event["kind"] for event in await store.interactions(journey["id"])]
+            assert "option_chosen" in kinds, kinds  # the log written with the journey, nothing lost
+    finally:
+        if halted:
+            postgres.resume()
+        print(f"node 1:\n{a.log_tail()}")
+        await engine.dispose()

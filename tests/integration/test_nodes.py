@@ -605,3 +605,68 @@ async def test_calls_go_on_while_postgresql_restarts_and_their_journeys_are_writ
             postgres.resume()
         print(f"node 1:\n{a.log_tail()}")
         await engine.dispose()
+
+
+async def test_redis_restarts_under_two_nodes_and_a_desktop_on_the_follower_and_its_commands_and_pops_resume(
+    lab: AsteriskLab, nodes: tuple[ControllerProcess, ControllerProcess, Softphone], redis: RedisServer
+) -> None:
+    _, b, _ = nodes
+    desktop: list[dict[str, Any]] = []
+    base = web_base(b)
+    web = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    watch = AmiClient(username=lab.ami_username, secret=lab.ami_secret, events=True)
+    called: list[str] = []
+
+    async def keep(event: ev.AmiEvent) -> None:
+        if isinstance(event, ev.AgentCalled):
+            called.append(event.caller.callerid)
+
+    watch.on_event(keep)
+    await watch.connect()
+    reader: asyncio.Task[None] | None = None
+    caller: asyncio.Task[Any] | None = None
+    try:
+        page = await (await web.get(f"{base}/desktop/login")).text()
+        form = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert form
+        await web.post(
+            f"{base}/desktop/login", data={"username": "ann", "password": "ann-password-1", "csrf": form.group(1)}
+        )
+        csrf = (await (await web.get(f"{base}/desktop/api/me")).json())["csrf"]
+        ws = await web.ws_connect(f"{base}/desktop/ws?csrf={csrf}", headers={"Origin": base})
+        reader = asyncio.create_task(read_desktop(ws, desktop), name="desktop-reader")
+        await wait_until(lambda: any(m.get("type") == "state" for m in desktop), 10, "her state from the leader")
+
+        redis.kill()  # as a crash: no save, the streams are gone
+        await asyncio.sleep(1.0)
+        redis.start()
+        restarted = time.monotonic()
+
+        def status() -> str | None:
+            states = [m["agent"]["status"] for m in desktop if m.get("type") == "state"]
+            return states[-1] if states else None
+
+        # her commands reach the leader again: "ready" from the follower's desktop, answered
+        while status() != "ready":
+            assert time.monotonic() - restarted < 20, f"no command went through: {desktop[-3:]}\n{b.log_tail()}"
+            await ws.send_json({"type": "ready"})
+            with contextlib.suppress(AssertionError):
+                await wait_until(lambda: status() == "ready", 2, "ready")
+        commands_back = time.monotonic() - restarted
+
+        # and pops: a caller queues, the leader's ACD rings her, the card reaches the follower's desktop
+        caller = asyncio.create_task(
+            run_caller_async(CallerScript(caller_id=HOLDER, dialled=NUMBER, hangup_after_ms=20000), timeout=40)
+        )
+        await wait_until(lambda: HOLDER in called, 30, "her phone rung for the caller")
+        await wait_until(lambda: any(m.get("type") == "pop" for m in desktop), 5, "the pop on the follower")
+        print(f"commands back {commands_back:.2f} s after Redis restarted")
+        await ws.close()
+    finally:
+        for task in (caller, reader):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await web.close()
+        await watch.stop()

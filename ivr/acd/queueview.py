@@ -165,13 +165,16 @@ class QueueViews:
         self._latest = None  # the old view was ours: a follower waits for the new leader's
 
     def received(self, message: Message) -> None:
-        """A view from the leader (malformed ones are logged and ignored)."""
+        """A view from the leader (malformed ones are logged and ignored; the leader reads its own
+        live view, so it keeps none)."""
+        if self.is_leader():
+            return
         try:
             view = QueueView.from_dict(message)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("queue view from the ACD leader not understood: %s", exc)
             return
-        if not self.is_leader() and self.current() is None:
+        if self.current() is None:
             log.info("queue estimates: from the ACD leader's view (%d callers waiting)", sum(view.waiting.values()))
         self._latest = (view, self._monotonic())
 

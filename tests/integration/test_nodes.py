@@ -6,6 +6,12 @@ through A). Then A is killed with SIGKILL, as in a crash. B must take the lease 
 seconds of the kill, connect to AMI, rebuild the queue from Asterisk and log the agent in again
 (paused); when she says ready she gets H's screen pop, and when she is ready again K is called
 back: once, by B, under B's fencing token, and reaches her.
+
+The faults on the call's path use the dialplan's two addresses (node 1 on 4573, node 2 on
+lab.asterisk.AGI_STANDBY_PORT): how long a caller waits when node 1 refuses or does not answer;
+node 1 killed while its caller is in a menu (the fallback queue takes them, their journey stays at
+the menu, node 2's call completes); a caller on a follower hears the queue position the leader
+knows; PostgreSQL restarted during calls; Redis restarted under a desktop on the follower.
 """
 
 from __future__ import annotations

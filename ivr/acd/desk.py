@@ -45,6 +45,9 @@ REPLY_TIMEOUT = 4.0
 OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
 SERVICE_OPS = ("chat.offer", "chat.customer")
+#: chats a follower remembers the agent of (the oldest forgotten first: its page's next offer asks
+#: the leader again, which answers with the same agent)
+REMEMBERED_CHATS = 10_000
 
 
 def reply_topic(node: str) -> str:
@@ -260,6 +263,8 @@ class ChatsViaLeader:
         if agent is None:
             return None
         self._assigned[contact.contact_id] = str(agent)
+        while len(self._assigned) > REMEMBERED_CHATS:
+            del self._assigned[next(iter(self._assigned))]
         return str(agent)
 
     def agent_of(self, contact_id: str) -> str | None:

@@ -469,7 +469,8 @@ class App:
         report = self.flows.reload()
         for name in report.loaded:
             log.info("flow ready: %s", name)
-        for problem in self._check_queues(report.loaded).problems:  # the flow runs; Asterisk will misroute
+        loaded = [entry.partition("@")[0] for entry in report.loaded]  # "name@version"
+        for problem in self._check_queues(loaded).problems:  # the flow runs; Asterisk will misroute
             log.error("%s (calls there go to the catch-all queue)", problem)
 
     def _check_queues(self, names: Iterable[str]) -> QueueCheck:

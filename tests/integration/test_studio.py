@@ -3,6 +3,9 @@ sees the problem reported at its line, fixes it and publishes; a SIPp call to th
 runs the new version in ``ivr serve`` (its journey's path has the new step); one click rolls back,
 and the next call runs the old version again.
 
+Bad input against the same live controller (a path in a flow name, a 10 MB body, an alias bomb,
+two publishes from one base) gets a clear 4xx, never a 500, and the next call is unaffected.
+
 A screenshot of the studio (diagram and editor) is saved under ``$IVR_ARTIFACTS``.
 """
 
@@ -10,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import expect
 
@@ -44,8 +49,9 @@ BROKEN = V1.replace("next: bye", "next: news") + NEWS.format(target="nowhere")  
 V2 = V1.replace("next: bye", "next: news") + NEWS.format(target="bye")
 
 
-@pytest.fixture
-def studio(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
+@pytest.fixture(scope="module")
+def studio(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProcess]:
+    tmp_path = tmp_path_factory.mktemp("studio")
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "hotline.yaml").write_text(V1)
@@ -123,3 +129,59 @@ async def test_an_admin_edits_publishes_and_rolls_back_and_calls_follow(
 
         journey = await call(studio, "+15551237002")
         assert journey["version"] == v1 and journey["path"] == ["welcome", "bye"]
+
+
+async def admin_session(base: str) -> tuple[aiohttp.ClientSession, str]:
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    form = await (await client.get(f"{base}/studio/login")).text()
+    match = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert match
+    await client.post(
+        f"{base}/studio/login", data={"username": "ada", "password": "ada-password-1", "csrf": match.group(1)}
+    )
+    me = await (await client.get(f"{base}/studio/api/me")).json()
+    return client, str(me["csrf"])
+
+
+async def test_bad_input_is_a_clear_4xx_and_calls_go_on(lab: AsteriskLab, studio: ControllerProcess) -> None:
+    base = f"http://127.0.0.1:{web_port(studio)}"
+    client, csrf = await admin_session(base)
+    headers = {"X-CSRF-Token": csrf}
+    url = f"{base}/studio/api/flows/hotline"
+    async with client:
+        current = await (await client.get(url)).json()
+        for path in ("..%2F..%2Fetc%2Fpasswd", "%2E%2E", "Hotline", ".hotline"):
+            async with client.get(f"{base}/studio/api/flows/{path}") as reply:
+                assert reply.status in (400, 404), path
+        for name in ("../hotline", "/tmp/x", "a/b"):
+            async with client.post(
+                f"{base}/studio/api/check", json={"name": name, "text": V1}, headers=headers
+            ) as reply:
+                assert reply.status == 400
+        huge = b'{"text": "' + b"x" * 10_000_000 + b'", "base": ""}'
+        async with client.post(
+            f"{url}/publish", data=huge, headers={**headers, "Content-Type": "application/json"}
+        ) as reply:
+            assert reply.status == 413
+        anchors = ["&a [x, x, x, x, x, x, x, x, x]"] + [
+            f"&{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(7)
+        ]
+        bomb = "flow: hotline\nstart: s\ndescription: [" + ", ".join(anchors) + "]\nsteps:\n  s: {say: Hi.}\n"
+        async with client.post(
+            f"{base}/studio/api/check", json={"name": "hotline", "text": bomb}, headers=headers
+        ) as reply:
+            assert reply.status == 200
+            assert "expand to more than" in (await reply.json())["problems"][0]["message"]
+
+        async def publish(text: str) -> tuple[int, dict[str, Any]]:
+            body = {"text": text, "base": current["version"]}
+            async with client.post(f"{url}/publish", json=body, headers=headers) as reply:
+                return reply.status, await reply.json()
+
+        first, second = await asyncio.gather(publish(V2), publish(V2 + "# another admin's edit\n"))
+        assert sorted([first[0], second[0]]) == [200, 409]
+        won = first if first[0] == 200 else second
+    journey = await call(studio, "+15551237003")
+    assert journey["version"] == won[1]["version"]
+    log = studio.log_tail(2000)
+    assert "Error handling request" not in log and "Traceback" not in log

@@ -155,8 +155,8 @@ def _short(text: str) -> str:
 
 
 def _edge_path(a: Node, b: Node) -> tuple[str, float, float]:
-    """The SVG path of an edge and where its label goes: straight down to a later layer, a curve
-    out to the right and back for an edge to the same or an earlier layer (a loop back)."""
+    """The SVG path of an edge and where its label goes: down to a later layer, a curve under the
+    row to a step of the same layer, out to the right and back to an earlier layer or itself."""
     x1: float = a.x + WIDTH / 2
     y1: float = a.y + HEIGHT
     if b.layer > a.layer:
@@ -164,6 +164,10 @@ def _edge_path(a: Node, b: Node) -> tuple[str, float, float]:
         y2: float = b.y
         mid = (y1 + y2) / 2
         return f"M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}", (x1 + x2) / 2, mid
+    if b.layer == a.layer and b is not a:  # a neighbour in the same row: under the row, not through it
+        x2, y2 = b.x + WIDTH / 2, b.y + HEIGHT
+        low = max(y1, y2) + GAP_Y / 2
+        return f"M{x1:.0f},{y1:.0f} C{x1:.0f},{low:.0f} {x2:.0f},{low:.0f} {x2:.0f},{y2:.0f}", (x1 + x2) / 2, low - 4
     x1, y1 = a.x + WIDTH, a.y + HEIGHT / 2
     x2, y2 = b.x + WIDTH, b.y + HEIGHT / 2
     bulge = max(x1, x2) + GAP_X + 10 * abs(a.layer - b.layer)

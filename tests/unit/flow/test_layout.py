@@ -110,3 +110,19 @@ def test_every_shipped_flow_draws() -> None:
         root = ET.fromstring(flow_svg(flow))
         steps = {g.get("data-step") for g in root.iter(f"{SVG}g") if g.get("data-step")}
         assert steps == set(flow.steps), path.name
+
+
+def test_an_edge_within_a_row_goes_under_it_not_through_its_neighbours() -> None:
+    flow = parse_flow(
+        "flow: x\nstart: m\nsteps:\n"
+        "  m: {menu: {prompt: p, options: {a: {dtmf: '1', say: a, next: a}, b: {dtmf: '2', say: b, next: b},"
+        " c: {dtmf: '3', say: c, next: c}}}}\n"
+        "  a: {say: a, next: c}\n  b: {say: b, next: c}\n  c: {hangup: {}}\n",
+        "x.yaml",
+    )
+    svg = flow_svg(flow)
+    row = {n.id: n for n in layout(flow).nodes}
+    assert row["a"].layer == row["c"].layer == 1
+    path = re.search(r'data-from="a" data-to="c"><path d="M(\d+),(\d+) C\d+,(\d+) ', svg)
+    assert path is not None
+    assert int(path.group(2)) == row["a"].y + 50 and int(path.group(3)) > row["a"].y + 50  # from below, dips lower

@@ -32,6 +32,9 @@ guard (two nodes): recording the version first means a lost race writes no file.
 recorded before the file is written, then the controller's flows are reloaded at once, so the
 next call takes the new version (running journeys keep theirs, as with any reload).
 
+Why checks run in a thread: a check parses the edited text and every other flow file (up to
+``MAX_FLOW_BYTES`` each, about 0.5 s for the largest), and the event loop also runs the calls.
+
 Why bodies are read here with a limit of their own: the application's limit (64 KiB) is for
 forms and chat; a flow file may be up to ``MAX_FLOW_BYTES``, so these routes take a little over
 twice that (JSON escaping) and refuse more with 413 before reading it.
@@ -270,7 +273,7 @@ async def flow(request: web.Request) -> web.Response:
         raise json_error(web.HTTPNotFound, f"no flow file {name}.yaml")
     text, version = found
     latest = await studio.versions.sync_disk(name, text, version)
-    loaded, problems = check_text(studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
     return web.json_response(
         {
             "name": name,
@@ -308,7 +311,7 @@ async def check(request: web.Request) -> web.Response:
     studio = request.app[STUDIO]
     name, text = _text(body, "name"), _text(body, "text")
     _path(studio, name)
-    loaded, problems = check_text(studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
     return web.json_response(
         {
             "version": flow_version(text.encode()),
@@ -323,7 +326,7 @@ async def _publish(
 ) -> web.Response:
     """Check, compare with the file now, record, write, reload: the one path of publish and rollback."""
     path = _path(studio, name)
-    loaded, problems = check_text(studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
     if problems:
         return web.json_response(
             {"error": f"{len(problems)} problem(s): not published", "problems": [_problem(p) for p in problems]},
@@ -449,7 +452,7 @@ async def simulate(request: web.Request) -> web.Response:
         or not all(isinstance(i, str) and len(i) <= MAX_INPUT_CHARS for i in inputs)
     ):
         raise json_error(web.HTTPBadRequest, f"'inputs' is a list of at most {MAX_INPUTS} texts")
-    loaded, problems = check_text(studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
     if loaded is None or problems:
         return web.json_response(
             {"error": "the flow has problems: fix them first", "problems": [_problem(p) for p in problems]},

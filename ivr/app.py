@@ -47,7 +47,7 @@ from ivr.flow.model import Flow, Interaction, Journey, Queue
 from ivr.flow.personalize import DAY
 from ivr.flow.profile import CallerProfile
 from ivr.flow.simulate import Transcript, simulate
-from ivr.routing.queues_conf import QueueCheck, check_queues
+from ivr.routing.queues_conf import QueueCheck, check_queues, defined_queues
 from ivr.routing.rules import RoutingRules
 from ivr.speech.service import SpeechService, speech_from_config
 from ivr.store.agents import AgentStore, CallbackStore
@@ -260,6 +260,7 @@ class App:
                 reload=self.reload_flows,
                 live=self.flows.get,
                 simulate=self._simulate,
+                queues=self._defined_queues,
             ),
         )
 
@@ -510,6 +511,14 @@ class App:
             half_life=self.config.personalize.half_life_days * DAY,
             holdout=self.config.personalize.holdout,
         )
+
+    def _defined_queues(self) -> tuple[str, frozenset[str]] | None:
+        """queues.conf's queues, for the studio's check (None: no file, as ``ivr check`` warns)."""
+        conf = self.config.routing.queues_conf
+        try:
+            return str(conf), defined_queues(Path(conf).read_text())
+        except FileNotFoundError:
+            return None
 
     def _check_queues(self, names: Iterable[str]) -> QueueCheck:
         return check_queues(

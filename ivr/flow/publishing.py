@@ -29,6 +29,7 @@ from pathlib import Path
 from ivr.errors import FlowError
 from ivr.flow.loader import FlowLoadError, cross_check, flow_files, load_flow_file, parse_flow
 from ivr.flow.model import Flow, FlowProblem
+from ivr.flow.steps.queue import QueueStep
 
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
@@ -48,11 +49,15 @@ def flow_path(directory: Path, name: str) -> Path:
     return path
 
 
-def check_text(directory: Path, name: str, text: str) -> tuple[Flow | None, list[FlowProblem]]:
+def check_text(
+    directory: Path, name: str, text: str, queues: tuple[str, frozenset[str]] | None = None
+) -> tuple[Flow | None, list[FlowProblem]]:
     """What ``ivr check`` would say of the flows directory with ``<name>.yaml`` holding ``text``:
     the flow if the text parses (to draw it, even when it clashes with another file), and the
     problems it brings: its own, and those it causes in another file (a number that file claims
-    too); the other files' problems of their own are theirs. Publish only without problems."""
+    too); the other files' problems of their own are theirs. Publish only without problems.
+    ``queues``: (queues.conf's path, the queues it defines), to report a queue step's queue that
+    Asterisk lacks, as ``ivr check`` does; None when there is no file to check against."""
     file = f"{name}.yaml"
     try:
         flow = parse_flow(text, file, default_name=name)
@@ -71,6 +76,13 @@ def check_text(directory: Path, name: str, text: str) -> tuple[Flow | None, list
             others.append(load_flow_file(path))
         except FlowLoadError:
             known.add(path.stem)
+    if queues is not None:
+        conf, defined = queues
+        problems += [
+            FlowProblem(file, use.line, use.name, f"{conf}: no queue [{use.queue}]")
+            for use in flow.steps.values()
+            if isinstance(use, QueueStep) and use.queue not in defined
+        ]
     before = {str(p) for p in cross_check(others, known | {name})}
     problems += [p for p in cross_check([*others, flow], known) if p.file == file or str(p) not in before]
     return flow, sorted(problems, key=lambda p: p.line)

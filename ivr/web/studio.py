@@ -103,6 +103,8 @@ class Studio:
     #: the live flows, for what a simulated draft invokes
     live: Callable[[str, str | None], Flow]
     simulate: Simulate
+    #: (queues.conf's path, the queues it defines), or None when there is no file to check against
+    queues: Callable[[], tuple[str, frozenset[str]] | None] = lambda: None
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, name: str) -> asyncio.Lock:
@@ -273,7 +275,7 @@ async def flow(request: web.Request) -> web.Response:
         raise json_error(web.HTTPNotFound, f"no flow file {name}.yaml")
     text, version = found
     latest = await studio.versions.sync_disk(name, text, version)
-    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text, studio.queues())
     return web.json_response(
         {
             "name": name,
@@ -311,7 +313,7 @@ async def check(request: web.Request) -> web.Response:
     studio = request.app[STUDIO]
     name, text = _text(body, "name"), _text(body, "text")
     _path(studio, name)
-    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text, studio.queues())
     return web.json_response(
         {
             "version": flow_version(text.encode()),
@@ -326,7 +328,7 @@ async def _publish(
 ) -> web.Response:
     """Check, compare with the file now, record, write, reload: the one path of publish and rollback."""
     path = _path(studio, name)
-    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text, studio.queues())
     if problems:
         return web.json_response(
             {"error": f"{len(problems)} problem(s): not published", "problems": [_problem(p) for p in problems]},
@@ -452,7 +454,7 @@ async def simulate(request: web.Request) -> web.Response:
         or not all(isinstance(i, str) and len(i) <= MAX_INPUT_CHARS for i in inputs)
     ):
         raise json_error(web.HTTPBadRequest, f"'inputs' is a list of at most {MAX_INPUTS} texts")
-    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text)
+    loaded, problems = await asyncio.to_thread(check_text, studio.directory, name, text, studio.queues())
     if loaded is None or problems:
         return web.json_response(
             {"error": "the flow has problems: fix them first", "problems": [_problem(p) for p in problems]},

@@ -113,3 +113,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         write_atomic(path, "bad \udcff surrogate")
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sales.yaml"]
+
+
+def test_a_queue_asterisk_lacks_is_a_problem_as_in_ivr_check(tmp_path: Path) -> None:
+    text = "flow: sales\nstart: hi\nsteps:\n  hi: {say: Hello., next: q}\n  q: {queue: {name: nowhere}}\n"
+    conf = ("/etc/asterisk/queues.conf", frozenset({"main", "billing"}))
+    _, problems = check_text(tmp_path, "sales", text, conf)
+    assert [str(p) for p in problems] == ["sales.yaml:5: q: /etc/asterisk/queues.conf: no queue [nowhere]"]
+    assert check_text(tmp_path, "sales", text.replace("nowhere", "billing"), conf)[1] == []
+    assert check_text(tmp_path, "sales", text, None)[1] == []  # no queues.conf here: not checked

@@ -20,7 +20,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
@@ -47,12 +47,14 @@ from ivr.flow.library import FlowLibrary, queues_named
 from ivr.flow.model import Flow, Interaction, Journey, Queue
 from ivr.flow.personalize import DAY
 from ivr.flow.profile import CallerProfile
-from ivr.routing.queues_conf import QueueCheck, check_queues
+from ivr.flow.simulate import Transcript, simulate
+from ivr.routing.queues_conf import QueueCheck, check_queues, defined_queues
 from ivr.routing.rules import RoutingRules
 from ivr.speech.service import SpeechService, speech_from_config
 from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CallerProfiles, CustomerStore
+from ivr.store.flow_versions import FlowVersionStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.kpis import KpiStore
 from ivr.store.leases import LeaseStore
@@ -63,6 +65,7 @@ from ivr.web.chat import ChatSettings, setup_chat, setup_sms
 from ivr.web.desktop import login_limiter, setup_desktop
 from ivr.web.health import Readiness, setup_health
 from ivr.web.kpis import setup_kpis
+from ivr.web.studio import FlowLookup, Studio, setup_studio
 from ivr.web.supervisor import setup_supervisor
 
 log = logging.getLogger(__name__)
@@ -253,6 +256,17 @@ class App:
             login_limits=login_limiter(config.desktop),
         )
         setup_supervisor(self.web.app)
+        setup_studio(
+            self.web.app,
+            Studio(
+                directory=self.flows.directory,
+                versions=FlowVersionStore(self.store.engine),
+                reload=self.reload_flows,
+                live=self.flows.get,
+                simulate=self._simulate,
+                queues=self._defined_queues,
+            ),
+        )
 
         self.routes: dict[str, Handler] = {"inbound": self.inbound}
         self.routes["continue"] = self.inbound.continue_call  # "call me now"
@@ -477,8 +491,42 @@ class App:
         report = self.flows.reload()
         for name in report.loaded:
             log.info("flow ready: %s", name)
-        for problem in self._check_queues(report.loaded).problems:  # the flow runs; Asterisk will misroute
+        loaded = [entry.partition("@")[0] for entry in report.loaded]  # "name@version"
+        for problem in self._check_queues(loaded).problems:  # the flow runs; Asterisk will misroute
             log.error("%s (calls there go to the catch-all queue)", problem)
+
+    async def _simulate(
+        self, flows: FlowLookup, flow: str, caller: str | None, channel: str, inputs: Sequence[str]
+    ) -> Transcript:
+        """The studio's simulator: the caller's real profile (read only), this node's routing and
+        personalization settings; words matched by the word rules."""
+        profile = None
+        if caller:
+            try:
+                profile = await asyncio.wait_for(
+                    self.customers.load_profile(phone=caller), self.config.customers.lookup_timeout
+                )
+            except Exception as exc:  # as on a call: a slow or failing store makes an unknown caller
+                log.warning("simulated caller %s as unknown: %s", caller[-4:], exc)
+        return simulate(
+            flows,
+            flow,
+            caller=caller,
+            channel=channel,
+            inputs=inputs,
+            profile=profile,
+            routing=self.routing,
+            half_life=self.config.personalize.half_life_days * DAY,
+            holdout=self.config.personalize.holdout,
+        )
+
+    def _defined_queues(self) -> tuple[str, frozenset[str]] | None:
+        """queues.conf's queues, for the studio's check (None: no file, as ``ivr check`` warns)."""
+        conf = self.config.routing.queues_conf
+        try:
+            return str(conf), defined_queues(Path(conf).read_text())
+        except FileNotFoundError:
+            return None
 
     def _check_queues(self, names: Iterable[str]) -> QueueCheck:
         return check_queues(

@@ -361,8 +361,9 @@ def cmd_agents(args: argparse.Namespace) -> int:
                 max_chats=args.max_chats,
                 role=args.role,
             )
-            if args.role == "supervisor":
-                print(f"supervisor {args.username} added (id {agent_id}; signs in at /supervisor/)")
+            if args.role in ("supervisor", "admin"):
+                where = "/supervisor/" if args.role == "supervisor" else "/studio/"
+                print(f"{args.role} {args.username} added (id {agent_id}; signs in at {where})")
             else:
                 print(f"agent {args.username} added (id {agent_id}, phone PJSIP/{args.endpoint})")
             return 0
@@ -502,9 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chats", type=int, default=3, help="chats at once besides one call")
     p.add_argument(
         "--role",
-        choices=("agent", "supervisor"),
+        choices=("agent", "supervisor", "admin"),
         default="agent",
-        help="agent: the desktop (default); supervisor: the supervisor pages, not the desktop",
+        help="agent: the desktop (default); supervisor: the supervisor pages; admin: the flow studio (/studio/)",
     )
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     p.set_defaults(func=cmd_agents)

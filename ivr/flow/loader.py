@@ -522,6 +522,23 @@ def check_paths(paths: Iterable[Path]) -> tuple[list[Flow], list[FlowProblem]]:
             flows.append(load_flow_file(file))
         except FlowLoadError as exc:
             problems.extend(exc.problems)
+    known = {Path(p.file).stem for p in problems}
+    for folder in {p.parent for p in paths if p.is_file()}:
+        for other in flow_files(folder):  # a single file may invoke flows that live beside it
+            if other not in files:
+                try:
+                    known.add(load_flow_file(other).name)
+                except FlowLoadError:
+                    known.add(other.stem)
+    problems.extend(cross_check(flows, known))
+    return flows, problems
+
+
+def cross_check(flows: list[Flow], known: set[str]) -> list[FlowProblem]:
+    """What no single file shows: a name defined twice, a number claimed twice, flows invoking
+    each other in a circle or jumping round without input, and flows used that do not exist
+    (``known``: names beyond ``flows`` that exist, such as files that did not load)."""
+    problems: list[FlowProblem] = []
     names: dict[str, str] = {}
     for flow in flows:
         if flow.name in names:
@@ -532,17 +549,10 @@ def check_paths(paths: Iterable[Path]) -> tuple[list[Flow], list[FlowProblem]]:
     problems.extend(number_conflicts(flows))
     problems.extend(_invoke_cycles(flows))
     problems.extend(_goto_loops_across_flows(flows))
-    known = set(names) | {Path(p.file).stem for p in problems}
-    for folder in {p.parent for p in paths if p.is_file()}:
-        for other in flow_files(folder):  # a single file may invoke flows that live beside it
-            if other not in files:
-                try:
-                    known.add(load_flow_file(other).name)
-                except FlowLoadError:
-                    known.add(other.stem)
+    known = known | set(names)
     for flow in flows:
         for step in flow.steps.values():
             for used, line in step.flows_used():
                 if used not in known:
                     problems.append(FlowProblem(flow.source, line, step.name, f"flow {used!r} does not exist"))
-    return flows, problems
+    return problems

@@ -18,8 +18,8 @@ from ivr.errors import StoreError
 from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow, LeaseRow
 
 SESSION_TTL = 12 * 3600.0
-#: What a login may open: the agent desktop, or the supervisor pages (one role per login).
-ROLES = ("agent", "supervisor")
+#: What a login may open: the agent desktop, the supervisor pages, or the flow studio (one role per login).
+ROLES = ("agent", "supervisor", "admin")
 
 
 def _agent(row: Any) -> dict[str, Any]:

@@ -21,7 +21,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: 64-bit ids where the database has them; SQLite's autoincrement needs exactly INTEGER PRIMARY KEY.
@@ -274,3 +287,39 @@ class ContactFactRow(Base):
     confirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     speech_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     key_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class FlowVersionRow(Base):
+    """Every version of a flow file the studio published or found on disk, numbered per flow.
+
+    ``(flow, number)`` is unique: two nodes publishing over the same version both try the same
+    next number and the database keeps one, so a race is a conflict, never a silent overwrite.
+    """
+
+    __tablename__ = "flow_versions"
+    __table_args__ = (UniqueConstraint("flow", "number", name="uq_flow_versions_flow_number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    flow: Mapped[str] = mapped_column(String(64))
+    number: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    diff: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class FlowAuditRow(Base):
+    """Who published or rolled back which flow, when: append-only."""
+
+    __tablename__ = "flow_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    flow: Mapped[str] = mapped_column(String(64))
+    number: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(256))

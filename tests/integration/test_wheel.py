@@ -100,6 +100,7 @@ def test_the_wheel_holds_the_product_and_nothing_of_the_harness(wheel: Path) -> 
     for data in ("ivr/py.typed", "ivr/store/migrations/script.py.mako"):
         assert data in names
     assert any(n.startswith("ivr/web/static/desktop/") for n in names)
+    assert "ivr/web/static/studio/studio.js" in names and "ivr/web/static/studio/index.html" in names
     assert any(n.startswith("ivr/store/migrations/versions/") for n in names)
 
 

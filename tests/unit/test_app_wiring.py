@@ -68,3 +68,17 @@ def test_every_channel_gets_its_dependencies_at_construction(tmp_path: Path) -> 
     assert app.inbound.routing is app.routing and app.chat.routing is app.routing
     assert "billing-es" in app.routing.queues
     assert app.handoffs.base_url == f"http://127.0.0.1:{app.web.port}"
+
+
+def test_a_reload_that_loads_a_new_version_checks_its_queues(tmp_path: Path, caplog: object) -> None:
+    """The reload's report names flows ``name@version``: the queue check after it looks them up by name."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    text = "flow: sales\nstart: q\nsteps:\n  q: {queue: {name: nowhere}}\n"
+    (flows / "sales.yaml").write_text(text)
+    config = load_config(environ={"IVR_FLOWS_DIR": str(flows), "IVR_DATA_DIR": str(tmp_path / "data")})
+    app = App(config)
+    app.flows.reload()
+    (flows / "sales.yaml").write_text(text.replace("{name: nowhere}", "{name: elsewhere}"))
+    app.reload_flows()  # raised KeyError('sales@...') before
+    assert app.flows.current("sales").steps["q"].queue == "elsewhere"  # type: ignore[attr-defined]

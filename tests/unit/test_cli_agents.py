@@ -27,3 +27,11 @@ def test_add_a_supervisor_and_list_the_roles(tmp_path: Path) -> None:
     assert no_phone.returncode == 1 and "an agent needs --endpoint" in no_phone.stderr
     listed = ivr(tmp_path, "agents", "list").stdout.splitlines()
     assert [line.split()[1:3] for line in listed] == [["ann", "agent"], ["sue", "supervisor"]]
+
+
+def test_add_an_admin_for_the_flow_studio(tmp_path: Path) -> None:
+    added = ivr(tmp_path, "agents", "add", "ada", "--role", "admin", "--password-stdin", stdin="ada-password\n")
+    assert added.returncode == 0, added.stderr
+    assert "admin ada added" in added.stdout and "/studio/" in added.stdout
+    listed = ivr(tmp_path, "agents", "list").stdout.splitlines()
+    assert [line.split()[1:3] for line in listed] == [["ada", "admin"]]

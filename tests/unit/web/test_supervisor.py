@@ -169,9 +169,9 @@ async def test_failures_lock_the_name_at_both_forms(site: Site) -> None:
 
 
 async def test_roles_are_a_closed_set(site: Site) -> None:
-    with pytest.raises(StoreError, match="role must be one of agent, supervisor"):
+    with pytest.raises(StoreError, match="role must be one of agent, supervisor, admin"):
         await site.agents.add(
-            username="eve", display_name="Eve", password_hash="x", endpoint="", skills={}, role="admin"
+            username="eve", display_name="Eve", password_hash="x", endpoint="", skills={}, role="root"
         )
 
 

@@ -148,7 +148,8 @@ class VoiceChannel:
         for command in commands:
             match command:
                 case Play():
-                    await self._stream(command.prompt.audio_name(self.prefix), "")
+                    for part in command.parts or (command.prompt,):
+                        await self._stream(part.audio_name(self.prefix), "")
                 case Menu():
                     return await self.menu_input(command)
                 case Ask():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ivr.flow.stages import AGO_PHRASES
 from ivr.prompts.naming import prompt_audio_name
 
 
@@ -48,6 +49,8 @@ CALLBACK_BOOKED_PROMPT = Prompt("Thank you. We will call you back when it is you
 #: Before a menu on keys when speech is at its limit: callers who would have waited past the
 #: latency budget are told why nobody listens, and the keys follow at once.
 SPEECH_BUSY_PROMPT = Prompt("Voice answers are busy right now. Please use your keypad.")
+#: "ten minutes ago", "yesterday"...: what ``{journey.last_contact.ago}`` in a ``say`` text becomes.
+AGO_PROMPTS = tuple(Prompt(phrase) for phrase in AGO_PHRASES)
 SYSTEM_PROMPTS: tuple[Prompt, ...] = (
     FOR_PROMPT,
     SPEECH_BUSY_PROMPT,
@@ -61,14 +64,20 @@ SYSTEM_PROMPTS: tuple[Prompt, ...] = (
     QUEUE_MINUTES_PROMPT,
     CALLBACK_OFFER_PROMPT,
     CALLBACK_BOOKED_PROMPT,
+    *AGO_PROMPTS,
 )
 
 
 # -------------------------------------------------------------------------------------- commands
 @dataclass(frozen=True)
 class Play:
+    """Words to say. ``parts``: the same words as fragments that each have audio (a ``say`` text
+    with placeholders: "You called about" + "paying your bill" + "ten minutes ago"), which voice
+    plays in order; text channels show ``prompt``, the whole sentence."""
+
     step: str
     prompt: Prompt
+    parts: tuple[Prompt, ...] = ()
 
 
 @dataclass(frozen=True)

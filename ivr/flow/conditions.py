@@ -7,8 +7,13 @@ listed in ``_ALLOWED`` are accepted; evaluation walks the tree itself.
 
 Names: ``slots``, ``customer`` (attribute access; a missing attribute is ``None``), ``caller``,
 ``channel``, ``intent``, ``now`` (``now.hour``, ``now.minute``, ``now.weekday`` as "mon".."sun",
-``now.time`` as "HH:MM", ``now.date`` as "YYYY-MM-DD"). Functions: ``open("hours-name")`` (is the
-named business-hours calendar open now), ``len(x)``, ``digits(x)`` (x is all digits).
+``now.time`` as "HH:MM", ``now.date`` as "YYYY-MM-DD"), ``journey`` (where the caller is in their
+journey: ``journey.stage``, ``journey.unfinished.reason``, ``journey.last_contact.minutes``...; the
+names are fixed, listed in ``ivr.flow.stages``, and a name that is not there is refused when the
+flow is loaded, so a typo is an ``ivr check`` error, not a branch that is silently never taken).
+Functions: ``open("hours-name")`` (is the named business-hours calendar open now), ``len(x)``,
+``digits(x)`` (x is all digits), ``within(x, minutes=N)`` (or ``hours=``/``days=``: the contact,
+ticket or link ``x`` happened at most that long ago; false when there is none).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-ROOT_NAMES = frozenset({"slots", "customer", "caller", "channel", "intent", "now"})
-FUNCTIONS = frozenset({"open", "len", "digits"})
+from ivr.flow.stages import JOURNEY_ATTRS, UNKNOWN, JourneyStage
+
+ROOT_NAMES = frozenset({"slots", "customer", "caller", "channel", "intent", "now", "journey"})
+FUNCTIONS = frozenset({"open", "len", "digits", "within"})
+WITHIN_UNITS = {"minutes": 60, "hours": 3600, "days": 86400}
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _ALLOWED = (
@@ -48,6 +56,7 @@ _ALLOWED = (
     ast.List,
     ast.Tuple,
     ast.Call,
+    ast.keyword,
 )
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
@@ -87,6 +96,7 @@ class ConditionScope:
     intent: str | None
     now: datetime
     is_open: Callable[[str, datetime], bool]
+    journey: JourneyStage = UNKNOWN
 
 
 class _Attrs:
@@ -114,14 +124,16 @@ def parse_condition(source: str, known_hours: frozenset[str] | None = None) -> C
             raise ConditionError(f"{type(node).__name__} is not allowed in a condition: {source!r}")
         if isinstance(node, ast.Name) and node.id not in ROOT_NAMES and id(node) not in called:
             raise ConditionError(f"unknown name {node.id!r} (use one of {', '.join(sorted(ROOT_NAMES))})")
-        if isinstance(node, ast.Attribute) and not isinstance(node.value, ast.Name):
-            raise ConditionError(f"only one level of attributes is allowed: {source!r}")
+        if isinstance(node, ast.Attribute):
+            _check_attribute(node, source)
         if isinstance(node, ast.Constant) and not isinstance(node.value, str | int | float | bool | None):
             raise ConditionError(f"constant {node.value!r} is not allowed")
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 raise ConditionError(f"unknown function in {source!r} (allowed: {', '.join(sorted(FUNCTIONS))})")
-            if node.keywords or len(node.args) != 1:
+            if node.func.id == "within":
+                _check_within(node)
+            elif node.keywords or len(node.args) != 1:
                 raise ConditionError(f"{node.func.id}() takes exactly one argument")
             if node.func.id == "open":
                 arg = node.args[0]
@@ -131,6 +143,40 @@ def parse_condition(source: str, known_hours: frozenset[str] | None = None) -> C
                     raise ConditionError(f"open({arg.value!r}): no such calendar under 'hours'")
                 hours.add(arg.value)
     return Condition(source.strip(), tree, frozenset(hours))
+
+
+def _check_attribute(node: ast.Attribute, source: str) -> None:
+    """One level of attributes (``customer.tier``), two under ``journey``, each a name that exists."""
+    base = node.value
+    if isinstance(base, ast.Name):
+        if base.id == "journey" and node.attr not in JOURNEY_ATTRS:
+            raise ConditionError(f"journey.{node.attr} does not exist (use one of {', '.join(sorted(JOURNEY_ATTRS))})")
+        return
+    if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "journey":
+        attrs = JOURNEY_ATTRS.get(base.attr)
+        if attrs is None:
+            raise ConditionError(f"journey.{base.attr} has no attributes (it is a word): {source!r}")
+        if node.attr not in attrs:
+            raise ConditionError(
+                f"journey.{base.attr}.{node.attr} does not exist (use one of {', '.join(sorted(attrs))})"
+            )
+        return
+    raise ConditionError(f"only one level of attributes is allowed (two under journey): {source!r}")
+
+
+def _check_within(node: ast.Call) -> None:
+    """``within(journey.last_contact, hours=2)``: one thing that happened, one length of time."""
+    usage = "within() takes a contact and a time, e.g. within(journey.last_contact, hours=2)"
+    if len(node.args) != 1 or len(node.keywords) != 1:
+        raise ConditionError(usage)
+    kw = node.keywords[0]
+    if kw.arg not in WITHIN_UNITS:
+        raise ConditionError(f"{usage}; the time is minutes=, hours= or days=")
+    value = kw.value
+    if not (isinstance(value, ast.Constant) and isinstance(value.value, int | float) and value.value > 0):
+        raise ConditionError(f"{usage}; {kw.arg}= is a positive number")
+    if isinstance(value.value, bool):
+        raise ConditionError(f"{usage}; {kw.arg}= is a positive number")
 
 
 def _now_attr(now: datetime, name: str) -> Any:
@@ -159,15 +205,19 @@ def _eval(node: ast.expr, scope: ConditionScope) -> Any:
             "channel": scope.channel,
             "intent": scope.intent,
             "now": scope.now,
+            "journey": scope.journey,
         }
         return roots[node.id]
     if isinstance(node, ast.Attribute):
-        assert isinstance(node.value, ast.Name)
         base = _eval(node.value, scope)
         if isinstance(base, datetime):
             return _now_attr(base, node.attr)
         if isinstance(base, _Attrs):
             return base.get(node.attr)
+        if isinstance(base, JourneyStage):
+            return base.attribute(node.attr)
+        if base is not None and not isinstance(base, str | int | float | bool | list):
+            return getattr(base, node.attr, None)  # a stage's contact, ticket or link
         return None
     if isinstance(node, ast.BoolOp):
         if isinstance(node.op, ast.And):
@@ -197,5 +247,12 @@ def _eval(node: ast.expr, scope: ConditionScope) -> Any:
             return scope.is_open(str(arg), scope.now)
         if node.func.id == "len":
             return len(arg) if arg is not None else 0
+        if node.func.id == "within":
+            kw = node.keywords[0]
+            assert kw.arg is not None and isinstance(kw.value, ast.Constant)
+            when, length = getattr(arg, "when", None), kw.value.value
+            if not isinstance(when, int | float) or not isinstance(length, int | float):
+                return False
+            return scope.now.timestamp() - when <= float(length) * WITHIN_UNITS[kw.arg]
         return isinstance(arg, str) and arg.isdigit()
     raise ConditionError(f"cannot evaluate {type(node).__name__}")

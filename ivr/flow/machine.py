@@ -46,12 +46,15 @@ from ivr.flow.model import (
 )
 from ivr.flow.personalize import DEFAULT_HALF_LIFE
 from ivr.flow.profile import CallerProfile
-from ivr.flow.steps import End, EnterFlow, Goto, Outcome, Return, Step, Wait
+from ivr.flow.stages import JourneyStage, journey_stage
+from ivr.flow.steps import End, EnterFlow, Goto, MenuStep, Outcome, Return, Step, Wait
 from ivr.flow.system import CONTINUE_OFFER, SYSTEM_FLOW, SYSTEM_FLOWS, SYSTEM_VERSION, is_system
 from ivr.routing.rules import RoutingRules
 
 log = logging.getLogger(__name__)
 MAX_HOPS = 100
+#: Stages worth a line in the interaction log when a journey starts (the rest are the norm).
+NOTABLE_STAGES = frozenset({"open_callback", "open_continuation", "unfinished", "recent_contact"})
 
 
 class FlowSource(Protocol):
@@ -100,6 +103,29 @@ class FlowMachine:
             journey.customer = journey.customer or dict(profile.fields)
         self.flow: Flow = self._lookup(journey.flow, journey.version)
         self._events: list[Interaction] = []
+        self._stage: JourneyStage | None = None
+
+    @property
+    def stage(self) -> JourneyStage:
+        """Where the caller is in their journey (``ivr.flow.stages``), as of the first question:
+        computed once per machine from the profile, so every condition and prompt of a call
+        agrees on "ten minutes ago"."""
+        if self._stage is None:
+            self._stage = journey_stage(self.profile, self.now(), self._reason)
+        return self._stage
+
+    def _reason(self, flow: str, intent: str) -> tuple[str, str] | None:
+        """The first menu option of ``flow`` (its current version) that ``intent`` belongs to."""
+        try:
+            found = self.flows.get(flow)
+        except KeyError:
+            return None
+        for step in found.steps.values():
+            if isinstance(step, MenuStep):
+                for option in step.options:
+                    if intent in option.intents or intent == option.id:
+                        return option.id, option.label.text
+        return None
 
     # ------------------------------------------------------------------------------ Runtime API
     def now(self) -> datetime:
@@ -115,6 +141,7 @@ class FlowMachine:
             intent=j.intent,
             now=self.now(),
             is_open=self._is_open,
+            journey=self.stage,
         )
 
     def record(self, kind: str, /, **data: Any) -> None:
@@ -146,6 +173,8 @@ class FlowMachine:
     def start(self) -> list[Command]:
         """Begin (or resume) at the journey's step; a new journey begins at the flow's start."""
         self.record("journey_started" if not self.journey.path else "journey_resumed", flow=self.flow.name)
+        if not self.journey.path and self.stage.stage in NOTABLE_STAGES:
+            self.record("journey_stage", stage=self.stage.stage, why=self.stage.why)
         # A resumed journey re-enters its saved step: a menu there keeps the keys already spoken.
         if self.journey.path and self.journey.step:
             self._resume_at = self.journey.step

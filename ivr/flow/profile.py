@@ -37,6 +37,48 @@ class KnownSlot:
 
 
 @dataclass(frozen=True)
+class PastContact:
+    """One of the customer's latest journeys, as the journey stages read it (``ivr.flow.stages``).
+
+    ``status`` is the journey's status when the profile was loaded (``abandoned``: the caller left
+    in self-service at ``step``); ``intent`` what they asked for there, if a menu heard it.
+    """
+
+    journey_id: str
+    flow: str
+    channel: str
+    status: str
+    step: str | None
+    intent: str | None
+    started_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class OpenCallback:
+    """The customer's open callback ticket (one at most): they keep their place in ``queue``."""
+
+    ticket_id: str
+    queue: str
+    skill: str
+    status: str
+    ticket_at: float
+    journey_id: str
+
+
+@dataclass(frozen=True)
+class OpenContinuation:
+    """A link sent to the customer to go on with a journey on another channel, not used yet."""
+
+    journey_id: str
+    flow: str
+    channel: str
+    step: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class CallerProfile:
     customer_id: str
     fields: dict[str, Any] = field(default_factory=dict)  # name, tier, language, crm_id, ...
@@ -44,6 +86,10 @@ class CallerProfile:
     options: tuple[OptionStat, ...] = ()
     slots: tuple[KnownSlot, ...] = ()
     verified: bool = False  # identity verified (not just matched by caller id)
+    #: the latest journeys, newest first (at most ``RECENT_CONTACTS`` of the store), for stages
+    recent: tuple[PastContact, ...] = ()
+    callback: OpenCallback | None = None
+    continuation: OpenContinuation | None = None
 
     def option_stats(self, flow: str, step: str) -> list[OptionStat]:
         return [o for o in self.options if o.flow == flow and o.step == step]

@@ -2,8 +2,8 @@
 
 Why a transcript and not a channel: the simulator drives the real ``FlowMachine`` with the real
 profile and routing table, and writes nothing (no journey, no interaction, no statistic). Every
-command is turned into lines of text and every decision the engine records (a menu reordered, a
-prefill offered, the queue chosen) into a reason, so an admin sees a change before callers do.
+command is turned into lines of text and every decision the engine records (the caller's journey stage and why, a
+menu reordered, a prefill offered, the queue chosen) into a reason, so an admin sees a change before callers do.
 The services a channel would run answer the way an idle centre would: an agent is free, a
 transfer is answered, a hand-off message is sent.
 
@@ -77,6 +77,8 @@ class Transcript:
     status: str = "active"
     queue: str | None = None
     skill: str | None = None
+    #: the caller's journey stage (``ivr.flow.stages``) the run started with
+    stage: str | None = None
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -165,6 +167,8 @@ def simulate(
         out.lines.append(f"~ caller {caller}: customer {profile.customer_id}, {profile.contacts} past contact(s)")
     else:
         out.lines.append(f"~ caller {caller or '(no number)'}: unknown to the store")
+    out.stage = machine.stage.stage
+    out.lines.append(f"~ journey stage {machine.stage.stage}: {machine.stage.why}")
     todo = list(inputs)
     commands = machine.start()
     for _ in range(1000):  # each round is one step the caller meets; a flow file cannot loop forever

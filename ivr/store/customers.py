@@ -2,8 +2,9 @@
 here that knows SQL.
 
 The call path (``CallerProfiles.load``) costs ONE statement for a known caller: the customer row,
-their option statistics, their known slots and their number of past journeys come back as the
-rows of a single ``UNION ALL`` keyed by a CTE that resolves the phone number (see ``PROFILE_SQL``).
+their option statistics, their known slots, their number of past journeys, their latest few
+journeys, their open callback ticket and their unused continuation link (what the journey stages
+of ``ivr.flow.stages`` are computed from) come back as the rows of a single ``UNION ALL`` keyed by a CTE that resolves the phone number (see ``PROFILE_SQL``).
 It runs on an autocommit connection, so the driver sends no BEGIN/ROLLBACK around it, from a pool
 that does not ping on checkout: one round trip. An unknown number costs that statement plus one
 short transaction creating an unverified customer, so their history starts accruing at once.
@@ -32,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr.errors import StoreError
-from ivr.flow.profile import CallerProfile, KnownSlot, OptionStat
+from ivr.flow.profile import CallerProfile, KnownSlot, OpenCallback, OpenContinuation, OptionStat, PastContact
 from ivr.store.models import CustomerIdentityRow, CustomerRow, InteractionRow
 from ivr.store.phones import to_e164
 
@@ -43,20 +44,52 @@ IdentityKind = Literal["phone", "email", "crm"]
 #: test line with 10,000 calls costs no more to look up than a regular customer.
 CONTACTS_CAP = 1000
 
-# The caller's profile in one statement. Every branch has the same eleven columns; ``part`` says
+#: How many of the customer's latest journeys the profile carries (``CallerProfile.recent``): the
+#: journey stages look at the last contact and at an unfinished one among the latest few.
+RECENT_CONTACTS = 3
+#: ... and only those of the last week: a stage is about where the caller is now, and the bound
+#: lets PostgreSQL read the newest rows off the index even for a caller with thousands of journeys
+#: (its plan for "this customer, newest three" otherwise sorts them all: 2,000 journeys, 19 ms ->
+#: 0.1 ms).
+RECENT_DAYS = 7
+
+# The caller's profile in one statement. Every branch has the same twelve columns; ``part`` says
 # which kind of row it is. ``who`` is the customer id, resolved from the phone number (or given).
+# ``data->>'intent'`` reads the same on SQLite (3.38+) and PostgreSQL (a JSON column). PostgreSQL
+# types a bare NULL inside a subquery as text, hence the casts in the two limited branches. Those
+# two compare with ``(SELECT id FROM who)``, not a join: an equality with one value lets both
+# databases read the newest rows straight off the (customer_id, time) index instead of sorting
+# every journey of a busy caller (SQLite, 2,000 journeys: 45 ms -> a few ms).
 _PROFILE_BODY = f"""
 SELECT 'customer' AS part, c.id AS customer_id, c.display_name AS a, c.email AS b, c.crm_id AS c,
-       c.tier AS d, c.language AS e,
+       c.tier AS d, c.language AS e, CAST(NULL AS VARCHAR(64)) AS f,
        (SELECT count(*) FROM (SELECT 1 FROM journeys j WHERE j.customer_id = c.id LIMIT {CONTACTS_CAP}) AS past) AS n,
        CAST(NULL AS FLOAT) AS x, CAST(NULL AS FLOAT) AS y, c.verified AS flag
   FROM customers c JOIN who ON c.id = who.id
 UNION ALL
-SELECT 'option', o.customer_id, o.flow, o.step, o.option, NULL, NULL, o.count, o.score, o.last_at, NULL
+SELECT 'option', o.customer_id, o.flow, o.step, o.option, NULL, NULL, NULL, o.count, o.score, o.last_at, NULL
   FROM option_stats o JOIN who ON o.customer_id = who.id
 UNION ALL
-SELECT 'slot', s.customer_id, s.slot, s.value, s.channel, NULL, NULL, NULL, s.at, NULL, NULL
+SELECT 'slot', s.customer_id, s.slot, s.value, s.channel, NULL, NULL, NULL, NULL, s.at, NULL, NULL
   FROM customer_slots s JOIN who ON s.customer_id = who.id
+UNION ALL
+SELECT * FROM (
+  SELECT 'journey' AS part, j.customer_id, j.flow, j.step, j.status, j.channel, j.id, j.data->>'intent',
+         CAST(NULL AS BIGINT), j.started_at, j.updated_at, CAST(NULL AS BOOLEAN)
+    FROM journeys j WHERE j.customer_id = (SELECT id FROM who) AND j.updated_at > :since
+   ORDER BY j.updated_at DESC LIMIT {RECENT_CONTACTS}) AS recent
+UNION ALL
+SELECT 'callback', b.customer_id, b.id, b.queue, b.status, b.skill, b.journey_id, NULL, b.attempts, b.ticket_at,
+       NULL, NULL
+  FROM callbacks b JOIN who ON b.open_customer = who.id
+UNION ALL
+SELECT * FROM (
+  SELECT 'continuation' AS part, k.customer_id, k.channel, k.step, j.flow, CAST(NULL AS VARCHAR(64)), k.journey_id,
+         CAST(NULL AS VARCHAR(64)), CAST(NULL AS BIGINT), k.created_at, k.expires_at, CAST(NULL AS BOOLEAN)
+    FROM continuations k JOIN journeys j ON j.id = k.journey_id
+   WHERE k.customer_id = (SELECT id FROM who) AND k.created_at > :since AND k.claimed_at IS NULL
+     AND j.status = 'handed_off'
+   ORDER BY k.created_at DESC LIMIT 1) AS link
 """
 PROFILE_BY_PHONE_SQL = (
     "WITH who AS (SELECT customer_id AS id FROM customer_identities WHERE kind = 'phone' AND value = :key)"
@@ -75,6 +108,9 @@ def profile_from_rows(rows: Sequence[Row[Any]]) -> CallerProfile | None:
     customer = None
     options: list[OptionStat] = []
     slots: list[KnownSlot] = []
+    recent: list[PastContact] = []
+    callback: OpenCallback | None = None
+    continuation: OpenContinuation | None = None
     for r in rows:
         if r.part == "customer":
             customer = r
@@ -82,6 +118,12 @@ def profile_from_rows(rows: Sequence[Row[Any]]) -> CallerProfile | None:
             options.append(OptionStat(r.a, r.b, r.c, int(r.n), float(r.x), float(r.y)))
         elif r.part == "slot":
             slots.append(KnownSlot(r.a, r.b, r.c, float(r.x)))
+        elif r.part == "journey":
+            recent.append(PastContact(r.e, r.a, r.d, r.c, r.b, r.f, float(r.x), float(r.y)))
+        elif r.part == "callback":
+            callback = OpenCallback(r.a, r.b, r.d, r.c, float(r.x), r.e)
+        elif r.part == "continuation":
+            continuation = OpenContinuation(r.e, r.c, r.a, r.b, float(r.x), float(r.y))
     if customer is None:
         return None
     fields = {
@@ -104,6 +146,9 @@ def profile_from_rows(rows: Sequence[Row[Any]]) -> CallerProfile | None:
         options=tuple(options),
         slots=tuple(slots),
         verified=bool(customer.flag),
+        recent=tuple(sorted(recent, key=lambda p: -p.updated_at)),
+        callback=callback,
+        continuation=continuation,
     )
 
 
@@ -176,7 +221,8 @@ class CustomerStore:
             raise ValueError("give exactly one of phone or customer_id")
         statement: TextClause = _PROFILE_BY_PHONE if phone is not None else _PROFILE_BY_ID
         key = self.phone(phone) if phone is not None else customer_id
-        return profile_from_rows(await self._fetch(statement, {"key": key}))
+        since = time.time() - RECENT_DAYS * 86400
+        return profile_from_rows(await self._fetch(statement, {"key": key, "since": since}))
 
     async def find(self, kind: IdentityKind, value: str) -> str | None:
         """The customer id an identity belongs to (the benchmark's baseline: one indexed row)."""

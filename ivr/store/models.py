@@ -67,6 +67,9 @@ class JourneyRow(Base):
     started_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float, index=True)
 
+    # the caller's profile: their latest journeys, newest first, off the index
+    __table_args__ = (Index("ix_journeys_customer_updated", "customer_id", "updated_at"),)
+
 
 class InteractionRow(Base):
     """One event on one channel: call started, step entered, option chosen, queued, message sent, ..."""
@@ -230,6 +233,9 @@ class ContinuationRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     claimed_at: Mapped[float | None] = mapped_column(Float)
     session_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+
+    # the caller's profile: their newest link
+    __table_args__ = (Index("ix_continuations_customer_created", "customer_id", "created_at"),)
 
 
 class ContactFactRow(Base):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +18,10 @@ import pytest
 from sqlalchemy import Row, event, text
 
 from ivr.errors import StoreError
-from ivr.flow.model import REDACTED, Interaction, Journey
+from ivr.flow.model import REDACTED, Interaction, Journey, JourneyStatus
+from ivr.store.agents import CallbackStore
 from ivr.store.aggregates import DAY, tally
+from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CONTACTS_CAP, CallerProfiles, Cursor, CustomerStore
 from ivr.store.journeys import ROWS_PER_STATEMENT, JourneyStore, make_engine
 
@@ -375,3 +378,69 @@ async def test_timeline_is_newest_first_across_channels_and_pages_by_cursor(
         "data": {"text": "hi"},
     }
     assert (await customers.timeline(cid, limit=5)).next is None
+
+
+async def test_profile_carries_the_latest_journeys_the_open_ticket_and_the_unused_link(
+    store: JourneyStore, customers: CustomerStore
+) -> None:
+    """What the journey stages are computed from, written by the product's own stores and read
+    back in the same one statement: the newest three journeys of the last week (an older one and
+    another customer's are not read), the open callback ticket, the newest unused link."""
+    cid = await customers.identify("+15551230003")
+    other = await customers.identify("+15551230004")
+    now = time.time()
+    saved: list[Journey] = []
+    past: list[tuple[int, JourneyStatus]] = [(9 * 24 * 60, "completed"), (90, "queued"), (30, "completed")]
+    for minutes, status in past:
+        j = journey(cid)
+        j.status, j.started_at, j.updated_at = status, now - minutes * 60 - 60, now - minutes * 60
+        saved.append(j)
+    left, handed = journey(cid), journey(cid, channel="chat")
+    left.status, left.step, left.intent = "abandoned", "account", "billing"
+    handed.status, handed.step = "handed_off", "card"
+    left.started_at, left.updated_at = now - 700, now - 600
+    handed.started_at, handed.updated_at = now - 400, now - 300
+    elsewhere = journey(other)
+    elsewhere.updated_at = now
+    for j in (*saved, left, handed, elsewhere):
+        store.save(j)
+    await store.flush()
+    links = ContinuationStore(store.engine)
+    await links.create(id="k1", journey_id=handed.id, customer_id=cid, channel="sms", step="card", expires_at=now + 600)
+    ticket = await CallbackStore(store.engine).open(
+        customer_id=cid,
+        journey_id=left.id,
+        phone="+15551230003",
+        queue="billing",
+        skill="billing",
+        priority=0,
+        ticket_at=now - 120,
+        not_before=now,
+        context={},
+    )
+    with StatementCounter(customers.engine) as counter:
+        profile = await customers.load_profile(phone="+15551230003")
+    assert len(counter.statements) == 1, counter.statements
+    assert profile is not None
+    assert [(p.journey_id, p.status, p.step, p.intent, p.channel) for p in profile.recent] == [
+        (handed.id, "handed_off", "card", None, "chat"),
+        (left.id, "abandoned", "account", "billing", "voice"),
+        (saved[2].id, "completed", None, None, "voice"),
+    ]
+    assert profile.recent[1].updated_at == pytest.approx(now - 600)
+    assert profile.callback is not None
+    assert (profile.callback.ticket_id, profile.callback.queue, profile.callback.journey_id) == (
+        ticket,
+        "billing",
+        left.id,
+    )
+    assert profile.continuation is not None
+    assert (profile.continuation.journey_id, profile.continuation.channel, profile.continuation.step) == (
+        handed.id,
+        "sms",
+        "card",
+    )
+    assert profile.continuation.flow == "support"
+    assert await links.claim("k1", "session", now)
+    used = await customers.load_profile(phone="+15551230003")
+    assert used is not None and used.continuation is None  # a link used is no longer open

@@ -88,7 +88,7 @@ def test_bad_condition_syntax_and_names() -> None:
     assert out[0].startswith("f.yaml:7: hello: bad condition: cannot parse 'slots.x =='")
     assert (
         out[1]
-        == "f.yaml:9: hello: bad condition: unknown function in \"__import__('os')\" (allowed: digits, len, open)"
+        == "f.yaml:9: hello: bad condition: unknown function in \"__import__('os')\" (allowed: digits, len, open, within)"
     )
     assert out[2] == "f.yaml:11: hello: bad condition: open('nope'): no such calendar under 'hours'"
 

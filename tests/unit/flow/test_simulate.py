@@ -105,7 +105,7 @@ scenarios:
 def test_scenarios_pass_fail_with_a_path_diff_and_report_bad_entries() -> None:
     scenarios, problems = parse_scenarios(SCENARIOS, "s.yaml")
     assert [str(p) for p in problems] == [
-        "s.yaml:15: broken: unknown key 'colour' (allowed: at, caller, channel, flow, inputs, name, path, queue, skill)"
+        "s.yaml:15: broken: unknown key 'colour' (allowed: at, callback, caller, channel, flow, history, inputs, name, path, queue, skill, stage)"
     ]
     flows = Flows(parse_flow(FLOW))
     good, bad = (run_scenario(flows, s) for s in scenarios[:2])

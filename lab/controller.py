@@ -65,6 +65,9 @@ class ControllerProcess:
             if self._accepts():  # a bare connect+close, as a TCP health check does: costs the server nothing
                 return
             time.sleep(0.05)
+        # Stop it before giving up: a server left running would hold the AGI port, and every later
+        # test would find the port taken (or worse, its calls served by this stray process).
+        self.stop()
         raise LabError(f"controller not ready after {timeout}s:\n{self.log_tail()}")
 
     def _accepts(self) -> bool:

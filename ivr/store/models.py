@@ -11,7 +11,8 @@ E.164, an e-mail address, an external CRM id) points to exactly one customer.
 incrementally by the journey writer, so the call path reads a handful of rows instead of scanning a
 customer's history: the count and exponentially decayed score of every menu option a customer
 chose, and the last value of every (non-secret) slot they gave; and a report reads one row per
-contact instead of every event (``contact_facts``, see ``ivr.kpis``).
+contact instead of every event (``contact_facts``, see ``ivr.kpis``), or for whole quarters of an
+hour one row of sums per group (``kpi_sums``, ``kpi_waits``, see ``ivr.store.kpi_sums``).
 
 The schema is owned by the Alembic migrations in ``ivr/store/migrations``; these classes must match
 them (a test compares the two).

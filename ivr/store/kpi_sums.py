@@ -182,10 +182,10 @@ class Deltas:
         started counts nowhere, as in a report."""
         if row is None or row["started_at"] is None:
             return
-        counted = measures(journey_id, row)
+        counted = {name: value for name, value in measures(journey_id, row).items() if value}
         slot, flow, held = slot_of(row["started_at"]), row["flow"] or "", holdout_of(row)
         second = whole = None
-        if counted["handled"]:
+        if counted.get("handled"):
             wait = row["answered_at"] - row["queued_at"]
             second = math.floor(wait)
             whole = int(wait == second)
@@ -328,8 +328,9 @@ class SumsWriter:
             )
         low = min(min(times) for times in moved.values()) - LONGEST_REPEAT
         high = max(max(times) for times in moved.values()) + LONGEST_REPEAT
+        # only what the flags need: a customer's contacts over two weeks can be many rows
         stmt = (
-            select(ContactFactRow.__table__)
+            select(_c.journey_id, _c.customer_id, _c.started_at, _c.repeat_24h, _c.repeat_7d)
             .where(_c.customer_id.in_(bindparam("ids", expanding=True)), _c.started_at >= low, _c.started_at <= high)
             .order_by(_c.journey_id)
             .with_for_update()
@@ -342,6 +343,7 @@ class SumsWriter:
             by_customer[row["customer_id"]].append(row)
         changed: list[dict[str, Any]] = []
         others: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        flagged: dict[str, dict[str, int]] = {}  # contacts outside the batch -> their new flags
         for customer, times in moved.items():
             contacts = by_customer[customer]
             starts = sorted(r["started_at"] for r in contacts)
@@ -357,7 +359,10 @@ class SumsWriter:
                 if jid in after:
                     after[jid].update(repeat_24h=r24, repeat_7d=r7)
                 else:
-                    others[jid] = (row, {**row, "repeat_24h": r24, "repeat_7d": r7})
+                    flagged[jid] = {"repeat_24h": r24, "repeat_7d": r7}
+        for part in self._chunks(sorted(flagged)):  # their whole rows, for their groups
+            for jid, full in _rows(await conn.execute(self.locked, {"ids": list(part)})).items():
+                others[jid] = (full, {**full, **flagged[jid]})
         for rows in self._chunks(sorted(changed, key=lambda r: r["jid"])):
             await conn.execute(self.flags, list(rows))
         return others

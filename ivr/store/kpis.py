@@ -9,6 +9,12 @@ Why the grouping in SQL too: even a hundred thousand contact rows would take lon
 Python than the whole budget of a wallboard refresh. The database returns one row of sums per
 group (the sums ``ivr.kpis.sums_of`` defines) and a histogram of whole-second waits for the
 percentile; ``ivr.kpis.figures`` does the division.
+
+Why sums per 15 minutes on top: a busy day is still a hundred thousand contact rows to group per
+request. The writer also keeps those sums per quarter of an hour and group (``ivr.store.kpi_sums``),
+so a report adds up the whole quarters of its window and groups only what is left at its ends
+(the current quarter of "today so far") from the contact rows; ``report_from_contacts`` is the
+definition the sums are tested against.
 """
 
 from __future__ import annotations

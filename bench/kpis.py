@@ -8,7 +8,10 @@ step, personalized menu, a no-match, a choice, step, queued, journey_queued, age
 agent completed) spread over the last ``--days`` days ending now (1: the whole log is today, the
 worst case), then migrated to head, which folds the log into one row per contact (the migration's
 backfill; timed too). Then the report for today (UTC midnight to now, ``--by``) runs ``--runs`` times,
-timed from the call to the rows, SQL and the arithmetic both.
+timed from the call to the rows, SQL and the arithmetic both: ``KpiStore.report`` (the whole
+15-minute slots from ``kpi_sums``, the current quarter hour from the contact rows) and, side by
+side on the same database, ``KpiStore.report_from_contacts`` (every contact row grouped per request,
+as before the sums); the two must give the same figures, and the bench says so.
 
 A script, not a test: it prints the figures and writes bench/results/kpis-*.json.
 
@@ -26,11 +29,12 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ivr.kpis import ReportRequest  # noqa: E402
+from ivr.kpis import ReportRequest, ReportRow  # noqa: E402
 from ivr.store import schema  # noqa: E402
 from ivr.store.journeys import make_engine  # noqa: E402
 from ivr.store.kpis import KpiStore  # noqa: E402
@@ -61,7 +65,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-async def measure(url: str, runs: int, by: str) -> tuple[list[float], int, int]:
+async def measure(url: str, runs: int, by: str) -> dict[str, Any]:
     engine = make_engine(url)
     try:
         store = KpiStore(engine)
@@ -69,15 +73,41 @@ async def measure(url: str, runs: int, by: str) -> tuple[list[float], int, int]:
         midnight = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         end = datetime.fromtimestamp(now + 1, UTC)
         wanted = ReportRequest.parse(midnight.isoformat(), end.isoformat(), by=by)
-        times = []
-        rows = []
-        for _ in range(runs + 2):
-            began = time.perf_counter()
-            rows = await store.report(wanted)
-            times.append((time.perf_counter() - began) * 1000.0)
-        return times[2:], len(rows), sum(r.figures.contacts for r in rows)  # two warm-up runs
+        out: dict[str, Any] = {}
+        found: dict[str, list[ReportRow]] = {}
+        for name, read in (("sums", store.report), ("contacts", store.report_from_contacts)):
+            times = []
+            for _ in range(runs + 2):
+                began = time.perf_counter()
+                found[name] = await read(wanted)
+                times.append((time.perf_counter() - began) * 1000.0)
+            times = times[2:]  # two warm-up runs
+            out[name] = {
+                "p50_ms": round(statistics.median(times), 1),
+                "p99_ms": round(percentile(times, 0.99), 1),
+                "max_ms": round(max(times), 1),
+            }
+        out["groups"] = len(found["sums"])
+        out["contacts_today"] = sum(r.figures.contacts for r in found["sums"])
+        out["same_figures"] = _same(found["sums"], found["contacts"])
+        return out
     finally:
         await engine.dispose()
+
+
+def _same(got: list[ReportRow], want: list[ReportRow]) -> bool:
+    """Every figure equal (means and shares to 1e-9: sums of seconds added in another order)."""
+    if [(r.key, r.holdout) for r in got] != [(r.key, r.holdout) for r in want]:
+        return False
+    for g, w in zip(got, want, strict=True):
+        for name, value in w.figures.to_dict().items():
+            other = g.figures.to_dict()[name]
+            if isinstance(value, float) and isinstance(other, float):
+                if not math.isclose(value, other, rel_tol=1e-9, abs_tol=1e-9):
+                    return False
+            elif value != other:
+                return False
+    return True
 
 
 async def migrate(url: str, revision: str) -> None:
@@ -112,17 +142,13 @@ def main() -> None:
         backfilled = time.perf_counter() - began
         pg.psql("ANALYZE", database="kpis")
         count = int(pg.psql("SELECT count(*) FROM interactions", database="kpis"))
-        times, groups, contacts = asyncio.run(measure(url, args.runs, args.by))
+        measured = asyncio.run(measure(url, args.runs, args.by))
     result = {
         "rows": count,
         "days": args.days,
-        "contacts_today": contacts,
         "by": args.by,
-        "groups": groups,
-        "runs": len(times),
-        "p50_ms": round(statistics.median(times), 1),
-        "p99_ms": round(percentile(times, 0.99), 1),
-        "max_ms": round(max(times), 1),
+        "runs": args.runs,
+        **measured,
         "fill_s": round(filled, 1),
         "backfill_s": round(backfilled, 1),
     }

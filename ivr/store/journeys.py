@@ -36,6 +36,7 @@ from ivr.errors import StoreError
 from ivr.flow.model import REDACTED, Interaction, Journey
 from ivr.store import schema
 from ivr.store.aggregates import DAY, tally
+from ivr.store.kpi_sums import SumsWriter
 from ivr.store.kpis import contact_rows, contact_upsert
 from ivr.store.models import CustomerRow, CustomerSlotRow, InteractionRow, JourneyRow, OptionStatRow
 
@@ -91,7 +92,7 @@ class _Statements(NamedTuple):
     interaction: Any  # append
     option: Any  # upsert, decayed merge
     slot: Any  # upsert, newest wins
-    contact: Any  # upsert, KPI merge (ivr.store.kpis)
+    contact: SumsWriter  # contact rows (KPI merge, ivr.store.kpis) and their sums (ivr.store.kpi_sums)
 
 
 class LoggedEvent(NamedTuple):
@@ -300,7 +301,8 @@ class JourneyStore:
                 set_={"value": slot.excluded.value, "channel": slot.excluded.channel, "at": slot.excluded.at},
                 where=slot.excluded.at >= CustomerSlotRow.__table__.c.at,
             )
-            contact = contact_upsert(self.engine.dialect.name)
+            dialect = self.engine.dialect.name
+            contact = SumsWriter(dialect, contact_upsert(dialect), ROWS_PER_STATEMENT)
             self._stmts = _Statements(journey, insert(InteractionRow.__table__), option, slot, contact)
         return self._stmts
 
@@ -345,8 +347,7 @@ class JourneyStore:
                 contacts = contact_rows(
                     [(jid, ch, e.kind, e.at, e.data, e.step, cid) for jid, cid, ch, _flow, e, _value in events]
                 )
-                for contact_chunk in chunks(contacts):
-                    await conn.execute(stmts.contact, contact_chunk)
+                await stmts.contact.write(conn, contacts)
 
     async def _aggregate(self, conn: Any, events: list[LoggedEvent], stmts: _Statements) -> None:
         """Fold this batch's choices and slot values into the aggregates (same transaction)."""

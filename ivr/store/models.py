@@ -11,7 +11,8 @@ E.164, an e-mail address, an external CRM id) points to exactly one customer.
 incrementally by the journey writer, so the call path reads a handful of rows instead of scanning a
 customer's history: the count and exponentially decayed score of every menu option a customer
 chose, and the last value of every (non-secret) slot they gave; and a report reads one row per
-contact instead of every event (``contact_facts``, see ``ivr.kpis``).
+contact instead of every event (``contact_facts``, see ``ivr.kpis``), or for whole quarters of an
+hour one row of sums per group (``kpi_sums``, ``kpi_waits``, see ``ivr.store.kpi_sums``).
 
 The schema is owned by the Alembic migrations in ``ivr/store/migrations``; these classes must match
 them (a test compares the two).
@@ -25,12 +26,14 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -293,6 +296,88 @@ class ContactFactRow(Base):
     confirmed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     speech_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     key_choices: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # another contact of the same customer started in the 24 h (7 days) before this one: kept by
+    # the writer (ivr.store.kpi_sums), so a report never probes a customer's history per contact
+    repeat_24h: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    repeat_7d: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+#: What ``kpi_sums`` adds up per group: the counts and sums of ``ivr.kpis.GroupSums`` (its two
+#: mappings one column per key: ``contained_<end>``, ``reason_<why>``); ``within_sl`` comes from
+#: ``kpi_waits`` instead, since the service level's threshold is a setting, not a stored fact.
+KPI_COUNTS = (
+    "contacts",
+    "offered",
+    "handled",
+    "abandoned",
+    "handle_n",
+    "contained_abandoned",
+    "contained_completed",
+    "contained_failed",
+    "contained_handed_off",
+    "choices",
+    "first_choices",
+    "to_choice_n",
+    "no_match",
+    "no_input",
+    "speech_contacts",
+    "speech_heard",
+    "speech_recognised",
+    "speech_no_input",
+    "confirmations",
+    "confirmed",
+    "speech_choices",
+    "fell_back",
+    "reason_no_input",
+    "reason_no_match",
+    "reason_asked_for_agent",
+    "reason_flow",
+    "left_in_flow",
+    "links_sent",
+    "links_opened",
+    "links_claimed",
+    "links_completed",
+    "callbacks_booked",
+    "callbacks_dialled",
+    "callback_dials",
+    "callbacks_answered",
+    "callbacks_failed",
+    "known_contacts",
+    "repeat_24h",
+    "repeat_7d",
+)
+KPI_SECONDS = ("abandon_s", "wait_s", "handle_s", "to_choice_s", "callback_wait_s")
+
+
+#: A group of ``kpi_sums`` / ``kpi_waits``: which grouping (``dim``: ``all`` for interval, flow and
+#: holdout, else the dimension's name), the 15-minute slot, the key along it, the flow ("" for
+#: none) and the holdout label. The primary key leads with ``dim`` and ``slot``: a report reads
+#: one range of it.
+def _kpi_group() -> list[Column[Any]]:
+    return [
+        Column("dim", String(8), primary_key=True),
+        Column("slot", Float, primary_key=True),
+        Column("key", String(160), primary_key=True),
+        Column("flow", String(64), primary_key=True),
+        Column("holdout", String(16), primary_key=True),
+    ]
+
+
+KpiSums = Table(
+    "kpi_sums",
+    Base.metadata,
+    *_kpi_group(),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in KPI_COUNTS),
+    *(Column(name, Float, nullable=False, server_default="0") for name in KPI_SECONDS),
+)
+KpiWaits = Table(
+    "kpi_waits",
+    Base.metadata,
+    *_kpi_group(),
+    Column("second", Integer, primary_key=True),  # floor of the wait
+    Column("n", Integer, nullable=False, server_default="0"),  # handled contacts that waited that second
+    Column("n_whole", Integer, nullable=False, server_default="0"),  # ... of them exactly that many seconds
+)
 
 
 class FlowVersionRow(Base):

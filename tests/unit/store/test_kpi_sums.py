@@ -1,0 +1,113 @@
+"""The pure arithmetic of the KPI sums: slots, a contact's contribution, adding and taking away,
+the service level from whole-second waits, repeat flags from start times."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from ivr.kpis import COLUMNS, ContactFacts, GroupSums, figures, sums_of
+from ivr.store.kpi_sums import (
+    MEASURES,
+    NOT_SUMMED,
+    Deltas,
+    add,
+    flatten,
+    group_keys,
+    repeat_flags,
+    slot_of,
+    unflatten,
+)
+
+T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z
+
+
+def row(**values: Any) -> dict[str, Any]:
+    out: dict[str, Any] = dict.fromkeys(COLUMNS)
+    out.update(dict.fromkeys(("transfers", "choices", "first_choices", "no_match", "no_input"), 0))
+    out.update({"repeat_24h": 0, "repeat_7d": 0, "callback_dials": 0})
+    for name in ("speech_heard", "speech_recognised", "speech_no_input", "confirmations", "confirmed"):
+        out[name] = 0
+    out.update(speech_choices=0, key_choices=0, channel="voice", flow="support")
+    out.update(values)
+    return out
+
+
+def test_a_slot_is_the_quarter_hour_a_time_falls_in_exactly_at_the_boundaries() -> None:
+    assert slot_of(T0) == T0
+    assert slot_of(T0 + 899.999) == T0
+    assert slot_of(T0 + 900) == T0 + 900
+    assert slot_of(T0 - 1e-6) == T0 - 900
+    assert slot_of(-1.0) == -900.0
+
+
+def test_every_sum_of_a_group_has_a_column() -> None:
+    names = {f.name for f in fields(GroupSums)} - set(NOT_SUMMED) - {"contained", "offered_by_reason"}
+    assert names <= set(MEASURES)
+    assert set(flatten(GroupSums())) == set(MEASURES)
+
+
+def test_a_queued_contact_answered_later_moves_from_one_group_to_another() -> None:
+    queued = row(started_at=T0 + 10, queued_at=T0 + 20, queue="billing", skill="billing")
+    answered = {**queued, "answered_at": T0 + 40.0, "agent_id": "ag1"}
+    deltas = Deltas()
+    deltas.add("j1", queued, 1)
+    deltas.add("j1", queued, -1)  # the next batch: old contribution out ...
+    deltas.add("j1", answered, 1)  # ... new one in
+    sums = {(r["dim"], r["key"]): r for r in deltas.sum_rows()}
+    assert ("agent", "-") not in sums  # added and taken away: nothing to write
+    assert sums[("agent", "ag1")]["handled"] == 1 and sums[("agent", "ag1")]["wait_s"] == 20.0
+    assert sums[("queue", "billing")]["contacts"] == 1 and sums[("queue", "billing")]["offered"] == 1
+    assert {(w["dim"], w["second"], w["n"], w["n_whole"]) for w in deltas.wait_rows() if w["dim"] == "all"} == {
+        ("all", 20, 1, 1)
+    }
+    assert all(r["slot"] == T0 for r in deltas.sum_rows())
+
+
+def test_a_contact_that_has_not_started_counts_nowhere() -> None:
+    deltas = Deltas()
+    deltas.add("j1", row(queued_at=T0), 1)
+    deltas.add("j1", None, -1)
+    assert deltas.sum_rows() == [] and deltas.wait_rows() == []
+
+
+def test_the_service_level_from_whole_second_waits_is_exact_at_a_whole_threshold() -> None:
+    waits = [19.5, 20.0, 20.25, 3.0, 40.0]
+    contacts = [ContactFacts(f"j{i}", T0, "voice", "f", queued_at=T0, answered_at=T0 + w) for i, w in enumerate(waits)]
+    histogram: dict[int, tuple[int, int]] = {}
+    for w in waits:
+        n, whole = histogram.get(int(w // 1), (0, 0))
+        histogram[int(w // 1)] = (n + 1, whole + int(w == w // 1))
+    columns = flatten(sums_of(contacts))
+    for level in (3, 19, 20, 21, 40):
+        want = sums_of(contacts, service_level_s=float(level))
+        got = unflatten(columns, histogram, level)
+        assert (got.within_sl, got.waits) == (want.within_sl, want.waits), level
+        assert figures(got) == figures(want)
+
+
+def test_two_groups_add_up() -> None:
+    a = [ContactFacts("a", T0, "voice", "f", queued_at=T0, answered_at=T0 + 5, ended="queued")]
+    b = [ContactFacts("b", T0, "chat", "f", ended="completed"), *a]
+    assert add(sums_of(a), sums_of(b)) == sums_of([*a, *b])
+
+
+def test_repeat_flags_look_back_24_hours_and_7_days_not_at_the_same_moment() -> None:
+    starts = sorted([T0 - 3 * 86400, T0 - 3600, T0, T0])
+    assert repeat_flags(starts, T0) == (1, 1)
+    assert repeat_flags(starts, T0 - 3600) == (0, 1)
+    assert repeat_flags(starts, T0 - 3 * 86400) == (0, 0)
+    assert repeat_flags([T0, T0], T0) == (0, 0)  # two contacts at the same moment: neither before
+
+
+def test_group_keys_are_the_labels_the_sql_gives() -> None:
+    keys = group_keys(row(sent_at=T0, sent_from="voice", sent_to=None, ended_step="goodbye", queue=None))
+    assert keys == {
+        "all": "-",
+        "queue": "-",
+        "skill": "-",
+        "agent": "-",
+        "channel": "voice",
+        "step": "support/goodbye",
+        "handoff": "voice>-",
+    }

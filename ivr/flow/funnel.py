@@ -76,6 +76,7 @@ class StepFunnel:
     """What happened at one step of the flow."""
 
     journeys: set[str] = field(default_factory=set)
+    counted_journeys: int = 0  # journeys counted in SQL (``FunnelBuilder.add_counted``), not in the set
     times: int = 0
     #: option id -> funnel mode (key / speech / text) -> times chosen
     options: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -92,7 +93,7 @@ class StepFunnel:
         chosen = sum(sum(modes.values()) for modes in self.options.values())
         attempts = self.no_input + self.no_match + self.answered
         return {
-            "entered": len(self.journeys),
+            "entered": len(self.journeys) + self.counted_journeys,
             "entered_times": self.times,
             "options": {
                 option: {
@@ -124,6 +125,12 @@ class Funnel:
     flow: str
     steps: dict[str, StepFunnel] = field(default_factory=dict)
     journeys: set[str] = field(default_factory=set)
+    counted_journeys: int = 0
+
+    @property
+    def journey_count(self) -> int:
+        """Journeys that ran the flow: started in it, resumed in it or entered it as a sub-flow."""
+        return len(self.journeys) + self.counted_journeys
 
     def step(self, name: str) -> StepFunnel:
         found = self.steps.get(name)
@@ -138,7 +145,7 @@ class Funnel:
             "window": window.label,
             "from": _iso(window.start),
             "to": _iso(window.end),
-            "journeys": len(self.journeys),
+            "journeys": self.journey_count,
             "steps": {name: self.steps[name].to_dict() for name in sorted(self.steps)},
         }
 
@@ -179,47 +186,87 @@ class _Replay:
 
 def build_funnel(flow: str, events: Iterable[FunnelEvent]) -> Funnel:
     """Count ``flow``'s steps over ``events`` (each journey's together, in logged order)."""
-    funnel = Funnel(flow)
-    replay = _Replay()
-    journey: str | None = None
+    builder = FunnelBuilder(flow)
     for event in events:
-        if event.journey_id != journey:
-            journey, replay = event.journey_id, _Replay()
-        replay.move(event)
-        if event.step is None or replay.flow_of(event) != flow or event.kind in MOVES:
-            continue
-        _count(funnel.step(event.step), event)
-        funnel.journeys.add(event.journey_id)
-    return funnel
+        builder.add(event)
+    return builder.funnel
 
 
-def _count(step: StepFunnel, event: FunnelEvent) -> None:
-    kind = event.kind
+class FunnelBuilder:
+    """The funnel, fed entry by entry (``add``: a journey's entries together, in logged order), or
+    with counts already grouped (``add_counted``, ``add_entered``) for journeys that never left
+    the flow, whose every entry is the flow's: the store groups those in SQL, so a week of a busy
+    flow does not cross the wire entry by entry (``ivr.store.funnels``)."""
+
+    def __init__(self, flow: str) -> None:
+        self.funnel = Funnel(flow)
+        self._replay = _Replay()
+        self._journey: str | None = None
+
+    def add(self, event: FunnelEvent) -> None:
+        if event.journey_id != self._journey:
+            self._journey, self._replay = event.journey_id, _Replay()
+        self._replay.move(event)
+        if event.kind in MOVES:
+            if self._replay.flow == self.funnel.flow:  # started in, resumed in or entered the flow
+                self.funnel.journeys.add(event.journey_id)
+            return
+        if event.step is None or self._replay.flow_of(event) != self.funnel.flow:
+            return
+        step = self.funnel.step(event.step)
+        if event.kind == "step_entered":
+            step.journeys.add(event.journey_id)
+        _count(step, event.kind, event.option, event.mode, event.status, 1)
+
+    def add_counted(
+        self,
+        kind: str,
+        step: str | None,
+        option: str | None,
+        mode: str | None,
+        status: str | None,
+        times: int,
+        journeys: int,
+    ) -> None:
+        """``times`` entries alike (kind, step, option, mode, status), of ``journeys`` journeys
+        that never left this flow and are never given to ``add``."""
+        if step is None or kind in MOVES:
+            return
+        found = self.funnel.step(step)
+        if kind == "step_entered":
+            found.counted_journeys += journeys
+        _count(found, kind, option, mode, status, times)
+
+    def add_journeys(self, journeys: int) -> None:
+        """``journeys`` more journeys (never given to ``add``) started in the flow."""
+        self.funnel.counted_journeys += journeys
+
+
+def _count(step: StepFunnel, kind: str, option: str | None, mode: str | None, status: str | None, n: int) -> None:
     if kind == "step_entered":
-        step.journeys.add(event.journey_id)
-        step.times += 1
-    elif kind == "option_chosen" and event.option is not None:
-        modes = step.options.setdefault(event.option, {})
-        mode = MODES.get(event.mode or "", "key")
-        modes[mode] = modes.get(mode, 0) + 1
-        step.answered += 1
+        step.times += n
+    elif kind == "option_chosen" and option is not None:
+        modes = step.options.setdefault(option, {})
+        name = MODES.get(mode or "", "key")
+        modes[name] = modes.get(name, 0) + n
+        step.answered += n
     elif kind in ("slot_filled", "slot_prefilled"):
-        step.answered += 1
+        step.answered += n
     elif kind == "input_rejected":
-        if event.status == "noinput":
-            step.no_input += 1
+        if status == "noinput":
+            step.no_input += n
         else:  # a wrong key arrives as a keypad "match" the step refused; a phrase as "nomatch"
-            step.no_match += 1
+            step.no_match += n
     elif kind == "journey_abandoned":
-        step.left += 1
+        step.left += n
     elif kind == "journey_completed":
-        step.completed += 1
+        step.completed += n
     elif kind == "journey_failed":
-        step.failed += 1
+        step.failed += n
     elif kind == "handed_off":
-        step.handed_off += 1
+        step.handed_off += n
     elif kind in ("queued", "transferred"):
-        step.transferred += 1
+        step.transferred += n
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, false
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: 64-bit ids where the database has them; SQLite's autoincrement needs exactly INTEGER PRIMARY KEY.
@@ -73,6 +73,13 @@ class InteractionRow(Base):
         Index("ix_interactions_journey", "journey_id", "id"),
         # the timeline: one customer's events, newest first, with a stable (at, id) cursor
         Index("ix_interactions_customer_at", "customer_id", "at", "id"),
+        # the funnel: which journeys moved into another flow (a few entries in a hundred)
+        Index(
+            "ix_interactions_flow_entered",
+            "journey_id",
+            postgresql_where=text("kind = 'flow_entered'"),
+            sqlite_where=text("kind = 'flow_entered'"),
+        ),
     )
 
 

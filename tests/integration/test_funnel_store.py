@@ -140,6 +140,10 @@ async def test_the_sql_selection_gives_every_count(store: JourneyStore) -> None:
     assert (pin["steps"]["ask_pin"]["entered"], pin["steps"]["ask_pin"]["left"]) == (2, 1)
     assert pin["steps"]["ask_pin"]["no_input_rate"] == 0.5
 
+    # the grouped path (journeys that stayed in their flow) counts what the replay of every entry counts
+    for name in ("support", "verify_identity", "payments"):
+        assert (await funnels.funnel(name, day)).to_dict(day) == (await funnels.replayed(name, day)).to_dict(day)
+
     week = FunnelWindow.parse(now=time.time(), window="7d")
     assert (await funnels.funnel("support", week)).to_dict(week)["steps"]["main_menu"]["entered"] == 5
 

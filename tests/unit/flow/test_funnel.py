@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ivr.flow.funnel import FunnelEvent, FunnelWindow, build_funnel, render_text
+from ivr.flow.funnel import FunnelBuilder, FunnelEvent, FunnelWindow, build_funnel, render_text
 
 E = FunnelEvent
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC).timestamp()
@@ -192,3 +192,21 @@ def test_windows() -> None:
 def test_bad_windows_say_what_is_wrong(given: dict[str, Any], says: str) -> None:
     with pytest.raises(ValueError, match=says):
         FunnelWindow.parse(now=NOW, **given)
+
+
+def test_counts_grouped_elsewhere_add_up_with_replayed_journeys() -> None:
+    """J2-J4 never left the flow: given as grouped counts, they make the funnel of their entries."""
+    builder = FunnelBuilder("support")
+    for event in J1:
+        builder.add(event)
+    stayed = [*J2, *J3, *J4]
+    groups: dict[tuple[str, str | None, str | None, str | None, str | None], tuple[int, set[str]]] = {}
+    for e in stayed:
+        if e.step is not None and e.kind not in ("journey_started",):
+            times, journeys = groups.get((e.kind, e.step, e.option, e.mode, e.status), (0, set()))
+            groups[(e.kind, e.step, e.option, e.mode, e.status)] = (times + 1, journeys | {e.journey_id})
+    for (kind, step, option, mode, status), (times, journeys) in groups.items():
+        builder.add_counted(kind, step, option, mode, status, times, len(journeys))
+    builder.add_journeys(3)
+    window = FunnelWindow(NOW - 86400, NOW, "24h")
+    assert builder.funnel.to_dict(window) == build_funnel("support", [*J1, *stayed]).to_dict(window)

@@ -42,6 +42,7 @@ from ivr.channels.sms import KannelProvider, SmsChannel, SmsOutbox, SmsProvider
 from ivr.channels.voice import InboundCalls
 from ivr.config import Config, SmsSettings
 from ivr.errors import ChannelError, ConfigError
+from ivr.flow.funnel import MAX_WINDOW_S as MAX_FUNNEL_S
 from ivr.flow.hours import BusinessHours, calendar_for
 from ivr.flow.library import FlowLibrary, queues_named
 from ivr.flow.model import Flow, Interaction, Journey, Queue
@@ -55,6 +56,7 @@ from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
 from ivr.store.customers import CallerProfiles, CustomerStore
 from ivr.store.flow_versions import FlowVersionStore
+from ivr.store.funnels import FunnelStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.kpis import KpiStore
 from ivr.store.leases import LeaseStore
@@ -63,6 +65,7 @@ from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
 from ivr.web.desktop import login_limiter, setup_desktop
+from ivr.web.funnel import setup_funnel
 from ivr.web.health import Readiness, setup_health
 from ivr.web.kpis import setup_kpis
 from ivr.web.studio import FlowLookup, Studio, setup_studio
@@ -244,6 +247,9 @@ class App:
             KpiStore(self.store.engine),
             service_level_s=config.kpi.service_level_s,
             max_window_s=config.kpi.max_days * DAY,
+        )
+        setup_funnel(
+            self.web.app, FunnelStore(self.store.engine), max_window_s=min(config.kpi.max_days * DAY, MAX_FUNNEL_S)
         )
         setup_desktop(
             self.web.app,

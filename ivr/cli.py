@@ -1,5 +1,5 @@
 """``ivr``: serve | check | simulate | test | prompts build | flow diagram | config show | journeys | db |
-customers | agents | report."""
+customers | agents | report | funnel."""
 
 from __future__ import annotations
 
@@ -427,6 +427,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_funnel(args: argparse.Namespace) -> int:
+    import time
+
+    from ivr.flow.funnel import MAX_WINDOW_S, FunnelWindow, render_text
+    from ivr.store.funnels import FunnelStore
+    from ivr.store.journeys import make_engine
+
+    config = _config(args)
+    try:
+        if not 0 < len(args.flow) <= 64:
+            raise ValueError("FLOW must be a flow's name (1 to 64 characters)")
+        window = FunnelWindow.parse(
+            now=time.time(),
+            window=args.window,
+            start=args.start,
+            end=args.end,
+            max_window_s=min(config.kpi.max_days * 86400.0, MAX_WINDOW_S),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, object]:
+        engine = make_engine(config.database_url)
+        try:
+            return (await FunnelStore(engine).funnel(args.flow, window)).to_dict(window)
+        finally:
+            await engine.dispose()
+
+    data = asyncio.run(run())
+    print(
+        json.dumps(data, indent=2) if args.format == "json" else render_text(data),
+        end="\n" if args.format == "json" else "",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr", description=__doc__)
     parser.add_argument("--config", help="TOML config file (default: $IVR_CONFIG or ./ivr.toml)")
@@ -532,6 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", action="store_true", help="split every group: personalized vs holdout")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("funnel", help="a flow's live funnel per step (docs/kpis.md); the numbers of /api/funnel")
+    p.add_argument("flow", metavar="FLOW")
+    p.add_argument("--window", default=None, help="24h (the default) | 7d | <n>h | <n>d, up to now")
+    p.add_argument("--from", dest="start", default=None, help="ISO 8601 date or time, instead of --window")
+    p.add_argument("--to", dest="end", default=None, help="ISO 8601 date or time, after --from")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_funnel)
 
     return parser
 

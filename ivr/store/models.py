@@ -37,6 +37,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,6 +93,13 @@ class InteractionRow(Base):
         Index("ix_interactions_journey", "journey_id", "id"),
         # the timeline: one customer's events, newest first, with a stable (at, id) cursor
         Index("ix_interactions_customer_at", "customer_id", "at", "id"),
+        # the funnel: which journeys moved into another flow (a few entries in a hundred)
+        Index(
+            "ix_interactions_flow_entered",
+            "journey_id",
+            postgresql_where=text("kind = 'flow_entered'"),
+            sqlite_where=text("kind = 'flow_entered'"),
+        ),
     )
 
 

@@ -248,9 +248,8 @@ class App:
             service_level_s=config.kpi.service_level_s,
             max_window_s=config.kpi.max_days * DAY,
         )
-        setup_funnel(
-            self.web.app, FunnelStore(self.store.engine), max_window_s=min(config.kpi.max_days * DAY, MAX_FUNNEL_S)
-        )
+        funnels = FunnelStore(self.store.engine)
+        setup_funnel(self.web.app, funnels, max_window_s=min(config.kpi.max_days * DAY, MAX_FUNNEL_S))
         setup_desktop(
             self.web.app,
             acd=self.acd,
@@ -271,6 +270,7 @@ class App:
                 live=self.flows.get,
                 simulate=self._simulate,
                 queues=self._defined_queues,
+                funnels=funnels,
             ),
         )
 

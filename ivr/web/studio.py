@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,12 +54,14 @@ from typing import Any
 from aiohttp import web
 
 from ivr.errors import IvrError
+from ivr.flow.funnel import FunnelWindow
 from ivr.flow.layout import flow_svg
 from ivr.flow.loader import MAX_FLOW_BYTES, flow_files, flow_version
 from ivr.flow.model import Flow, FlowProblem
 from ivr.flow.publishing import NAME, BadFlowName, check_text, flow_path, write_atomic
 from ivr.flow.simulate import Transcript
 from ivr.store.flow_versions import FlowVersionStore, VersionConflict
+from ivr.store.funnels import FunnelStore
 from ivr.web.agents_auth import same_token, token_hash
 from ivr.web.desktop import AGENTS, PAGE_HEADERS, login_page, same_origin, sign_in
 from ivr.web.errors import json_error
@@ -105,6 +108,8 @@ class Studio:
     simulate: Simulate
     #: (queues.conf's path, the queues it defines), or None when there is no file to check against
     queues: Callable[[], tuple[str, frozenset[str]] | None] = lambda: None
+    #: where real callers went at each step (the interaction log), painted on the diagram
+    funnels: FunnelStore | None = None
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, name: str) -> asyncio.Lock:
@@ -304,6 +309,28 @@ async def version(request: web.Request) -> web.Response:
     if found is None:
         raise json_error(web.HTTPNotFound, f"flow {name} has no version {number}")
     return web.json_response(found)
+
+
+#: the funnel windows the diagram offers (the same words as ``ivr funnel --window``)
+FUNNEL_WINDOWS = ("24h", "7d")
+
+
+@routes.get("/studio/api/flows/{name}/funnel")
+async def funnel(request: web.Request) -> web.Response:
+    """The live funnel of the last 24 h or 7 days, keyed by step id like the diagram's
+    ``data-step`` nodes (the same answer as ``GET /api/funnel``, behind the admin's session)."""
+    await require_admin(request)
+    studio = request.app[STUDIO]
+    name = request.match_info["name"]
+    _path(studio, name)
+    window = request.query.get("window", "24h")
+    if window not in FUNNEL_WINDOWS:
+        raise json_error(web.HTTPBadRequest, f"window must be one of {', '.join(FUNNEL_WINDOWS)}")
+    if studio.funnels is None:
+        raise json_error(web.HTTPNotFound, "no interaction log to count from")
+    span = FunnelWindow.parse(now=time.time(), window=window)
+    found = await studio.funnels.funnel(name, span)
+    return web.json_response(found.to_dict(span))
 
 
 @routes.post("/studio/api/check")

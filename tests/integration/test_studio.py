@@ -121,6 +121,12 @@ async def test_an_admin_edits_publishes_and_rolls_back_and_calls_follow(
 
         journey = await call(studio, "+15551237001")
         assert journey["version"] == v2 and journey["path"] == ["welcome", "news", "bye"]
+        # the live funnel counts that call at each step it ran: on the node and in the table
+        await page.select_option("#funnel-window", "7d")
+        badge = page.locator('#diagram g.step[data-step="news"] .funnel-badge text')
+        await expect(badge).to_have_text("1 in", timeout=10000)
+        await expect(page.locator('#funnel tr[data-step="news"] td').nth(1)).to_have_text("1")
+        await page.screenshot(path=str(ARTIFACTS / "studio-funnel.png"), full_page=True)
 
         await page.locator('#history tr[data-number="1"] button.rollback').click()
         await expect(page.locator("#status")).to_have_text("rolled back to 1: version 3", timeout=10000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ from aiohttp.test_utils import TestServer
 from ivr.acd.service import Acd
 from ivr.bus.pubsub import MemoryBus
 from ivr.flow.library import FlowLibrary
+from ivr.flow.model import Interaction
 from ivr.flow.simulate import Transcript, simulate
 from ivr.store.customers import CustomerStore
 from ivr.store.flow_versions import FlowVersionStore
+from ivr.store.funnels import FunnelStore
+from ivr.store.journeys import JourneyStore
 from ivr.web.agents_auth import hash_password
 from ivr.web.app import create_app
 from ivr.web.auth import bearer_token
@@ -50,7 +54,10 @@ NEWER = SALES.replace("Welcome to sales.", "Welcome to sales, new and improved."
 
 
 class Site:
-    def __init__(self, base: str, flows: Path, library: FlowLibrary, versions: FlowVersionStore) -> None:
+    def __init__(
+        self, base: str, flows: Path, library: FlowLibrary, versions: FlowVersionStore, journeys: JourneyStore
+    ) -> None:
+        self.journeys = journeys
         self.base = base
         self.flows = flows
         self.library = library
@@ -114,11 +121,18 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     versions = FlowVersionStore(journeys.engine)
     setup_studio(
         app,
-        Studio(directory=flows, versions=versions, reload=library.reload, live=library.get, simulate=run),
+        Studio(
+            directory=flows,
+            versions=versions,
+            reload=library.reload,
+            live=library.get,
+            simulate=run,
+            funnels=FunnelStore(journeys.engine),
+        ),
     )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    yield Site(str(server.make_url("")).rstrip("/"), flows, library, versions)
+    yield Site(str(server.make_url("")).rstrip("/"), flows, library, versions, journeys)
     await server.close()
     await acd.stop()
     await journeys.stop()
@@ -328,3 +342,36 @@ async def test_the_simulator_runs_the_edited_text(site: Site) -> None:
         assert status == 422 and refused["problems"][0]["line"] == 12
         status, _ = await call(client, "POST", f"{site.base}/studio/api/simulate", csrf, {**body, "channel": "fax"})
         assert status == 400
+
+
+async def test_the_diagram_s_funnel_counts_real_journeys_by_step(site: Site) -> None:
+    """Two journeys through the journey writer (one chose offers by key, one hung up in the menu):
+    the studio's funnel route keys them by the same step ids as the diagram's nodes; only 24 h and
+    7 d are offered, and only an admin reads it."""
+    now = time.time()
+    for journey_id, events in (
+        ("f1", [("journey_started", None, {"flow": "sales"}), ("step_entered", "menu", {"kind": "menu"}),
+                ("option_chosen", "menu", {"flow": "sales", "option": "offers", "mode": "dtmf", "key": "1"}),
+                ("step_entered", "bye", {"kind": "hangup"}), ("journey_completed", "bye", {})]),
+        ("f2", [("journey_started", None, {"flow": "sales"}), ("step_entered", "menu", {"kind": "menu"}),
+                ("journey_abandoned", "menu", {})]),
+    ):  # fmt: skip
+        interactions = [Interaction(k, step, d, now - 60 + n) for n, (k, step, d) in enumerate(events)]
+        site.journeys.append(journey_id, None, "voice", interactions)
+    await site.journeys.flush()
+    assert await status_of(site, "/studio/api/flows/sales/funnel") == 401
+    client, csrf = await site.login("studio", "ada", "ada-password")
+    async with client:
+        status, funnel = await call(client, "GET", f"{site.base}/studio/api/flows/sales/funnel?window=7d", csrf)
+        assert status == 200 and funnel["window"] == "7d" and funnel["journeys"] == 2
+        menu = funnel["steps"]["menu"]
+        assert (menu["entered"], menu["left"]) == (2, 1)
+        assert menu["options"] == {"offers": {"key": 1, "speech": 0, "text": 0, "share": 1.0}}
+        assert funnel["steps"]["bye"]["completed"] == 1
+        status, flow = await call(client, "GET", f"{site.base}/studio/api/flows/sales", csrf)
+        assert all(f'data-step="{step}"' in flow["svg"] for step in funnel["steps"])
+        for bad in ("?window=31d", "?window=x", ""):
+            status, _ = await call(client, "GET", f"{site.base}/studio/api/flows/../funnel{bad}", csrf)
+            assert status in (400, 404)
+        status, problem = await call(client, "GET", f"{site.base}/studio/api/flows/sales/funnel?window=31d", csrf)
+        assert status == 400 and "24h" in problem["error"]

@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { csrf: "", name: null, version: "", timer: null, checking: 0 };
+const state = { csrf: "", name: null, version: "", timer: null, checking: 0, funnel: null };
 const LINE_PX = 18;
 const CHECK_DELAY_MS = 300;
 
@@ -109,6 +109,67 @@ function renderDiagram(svg) {
     node.addEventListener("click", go);
     node.addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
   }
+  paintFunnel();
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function percent(rate) {
+  return rate === null || rate === undefined ? "–" : `${Math.round(rate * 100)}%`;
+}
+
+// The live funnel: where real callers went at each step, painted on the step's node (found by its
+// data-step attribute) and listed in the table under the diagram, whose rows carry every count.
+async function loadFunnel() {
+  if (!state.name) return;
+  const name = state.name;
+  const windowName = $("#funnel-window").value;
+  const { status, data } = await api("GET", `/studio/api/flows/${encodeURIComponent(name)}/funnel?window=${windowName}`);
+  if (name !== state.name) return; // another flow was opened meanwhile
+  state.funnel = status === 200 ? data : null;
+  paintFunnel();
+}
+
+function paintFunnel() {
+  const box = $("#diagram");
+  for (const old of box.querySelectorAll(".funnel-badge")) old.remove();
+  const body = $("#funnel tbody");
+  body.textContent = "";
+  const funnel = state.funnel;
+  if (!funnel) return;
+  for (const [step, f] of Object.entries(funnel.steps)) {
+    const options = Object.entries(f.options)
+      .map(([o, m]) => `${o} ${percent(m.share)} (${m.key}/${m.speech}/${m.text})`)
+      .join(", ");
+    const row = document.createElement("tr");
+    row.dataset.step = step;
+    for (const cell of [step, f.entered, options || "–", `${f.no_input} (${percent(f.no_input_rate)})`,
+      `${f.no_match} (${percent(f.no_match_rate)})`, f.left, f.handed_off, f.transferred]) {
+      const td = document.createElement("td");
+      td.textContent = String(cell);
+      row.append(td);
+    }
+    body.append(row);
+    const node = box.querySelector(`g.step[data-step="${CSS.escape(step)}"]`);
+    const rect = node && node.querySelector("rect");
+    if (!rect) continue; // a step of an older version: in the table only
+    const x = Number(rect.getAttribute("x")) + Number(rect.getAttribute("width")) - 6;
+    const y = Number(rect.getAttribute("y")) + 14;
+    const badge = document.createElementNS(SVG_NS, "g"); // the figure, and every count on hover
+    badge.setAttribute("class", "funnel-badge");
+    const figure = document.createElementNS(SVG_NS, "text");
+    figure.setAttribute("x", String(x));
+    figure.setAttribute("y", String(y));
+    figure.setAttribute("text-anchor", "end");
+    const lost = f.left ? ` · ${f.left} left` : "";
+    figure.textContent = `${f.entered} in${lost}`;
+    badge.append(figure);
+    const title = document.createElementNS(SVG_NS, "title");
+    title.textContent = `${step}: ${f.entered} callers; ${options || "no choices"}; no input ${f.no_input}, ` +
+      `no match ${f.no_match}; left ${f.left}; handed off ${f.handed_off}; to an agent ${f.transferred}`;
+    badge.append(title);
+    node.append(badge);
+  }
 }
 
 function goToLine(line) {
@@ -185,8 +246,10 @@ async function openFlow(name) {
   $("#yaml").value = data.text;
   $("#diff").textContent = "";
   renderProblems(data.problems);
+  state.funnel = null; // the last flow's counts must not paint this one's nodes
   renderDiagram(data.svg);
   renderHistory(data.history, data.audit);
+  loadFunnel();
   for (const li of document.querySelectorAll("#flows li")) li.classList.toggle("current", li.dataset.flow === name);
   setStatus(data.problems.length ? `${data.problems.length} problem(s)` : "no problems", data.problems.length ? "bad" : "ok");
 }
@@ -275,6 +338,7 @@ async function start() {
   area.addEventListener("scroll", () => { $("#gutter").scrollTop = area.scrollTop; });
   $("#publish").addEventListener("click", publish);
   $("#sim").addEventListener("submit", simulate);
+  $("#funnel-window").addEventListener("change", loadFunnel);
   $("#conflict-load").addEventListener("click", () => {
     const theirs = $("#conflict-theirs").textContent;
     const version = $("#conflict-version").textContent.match(/\(([0-9a-f]+)\)/);

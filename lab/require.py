@@ -115,6 +115,11 @@ COMPONENTS: dict[str, Component] = {
         Component("piper", _tts("piper"), "pip install -e '.[tts]' (scripts/bootstrap)"),
         Component("flite", _tts("flite"), "apt-get install flite (scripts/bootstrap)"),
         Component("espeak-ng", _tts("espeak-ng"), "apt-get install espeak-ng (scripts/bootstrap)"),
+        Component(
+            "podman",
+            lambda: all(shutil.which(b) for b in ("podman", "runc", "mmdebstrap")),
+            "apt-get install podman runc mmdebstrap (scripts/bootstrap; docker/README.md)",
+        ),
     )
 }
 

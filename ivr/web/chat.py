@@ -5,7 +5,8 @@ How a link becomes a chat:
 1. ``GET /c/<token>`` checks the token (signature, expiry, the continuation row: unused, bound to
    its customer) and answers a small page that claims it with a POST. Nothing is claimed by a
    GET, so an SMS app that previews links cannot use the customer's link up; the page's script
-   posts at once, so the customer sees no extra step.
+   posts at once, so the customer sees no extra step. The first open of each link is logged
+   (``link_opened``, the continuation funnel's "opened"); later opens are not.
 2. ``POST /c/<token>`` claims the continuation (one conditional UPDATE: single use), sets an
    HttpOnly, SameSite=Strict session cookie (only its hash is stored), resumes the journey on the
    ``chat`` channel and redirects to ``/chat/``. The token never appears again.
@@ -119,7 +120,9 @@ async def link_page(request: web.Request) -> web.Response:
     except TokenRejected as exc:
         log.info("continuation link refused: %s", exc.reason)
         return refusal(exc.reason)
-    await settings.chat.link_opened(found.journey_id, time.time())
+    now = time.time()
+    if await settings.continuations.first_open(found.id, now):  # a refresh or a bot: no new row
+        await settings.chat.link_opened(found.journey_id, now)
     body = (
         "<h1>Continue where you left off</h1>"
         f'<form id=claim method=post action="/c/{html.escape(token)}">'

@@ -25,7 +25,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,13 +228,16 @@ async def chat_state(request: web.Request) -> web.Response:
     if view is None:
         return _json({"error": "this conversation is over"}, 410)
     settings = request.app[CHAT]
-    agent = settings.agents is not None and settings.agents.agent_of(contact_id(found.journey_id)) is not None
+    contact, agents = contact_id(found.journey_id), settings.agents
+    if agents is not None:
+        agents.seen(contact)
     return _json(
         {
             **view.to_json(),
             "call_me": settings.call_me is not None,
-            "agent_chat": settings.agents is not None,
-            "agent": agent,
+            "agent_chat": agents is not None,
+            "agent": agents is not None and agents.agent_of(contact) is not None,
+            "left": agents.left.get(contact) if agents is not None else None,
         }
     )
 
@@ -276,6 +279,7 @@ async def offer_to_agent(settings: ChatSettings, view: View) -> str | None:
         channel="chat",
         customer_id=view.customer_id,
         context={"queue": queue.queue, "priority": queue.priority},
+        timeout=float(queue.timeout),
     )
     try:
         return await settings.agents.offer(contact)
@@ -300,10 +304,26 @@ async def chat_message(request: web.Request) -> web.Response:
     if not isinstance(text, str) or not text.strip():
         return _json({"error": "text is a non-empty string"}, 400)
     text = text.strip()[:2000]
+    settings.agents.seen(contact_id(found.journey_id))
     if not await settings.agents.customer_message(contact_id(found.journey_id), text):
         return _json({"error": "no agent has taken this chat yet"}, 409)
     await settings.agents.acd.record(found.journey_id, "chat_message", **{"from": "customer", "text": text})
     return _json({"sent": True})
+
+
+async def chat_leave(request: web.Request) -> web.Response:
+    """The customer closes the chat: the agent's chat ends, or, while no agent has it yet, the
+    chat leaves the queue (logged as abandoned, as a caller hanging up in the queue)."""
+    found = await _session(request)
+    if found is None:
+        return _json({"error": "no chat session"}, 401)
+    agents = request.app[CHAT].agents
+    if agents is None:
+        return _json({"error": "no agents take chats here"}, 503)
+    if request.content_type != "application/json":  # another site's form cannot post JSON
+        return _json({"error": "send JSON"}, 415)
+    left = await agents.leave(contact_id(found.journey_id))
+    return _json({"left": left})
 
 
 async def chat_events(request: web.Request) -> web.StreamResponse:
@@ -333,22 +353,37 @@ async def _stream_events(
 ) -> None:
     contact = contact_id(journey_id)
     async with bus.subscribe(chat_topic(contact)) as subscription:
-        messages = aiter(subscription)
-        while True:
-            if agents.agent_of(contact) is None:
-                view = await settings.chat.view(journey_id)
-                if view is not None and view.status == "queued":
-                    journey = await settings.chat.store.get(journey_id)
-                    queued = journey.outcome if journey else {}
-                    view.queued = _queued(journey_id, queued)
-                    if await offer_to_agent(settings, view):
-                        await response.write(b'data: {"type": "agent.joined"}\n\n')
-            try:
-                message = await asyncio.wait_for(anext(messages), settings.retry_offer)
-            except TimeoutError:
-                await response.write(b": waiting\n\n")  # also notices a customer who left
-                continue
-            await response.write(f"data: {json_text(message)}\n\n".encode())
+        with agents.watching(contact):  # while this stream is open, the customer is still there
+            await _relay(settings, agents, response, journey_id, aiter(subscription))
+
+
+async def _relay(
+    settings: ChatSettings,
+    agents: ChatOffers,
+    response: web.StreamResponse,
+    journey_id: str,
+    messages: AsyncIterator[dict[str, Any]],
+) -> None:
+    contact = contact_id(journey_id)
+    while True:
+        left = agents.left.get(contact)
+        if left is not None:  # gave up waiting (here, or before this page was opened): over
+            await response.write(f"data: {json_text({'type': 'queue.left', 'reason': left})}\n\n".encode())
+            return
+        if agents.agent_of(contact) is None:
+            view = await settings.chat.view(journey_id)
+            if view is not None and view.status == "queued":
+                journey = await settings.chat.store.get(journey_id)
+                queued = journey.outcome if journey else {}
+                view.queued = _queued(journey_id, queued)
+                if await offer_to_agent(settings, view):
+                    await response.write(b'data: {"type": "agent.joined"}\n\n')
+        try:
+            message = await asyncio.wait_for(anext(messages), settings.retry_offer)
+        except TimeoutError:
+            await response.write(b": waiting\n\n")  # also notices a customer who left
+            continue
+        await response.write(f"data: {json_text(message)}\n\n".encode())
 
 
 def _queued(journey_id: str, outcome: dict[str, Any]) -> Queue:
@@ -390,6 +425,7 @@ def setup_chat(app: web.Application, settings: ChatSettings) -> None:
     app.router.add_post("/chat/api/input", chat_input)
     app.router.add_post("/chat/api/call-me", chat_call_me)
     app.router.add_post("/chat/api/message", chat_message)
+    app.router.add_post("/chat/api/leave", chat_leave)
     app.router.add_get("/chat/api/events", chat_events)
     app.router.add_static("/chat/static/", STATIC)
 

@@ -11,8 +11,10 @@ from the journey to ``agent.<id>``, and from then on relays messages both ways:
 
 A chat no agent can take yet waits (:class:`WaitingChat`), and its customer may leave before one
 does, as a caller hangs up in a queue: they close the chat (:meth:`ChatOffers.leave`), close the
-page (no event stream watches the chat for ``leave_grace`` seconds: a reload is not leaving), or
-the queue step's ``timeout`` passes. Each logs ``queue_abandoned`` (the event app_queue's
+page, or the queue step's ``timeout`` passes. An open page's event stream offers the chat again
+every few seconds (``ivr.web.chat``), from whichever node serves it, so an offer is the sign the
+customer is still there: no offer for ``leave_grace`` seconds means the page is gone (a reload
+offers again well within it). Each logs ``queue_abandoned`` (the event app_queue's
 QueueCallerAbandon logs for a call) with the queue, the ``hold_time`` and the ``reason``, so
 abandoned and time to abandon mean the same for a chat as for a call. One task, owned here and
 running only while chats wait, checks every ``sweep`` seconds; :meth:`ChatOffers.stop` ends it.
@@ -28,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -73,8 +75,7 @@ class WaitingChat:
 
     contact: ChatContact
     joined_at: float
-    watchers: int = 0  # event streams open on it now
-    last_seen: float = 0.0  # when the last of them closed (or the chat joined)
+    last_seen: float = 0.0  # the latest offer of it: its page was open then
 
     @property
     def queue(self) -> str:
@@ -83,10 +84,10 @@ class WaitingChat:
 
 def left_because(chat: WaitingChat, now: float, grace: float) -> str | None:
     """Why a waiting chat's customer is gone at ``now``: ``timeout`` (waited the queue step's
-    timeout), ``left`` (no page has watched it for ``grace`` seconds), else None: still waiting."""
+    timeout), ``left`` (no page offered it for ``grace`` seconds), else None: still waiting."""
     if now - chat.joined_at >= chat.contact.timeout:
         return "timeout"
-    if chat.watchers == 0 and now - chat.last_seen >= grace:
+    if now - chat.last_seen >= grace:
         return "left"
     return None
 
@@ -128,8 +129,6 @@ class ChatOffers:
         self.waiting: dict[str, WaitingChat] = {}
         #: contact_id -> why its customer left before an agent took it (the newest REMEMBERED_LEFT)
         self.left: OrderedDict[str, str] = OrderedDict()
-        #: contact_id -> event streams open on it (a page may listen before the chat waits)
-        self._watchers: dict[str, int] = {}
         self.leave_grace = leave_grace
         self.sweep = sweep
         self.clock = clock
@@ -166,36 +165,18 @@ class ChatOffers:
 
     # ------------------------------------------------------------------ waiting chats
     def _wait(self, contact: ChatContact) -> None:
-        if contact.contact_id not in self.waiting:
-            now = self.clock()
-            watchers = self._watchers.get(contact.contact_id, 0)
-            self.waiting[contact.contact_id] = WaitingChat(contact, now, watchers, last_seen=now)
+        now = self.clock()
+        found = self.waiting.get(contact.contact_id)
+        if found is None:
+            self.waiting[contact.contact_id] = WaitingChat(contact, now, last_seen=now)
+        else:
+            found.last_seen = now
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="chat-waits")
 
-    @contextlib.contextmanager
-    def watching(self, contact_id: str) -> Iterator[None]:
-        """While the customer's page listens (its event stream is open), they are still there."""
-        self._watchers[contact_id] = self._watchers.get(contact_id, 0) + 1
-        chat = self.waiting.get(contact_id)
-        if chat is not None:
-            chat.watchers += 1
-        try:
-            yield
-        finally:
-            left = self._watchers.pop(contact_id, 1) - 1
-            if left > 0:
-                self._watchers[contact_id] = left
-            chat = self.waiting.get(contact_id)
-            if chat is not None:
-                chat.watchers = max(0, chat.watchers - 1)
-                chat.last_seen = self.clock()
-
-    def seen(self, contact_id: str) -> None:
-        """The customer's page asked for something (state, a message): they are still there."""
-        chat = self.waiting.get(contact_id)
-        if chat is not None:
-            chat.last_seen = self.clock()
+    def left_reason(self, contact_id: str) -> str | None:
+        """Why this chat left the queue without an agent (``closed``, ``left``, ``timeout``), if it did."""
+        return self.left.get(contact_id)
 
     async def leave(self, contact_id: str) -> str | None:
         """The customer closed the chat: ``closed`` (an agent had it), ``abandoned`` (still

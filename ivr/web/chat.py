@@ -229,15 +229,13 @@ async def chat_state(request: web.Request) -> web.Response:
         return _json({"error": "this conversation is over"}, 410)
     settings = request.app[CHAT]
     contact, agents = contact_id(found.journey_id), settings.agents
-    if agents is not None:
-        agents.seen(contact)
     return _json(
         {
             **view.to_json(),
             "call_me": settings.call_me is not None,
             "agent_chat": agents is not None,
             "agent": agents is not None and agents.agent_of(contact) is not None,
-            "left": agents.left.get(contact) if agents is not None else None,
+            "left": agents.left_reason(contact) if agents is not None else None,
         }
     )
 
@@ -304,7 +302,6 @@ async def chat_message(request: web.Request) -> web.Response:
     if not isinstance(text, str) or not text.strip():
         return _json({"error": "text is a non-empty string"}, 400)
     text = text.strip()[:2000]
-    settings.agents.seen(contact_id(found.journey_id))
     if not await settings.agents.customer_message(contact_id(found.journey_id), text):
         return _json({"error": "no agent has taken this chat yet"}, 409)
     await settings.agents.acd.record(found.journey_id, "chat_message", **{"from": "customer", "text": text})
@@ -330,7 +327,8 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: what the agent writes (``agent.message``), and ``agent.closed``.
 
     While no agent has the chat, this request also owns the retry: every ``retry_offer`` seconds
-    the chat is offered again (cancelled with the request when the customer leaves)."""
+    the chat is offered again (cancelled with the request when the customer leaves). Those offers
+    are also how the ACD knows the customer is still there (``ivr.acd.chat``)."""
     found = await _session(request)
     settings = request.app[CHAT]
     agents, bus = settings.agents, settings.bus
@@ -353,8 +351,7 @@ async def _stream_events(
 ) -> None:
     contact = contact_id(journey_id)
     async with bus.subscribe(chat_topic(contact)) as subscription:
-        with agents.watching(contact):  # while this stream is open, the customer is still there
-            await _relay(settings, agents, response, journey_id, aiter(subscription))
+        await _relay(settings, agents, response, journey_id, aiter(subscription))
 
 
 async def _relay(
@@ -366,7 +363,7 @@ async def _relay(
 ) -> None:
     contact = contact_id(journey_id)
     while True:
-        left = agents.left.get(contact)
+        left = agents.left_reason(contact)
         if left is not None:  # gave up waiting (here, or before this page was opened): over
             await response.write(f"data: {json_text({'type': 'queue.left', 'reason': left})}\n\n".encode())
             return

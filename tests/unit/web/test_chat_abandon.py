@@ -82,6 +82,7 @@ async def test_a_customer_who_closes_the_chat_before_an_agent_takes_it_abandoned
 async def test_a_customer_whose_page_is_gone_for_the_grace_abandoned_the_chat(live: Live) -> None:
     chats = live.app.acd.chats
     chats.leave_grace, chats.sweep = 1.0, 0.1
+    live.app.chat_settings.retry_offer = 0.25  # the open page offers the chat again this often
     async with queued_chat(live, "+15551230082") as http:
         # the page listens for 2 s, longer than the grace: a customer still there is not gone
         events = await http.get(f"{live.base}/chat/api/events")
@@ -103,13 +104,11 @@ async def test_a_customer_whose_page_is_gone_for_the_grace_abandoned_the_chat(li
 
 
 def test_why_a_waiting_chat_is_gone() -> None:
-    """The rule, on literal times: the queue step's timeout, or no page for the grace."""
+    """The rule, on literal times: the queue step's timeout, or no offer from a page for the grace."""
     chat = WaitingChat(ChatContact("c", "j", "billing", timeout=600), joined_at=100.0, last_seen=100.0)
     assert left_because(chat, 129.9, grace=30) is None
     assert left_because(chat, 130.0, grace=30) == "left"
-    chat.watchers = 1  # a page listens: still there, however long
+    chat.last_seen = 690.0  # the page offered it again at 690: still there...
     assert left_because(chat, 699.9, grace=30) is None
-    assert left_because(chat, 700.0, grace=30) == "timeout"
-    chat.watchers, chat.last_seen = 0, 690.0  # the page closed at 690 (a reload within the grace)
-    assert left_because(chat, 719.0, grace=30) == "timeout"
-    assert left_because(WaitingChat(ChatContact("d", "k", "billing"), 0.0, 0, 20.0), 49.0, grace=30) is None
+    assert left_because(chat, 700.0, grace=30) == "timeout"  # ...until the queue step gives up
+    assert left_because(WaitingChat(ChatContact("d", "k", "billing"), 0.0, 20.0), 49.0, grace=30) is None

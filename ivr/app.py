@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from ivr.acd.callbacks import Callbacks
-from ivr.acd.desk import AcdDesk
+from ivr.acd.desk import AcdDesk, ChatsViaLeader
 from ivr.acd.kpitoday import TodayKpis
 from ivr.acd.leader import Leadership
+from ivr.acd.queueview import QueueViews
 from ivr.acd.service import Acd
 from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
@@ -152,7 +153,10 @@ class App:
             offer_after=config.callbacks.offer_after,
             handle_time=config.queue.handle_time,
             hours=self._queue_hours,
+            shared=lambda: self.queue_views.current(),  # the leader's view, on every node
         )
+        #: what queue estimates read on any node: published by the leader, read by all
+        self.queue_views = QueueViews(self.bus, self.callbacks.view, is_leader=lambda: self.leadership.is_leader)
         #: one node at a time drives the ACD from AMI, publishes the wallboard and dials callbacks
         self.leadership = Leadership(LeaseStore(self.store.engine), on_lead=self._lead, on_follow=self._follow)
         #: desktops' commands reach the leader's ACD from any node
@@ -227,7 +231,7 @@ class App:
             config.handoff.ttl,
             secure_cookie=config.handoff.base_url.startswith("https:"),
             call_me=self.call_me if self.ami is not None else None,
-            agents=self.acd.chats,  # blended agents
+            agents=ChatsViaLeader(self.desk),  # blended agents, in the ACD leader's memory
             bus=self.bus,
         )
         setup_chat(self.web.app, self.chat_settings)
@@ -376,6 +380,7 @@ class App:
     async def _start_acd(self) -> None:
         await self.bus.start()
         await self.desk.start()
+        await self.queue_views.start()
         if self.ami is None:
             log.warning("AMI off (set IVR_AMI_SECRET): the agent desktop works but no queue events arrive")
         await self.leadership.start()  # the first attempt is made here: a lone node leads before its first call
@@ -391,6 +396,7 @@ class App:
         AMI: the lease is renewed by the task that called this."""
         await self.today_kpis.start()  # the wallboard's figures: read where the board is published
         await self.wallboard.start()
+        await self.queue_views.lead()
         if self.ami is not None:
             await self.ami.start()
             await self.callbacks.start(token)
@@ -404,12 +410,14 @@ class App:
         if self.ami is not None:
             await self.ami.stop()
         await self.acd.forget()
+        await self.queue_views.follow()
         await self.wallboard.stop()
         await self.today_kpis.stop()
 
     async def _stop_acd(self) -> None:
         await self.leadership.stop()  # steps down (the duties above) and gives the lease up
         await self.desk.stop()
+        await self.queue_views.stop()
         await self.acd.stop()
         await self.bus.stop()
 

@@ -49,10 +49,14 @@ from types import TracebackType
 
 from lab.errors import LabError
 
-__all__ = ["AMI_PORT", "SIP_PORT", "AsteriskLab", "main"]
+__all__ = ["AGI_PORT", "AGI_STANDBY_PORT", "AMI_PORT", "SIP_PORT", "AsteriskLab", "main"]
 
 SIP_PORT = 5060
 AMI_PORT = 5038
+#: Where the lab's dialplan reaches the controller: node 1 (the product's IVR_AGI default) and the
+#: standby node it tries when node 1 is unreachable (IVR_AGI_STANDBY in overlay/extensions_lab.conf).
+AGI_PORT = 4573
+AGI_STANDBY_PORT = 4583
 AMI_HOST = "127.0.0.1"
 AMI_USERNAME = "ivr"
 

@@ -35,13 +35,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ivr.acd.queueview import QueueView, estimate, queue_view
 from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
@@ -129,11 +129,6 @@ def expired(reservations: Iterable[Reservation], now: float) -> list[Reservation
     return [r for r in reservations if r.until <= now]
 
 
-def estimate_wait(position: int, agents: int, handle_time: float) -> float:
-    """Seconds until a caller at ``position`` reaches an agent: handled in parallel by ``agents``."""
-    return math.ceil(position / max(1, agents)) * handle_time if position > 0 else 0.0
-
-
 def next_opening(hours: BusinessHours, now: float, step_min: int = 5, horizon_days: int = 14) -> float:
     """The first moment (to ``step_min``) at or after ``now`` when ``hours`` is open; ``now`` if open."""
     t = datetime.fromtimestamp(now, UTC)
@@ -161,8 +156,12 @@ class Callbacks:
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         hours: Callable[[Journey, Queue], BusinessHours | None] | None = None,
+        shared: Callable[[], QueueView | None] | None = None,
     ) -> None:
         self.acd = acd
+        #: the queue view estimates read (``QueueViews.current``: the leader's, on every node);
+        #: None: this node's own (a lone controller)
+        self.shared = shared
         self.store = store
         self.dial = dial
         self.offer_after = offer_after
@@ -186,16 +185,18 @@ class Callbacks:
 
     # ------------------------------------------------------------------ what the caller hears
 
+    def view(self) -> QueueView:
+        """This node's live queue view (meaningful on the ACD leader, whose ACD reads AMI)."""
+        return queue_view(self.acd.states.values(), self.acd.waiting.values(), self.open)
+
     def estimate(self, queue: str, skill: str | None = None) -> tuple[int, float]:
-        """(position the caller would take, estimated wait in seconds)."""
-        waiting = sum(1 for c in self.acd.waiting.values() if c.get("queue") == queue)
-        tickets = sum(1 for t in self.open if t["queue"] == queue)
-        skill = skill or queue
-        serving = [s for s in self.acd.states.values() if s.logged_in and (skill in s.skills or queue == "main")]
-        position = waiting + tickets + 1
-        if sum(1 for s in serving if s.status == "ready") >= position:
-            return position, 0.0  # an agent is free for this caller now: nothing to announce
-        return position, estimate_wait(position, len(serving), self.handle_time)
+        """(position the caller would take, estimated wait in seconds), from the leader's view on
+        any node (``shared``); (0, 0) when no view is known (a takeover under way): the caller goes
+        straight to the queue unannounced."""
+        view = self.shared() if self.shared is not None else self.view()
+        if view is None:
+            return 0, 0.0
+        return estimate(view, queue, skill, self.handle_time)
 
     def callback_after(self) -> float | None:
         """The wait from which a queue step offers a callback unless it says otherwise

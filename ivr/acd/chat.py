@@ -38,11 +38,11 @@ from ivr.acd.agents import AgentState
 from ivr.acd.topics import agent_topic, chat_topic
 from ivr.bus.pubsub import Bus
 
-__all__ = ["AgentDesk", "ChatContact", "ChatOffers", "WaitingChat", "chat_topic", "left_because"]
+__all__ = ["AgentDesk", "BlendedChats", "ChatContact", "ChatOffers", "WaitingChat", "chat_topic", "left_because"]
 
 log = logging.getLogger(__name__)
-#: Seconds a waiting chat may go unwatched (no page open) before its customer counts as gone: a
-#: reload, or a phone waking up, reconnects well within it.
+#: Seconds a waiting chat may go without an offer from its page before its customer counts as
+#: gone: a reload, or a phone waking up, offers again well within it.
 LEAVE_GRACE_S = 30.0
 #: Abandoned chats remembered, so a page opened again is told, not offered again.
 REMEMBERED_LEFT = 10000
@@ -66,7 +66,25 @@ class ChatContact:
             "channel": self.channel,
             "customer_id": self.customer_id,
             "context": dict(self.context),
+            "timeout": self.timeout,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatContact:
+        """As sent to the ACD leader over the bus (``to_dict``); KeyError/TypeError when malformed."""
+        customer = data.get("customer_id")
+        context = data.get("context") or {}
+        if not isinstance(context, dict):
+            raise TypeError("a chat contact's context is an object")
+        return cls(
+            contact_id=str(data["contact_id"]),
+            journey_id=str(data["journey_id"]),
+            skill=str(data["skill"]),
+            channel=str(data.get("channel") or "chat"),
+            customer_id=None if customer is None else str(customer),
+            context=dict(context),
+            timeout=float(data.get("timeout") or 600.0),
+        )
 
 
 @dataclass
@@ -111,6 +129,19 @@ class AgentDesk(Protocol):
         contact_id: str | None = None,
         open_only: bool = False,
     ) -> None: ...
+
+
+class BlendedChats(Protocol):
+    """What the chat pages use of the blended agents: :class:`ChatOffers` on the ACD leader, or
+    ``ivr.acd.desk.ChatsViaLeader`` on any node."""
+
+    @property
+    def acd(self) -> AgentDesk: ...
+    async def offer(self, contact: ChatContact) -> str | None: ...
+    def agent_of(self, contact_id: str) -> str | None: ...
+    async def customer_message(self, contact_id: str, text: str) -> bool: ...
+    async def leave(self, contact_id: str) -> str | None: ...
+    def left_reason(self, contact_id: str) -> str | None: ...
 
 
 class ChatOffers:

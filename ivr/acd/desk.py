@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ivr.acd.chat import ChatContact
 from ivr.acd.topics import agent_topic
 from ivr.bus.pubsub import Bus, Message, Subscription
 
@@ -42,6 +43,11 @@ LEADER = "acd.leader"
 #: seconds a follower waits for the leader's answer: the lease's takeover time fits in it twice
 REPLY_TIMEOUT = 4.0
 OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
+#: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
+SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
+#: chats a follower remembers the agent of (the oldest forgotten first: its page's next offer asks
+#: the leader again, which answers with the same agent)
+REMEMBERED_CHATS = 10_000
 
 
 def reply_topic(node: str) -> str:
@@ -103,16 +109,16 @@ class AcdDesk:
                 except Exception:  # one bad message must not stop the reader
                     log.exception("ACD desk message not handled: %s", message.get("op") or message.get("id"))
 
-    async def run(self, op: str, agent_id: str, **args: Any) -> None:
-        """Run a desktop command on the ACD leader, here or over the bus. Raises what the ACD
-        raises (PermissionError, ValueError), or LeaderUnavailable."""
-        if op not in OPS:
+    async def run(self, op: str, agent_id: str, **args: Any) -> Any:
+        """Run a desktop command on the ACD leader, here or over the bus; returns what it returned
+        (None for the desktop's commands). Raises what the ACD raises (PermissionError,
+        ValueError), or LeaderUnavailable."""
+        if op not in OPS + SERVICE_OPS:
             raise ValueError(f"unknown ACD command {op}")
         if op == "login":
             self.agents[agent_id] = args["agent"]
         if self.is_leader():
-            await self.execute(op, agent_id, args)
-            return
+            return await self.execute(op, agent_id, args)
         command_id = uuid.uuid4().hex
         answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = answer
@@ -129,6 +135,7 @@ class AcdDesk:
         if not reply.get("ok"):
             error = str(reply.get("error", "refused"))
             raise PermissionError(error) if reply.get("kind") == "permission" else ValueError(error)
+        return reply.get("result")
 
     def closed(self, agent_id: str) -> None:
         """The agent's last desktop on this node closed: not logged in again through a new leader."""
@@ -173,18 +180,26 @@ class AcdDesk:
         reply: Message = {"id": command.get("id"), "ok": True}
         try:
             op, agent_id, args = str(command["op"]), str(command["agent_id"]), command.get("args") or {}
-            if op not in OPS or not isinstance(args, dict):
+            if op not in OPS + SERVICE_OPS or not isinstance(args, dict):
                 raise ValueError(f"unknown ACD command {op}")
-            await self.execute(op, agent_id, args)
+            result = await self.execute(op, agent_id, args)
+            if result is not None:
+                reply["result"] = result
         except PermissionError as exc:
             reply = {"id": command.get("id"), "ok": False, "kind": "permission", "error": str(exc)[:200]}
         except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
             reply = {"id": command.get("id"), "ok": False, "kind": "value", "error": str(exc)[:200]}
         await self.bus.publish(reply_topic(str(command.get("reply_to"))), reply)
 
-    async def execute(self, op: str, agent_id: str, args: dict[str, Any]) -> None:
-        """One command on the local ACD (this node is the leader)."""
+    async def execute(self, op: str, agent_id: str, args: dict[str, Any]) -> Any:
+        """One command on the local ACD (this node is the leader); what it returns goes back."""
         acd = self.acd
+        if op == "chat.offer":
+            return await acd.chats.offer(ChatContact.from_dict(args["contact"]))
+        if op == "chat.customer":
+            return await acd.chats.customer_message(str(args["contact_id"]), str(args["text"])[:4000])
+        if op == "chat.leave":
+            return await acd.chats.leave(str(args["contact_id"]))
         if op == "login":
             state = await acd.login(args["agent"])
             if state.call and state.status in ("ringing", "on_call"):  # a reload mid-call: the card again
@@ -216,3 +231,81 @@ class AcdDesk:
             current = acd.states.get(agent_id)
             if current is not None and current.status == "ready":
                 await acd.pause(agent_id, "desktop closed")
+        return None
+
+
+class ChatsViaLeader:
+    """Blended chat offers from any node's chat pages (:class:`ivr.acd.chat.BlendedChats`).
+
+    Why: the agents and their chat slots live in the ACD leader's memory, so a chat page served by
+    a follower offering the chat to its own ACD would find no agent. On the leader this is its
+    :class:`ivr.acd.chat.ChatOffers`; elsewhere the offer and the customer's messages go to the
+    leader by the desk's command path (the agent's replies come back on ``chat.<contact_id>``
+    through the bus, as on the leader). A follower remembers which agent took the chats it
+    offered; a message the leader no longer relates to an agent (it ended, or a new leader
+    knows nothing of it) forgets that, and the page's event stream offers the chat again.
+    No leader answering is "no agent now": the page keeps offering, as when all agents are busy.
+    """
+
+    def __init__(self, desk: AcdDesk) -> None:
+        self.desk = desk
+        self._assigned: dict[str, str] = {}
+        self._left: dict[str, str] = {}
+
+    @property
+    def acd(self) -> Acd:
+        return self.desk.acd
+
+    async def offer(self, contact: ChatContact) -> str | None:
+        if self.desk.is_leader():
+            return await self.desk.acd.chats.offer(contact)
+        try:
+            agent = await self.desk.run("chat.offer", "", contact=contact.to_dict())
+        except LeaderUnavailable:
+            return None
+        if agent is None:
+            return None
+        self._assigned[contact.contact_id] = str(agent)
+        while len(self._assigned) > REMEMBERED_CHATS:
+            del self._assigned[next(iter(self._assigned))]
+        return str(agent)
+
+    def agent_of(self, contact_id: str) -> str | None:
+        if self.desk.is_leader():
+            return self.desk.acd.chats.agent_of(contact_id)
+        return self._assigned.get(contact_id)
+
+    async def customer_message(self, contact_id: str, text: str) -> bool:
+        if self.desk.is_leader():
+            return await self.desk.acd.chats.customer_message(contact_id, text)
+        if contact_id not in self._assigned:
+            return False
+        try:
+            relayed = bool(await self.desk.run("chat.customer", "", contact_id=contact_id, text=text))
+        except LeaderUnavailable:
+            return False
+        if not relayed:
+            self._assigned.pop(contact_id, None)
+        return relayed
+
+    async def leave(self, contact_id: str) -> str | None:
+        """The customer closed the chat: the leader ends it or logs it abandoned (``ChatOffers.leave``)."""
+        if self.desk.is_leader():
+            return await self.desk.acd.chats.leave(contact_id)
+        try:
+            left = await self.desk.run("chat.leave", "", contact_id=contact_id)
+        except LeaderUnavailable:
+            return None
+        self._assigned.pop(contact_id, None)
+        if left == "abandoned":
+            self._left[contact_id] = "closed"
+            while len(self._left) > REMEMBERED_CHATS:
+                del self._left[next(iter(self._left))]
+        return None if left is None else str(left)
+
+    def left_reason(self, contact_id: str) -> str | None:
+        """Why the chat left the queue without an agent. A follower knows of its own pages' leaving;
+        the leader's sweep (gone, timed out) reaches the page as ``queue.left`` on the bus."""
+        if self.desk.is_leader():
+            return self.desk.acd.chats.left_reason(contact_id)
+        return self._left.get(contact_id)

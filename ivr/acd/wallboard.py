@@ -175,9 +175,12 @@ class WallboardPublisher:
         *,
         interval: float = 0.25,
         heartbeat: float = 5.0,
+        topic: str = WALLBOARD,
     ) -> None:
         self.bus = bus
         self.read = read
+        #: the board's topic; the ACD's queue view (``ivr.acd.queueview``) rides the same way
+        self.topic = topic
         self.interval = interval
         self.heartbeat = heartbeat
         self._task: asyncio.Task[None] | None = None
@@ -203,9 +206,9 @@ class WallboardPublisher:
                 encoded = json.dumps(board, sort_keys=True)
                 now = time.monotonic()
                 if encoded != last or now - sent_at >= self.heartbeat:
-                    await self.bus.publish(WALLBOARD, {**board, "at": time.time()})
+                    await self.bus.publish(self.topic, {**board, "at": time.time()})
                     last, sent_at = encoded, now
                     self.published += 1
             except Exception:  # the board must keep going whatever one snapshot hit
-                log.exception("wallboard snapshot failed")
+                log.exception("%s snapshot failed", self.topic)
             await asyncio.sleep(self.interval)

@@ -51,6 +51,8 @@ JOURNEY_PREFIX: Final = "IVR_"
 
 # ------------------------------------------------------------------ the dialplan's own
 AGI_URL: Final = "IVR_AGI"
+#: further controller nodes ([ivr-agi] tries them in order when the one before is unreachable)
+AGI_STANDBY: Final = "IVR_AGI_STANDBY"
 FALLBACK_QUEUE: Final = "IVR_FALLBACK_QUEUE"
 FALLBACK: Final = "IVR_FALLBACK"
 FALLBACK_REASON: Final = "IVR_FALLBACK_REASON"
@@ -66,6 +68,7 @@ DIALPLAN: Final = frozenset(
         JOURNEY_ID,
         CALLBACK_ID,
         AGI_URL,
+        AGI_STANDBY,
         FALLBACK_QUEUE,
         FALLBACK,
         FALLBACK_REASON,

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.acd.chat import ChatContact, ChatOffers, chat_topic
+from ivr.acd.chat import BlendedChats, ChatContact, chat_topic
 from ivr.bus.pubsub import Bus
 from ivr.channels.chat import TextFlows, View
 from ivr.channels.handoff import REASON_TEXT, TokenCodec, TokenRejected, new_session, session_hash
@@ -63,7 +63,7 @@ class ChatSettings:
     #: "call me now": journey id -> started? ; None when calls cannot be placed
     call_me: Callable[[str], Awaitable[bool]] | None = None
     #: blended agents: a chat reaching a queue step is offered to an agent
-    agents: ChatOffers | None = None
+    agents: BlendedChats | None = None
     bus: Bus | None = None
     retry_offer: float = 2.0  # seconds between offers while no agent can take the chat
 
@@ -347,7 +347,7 @@ async def chat_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream_events(
-    settings: ChatSettings, agents: ChatOffers, bus: Bus, response: web.StreamResponse, journey_id: str
+    settings: ChatSettings, agents: BlendedChats, bus: Bus, response: web.StreamResponse, journey_id: str
 ) -> None:
     contact = contact_id(journey_id)
     async with bus.subscribe(chat_topic(contact)) as subscription:
@@ -356,7 +356,7 @@ async def _stream_events(
 
 async def _relay(
     settings: ChatSettings,
-    agents: ChatOffers,
+    agents: BlendedChats,
     response: web.StreamResponse,
     journey_id: str,
     messages: AsyncIterator[dict[str, Any]],
@@ -381,6 +381,8 @@ async def _relay(
             await response.write(b": waiting\n\n")  # also notices a customer who left
             continue
         await response.write(f"data: {json_text(message)}\n\n".encode())
+        if message.get("type") == "queue.left":  # the leader gave up on it: the page is told, done
+            return
 
 
 def _queued(journey_id: str, outcome: dict[str, Any]) -> Queue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from ivr.acd.desk import ChatsViaLeader
 from ivr.app import App
 from ivr.config import load_config
 
@@ -61,7 +62,8 @@ def test_every_channel_gets_its_dependencies_at_construction(tmp_path: Path) -> 
     assert app.inbound.open_journeys is not None
     assert app.inbound.queue_desk is None  # no AMI: no live queue state for estimates
     assert app.inbound.speech is app.speech_slot and app.speech_slot.current is None
-    assert app.chat_settings.agents is app.acd.chats and app.chat_settings.bus is app.bus
+    assert isinstance(app.chat_settings.agents, ChatsViaLeader) and app.chat_settings.agents.desk is app.desk
+    assert app.chat_settings.agents.acd is app.acd and app.chat_settings.bus is app.bus
     assert app.chat_settings.call_me is None
     assert app.inbound.routing is app.routing and app.chat.routing is app.routing
     assert "billing-es" in app.routing.queues

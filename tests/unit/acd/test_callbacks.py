@@ -9,11 +9,11 @@ from ivr.acd.callbacks import (
     Reservation,
     Ticket,
     due_tickets,
-    estimate_wait,
     expired,
     next_opening,
     ticket_for_agent,
 )
+from ivr.acd.queueview import estimate_wait
 from ivr.flow.hours import parse_hours
 from ivr.store.agents import CallbackStore
 from ivr.store.journeys import JourneyStore, make_engine

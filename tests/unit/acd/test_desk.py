@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.acd.desk import AcdDesk, LeaderUnavailable
+from ivr.acd.chat import ChatContact
+from ivr.acd.desk import AcdDesk, ChatsViaLeader, LeaderUnavailable
 from ivr.acd.service import Acd
 from ivr.acd.topics import agent_topic
 from ivr.bus.pubsub import Bus, MemoryBus
@@ -115,3 +116,36 @@ async def test_no_leader_is_a_clear_error_and_a_new_leader_gets_the_agents_back(
     finally:
         await c.desk.stop()
         await c.acd.stop()
+
+
+async def test_a_chat_page_on_a_follower_offers_to_the_leaders_agents_and_relays_messages(
+    nodes: tuple[Node, Node, MemoryBus],
+) -> None:
+    a, b, bus = nodes
+    on_b = ChatsViaLeader(b.desk)
+    contact = ChatContact("chat-j1", "j1", "billing", customer_id="c1", context={"queue": "billing"})
+    assert await on_b.offer(contact) is None  # nobody logged in at the leader: no agent now
+    await b.desk.run("login", "a1", agent=ANN)
+    await b.desk.run("ready", "a1")
+    # before, b's own ACD (no agents: they live in the leader's memory) offered the chat to nobody
+    assert await b.acd.chats.offer(contact) is None
+    async with bus.subscribe(agent_topic("a1")) as desktop:
+        assert await on_b.offer(contact) == "a1"
+        assert a.acd.chats.agent_of("chat-j1") == "a1" and on_b.agent_of("chat-j1") == "a1"
+        while (message := await desktop.get(1))["type"] != "chat.offer":
+            pass
+        assert message["contact"]["contact_id"] == "chat-j1"
+        assert await on_b.customer_message("chat-j1", "hello")
+        while (message := await desktop.get(1))["type"] != "chat.message":
+            pass
+        assert message["text"] == "hello"
+    await a.acd.chats.close("chat-j1", by="agent", agent_id="a1")  # she ends it on the leader
+    assert not await on_b.customer_message("chat-j1", "still there?")
+    assert on_b.agent_of("chat-j1") is None  # the page's event stream offers it again
+
+
+async def test_a_chat_offer_with_no_leader_is_no_agent_now(nodes: tuple[Node, Node, MemoryBus]) -> None:
+    a, b, _ = nodes
+    await a.desk.unserve()  # the leader is gone; nobody answers for 0.5 s
+    on_b = ChatsViaLeader(b.desk)
+    assert await on_b.offer(ChatContact("chat-j2", "j2", "billing")) is None

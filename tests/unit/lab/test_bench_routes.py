@@ -24,6 +24,7 @@ from ivr.channels.voice import VoiceChannel
 from ivr.flow.library import FlowLibrary
 from ivr.flow.machine import FlowMachine
 from ivr.flow.model import Journey
+from lab.asterisk import AGI_PORT, AGI_STANDBY_PORT
 
 REPO = Path(__file__).resolve().parents[3]
 KEY = "2"  # the key the benchmark's caller presses
@@ -154,3 +155,10 @@ def test_the_pyst2_script_sends_what_the_controller_sends() -> None:
 
 def test_the_dialplan_route_plays_what_the_controller_plays() -> None:
     assert dialplan_files() == played(controller_commands())
+
+
+def test_the_lab_dialplan_reaches_its_two_controller_nodes_where_lab_asterisk_says() -> None:
+    product = (REPO / "asterisk-config" / "extensions.conf").read_text()
+    overlay = (REPO / "lab" / "overlay" / "extensions_lab.conf").read_text()
+    assert f"IVR_AGI = agi://127.0.0.1:{AGI_PORT}\n" in product
+    assert f"IVR_AGI_STANDBY = agi://127.0.0.1:{AGI_STANDBY_PORT}\n" in overlay

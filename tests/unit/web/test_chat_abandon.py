@@ -75,30 +75,30 @@ async def test_a_customer_who_closes_the_chat_before_an_agent_takes_it_abandoned
     figures = await chat_kpis(live)
     assert (figures["offered"], figures["handled"], figures["abandoned"]) == (1, 0, 1)
     assert 1.5 <= figures["avg_abandon_s"] <= left - before
-    assert abs(figures["avg_abandon_s"] - (left - queued)) < 0.5
+    assert abs(figures["avg_abandon_s"] - (left - queued)) < 1.0
     assert figures["contained"] == 0 and figures["service_level"] == 0.0
 
 
 async def test_a_customer_whose_page_is_gone_for_the_grace_abandoned_the_chat(live: Live) -> None:
     chats = live.app.acd.chats
-    chats.leave_grace, chats.sweep = 1.0, 0.1
-    live.app.chat_settings.retry_offer = 0.25  # the open page offers the chat again this often
+    chats.leave_grace, chats.sweep = 2.0, 0.1
+    live.app.chat_settings.retry_offer = 0.2  # the open page offers the chat again this often
     async with queued_chat(live, "+15551230082") as http:
-        # the page listens for 2 s, longer than the grace: a customer still there is not gone
+        # the page listens for 3 s, longer than the grace: a customer still there is not gone
         events = await http.get(f"{live.base}/chat/api/events")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         assert await abandons(live) == []
         events.close()  # the page is closed
         closed = time.monotonic()
-        deadline = closed + 5
+        deadline = closed + 8
         while not await abandons(live):
             assert time.monotonic() < deadline, "the chat was never abandoned"
             await asyncio.sleep(0.1)
-        assert time.monotonic() - closed >= 1.0  # not before the grace
+        assert time.monotonic() - closed >= 1.5  # not before the grace (less the last offer's age)
         async with http.get(f"{live.base}/chat/api/state") as reply:
             assert (await reply.json())["left"] == "left"
     (logged,) = await abandons(live)
-    assert logged["reason"] == "left" and logged["hold_time"] >= 3.0
+    assert logged["reason"] == "left" and logged["hold_time"] >= 4.5
     figures = await chat_kpis(live)
     assert (figures["offered"], figures["abandoned"]) == (1, 1)
 

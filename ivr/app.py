@@ -137,6 +137,7 @@ class App:
             customers=self.customers,
             bus=self.bus,
             recent_contact_s=config.desktop.contact_window,
+            chat_leave_grace=config.queue.chat_leave_grace,
         )
         #: the supervisors' wallboard, published from this node's ACD state over the bus
         #: today's KPIs for the wallboard, read every few seconds by one task (never per browser)

@@ -237,6 +237,13 @@ class QueueSettings(Section):
     handle_time = Setting(
         "queue.handle_time", float, 180.0, "Average seconds an agent spends per call, for wait estimates."
     )
+    chat_leave_grace = Setting(
+        "queue.chat_leave_grace",
+        float,
+        30.0,
+        "Seconds a chat waiting for an agent may have no page open before its customer counts as gone "
+        "(logged as abandoned, like a caller who hangs up in the queue); a reload reconnects well within it.",
+    )
 
 
 class DesktopSettings(Section):

@@ -66,12 +66,15 @@ class ContactFacts:
     claimed_at: float | None = None  # first time a continuation link was claimed (channel changed)
     completed_at: float | None = None  # first journey_completed (also after another end)
     callback_at: float | None = None  # a callback was booked (the caller keeps their place)
+    callback_queue: str | None = None  # ... in this queue
     callback_dials: int = 0  # times the customer was dialled back
+    callback_dialled_at: float | None = None  # first time the customer was dialled back
     callback_connected_at: float | None = None  # the callback reached an agent
     callback_failed_at: float | None = None  # the callback was given up (every attempt failed)
     customer_id: str | None = None  # None: the customer was never identified
     repeat_24h: bool = False  # the same customer started another contact in the 24 h before
     repeat_7d: bool = False  # ... in the 7 days before (see :func:`mark_repeats`)
+    callback_kept: bool = False  # dialled before anyone who joined its queue later was answered
     queued_at: float | None = None
     queue: str | None = None
     skill: str | None = None
@@ -123,6 +126,11 @@ class ContactFacts:
     @property
     def completed_after_claim(self) -> bool:
         return self.claimed and self.completed_at is not None and self.completed_at >= (self.claimed_at or 0.0)
+
+    @property
+    def callback_dialled(self) -> bool:
+        """A booked callback the dispatcher dialled at least once."""
+        return self.callback_at is not None and self.callback_dialled_at is not None
 
     @property
     def callback_wait(self) -> float | None:
@@ -240,6 +248,8 @@ class Figures:
     callbacks_answered: int = 0
     callbacks_failed: int = 0
     avg_callback_wait_s: float | None = None
+    callbacks_kept: int = 0
+    callbacks_kept_share: float | None = None
     known_contacts: int = 0
     repeat_24h: int = 0
     repeat_7d: int = 0
@@ -261,7 +271,8 @@ FIRST: dict[str, tuple[str, ...]] = {
     "opened_at": (),
     "claimed_at": (),
     "completed_at": (),
-    "callback_at": (),
+    "callback_at": ("callback_queue",),
+    "callback_dialled_at": (),
     "callback_connected_at": (),
     "callback_failed_at": (),
     "answered_at": ("agent_id",),
@@ -378,8 +389,9 @@ def contact_delta(channel: str, events: Iterable[Event], customer_id: str | None
             if data.get("via") == "link":  # not a returning caller, not "call me now"
                 first("claimed_at", at)
         elif kind == "callback_requested":
-            first("callback_at", at)
+            first("callback_at", at, callback_queue=_text(data.get("queue")))
         elif kind == "callback_dialled":
+            first("callback_dialled_at", at)
             row["callback_dials"] += 1
         elif kind == "callback_connected":
             first("callback_connected_at", at)
@@ -457,7 +469,9 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         claimed_at=row["claimed_at"],
         completed_at=row["completed_at"],
         callback_at=row["callback_at"],
+        callback_queue=row["callback_queue"],
         callback_dials=row["callback_dials"] or 0,
+        callback_dialled_at=row["callback_dialled_at"],
         callback_connected_at=row["callback_connected_at"],
         callback_failed_at=row["callback_failed_at"],
         customer_id=row["customer_id"],
@@ -535,6 +549,7 @@ class GroupSums:
     callbacks_answered: int = 0
     callbacks_failed: int = 0
     callback_wait_s: float = 0.0
+    callbacks_kept: int = 0
     known_contacts: int = 0
     repeat_24h: int = 0
     repeat_7d: int = 0
@@ -581,6 +596,7 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         links_completed=sum(1 for c in group if c.completed_after_claim),
         callbacks_booked=sum(1 for c in group if c.callback_at is not None),
         callbacks_dialled=sum(1 for c in group if c.callback_at is not None and c.callback_dials),
+        callbacks_kept=sum(1 for c in group if c.callback_dialled and c.callback_kept),
         callback_dials=sum(c.callback_dials for c in group if c.callback_at is not None),
         callbacks_answered=sum(1 for c in group if c.callback_wait is not None),
         callbacks_failed=sum(1 for c in group if c.callback_at is not None and c.callback_failed_at is not None),
@@ -652,6 +668,8 @@ def figures(s: GroupSums) -> Figures:
         callbacks_answered=s.callbacks_answered,
         callbacks_failed=s.callbacks_failed,
         avg_callback_wait_s=s.callback_wait_s / s.callbacks_answered if s.callbacks_answered else None,
+        callbacks_kept=s.callbacks_kept,
+        callbacks_kept_share=ratio(s.callbacks_kept, s.callbacks_dialled),
         known_contacts=s.known_contacts,
         repeat_24h=s.repeat_24h,
         repeat_7d=s.repeat_7d,
@@ -680,6 +698,31 @@ def mark_repeats(contacts: Iterable[ContactFacts], earlier: Iterable[ContactFact
 
     day, week = REPEAT_WINDOWS["repeat_24h"], REPEAT_WINDOWS["repeat_7d"]
     return [replace(c, repeat_24h=before(c, day), repeat_7d=before(c, week)) for c in group]
+
+
+def overtakes(callback: ContactFacts, other: ContactFacts) -> bool:
+    """``other`` joined the callback's queue after the booking and reached an agent before the
+    callback was first dialled: it took the place the ticket was holding."""
+    return (
+        callback.callback_at is not None
+        and callback.callback_dialled_at is not None
+        and other.journey_id != callback.journey_id
+        and other.queue is not None
+        and other.queue == callback.callback_queue
+        and other.queued_at is not None
+        and other.queued_at > callback.callback_at
+        and other.answered_at is not None
+        and other.answered_at < callback.callback_dialled_at
+    )
+
+
+def mark_place_kept(contacts: Iterable[ContactFacts], others: Iterable[ContactFacts] = ()) -> list[ContactFacts]:
+    """Each dialled callback with ``callback_kept`` set: nobody among ``contacts`` and ``others``
+    overtook it (:func:`overtakes`). The store asks the same of every stored contact in SQL, so a
+    caller who started before the report's window still counts."""
+    group = list(contacts)
+    everyone = [*group, *others]
+    return [replace(c, callback_kept=c.callback_dialled and not any(overtakes(c, o) for o in everyone)) for c in group]
 
 
 # ------------------------------------------------------------------------------- grouping

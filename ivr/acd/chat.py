@@ -9,13 +9,27 @@ from the journey to ``agent.<id>``, and from then on relays messages both ways:
 * agent -> customer: the desktop's ``chat.send`` becomes ``agent.message`` on ``chat.<contact_id>``
   (the chat channel subscribes to that topic), ``chat.end`` becomes ``agent.closed``.
 
+A chat no agent can take yet waits (:class:`WaitingChat`), and its customer may leave before one
+does, as a caller hangs up in a queue: they close the chat (:meth:`ChatOffers.leave`), close the
+page, or the queue step's ``timeout`` passes. An open page's event stream offers the chat again
+every few seconds (``ivr.web.chat``), from whichever node serves it, so an offer is the sign the
+customer is still there: no offer for ``leave_grace`` seconds means the page is gone (a reload
+offers again well within it). Each logs ``queue_abandoned`` (the event app_queue's
+QueueCallerAbandon logs for a call) with the queue, the ``hold_time`` and the ``reason``, so
+abandoned and time to abandon mean the same for a chat as for a call. One task, owned here and
+running only while chats wait, checks every ``sweep`` seconds; :meth:`ChatOffers.stop` ends it.
+
 The offers see the ACD only through :class:`AgentDesk` (what they use of it), so this module does
 not import the ACD service, which owns one ``ChatOffers``: no import cycle between the two.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,7 +38,14 @@ from ivr.acd.agents import AgentState
 from ivr.acd.topics import agent_topic, chat_topic
 from ivr.bus.pubsub import Bus
 
-__all__ = ["AgentDesk", "BlendedChats", "ChatContact", "ChatOffers", "chat_topic"]
+__all__ = ["AgentDesk", "BlendedChats", "ChatContact", "ChatOffers", "WaitingChat", "chat_topic", "left_because"]
+
+log = logging.getLogger(__name__)
+#: Seconds a waiting chat may go without an offer from its page before its customer counts as
+#: gone: a reload, or a phone waking up, offers again well within it.
+LEAVE_GRACE_S = 30.0
+#: Abandoned chats remembered, so a page opened again is told, not offered again.
+REMEMBERED_LEFT = 10000
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,7 @@ class ChatContact:
     channel: str = "chat"
     customer_id: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 600.0  # the queue step's: seconds a chat waits for an agent before it gives up
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +66,7 @@ class ChatContact:
             "channel": self.channel,
             "customer_id": self.customer_id,
             "context": dict(self.context),
+            "timeout": self.timeout,
         }
 
     @classmethod
@@ -60,7 +83,31 @@ class ChatContact:
             channel=str(data.get("channel") or "chat"),
             customer_id=None if customer is None else str(customer),
             context=dict(context),
+            timeout=float(data.get("timeout") or 600.0),
         )
+
+
+@dataclass
+class WaitingChat:
+    """A chat no agent has taken yet: since when, and whether a page still watches it."""
+
+    contact: ChatContact
+    joined_at: float
+    last_seen: float = 0.0  # the latest offer of it: its page was open then
+
+    @property
+    def queue(self) -> str:
+        return str(self.contact.context.get("queue") or self.contact.skill)
+
+
+def left_because(chat: WaitingChat, now: float, grace: float) -> str | None:
+    """Why a waiting chat's customer is gone at ``now``: ``timeout`` (waited the queue step's
+    timeout), ``left`` (no page offered it for ``grace`` seconds), else None: still waiting."""
+    if now - chat.joined_at >= chat.contact.timeout:
+        return "timeout"
+    if now - chat.last_seen >= grace:
+        return "left"
+    return None
 
 
 class AgentDesk(Protocol):
@@ -93,21 +140,43 @@ class BlendedChats(Protocol):
     async def offer(self, contact: ChatContact) -> str | None: ...
     def agent_of(self, contact_id: str) -> str | None: ...
     async def customer_message(self, contact_id: str, text: str) -> bool: ...
+    async def leave(self, contact_id: str) -> str | None: ...
+    def left_reason(self, contact_id: str) -> str | None: ...
 
 
 class ChatOffers:
-    def __init__(self, acd: AgentDesk) -> None:
+    def __init__(
+        self,
+        acd: AgentDesk,
+        *,
+        leave_grace: float = LEAVE_GRACE_S,
+        sweep: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.acd = acd
         #: contact_id -> (agent_id, contact)
         self.active: dict[str, tuple[str, ChatContact]] = {}
+        #: contact_id -> the chat waiting for an agent
+        self.waiting: dict[str, WaitingChat] = {}
+        #: contact_id -> why its customer left before an agent took it (the newest REMEMBERED_LEFT)
+        self.left: OrderedDict[str, str] = OrderedDict()
+        self.leave_grace = leave_grace
+        self.sweep = sweep
+        self.clock = clock
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def offer(self, contact: ChatContact) -> str | None:
-        """The agent id the contact was given to, or None when no agent can take it now."""
+        """The agent id the contact was given to, or None when no agent can take it now (it
+        waits; see the module docstring for how a wait ends without an agent)."""
         if contact.contact_id in self.active:
             return self.active[contact.contact_id][0]
+        if contact.contact_id in self.left:
+            return None
         candidates = self.acd.agents_with_skill(contact.skill, lambda s: s.can_take_chat())
         if not candidates:
+            self._wait(contact)
             return None
+        self.waiting.pop(contact.contact_id, None)
         state = candidates[0]
         state.take_chat(contact.contact_id, contact.journey_id, contact.channel)
         self.active[contact.contact_id] = (state.agent_id, contact)
@@ -124,6 +193,70 @@ class ChatOffers:
             contact.journey_id, "chat_offered", agent_id=state.agent_id, agent=state.display_name, skill=contact.skill
         )
         return state.agent_id
+
+    # ------------------------------------------------------------------ waiting chats
+    def _wait(self, contact: ChatContact) -> None:
+        now = self.clock()
+        found = self.waiting.get(contact.contact_id)
+        if found is None:
+            self.waiting[contact.contact_id] = WaitingChat(contact, now, last_seen=now)
+        else:
+            found.last_seen = now
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="chat-waits")
+
+    def left_reason(self, contact_id: str) -> str | None:
+        """Why this chat left the queue without an agent (``closed``, ``left``, ``timeout``), if it did."""
+        return self.left.get(contact_id)
+
+    async def leave(self, contact_id: str) -> str | None:
+        """The customer closed the chat: ``closed`` (an agent had it), ``abandoned`` (still
+        waiting for one), or None (neither: already over)."""
+        if contact_id in self.active:
+            await self.close(contact_id, by="customer")
+            return "closed"
+        chat = self.waiting.get(contact_id)
+        if chat is None:
+            return None
+        await self._abandon(chat, "closed")
+        return "abandoned"
+
+    async def _abandon(self, chat: WaitingChat, reason: str) -> None:
+        contact = chat.contact
+        if self.waiting.pop(contact.contact_id, None) is None:
+            return
+        self.left[contact.contact_id] = reason
+        while len(self.left) > REMEMBERED_LEFT:
+            self.left.popitem(last=False)
+        hold = round(max(0.0, self.clock() - chat.joined_at), 3)
+        log.info("chat %s left the %s queue after %.1f s (%s)", contact.contact_id, chat.queue, hold, reason)
+        await self.acd.record(
+            contact.journey_id, "queue_abandoned", queue=chat.queue, hold_time=hold, reason=reason, channel="chat"
+        )
+        await self.acd.bus.publish(
+            chat_topic(contact.contact_id), {"type": "queue.left", "contact_id": contact.contact_id, "reason": reason}
+        )
+
+    async def _sweep(self) -> None:
+        """Abandon the waiting chats whose customer is gone; ends when no chat waits."""
+        while self.waiting:
+            await asyncio.sleep(self.sweep)
+            now = self.clock()
+            for chat in list(self.waiting.values()):
+                reason = left_because(chat, now, self.leave_grace)
+                if reason is not None:
+                    try:
+                        await self._abandon(chat, reason)
+                    except Exception:  # the next chat's customer must still be seen leaving
+                        log.exception("chat %s: the abandonment could not be logged", chat.contact.contact_id)
+
+    async def stop(self) -> None:
+        """End the sweeping task (the ACD stops): waiting chats stay as they are."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def agent_of(self, contact_id: str) -> str | None:
         entry = self.active.get(contact_id)

@@ -44,7 +44,7 @@ LEADER = "acd.leader"
 REPLY_TIMEOUT = 4.0
 OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
-SERVICE_OPS = ("chat.offer", "chat.customer")
+SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
 #: chats a follower remembers the agent of (the oldest forgotten first: its page's next offer asks
 #: the leader again, which answers with the same agent)
 REMEMBERED_CHATS = 10_000
@@ -198,6 +198,8 @@ class AcdDesk:
             return await acd.chats.offer(ChatContact.from_dict(args["contact"]))
         if op == "chat.customer":
             return await acd.chats.customer_message(str(args["contact_id"]), str(args["text"])[:4000])
+        if op == "chat.leave":
+            return await acd.chats.leave(str(args["contact_id"]))
         if op == "login":
             state = await acd.login(args["agent"])
             if state.call and state.status in ("ringing", "on_call"):  # a reload mid-call: the card again
@@ -248,6 +250,7 @@ class ChatsViaLeader:
     def __init__(self, desk: AcdDesk) -> None:
         self.desk = desk
         self._assigned: dict[str, str] = {}
+        self._left: dict[str, str] = {}
 
     @property
     def acd(self) -> Acd:
@@ -284,3 +287,25 @@ class ChatsViaLeader:
         if not relayed:
             self._assigned.pop(contact_id, None)
         return relayed
+
+    async def leave(self, contact_id: str) -> str | None:
+        """The customer closed the chat: the leader ends it or logs it abandoned (``ChatOffers.leave``)."""
+        if self.desk.is_leader():
+            return await self.desk.acd.chats.leave(contact_id)
+        try:
+            left = await self.desk.run("chat.leave", "", contact_id=contact_id)
+        except LeaderUnavailable:
+            return None
+        self._assigned.pop(contact_id, None)
+        if left == "abandoned":
+            self._left[contact_id] = "closed"
+            while len(self._left) > REMEMBERED_CHATS:
+                del self._left[next(iter(self._left))]
+        return None if left is None else str(left)
+
+    def left_reason(self, contact_id: str) -> str | None:
+        """Why the chat left the queue without an agent. A follower knows of its own pages' leaving;
+        the leader's sweep (gone, timed out) reaches the page as ``queue.left`` on the bus."""
+        if self.desk.is_leader():
+            return self.desk.acd.chats.left_reason(contact_id)
+        return self._left.get(contact_id)

@@ -102,8 +102,9 @@ def build_pop(
         "flow": j.get("flow"),
         "path": list(j.get("path") or []),
         "recognition": _recognition(j),
-        # the menu option that brought them here, keyed or said (the wallboard's "why")
-        "choice": (j.get("recognition") or {}).get("option"),
+        # the menu option that brought them here, keyed or said, as the menu words it (the
+        # wallboard's "why"); journeys saved before ``chosen`` existed: the option a phrase took
+        "choice": (j.get("chosen") or {}).get("label") or (j.get("recognition") or {}).get("option"),
         "slots": _slots(j),
         "menus": _menu_reasons(j),
         "queue": call.get("queue") or (j.get("outcome") or {}).get("queue"),

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ivr.acd.agents import AgentState
-from ivr.acd.chat import ChatOffers
+from ivr.acd.chat import LEAVE_GRACE_S, ChatOffers
 from ivr.acd.permissions import loggable, refusal
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
 from ivr.acd.topics import agent_topic
@@ -70,6 +70,7 @@ class Acd:
         customers: CustomerStore,
         bus: Bus | None = None,
         recent_contact_s: float = RECENT_CONTACT_S,
+        chat_leave_grace: float = LEAVE_GRACE_S,
     ) -> None:
         self.ami = ami
         #: how long after a contact ended its agent may still write notes and a disposition
@@ -86,7 +87,7 @@ class Acd:
         self.rebuilds = 0
         #: ms from AgentCalled to painted in the browser, the latest PAINT_SAMPLES, for metrics
         self.paint_ms: deque[float] = deque(maxlen=PAINT_SAMPLES)
-        self.chats = ChatOffers(self)
+        self.chats = ChatOffers(self, leave_grace=chat_leave_grace)
         #: Asked, in order, when an agent says ready and would be unpaused: True keeps them paused
         #: (a due callback holds them; see ``Callbacks.reserve_on_ready``). Registered by the
         #: service that owns the reason, the way it subscribes to AMI events.
@@ -96,6 +97,7 @@ class Acd:
             ami.on_connected(self.rebuild)
 
     async def stop(self) -> None:
+        await self.chats.stop()
         for task in [*self._tasks, *self._pops.values()]:
             task.cancel()
         for task in [*self._tasks, *self._pops.values()]:

@@ -19,7 +19,8 @@ is a room display; four digits are enough to match a caller who rings back).
 
 Waiting callers carry what the IVR learned, from the screen pop the ACD prepared when they joined
 the queue: the intent, whether the customer was verified, and why they are here (the menu option
-they chose, else the intent, else the routing's first reason, else the last step of their path). Only the ``MAX_CALLERS`` who
+they chose, keyed or said, as the menu words it; else the intent, else the routing's first reason,
+else the last step of their path). Only the ``MAX_CALLERS`` who
 waited longest are listed (with the total), so a queue of a thousand callers is a message of a
 bounded size: the board shows who to worry about, not a phone book.
 

@@ -92,6 +92,10 @@ class Journey:
     # low-confidence answer waiting for the caller's yes/no ({step, option, utterance, intent,
     # confidence}); any channel can render and answer the confirmation.
     recognition: dict[str, Any] = field(default_factory=dict)
+    # The last menu option taken, by key, voice or text ({step, option, label, mode}): why the
+    # caller is here, in the flow's own words, for the agent's card and the wallboard. (Kept apart
+    # from ``recognition``, which only speech sets: a keyed choice never touched it.)
+    chosen: dict[str, Any] = field(default_factory=dict)
     confirming: dict[str, Any] | None = None
     # A queue step waiting for the caller's answer to a callback offer, or for the booking:
     # {step, queue, position, eta_s}; any channel can render and answer the offer.
@@ -135,6 +139,7 @@ class Journey:
             "menu_keys": {step: dict(keys) for step, keys in self.menu_keys.items()},
             "personalization": _plain(self.personalization),
             "recognition": _plain(self.recognition),
+            "chosen": _plain(self.chosen),
             "confirming": _plain(self.confirming),
             "queue_wait": _plain(self.queue_wait),
             "waiting": {"step": self.waiting.step, "expect": self.waiting.expect} if self.waiting else None,

@@ -68,6 +68,16 @@ class ContinuationStore:
             )
         return bool(result.rowcount == 1)
 
+    async def first_open(self, continuation_id: str, now: float) -> bool:
+        """Note that the link's page was opened: True only the first time (one conditional UPDATE,
+        so two browsers, or a bot refreshing the page, cannot both be first)."""
+        c = ContinuationRow
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(c).where(c.id == continuation_id, c.opened_at.is_(None)).values(opened_at=now)
+            )
+        return bool(result.rowcount == 1)
+
     async def by_session(self, session_hash: str) -> Continuation | None:
         async with self.engine.connect() as conn:
             row = (

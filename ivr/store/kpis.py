@@ -138,6 +138,23 @@ def _repeat(window: float) -> ColumnElement[bool]:
     )
 
 
+def _place_kept() -> ColumnElement[bool]:
+    """A dialled callback that nobody overtook (``ivr.kpis.overtakes``): no contact joined its
+    queue after the booking and reached an agent before its first dial. Any stored contact
+    counts, also one that started before the report's window."""
+    later = ContactFactRow.__table__.alias("later").c
+    return and_(
+        _c.callback_at.is_not(None),
+        _c.callback_dialled_at.is_not(None),
+        ~exists().where(
+            later.queue == _c.callback_queue,
+            later.queued_at > _c.callback_at,
+            later.answered_at < _c.callback_dialled_at,
+            later.journey_id != _c.journey_id,
+        ),
+    )
+
+
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
@@ -274,6 +291,7 @@ class KpiStore:
                 _count(called_back).label("callbacks_answered"),
                 _count(and_(booked, _c.callback_failed_at.is_not(None))).label("callbacks_failed"),
                 _sum(called_back, _c.callback_connected_at - _c.callback_at).label("callback_wait_s"),
+                _count(_place_kept()).label("callbacks_kept"),
                 _count(_c.customer_id.is_not(None)).label("known_contacts"),
                 *(_count(_repeat(window)).label(name) for name, window in REPEAT_WINDOWS.items()),
             )
@@ -347,6 +365,7 @@ def _groups(
             callbacks_answered=int(g["callbacks_answered"]),
             callbacks_failed=int(g["callbacks_failed"]),
             callback_wait_s=float(g["callback_wait_s"]),
+            callbacks_kept=int(g["callbacks_kept"]),
             known_contacts=int(g["known_contacts"]),
             repeat_24h=int(g["repeat_24h"]),
             repeat_7d=int(g["repeat_7d"]),

@@ -231,7 +231,8 @@ class LeaseRow(Base):
 
 
 class ContinuationRow(Base):
-    """A link that continues a journey on another channel; usable once (``claimed_at``)."""
+    """A link that continues a journey on another channel; usable once (``claimed_at``); its page
+    first opened at ``opened_at`` (the continuation funnel logs that first open only)."""
 
     __tablename__ = "continuations"
 
@@ -243,6 +244,7 @@ class ContinuationRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     claimed_at: Mapped[float | None] = mapped_column(Float)
+    opened_at: Mapped[float | None] = mapped_column(Float)
     session_hash: Mapped[str | None] = mapped_column(String(64), index=True)
 
     # the caller's profile: their newest link
@@ -258,8 +260,12 @@ class ContactFactRow(Base):
     """
 
     __tablename__ = "contact_facts"
-    # repeat contacts: a customer's earlier contacts, found by start time
-    __table_args__ = (Index("ix_contact_facts_customer_started", "customer_id", "started_at"),)
+    # repeat contacts: a customer's earlier contacts, found by start time; callbacks' kept place:
+    # who joined a queue after a booking, found by queue and time
+    __table_args__ = (
+        Index("ix_contact_facts_customer_started", "customer_id", "started_at"),
+        Index("ix_contact_facts_queue_queued", "queue", "queued_at"),
+    )
 
     journey_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     started_at: Mapped[float | None] = mapped_column(Float, index=True)
@@ -275,7 +281,9 @@ class ContactFactRow(Base):
     claimed_at: Mapped[float | None] = mapped_column(Float)
     completed_at: Mapped[float | None] = mapped_column(Float)
     callback_at: Mapped[float | None] = mapped_column(Float)
+    callback_queue: Mapped[str | None] = mapped_column(String(64))
     callback_dials: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_dialled_at: Mapped[float | None] = mapped_column(Float)
     callback_connected_at: Mapped[float | None] = mapped_column(Float)
     callback_failed_at: Mapped[float | None] = mapped_column(Float)
     customer_id: Mapped[str | None] = mapped_column(String(64))

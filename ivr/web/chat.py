@@ -5,7 +5,8 @@ How a link becomes a chat:
 1. ``GET /c/<token>`` checks the token (signature, expiry, the continuation row: unused, bound to
    its customer) and answers a small page that claims it with a POST. Nothing is claimed by a
    GET, so an SMS app that previews links cannot use the customer's link up; the page's script
-   posts at once, so the customer sees no extra step.
+   posts at once, so the customer sees no extra step. The first open of each link is logged
+   (``link_opened``, the continuation funnel's "opened"); later opens are not.
 2. ``POST /c/<token>`` claims the continuation (one conditional UPDATE: single use), sets an
    HttpOnly, SameSite=Strict session cookie (only its hash is stored), resumes the journey on the
    ``chat`` channel and redirects to ``/chat/``. The token never appears again.
@@ -24,7 +25,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ async def link_page(request: web.Request) -> web.Response:
     except TokenRejected as exc:
         log.info("continuation link refused: %s", exc.reason)
         return refusal(exc.reason)
-    await settings.chat.link_opened(found.journey_id, time.time())
+    now = time.time()
+    if await settings.continuations.first_open(found.id, now):  # a refresh or a bot: no new row
+        await settings.chat.link_opened(found.journey_id, now)
     body = (
         "<h1>Continue where you left off</h1>"
         f'<form id=claim method=post action="/c/{html.escape(token)}">'
@@ -225,13 +228,14 @@ async def chat_state(request: web.Request) -> web.Response:
     if view is None:
         return _json({"error": "this conversation is over"}, 410)
     settings = request.app[CHAT]
-    agent = settings.agents is not None and settings.agents.agent_of(contact_id(found.journey_id)) is not None
+    contact, agents = contact_id(found.journey_id), settings.agents
     return _json(
         {
             **view.to_json(),
             "call_me": settings.call_me is not None,
-            "agent_chat": settings.agents is not None,
-            "agent": agent,
+            "agent_chat": agents is not None,
+            "agent": agents is not None and agents.agent_of(contact) is not None,
+            "left": agents.left_reason(contact) if agents is not None else None,
         }
     )
 
@@ -273,6 +277,7 @@ async def offer_to_agent(settings: ChatSettings, view: View) -> str | None:
         channel="chat",
         customer_id=view.customer_id,
         context={"queue": queue.queue, "priority": queue.priority},
+        timeout=float(queue.timeout),
     )
     try:
         return await settings.agents.offer(contact)
@@ -303,11 +308,27 @@ async def chat_message(request: web.Request) -> web.Response:
     return _json({"sent": True})
 
 
+async def chat_leave(request: web.Request) -> web.Response:
+    """The customer closes the chat: the agent's chat ends, or, while no agent has it yet, the
+    chat leaves the queue (logged as abandoned, as a caller hanging up in the queue)."""
+    found = await _session(request)
+    if found is None:
+        return _json({"error": "no chat session"}, 401)
+    agents = request.app[CHAT].agents
+    if agents is None:
+        return _json({"error": "no agents take chats here"}, 503)
+    if request.content_type != "application/json":  # another site's form cannot post JSON
+        return _json({"error": "send JSON"}, 415)
+    left = await agents.leave(contact_id(found.journey_id))
+    return _json({"left": left})
+
+
 async def chat_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: what the agent writes (``agent.message``), and ``agent.closed``.
 
     While no agent has the chat, this request also owns the retry: every ``retry_offer`` seconds
-    the chat is offered again (cancelled with the request when the customer leaves)."""
+    the chat is offered again (cancelled with the request when the customer leaves). Those offers
+    are also how the ACD knows the customer is still there (``ivr.acd.chat``)."""
     found = await _session(request)
     settings = request.app[CHAT]
     agents, bus = settings.agents, settings.bus
@@ -330,22 +351,38 @@ async def _stream_events(
 ) -> None:
     contact = contact_id(journey_id)
     async with bus.subscribe(chat_topic(contact)) as subscription:
-        messages = aiter(subscription)
-        while True:
-            if agents.agent_of(contact) is None:
-                view = await settings.chat.view(journey_id)
-                if view is not None and view.status == "queued":
-                    journey = await settings.chat.store.get(journey_id)
-                    queued = journey.outcome if journey else {}
-                    view.queued = _queued(journey_id, queued)
-                    if await offer_to_agent(settings, view):
-                        await response.write(b'data: {"type": "agent.joined"}\n\n')
-            try:
-                message = await asyncio.wait_for(anext(messages), settings.retry_offer)
-            except TimeoutError:
-                await response.write(b": waiting\n\n")  # also notices a customer who left
-                continue
-            await response.write(f"data: {json_text(message)}\n\n".encode())
+        await _relay(settings, agents, response, journey_id, aiter(subscription))
+
+
+async def _relay(
+    settings: ChatSettings,
+    agents: BlendedChats,
+    response: web.StreamResponse,
+    journey_id: str,
+    messages: AsyncIterator[dict[str, Any]],
+) -> None:
+    contact = contact_id(journey_id)
+    while True:
+        left = agents.left_reason(contact)
+        if left is not None:  # gave up waiting (here, or before this page was opened): over
+            await response.write(f"data: {json_text({'type': 'queue.left', 'reason': left})}\n\n".encode())
+            return
+        if agents.agent_of(contact) is None:
+            view = await settings.chat.view(journey_id)
+            if view is not None and view.status == "queued":
+                journey = await settings.chat.store.get(journey_id)
+                queued = journey.outcome if journey else {}
+                view.queued = _queued(journey_id, queued)
+                if await offer_to_agent(settings, view):
+                    await response.write(b'data: {"type": "agent.joined"}\n\n')
+        try:
+            message = await asyncio.wait_for(anext(messages), settings.retry_offer)
+        except TimeoutError:
+            await response.write(b": waiting\n\n")  # also notices a customer who left
+            continue
+        await response.write(f"data: {json_text(message)}\n\n".encode())
+        if message.get("type") == "queue.left":  # the leader gave up on it: the page is told, done
+            return
 
 
 def _queued(journey_id: str, outcome: dict[str, Any]) -> Queue:
@@ -387,6 +424,7 @@ def setup_chat(app: web.Application, settings: ChatSettings) -> None:
     app.router.add_post("/chat/api/input", chat_input)
     app.router.add_post("/chat/api/call-me", chat_call_me)
     app.router.add_post("/chat/api/message", chat_message)
+    app.router.add_post("/chat/api/leave", chat_leave)
     app.router.add_get("/chat/api/events", chat_events)
     app.router.add_static("/chat/static/", STATIC)
 

@@ -4,7 +4,7 @@ caller C calls after that and holds. When the agent becomes ready, B (ahead, sti
 answered first; when she is ready again, A is called back (AMI Originate to A's phone, a SIPp UAS),
 joins the queue and reaches the agent with A's journey (the screen pop's context) although C was
 already holding when the agent became free: the ticket is ahead of C. Only then is C answered.
-The timeline records every step.
+The timeline records every step, and the KPIs say the callback kept its place.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from ivr.flow.model import (
     QUEUE_WAIT_PROMPT,
     Prompt,
 )
+from ivr.kpis import ReportRequest
+from ivr.store.journeys import make_engine
+from ivr.store.kpis import KpiStore
 from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
@@ -103,6 +106,23 @@ def statuses(desktop: list[dict[str, Any]]) -> list[str]:
 def connects(seen: list[ev.AmiEvent]) -> list[str]:
     """Caller ids in the order the agent was connected to them."""
     return [e.caller.callerid for e in seen if isinstance(e, ev.AgentConnect)]
+
+
+async def callback_kpis(db: Path) -> tuple[int, int, int, float | None]:
+    """(booked, dialled, kept their place, kept share) today, read as ``ivr report`` reads them."""
+    engine = make_engine(f"sqlite+aiosqlite:///{db}")
+    try:
+        now = time.time()
+        start, end = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (now - 3600, now + 3600))
+        deadline = time.monotonic() + 10
+        while True:  # the journey writer commits in batches
+            (row,) = await KpiStore(engine).report(ReportRequest.parse(start, end, by="flow"))
+            found = row.figures
+            if found.callbacks_dialled or time.monotonic() > deadline:
+                return found.callbacks_booked, found.callbacks_dialled, found.callbacks_kept, found.callbacks_kept_share
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
@@ -239,6 +259,8 @@ async def test_a_callback_is_answered_after_the_callers_before_it_and_before_tho
             await watch.action({"Action": "Hangup", "Channel": third.agent_channel.name})
             (await later).raise_for_failure()
             assert customer_phone.invites() == 1  # one callback, dialled once
+            # the KPIs agree: C joined billing after the booking and was answered after A's dial
+            assert await callback_kpis(db) == (1, 1, 1, 1.0)
         finally:
             if later is not None and not later.done():
                 later.cancel()

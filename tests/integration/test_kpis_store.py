@@ -89,6 +89,15 @@ LOG: dict[str, tuple[str, list[E]]] = {
                       ("journey_queued", 821, {}), ("callback_dialled", 1200, {"ticket": "t1", "attempt": 1}),
                       ("callback_dialled", 1400, {"ticket": "t1", "attempt": 2}),
                       ("callback_connected", 1420, {"ticket": "t1", "queue": "billing"})]),
+    # booked a callback in support at 910, first dialled at 1500, answered at 1510: j14 joined
+    # support after the booking (1005) and was answered at 1100, so this callback lost its place
+    # (j11 kept its own: nobody joined billing after 820)
+    "j13": ("voice", [started(900), ("callback_requested", 910, {"ticket": "t2", "queue": "support"}),
+                      ("journey_queued", 911, {}), ("callback_dialled", 1500, {"ticket": "t2", "attempt": 1}),
+                      ("callback_connected", 1510, {"ticket": "t2", "queue": "support"})]),
+    "j14": ("voice", [started(1000), ("queued", 1005, {"queue": "support", "skill": "support"}),
+                      ("journey_queued", 1005, {}), ("agent_connected", 1100, {"agent_id": "ag2"}),
+                      ("agent_completed", 1160, {"agent_id": "ag2"})]),
     # c4's contact three days before j4: not in the report, but it makes j4 a repeat within 7 days
     "j12": ("voice", [started(-3 * 86400)]),
     # started before the window: not counted, although queued in it
@@ -106,24 +115,24 @@ LOG: dict[str, tuple[str, list[E]]] = {
 CUSTOMERS = {"j1": "c1", "j2": "c1", "j4": "c4", "j12": "c4", "j7": "c9", "j9": "c9"}
 
 TOTAL = {
-    "contacts": 9,
-    "offered": 4,
-    "handled": 3,
+    "contacts": 11,
+    "offered": 5,
+    "handled": 4,
     "abandoned": 1,
     "avg_abandon_s": 40.0,
-    "avg_wait_s": pytest.approx((10 + 5 + 190) / 3),
+    "avg_wait_s": pytest.approx((10 + 5 + 190 + 95) / 4),
     "p90_wait_s": 190.0,
-    "avg_handle_s": pytest.approx((120 + 200) / 2),
-    "service_level": 0.5,
+    "avg_handle_s": pytest.approx((120 + 200 + 60) / 3),
+    "service_level": 0.4,
     "contained": 3,
-    "containment": pytest.approx(3 / 9),
+    "containment": pytest.approx(3 / 11),
     "contained_by_outcome": {"abandoned": 1, "completed": 1, "handed_off": 1},
     "choices": 4,
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
     "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
     "no_input": 4,  # j2 and j5 at speech menus, j4 by text, j9 on keys
-    "bad_input_per_contact": pytest.approx(7 / 9),
+    "bad_input_per_contact": pytest.approx(7 / 11),
     "speech_contacts": 3,  # j1, j2, j5
     "speech_heard": 2,  # j1, j5
     "speech_recognised": 1,  # j1
@@ -135,20 +144,22 @@ TOTAL = {
     "speech_choices": 1,  # j1
     "fell_back_to_keys": 1,  # j2
     "fell_back_share": pytest.approx(1 / 3),
-    # j1 after its no-match ran out of tries, j2 by the flow, j3 asked, j9 after silence
-    "offered_by_reason": {"asked_for_agent": 1, "flow": 1, "no_input": 1, "no_match": 1},
+    # j1 after its no-match ran out of tries, j2 and j14 by the flow, j3 asked, j9 after silence
+    "offered_by_reason": {"asked_for_agent": 1, "flow": 2, "no_input": 1, "no_match": 1},
     "left_in_flow": 1,  # j5
     "links_sent": 1,  # j10, and it went all the way
     "links_opened": 1,
     "links_claimed": 1,
     "links_completed": 1,
     "claimed_share": 1.0,
-    "callbacks_booked": 1,  # j11
-    "callbacks_dialled": 1,
-    "callback_dials": 2,
-    "callbacks_answered": 1,
+    "callbacks_booked": 2,  # j11, j13
+    "callbacks_dialled": 2,
+    "callback_dials": 3,
+    "callbacks_answered": 2,
     "callbacks_failed": 0,
-    "avg_callback_wait_s": 600.0,
+    "avg_callback_wait_s": 600.0,  # both 600 s
+    "callbacks_kept": 1,  # j11; j14 overtook j13
+    "callbacks_kept_share": 0.5,
     "known_contacts": 4,  # j1, j2, j4, j9
     "repeat_24h": 2,  # j2, j9
     "repeat_7d": 3,  # and j4
@@ -177,7 +188,8 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
 async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     kpis = KpiStore(store.engine)
     contacts = {c.journey_id: c for c in await kpis.contacts(T0, T0 + 3600)}
-    assert sorted(contacts) == ["j1", "j10", "j11", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert sorted(contacts) == ["j1", "j10", "j11", "j13", "j14", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert (contacts["j13"].callback_queue, contacts["j13"].callback_dialled_at) == ("support", T0 + 1500)
     assert contacts["j1"].ended == "queued" and contacts["j5"].ended == "abandoned"
     assert [contacts[j].holdout for j in ("j1", "j2", "j3", "j4")] == [False, True, None, None]
 
@@ -189,32 +201,38 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     assert {q: (f.offered, f.handled, f.abandoned) for q, f in by_queue.items()} == {
         "-": (0, 0, 0),
         "billing": (2, 1, 1),
-        "support": (2, 2, 0),
+        "support": (3, 3, 0),
     }
     assert {q: f.offered_by_reason for q, f in by_queue.items()} == {
         "-": {},
         "billing": {"flow": 1, "no_match": 1},
-        "support": {"asked_for_agent": 1, "no_input": 1},
+        "support": {"asked_for_agent": 1, "flow": 1, "no_input": 1},
     }
     by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
-    assert by_agent == {"-": 0, "ag1": 1, "ag2": 2}
+    assert by_agent == {"-": 0, "ag1": 1, "ag2": 3}
     by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
-    assert by_channel == {"chat": 1, "sms": 1, "voice": 7}
+    assert by_channel == {"chat": 1, "sms": 1, "voice": 9}
     by_pair = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="handoff"))}
     assert {k: (f.contacts, f.links_sent, f.links_completed) for k, f in by_pair.items()} == {
-        "-": (8, 0, 0),
+        "-": (10, 0, 0),
         "voice>sms": (1, 1, 1),
     }
     steps = await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="support"))
     assert [(r.key, r.figures.contacts, r.figures.left_in_flow) for r in steps] == [
-        ("support/-", 6, 0),  # j1, j2, j3, j6, j9, j11: ended at no named step in this log
+        ("support/-", 8, 0),  # j1, j2, j3, j6, j9, j11, j13, j14: ended at no named step in this log
         ("support/goodbye", 1, 0),  # j4
         ("support/main_menu", 1, 1),  # j5 hung up there
         ("support/offer_sms", 1, 0),  # j10 handed off there (its first end)
     ]
     assert await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="payments")) == []
     quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
-    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 8), ("08:45", 1)]
+    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 8), ("08:15", 2), ("08:45", 1)]
+    # a callback's place is judged per queue: j13 lost it to j14 in support; j11 kept it in billing
+    assert {q: (f.callbacks_dialled, f.callbacks_kept) for q, f in by_queue.items()} == {
+        "-": (2, 1),  # callbacks are not offered contacts: no queue of their own in this log
+        "billing": (0, 0),
+        "support": (0, 0),
+    }
 
 
 async def test_the_holdout_split_shows_in_the_report(store: JourneyStore) -> None:
@@ -295,9 +313,9 @@ async def test_the_cli_prints_the_same_numbers(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("queue,contacts,offered,handled,abandoned,")
     assert [line.split(",")[:5] for line in lines[1:]] == [
-        ["-", "5", "0", "0", "0"],
+        ["-", "6", "0", "0", "0"],
         ["billing", "2", "2", "1", "1"],
-        ["support", "2", "2", "2", "0"],
+        ["support", "3", "3", "3", "0"],
     ]
 
     assert await _cli(["report", "--from", "2025-01-01", "--to", "2025-06-01"]) == 2
@@ -323,7 +341,7 @@ async def test_the_migration_folds_an_older_log_into_the_same_contacts(store: Jo
     """A log written before contact_facts existed: the upgrade's backfill gives the rows the writer gives."""
     kpis = KpiStore(store.engine)
     written = sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id)
-    assert len(written) == 11
+    assert len(written) == 13
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda c: _alembic(c, "downgrade", "0005"))
     await schema.upgrade(store.engine)

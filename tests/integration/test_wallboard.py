@@ -117,7 +117,8 @@ async def test_a_supervisor_watches_a_real_caller_queue_and_leave_and_the_servic
         await expect(billing.locator("td").nth(1)).to_have_text("1")
         # the IVR context arrives with the pop the ACD prepares on join: option 1's intent
         await expect(waiting.locator("td").nth(3)).to_have_text("billing", timeout=3000)
-        assert await waiting.locator("td").nth(5).inner_text()  # why they are here
+        # why they are here: the option they keyed, as the menu words it (not its intent again)
+        await expect(waiting.locator("td").nth(5)).to_have_text("paying your bill")
         await page.screenshot(path=str(ARTIFACTS / "wallboard-caller-waiting.png"), full_page=True)
         assert "1234321" not in await page.content()
 

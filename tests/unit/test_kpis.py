@@ -15,6 +15,7 @@ from ivr.kpis import (
     facts,
     figures,
     histogram_percentile,
+    mark_place_kept,
     mark_repeats,
     merge,
     report,
@@ -334,6 +335,7 @@ def test_callbacks_booked_dialled_answered_failed() -> None:
     assert answered is not None
     a = facts("a", answered)
     assert (a.callback_at, a.callback_dials, a.callback_wait) == (T0 + 30, 2, 300)
+    assert (a.callback_queue, a.callback_dialled_at) == ("billing", T0 + 200)  # the first dial
     group = [
         a,
         contact("f", callback_at=T0, callback_dials=3, callback_failed_at=T0 + 900),
@@ -370,3 +372,36 @@ def test_repeat_contacts_within_24_hours_and_7_days() -> None:
     ]
     f = figures(sums_of(group))
     assert (f.known_contacts, f.repeat_24h, f.repeat_7d, f.repeat_24h_share, f.repeat_7d_share) == (4, 1, 2, 0.25, 0.5)
+
+
+def test_a_callback_kept_its_place_unless_a_later_caller_was_answered_before_its_first_dial() -> None:
+    """Three tickets in billing, booked at 08:01, first dialled at 08:10. Only a caller who joined
+    billing after a booking and reached an agent before that ticket's first dial overtakes it:
+    not one who joined before the booking, not one answered after the dial, not one in another
+    queue, not a caller still waiting. A ticket never dialled is not judged (nor in the share)."""
+    booked, dialled = T0 + 60, T0 + 600
+
+    def ticket(jid: str, queue: str = "billing", **more: object) -> ContactFacts:
+        return contact(jid, callback_at=booked, callback_queue=queue, callback_dials=1, callback_dialled_at=dialled,
+                       **more)  # fmt: skip
+
+    before = contact("before", queue="billing", queued_at=booked - 10, answered_at=booked + 100)
+    after_dial = contact("after_dial", queue="billing", queued_at=booked + 10, answered_at=dialled + 1)
+    elsewhere = contact("elsewhere", queue="support", queued_at=booked + 10, answered_at=booked + 100)
+    waiting = contact("waiting", queue="billing", queued_at=booked + 10)
+    kept = ticket("kept")
+    in_support = ticket("in_support", queue="support")  # "elsewhere" joined support after it
+    never_dialled = contact("never", callback_at=booked, callback_queue="billing")
+    group = [before, after_dial, elsewhere, waiting, kept, in_support, never_dialled]
+    marked = {c.journey_id: c.callback_kept for c in mark_place_kept(group)}
+    assert marked == {
+        "before": False, "after_dial": False, "elsewhere": False, "waiting": False,
+        "kept": True, "in_support": False, "never": False,
+    }  # fmt: skip
+    f = figures(sums_of(mark_place_kept(group)))
+    assert (f.callbacks_booked, f.callbacks_dialled, f.callbacks_kept, f.callbacks_kept_share) == (3, 2, 1, 0.5)
+    # the same caller answered one second earlier, before the first dial: it overtook the ticket
+    overtaken = mark_place_kept([kept], others=[contact("x", queue="billing", queued_at=booked + 10,
+                                                        answered_at=dialled - 1)])  # fmt: skip
+    assert [c.callback_kept for c in overtaken] == [False]
+    assert figures(sums_of([contact("n")])).callbacks_kept_share is None

@@ -256,6 +256,7 @@ class MenuStep(RetryingStep):
             utterance=result.utterance,
             confidence=result.confidence,
         )
+        rt.journey.chosen = {"step": self.name, "option": option.id, "label": option.label.text, "mode": result.mode}
         if option.intents:
             said = result.intent or result.interpretation
             rt.journey.intent = said if said in option.intents else option.intents[0]

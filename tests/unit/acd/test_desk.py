@@ -149,3 +149,20 @@ async def test_a_chat_offer_with_no_leader_is_no_agent_now(nodes: tuple[Node, No
     await a.desk.unserve()  # the leader is gone; nobody answers for 0.5 s
     on_b = ChatsViaLeader(b.desk)
     assert await on_b.offer(ChatContact("chat-j2", "j2", "billing")) is None
+
+
+async def test_a_customer_leaving_a_waiting_chat_on_a_follower_is_known_to_the_leader(
+    nodes: tuple[Node, Node, MemoryBus],
+) -> None:
+    """The leader keeps the waiting chats (their queue timeout comes with the offer); a customer who
+    closes the chat on a follower's page leaves the leader's queue: abandoned once, then over."""
+    a, b, _ = nodes
+    on_b = ChatsViaLeader(b.desk)
+    contact = ChatContact("chat-j3", "j3", "billing", context={"queue": "billing"}, timeout=45.0)
+    assert await on_b.offer(contact) is None  # no agent: it waits at the leader
+    assert a.acd.chats.waiting["chat-j3"].contact.timeout == 45.0 and not b.acd.chats.waiting
+    assert await on_b.leave("chat-j3") == "abandoned"
+    assert "chat-j3" not in a.acd.chats.waiting and a.acd.chats.left_reason("chat-j3") == "closed"
+    assert on_b.left_reason("chat-j3") == "closed"
+    assert await on_b.leave("chat-j3") is None  # already over
+    assert await on_b.offer(contact) is None and "chat-j3" not in a.acd.chats.waiting  # never offered again

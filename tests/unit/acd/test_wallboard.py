@@ -7,14 +7,24 @@ import asyncio
 import contextlib
 import json
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ivr.acd.agents import AgentState, Contact
+from ivr.acd.screenpop import build_pop
 from ivr.acd.topics import WALLBOARD
-from ivr.acd.wallboard import MAX_CALLERS, WallboardPublisher, mask_number, snapshot
+from ivr.acd.wallboard import MAX_CALLERS, WallboardPublisher, caller_row, mask_number, snapshot
 from ivr.bus.pubsub import MemoryBus
+from ivr.flow.commands import QueueEstimate
+from ivr.flow.library import FlowLibrary
+from ivr.flow.machine import FlowMachine
+from ivr.flow.model import Continue, InputResult, Journey, Menu
+
+DIALPLANS = Path(__file__).resolve().parents[3] / "dialplans"
+MONDAY_NOON = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)  # 12:00 in New York: the lines are open
 
 
 def agent(agent_id: str, status: str, skills: dict[str, int], **fields: Any) -> AgentState:
@@ -232,3 +242,26 @@ async def test_300_agents_and_1000_callers_changing_every_few_ms_make_a_bounded_
     assert max(sizes) < 120_000  # 300 agents and the 50 longest waiting, whatever the queue's length
     last = json.loads(json.dumps(message))
     assert len(last["callers"]) == MAX_CALLERS and last["callers_total"] > 1000
+
+
+def test_a_caller_who_keyed_an_option_shows_its_label_as_why_they_are_here() -> None:
+    """The shipped support flow, option 1 by key, to the billing queue: the journey as the ACD
+    reads it when the caller joins makes a pop whose "why" is the option as the menu words it,
+    not the intent the option set (which has its own column)."""
+    library = FlowLibrary(DIALPLANS)
+    assert not library.reload().problems
+    journey = Journey.new(library.get("support"), "voice", caller="+15551230001")
+    machine = FlowMachine(library, journey, clock=lambda: MONDAY_NOON)
+    machine.start()
+    menu = machine.receive(Continue())[0]
+    assert isinstance(menu, Menu) and menu.choices[0].key == "1"
+    machine.receive(InputResult("match", "dtmf", "1"))
+    machine.receive(InputResult("match", "dtmf", "12345678"))
+    machine.receive(InputResult("match", "dtmf", "4321"))
+    machine.receive(Continue())
+    machine.receive(QueueEstimate(1, 0.0))
+    assert journey.status == "queued" and journey.intent == "billing" and not journey.recognition
+    pop = build_pop(journey.to_dict(), call={"uniqueid": "1.1", "queue": "billing", "called_at": 5.0})
+    row = caller_row({"queue": "billing", "joined_at": 1.0, "callerid": "+15551230001"}, pop)
+    assert (row["intent"], row["why"]) == ("billing", menu.choices[0].label.text)
+    assert row["why"] != "billing"

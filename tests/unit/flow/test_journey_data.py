@@ -31,6 +31,7 @@ def full_journey() -> Journey:
         menu_keys={"main_menu": {"1": "pay_bill", "2": "outage"}},
         personalization={"main_menu": {"order": ["pay_bill"], "keys": {"1": "pay_bill"}, "scores": {"pay_bill": 1.5}}},
         recognition={"step": "main_menu", "utterance": "my bill", "confidence": 0.91},
+        chosen={"step": "main_menu", "option": "pay_bill", "label": "paying your bill", "mode": "dtmf"},
         confirming={"step": "main_menu", "option": "pay_bill", "confidence": 0.4},
         queue_wait={"step": "to_billing", "position": 3, "eta_s": 360.0},
         waiting=Waiting("account", "input"),

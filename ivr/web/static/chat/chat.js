@@ -3,6 +3,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+//: what the customer reads once the chat left the queue without an agent
+const LEFT_TEXT = {
+  closed: "You left the chat.",
+  left: "You left the chat.",
+  timeout: "No agent could take your chat in time. Please try again later, or call us.",
+};
 let waiting = null;
 let agentChat = false; // the flow handed the chat to an agent: free text goes to them
 let events = null;
@@ -65,7 +71,8 @@ function render(view) {
     $("text").placeholder = "Write to the agent";
     $("text").inputMode = "text";
     $("status").textContent = view.agent ? "An agent has joined." : "Waiting for an agent...";
-    listen();
+    if (view.left) ended(view.left);
+    else listen();
   }
   $("call-me").hidden = !view.call_me || view.done;
   document.body.dataset.ready = "1";
@@ -83,7 +90,16 @@ async function post(path, body) {
   return data;
 }
 
+function ended(reason) {
+  $("status").textContent = LEFT_TEXT[reason] || LEFT_TEXT.closed;
+  $("free").hidden = true;
+  $("leave").hidden = true;
+  agentChat = false;
+  if (events) events.close();
+}
+
 function listen() {
+  $("leave").hidden = false;
   if (events) return;
   events = new EventSource("/chat/api/events");
   events.onmessage = (event) => {
@@ -93,8 +109,9 @@ function listen() {
     else if (message.type === "agent.closed") {
       $("status").textContent = "The agent ended the chat.";
       $("free").hidden = true;
+      $("leave").hidden = true;
       events.close();
-    }
+    } else if (message.type === "queue.left") ended(message.reason);
   };
 }
 
@@ -139,6 +156,14 @@ document.addEventListener("DOMContentLoaded", () => {
     try {
       const reply = await post("/chat/api/call-me", {});
       $("status").textContent = reply.calling ? "We are calling you now." : "We cannot call you right now.";
+    } catch (error) {
+      $("status").textContent = error.message;
+    }
+  });
+  $("leave").addEventListener("click", async () => {
+    try {
+      await post("/chat/api/leave", {});
+      ended("closed");
     } catch (error) {
       $("status").textContent = error.message;
     }

@@ -78,8 +78,10 @@ GROUPING: dict[Dimension, str] = {
 GROUPINGS = tuple(sorted(set(GROUPING.values())))
 MEASURES = (*KPI_COUNTS, *KPI_SECONDS)
 #: GroupSums fields that are not a column of ``kpi_sums``: the histogram is ``kpi_waits``, and
-#: ``within_sl`` is counted from it at the requested threshold.
-NOT_SUMMED = ("waits", "within_sl")
+#: ``within_sl`` is counted from it at the requested threshold; ``callbacks_kept`` compares a
+#: callback with the contacts that joined its queue after it (``ivr.store.kpis`` counts it from
+#: the few contacts with a dialled callback, for the whole window).
+NOT_SUMMED = ("waits", "within_sl", "callbacks_kept")
 LONGEST_REPEAT = max(REPEAT_WINDOWS.values())
 SumKey = tuple[str, float, str, str, str]  # dim, slot, key, flow, holdout
 WaitKey = tuple[str, float, str, str, str, int]  # ... and the wait's whole second

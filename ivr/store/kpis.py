@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select
@@ -204,7 +205,7 @@ class KpiStore:
         sums, waits = kpi_sums.statements(
             request.by, float(INTERVALS[request.interval]), request.split_holdout, first, last, request.flow
         )
-        reads: list[Any] = [self._all(sums), self._all(waits)]
+        reads: list[Any] = [self._all(sums), self._all(waits), self._kept(request, first, last)]
         if edges:
             reads.append(self._from_contacts(request, edges, service_level_s))
         done = await asyncio.gather(*reads)
@@ -215,9 +216,31 @@ class KpiStore:
             service_level_s=int(service_level_s),
             label=lambda k: _label(request, k),
         )
-        for key, part in (done[2] if edges else {}).items():
+        for key, kept in done[2].items():
+            if key in merged:
+                merged[key] = replace(merged[key], callbacks_kept=kept)
+        for key, part in (done[3] if edges else {}).items():
             merged[key] = kpi_sums.add(merged[key], part) if key in merged else part
         return rows(request.by, merged)
+
+    async def _kept(self, request: ReportRequest, start: float, end: float) -> dict[GroupKey, int]:
+        """Callbacks that kept their place, per group, among contacts that started in
+        ``[start, end)``: not a sum of rows (it looks at the other contacts of the callback's
+        queue), so it is counted here, from the few contacts whose callback was dialled."""
+        keys = _group_columns(request)
+        where: list[ColumnElement[bool]] = [
+            _c.started_at >= start,
+            _c.started_at < end,
+            _c.callback_dialled_at.is_not(None),
+        ]
+        if request.flow is not None:
+            where.append(_c.flow == request.flow)
+        stmt = select(*keys, _count(_place_kept()).label("kept")).where(*where).group_by(*keys)
+        out: dict[GroupKey, int] = {}
+        for row in await self._all(stmt):
+            m = row._mapping
+            out[(_label(request, m["k"]), str(m["h"]) if request.split_holdout else None)] = int(m["kept"])
+        return out
 
     async def report_from_contacts(
         self, request: ReportRequest, *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S

@@ -14,6 +14,7 @@ Prints per run: calls, how long after connecting each call got its first AGI com
 max: the silence a caller hears; the lookup's timeout is 1 s), and the controller's CPU per call.
 
     .venv/bin/python bench/agi_load.py [--rate 60] [--seconds 8] [--callers 400] [--rounds 3] [--base-code /work/main]
+        [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lab.controller import ControllerProcess  # noqa: E402
+from lab.postgres import PostgresServer  # noqa: E402
 
 PORT = 4581  # not the lab's 4573: this never talks to Asterisk
 
@@ -79,9 +81,11 @@ async def load(rate: float, seconds: float, callers: int, offset: int = 0) -> tu
     return n, served, sorted(firsts)
 
 
-def run_once(code: Path | None, args: argparse.Namespace) -> str:
+def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | None, number: int) -> str:
     data = Path(tempfile.mkdtemp(prefix="ivr-agi-load-"))
     env = {"IVR_SPEECH_ENGINE": "off"}
+    if pg is not None:  # a fresh database per run, as SQLite gets a fresh file
+        env["IVR_DATABASE_URL"] = pg.create_database(f"agi_load_{number}")
     if code is not None:
         env["PYTHONPATH"] = str(code)
     controller = ControllerProcess(
@@ -112,15 +116,23 @@ def main() -> int:
     parser.add_argument("--callers", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base-code", type=Path, help="another checkout, run as 'base' round by round")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     # the controllers import ivr from their working folder first: run them from a neutral one
     os.chdir(tempfile.gettempdir())
     codes: list[tuple[str, Path | None]] = [("this", None)]
     if args.base_code is not None:
         codes.append(("base", args.base_code))
-    for number in range(args.rounds):
-        for name, code in codes if number % 2 == 0 else codes[::-1]:
-            print(f"round {number + 1} {name}: {run_once(code, args)}", flush=True)
+    pg = PostgresServer().start() if args.database == "postgresql" else None
+    runs = 0
+    try:
+        for number in range(args.rounds):
+            for name, code in codes if number % 2 == 0 else codes[::-1]:
+                runs += 1
+                print(f"round {number + 1} {name}: {run_once(code, args, pg, runs)}", flush=True)
+    finally:
+        if pg is not None:
+            pg.stop()
     return 0
 
 

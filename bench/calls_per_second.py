@@ -235,7 +235,7 @@ def run_step(
     ast0 = proc_cpu(ast_pid) if ast_pid else None
     ctl0 = controller.process.cpu_seconds() if controller else 0.0
     started = time.monotonic()
-    result = run_load(script, rate=rate, calls=calls, timeout=seconds * 3 + 30, keep_logs=False)
+    result = run_load(script, rate=rate, calls=calls, timeout=seconds * 3 + 30)  # a failed run keeps its logs
     wall = time.monotonic() - started
     ctl = (controller.process.cpu_seconds() - ctl0) / wall if controller else None
     ast = (proc_cpu(ast_pid) - ast0) / wall if ast_pid and ast0 is not None else None
@@ -256,6 +256,9 @@ def run_step(
                 probes[f"{short} p99"] = quantile(delta, 0.99)
                 probes[f"{short} n"] = count(delta)
     failures = {str(k): v for k, v in classify_failures(result.errors).most_common()}
+    explained = sum(v for k, v in failures.items() if not k.startswith("after the end"))
+    if result.failed > explained:
+        failures[f"not in SIPp's error log (logs: {result.logs_dir})"] = result.failed - explained
     answer = p95(result.answer_times_ms)
     if not result.ok or result.failed or result.successful != calls:
         why = f"sipp: {result.successful}/{calls} ok, {result.failed} failed {result.failure_counters}"

@@ -1,29 +1,42 @@
 #!/usr/bin/env python3
-"""Calls per second sustained with zero failed calls, three routes side by side on one Asterisk.
+"""Calls per second sustained with zero failed calls, routes side by side on one Asterisk.
 
 * ``dialplan`` — Asterisk alone (answer, play a short file, set variables, hang up): the ceiling.
-* ``ivr``      — the same call through our FastAGI controller running the ``bench`` flow.
+* ``ivr``      — the same call through our FastAGI controller (this checkout) running the ``bench`` flow.
+* ``ivr-base`` — the same, with the controller's code from ``--base-code`` (another checkout, e.g.
+  main): before/after measured in one session, interleaved, instead of against an old table.
 * ``bare``     — the same two AGI commands from ``bare_fastagi.py``, the thinnest FastAGI server
   there can be: what FastAGI itself costs Asterisk, before any controller logic.
 * ``pyst2``    — the same AGI commands from a classic process-per-call pyst2 script.
 
-For each route the rate ramps up (x1.5) until a step fails, then bisects between the last good
-and the first bad rate. A step passes when SIPp reports every call successful, answers stay
-fast (p95 INVITE->200 under 500 ms: Asterisk keeping up, not queueing), the run does not overrun,
-and, for ``ivr``, the controller itself recorded every call as a completed journey (SIPp success
-alone does not prove the IVR ran). Prints the ratios and the controller's CPU share.
+Each round searches every route's ceiling, the order flipping every round. Round 1 ramps x1.5
+until a step fails, then bisects; later rounds start at 85% of the route's first ceiling and climb
+in ``--step`` increments (5% by default) to the first failure, then bisect once: the ceilings are
+resolved to a few percent, and ivr / bare is reported pair by pair (each round's two ceilings
+were measured minutes apart), with the median and spread of the pairs.
 
-Two calls (``--calls``), each through all four routes:
+A step passes when SIPp reports every call successful, answers stay fast (p95 INVITE->200 under
+500 ms: Asterisk keeping up, not queueing), the run does not overrun, and, for ``ivr``, the
+controller itself recorded every call as a completed journey (SIPp success alone does not prove
+the IVR ran). A failed step is explained: each failed call is classified from SIPp's error log
+(which SIP message, in which phase, from which side: ``bench/loadstats.py``), and for ``ivr`` the
+controller's own histograms are scraped from ``/metrics`` before and after the step (how late its
+first AGI command was, control-command round trips, event-loop lag, caller lookups).
+
+After the rounds, ``ivr`` runs once at 80% of its median ceiling: the issue's latency targets
+(control-command round trip and loop lag p99 <= 5 ms, no failed call) and the controller's CPU per call.
+
+Two calls (``--calls``):
 
 * ``short`` — answer, one short file, two variables, hang up (2 AGI commands): the worst case for
-  any AGI route, nearly all of the call is set-up and tear-down.
+  any AGI route, nearly all of the call is set-up and tear-down. ivr / pyst2 is reported here only.
 * ``menu``  — what a short real IVR call does (flow ``dialplans/bench_menu.yaml``): a greeting, a
   two-option menu spoken from fragments that the caller interrupts with a key (RFC 4733, at the
   same moment on every route), the reply for that key, hang up (about 10 AGI commands, 4-5 s).
   For ``ivr`` a step passes only if every journey took the key's branch.
 
-Run: ``.venv/bin/python bench/calls_per_second.py [--seconds 8] [--calls short,menu]``
-(about 25 minutes for both calls and two rounds).
+Run: ``.venv/bin/python bench/calls_per_second.py [--seconds 6] [--rounds 3] [--calls short]
+[--routes bare,ivr] [--database sqlite|postgresql] [--base-code /work/main --routes bare,ivr,ivr-base]``.
 """
 
 from __future__ import annotations
@@ -32,26 +45,48 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import wave
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.loadstats import (  # noqa: E402
+    Buckets,
+    classify_failures,
+    count,
+    histogram_delta,
+    histograms,
+    quantile,
+    ratio_summary,
+)
 from ivr.flow.loader import check_paths  # noqa: E402
 from ivr.flow.model import SYSTEM_PROMPTS  # noqa: E402
 from ivr.prompts.build import PromptItem, build_prompts  # noqa: E402
 from lab.asterisk import AsteriskLab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
 from lab.lock import lab_session_lock  # noqa: E402
+from lab.postgres import PostgresServer  # noqa: E402
 from lab.sipp import CallerScript, Dtmf, run_load  # noqa: E402
 
 PYST2_IN_ROOT = "/usr/local/share/ivr-lab/bench_pyst2.py"
+METRICS_TOKEN = "bench-metrics-" + "b" * 24
+#: The controller's histograms a step reports (name in /metrics -> short name).
+PROBES = {
+    "ivr_agi_first_command_seconds": "first",
+    "ivr_agi_control_command_seconds": "control",
+    "ivr_event_loop_lag_seconds": "lag",
+    "ivr_caller_lookup_seconds": "lookup",
+    "ivr_flow_step_seconds": "flow",
+    "ivr_journey_batch_seconds": "batch",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +114,85 @@ class Step:
     controller_cpu: float | None  # share of one core
     asterisk_cpu: float | None
     why: str
+    failures: dict[str, int] = field(default_factory=dict)  # classified failed calls
+    probes: dict[str, float | None] = field(default_factory=dict)  # "<probe> p99" -> seconds
+
+    @property
+    def cpu_ms_per_call(self) -> float | None:
+        if self.controller_cpu is None or not self.calls:
+            return None
+        return 1000 * self.controller_cpu * self.wall_s / self.calls
+
+
+class Controller:
+    """One ``ivr serve`` for the ``ivr`` routes: this checkout's code or ``code`` (another checkout),
+    on SQLite in its own data folder or on a database of the bench's PostgreSQL."""
+
+    def __init__(self, route: str, code: Path | None, pg: PostgresServer | None) -> None:
+        self.route = route
+        self.data = Path(tempfile.mkdtemp(prefix=f"ivr-bench-{route}-"))
+        env = {"IVR_WEB_METRICS_TOKEN": METRICS_TOKEN, "IVR_SPEECH_ENGINE": "off"}
+        if code is not None:  # that checkout's ivr/ shadows the installed one
+            env["PYTHONPATH"] = str(code)
+        self.pg = pg
+        self.database = ""
+        if pg is not None:
+            self.database = f"bench_{route.replace('-', '_')}_{int(time.time())}"
+            env["IVR_DATABASE_URL"] = pg.create_database(self.database)
+        self.process = ControllerProcess(flows_dir=REPO / "dialplans", data_dir=self.data, log_level="WARNING", env=env)
+        self.process.start(timeout=60)
+        self.port = self._web_port()
+
+    def _web_port(self) -> int:
+        # WARNING hides the "listening" line: read the port from the process's sockets instead
+        deadline = time.monotonic() + 20
+        assert self.process.process is not None
+        pid = self.process.process.pid
+        while time.monotonic() < deadline:
+            for port in _listening_ports(pid):
+                if port != self.process.agi_port:
+                    return port
+            time.sleep(0.1)
+        raise RuntimeError("the controller's web port was not found")
+
+    def metrics(self) -> dict[str, Buckets]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return histograms(answer.read().decode())
+
+    def completed(self, call: Call) -> int:
+        """Journeys recorded as completed (through ``call.path_must_include`` when it is set)."""
+        if self.pg is not None:
+            where = "status = 'completed'"
+            if call.path_must_include:
+                where += f" AND (data->'path')::jsonb ? '{call.path_must_include}'"
+            return int(self.pg.psql(f"SELECT count(*) FROM journeys WHERE {where}", self.database).strip() or 0)
+        return len([j for j in self.process.journeys() if finished(j, call)])
+
+    def stop(self) -> None:
+        self.process.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+        if self.pg is not None:
+            self.pg.drop_database(self.database)
+
+
+def _listening_ports(pid: int) -> list[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] == "0A" and parts[9] in inodes:  # LISTEN
+            ports.append(int(parts[1].split(":")[1], 16))
+    return ports
 
 
 def proc_cpu(pid: int) -> float:
@@ -100,36 +214,51 @@ def finished(journey: dict[str, object], call: Call) -> bool:
     )
 
 
+def extension(route: str) -> str:
+    return "ivr" if route.startswith("ivr") else route
+
+
 def run_step(
-    call: Call, route: str, rate: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess
+    call: Call, route: str, rate: float, seconds: float, lab: AsteriskLab, controller: Controller | None
 ) -> Step:
     calls = max(10, int(rate * seconds))
     script = CallerScript(
         caller_id="+15550000000",
         from_user="lab",
-        dialled=f"{call.extension_prefix}{route}",
+        dialled=f"{call.extension_prefix}{extension(route)}",
         dtmf=call.dtmf,
         max_call_ms=15000,
     )
-    before = len(controller.journeys()) if route == "ivr" else 0
+    before = controller.completed(call) if controller else 0
+    scraped = controller.metrics() if controller else {}
     ast_pid = lab.server_pid()
     ast0 = proc_cpu(ast_pid) if ast_pid else None
-    ctl0 = controller.cpu_seconds()
+    ctl0 = controller.process.cpu_seconds() if controller else 0.0
     started = time.monotonic()
-    result = run_load(script, rate=rate, calls=calls, timeout=seconds * 3 + 30)
+    result = run_load(script, rate=rate, calls=calls, timeout=seconds * 3 + 30)  # a failed run keeps its logs
     wall = time.monotonic() - started
-    ctl = (controller.cpu_seconds() - ctl0) / wall if route == "ivr" else None
+    ctl = (controller.process.cpu_seconds() - ctl0) / wall if controller else None
     ast = (proc_cpu(ast_pid) - ast0) / wall if ast_pid and ast0 is not None else None
     journeys = None
     why = ""
-    if route == "ivr":
+    probes: dict[str, float | None] = {}
+    if controller is not None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            done = [j for j in controller.journeys()[before:] if finished(j, call)]
-            if len(done) >= result.successful:
+            journeys = controller.completed(call) - before
+            if journeys >= result.successful:
                 break
             time.sleep(0.2)
-        journeys = len([j for j in controller.journeys()[before:] if finished(j, call)])
+        after = controller.metrics()
+        for name, short in PROBES.items():
+            if name in after:
+                delta = histogram_delta(scraped.get(name), after[name])
+                probes[f"{short} p99"] = quantile(delta, 0.99)
+                probes[f"{short} n"] = count(delta)
+    failures = {str(k): v for k, v in classify_failures(result.errors).most_common()}
+    explained = sum(v for k, v in failures.items() if not k.startswith("after the end"))
+    if result.failed > explained:
+        failures[f"not in SIPp's error log (logs: {result.logs_dir})"] = result.failed - explained
     answer = p95(result.answer_times_ms)
     if not result.ok or result.failed or result.successful != calls:
         why = f"sipp: {result.successful}/{calls} ok, {result.failed} failed {result.failure_counters}"
@@ -140,31 +269,79 @@ def run_step(
     elif journeys is not None and journeys != calls:
         why = f"controller recorded {journeys} completed journeys (path through {call.path_must_include}) for {calls} calls"
     return Step(
-        call.name, route, rate, calls, not why, result.successful, result.failed, journeys, answer, wall, ctl, ast, why
+        call.name,
+        route,
+        rate,
+        calls,
+        not why,
+        result.successful,
+        result.failed,
+        journeys,
+        answer,
+        wall,
+        ctl,
+        ast,
+        why,
+        failures,
+        probes,
     )
 
 
-def ceiling(call: Call, route: str, start: float, seconds: float, lab: AsteriskLab, controller: ControllerProcess,
-            steps: list[Step]) -> float:  # fmt: skip
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return ">5s" if value == float("inf") else f"{value * 1000:.1f}"
+
+
+def show(step: Step) -> None:
+    line = f"  {step.call:5} {step.route:8} {step.rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}"
+    if step.probes:
+        line += "\n      p99 ms: " + ", ".join(
+            f"{k.removesuffix(' p99')} {ms(v)}" for k, v in step.probes.items() if k.endswith("p99")
+        )
+        if step.cpu_ms_per_call is not None:
+            line += (
+                f"; controller {100 * (step.controller_cpu or 0):.0f}% of a core, {step.cpu_ms_per_call:.2f} ms/call"
+            )
+    for failure, n in list(step.failures.items())[:3]:
+        line += f"\n      {n} x {failure}"
+    print(line, flush=True)
+
+
+def ceiling(
+    call: Call,
+    route: str,
+    start: float,
+    seconds: float,
+    lab: AsteriskLab,
+    controller: Controller | None,
+    steps: list[Step],
+    *,
+    hint: float | None,
+    step_factor: float,
+) -> float:
+    """The highest rate that passed. Without ``hint``: x1.5 from ``start``, then bisect to 5%.
+    With it (a ceiling found before): from 85% of it up by ``step_factor``, then bisect once."""
     good, bad = 0.0, None
-    rate = start
+    rate, factor = (start, 1.5) if hint is None else (hint * 0.85, step_factor)
     while bad is None:
         step = run_step(call, route, rate, seconds, lab, controller)
         steps.append(step)
-        print(f"  {call.name:5} {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
+        show(step)
         if step.ok:
-            good, rate = rate, rate * 1.5
+            good, rate = rate, rate * factor
         else:
             bad = rate
         if rate > 2000:
             break
-    for _ in range(3):
-        if bad is None or bad - good < max(2.0, good * 0.05):
+    resolution = 0.05 if hint is None else (step_factor - 1) / 2
+    for _ in range(4):
+        if bad is None or bad - good < max(2.0, good * resolution):
             break
         rate = (good + bad) / 2
         step = run_step(call, route, rate, seconds, lab, controller)
         steps.append(step)
-        print(f"  {call.name:5} {route:8} {rate:7.1f} calls/s  {'ok  ' if step.ok else 'FAIL'} {step.why}", flush=True)
+        show(step)
         good, bad = (rate, bad) if step.ok else (good, rate)
         time.sleep(1)
     return good
@@ -172,17 +349,17 @@ def ceiling(call: Call, route: str, start: float, seconds: float, lab: AsteriskL
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8, help="length of each rate step")
+    parser.add_argument("--seconds", type=float, default=6, help="length of each rate step")
     parser.add_argument("--routes", default="dialplan,bare,ivr,pyst2")
-    parser.add_argument("--calls", default="menu,short", help="which calls to run: menu, short or both")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=2,
-        help="search each route's ceiling this many times, interleaved (the order flips every round); "
-        "each route keeps its best: whatever else runs on the machine then weighs on every route alike",
-    )
+    parser.add_argument("--calls", default="short", help="which calls to run: short, menu or both")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the order flips every round)")
+    parser.add_argument("--step", type=float, default=1.05, help="rate factor between steps near a known ceiling")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--base-code", type=Path, help="a checkout whose controller runs as route ivr-base")
+    parser.add_argument("--no-target-run", action="store_true", help="skip the run at 80%% of the ivr ceiling")
     args = parser.parse_args()
+    if "ivr-base" in args.routes.split(",") and args.base_code is None:
+        parser.error("route ivr-base needs --base-code")
 
     with lab_session_lock():
         return run(args)
@@ -210,6 +387,9 @@ def build_calls(lab: AsteriskLab) -> dict[str, Call]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A controller imports ivr from its working folder first: run them all from a neutral one, so
+    # ivr-base's PYTHONPATH (and this checkout's install for ivr) decide which code runs.
+    os.chdir(tempfile.gettempdir())
     lab = AsteriskLab()
     lab.provision()
     lab.install_config()
@@ -222,74 +402,132 @@ def run(args: argparse.Namespace) -> int:
     started_lab = not lab.is_running()
     if started_lab:
         lab.start()
-    data = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
-    controller = ControllerProcess(flows_dir=REPO / "dialplans", data_dir=data, log_level="WARNING")
-    controller.start()
+    pg = PostgresServer().start() if args.database == "postgresql" else None
     bare = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "bare_fastagi.py"), "4575"], stdout=subprocess.PIPE, text=True
     )
     assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
     steps: list[Step] = []
-    results: dict[str, dict[str, float]] = {call.name: {} for call in calls}
+    routes = args.routes.split(",")
     rounds: list[dict[str, dict[str, float]]] = []
+    first: dict[tuple[str, str], float] = {}
+    target_steps: list[Step] = []
     try:
-        routes = args.routes.split(",")
         for number in range(max(1, args.rounds)):
             order = routes if number % 2 == 0 else routes[::-1]
             this: dict[str, dict[str, float]] = {}
             for call in calls:
                 this[call.name] = {}
                 for route in order:
-                    print(f"== round {number + 1}: {call.name} call, {route}", flush=True)
-                    start = 8 if route == "pyst2" else 40
-                    this[call.name][route] = ceiling(call, route, start, args.seconds, lab, controller, steps)
-                    results[call.name][route] = max(results[call.name].get(route, 0.0), this[call.name][route])
+                    print(f"== round {number + 1}: {call.name} call, {route} ({args.database})", flush=True)
+                    controller = start_controller(route, args, pg)
+                    try:
+                        start = 8 if route == "pyst2" else 40
+                        found = ceiling(
+                            call,
+                            route,
+                            start,
+                            args.seconds,
+                            lab,
+                            controller,
+                            steps,
+                            hint=first.get((call.name, route)),
+                            step_factor=args.step,
+                        )
+                    finally:
+                        if controller is not None:
+                            controller.stop()
+                    this[call.name][route] = found
+                    first.setdefault((call.name, route), found)
                 print(
                     f"   round {number + 1}, {call.name} call: "
                     + ", ".join(f"{r} {v:.1f}" for r, v in this[call.name].items()),
                     flush=True,
                 )
             rounds.append(this)
+        if not args.no_target_run:
+            for call in calls:
+                for route in [r for r in routes if r.startswith("ivr")]:
+                    ceilings = [r[call.name][route] for r in rounds if r[call.name].get(route)]
+                    if not ceilings:
+                        continue
+                    rate = 0.8 * statistics.median(ceilings)
+                    print(f"== {call.name} call, {route} at 80% of its median ceiling: {rate:.1f} calls/s", flush=True)
+                    controller = start_controller(route, args, pg)
+                    try:
+                        step = run_step(call, route, rate, max(args.seconds, 10), lab, controller)
+                    finally:
+                        if controller is not None:
+                            controller.stop()
+                    show(step)
+                    target_steps.append(step)
     finally:
-        controller.stop()
         bare.terminate()
         bare.wait(10)
+        if pg is not None:
+            pg.stop()
         if started_lab:
             lab.stop()
     for call in calls:
-        report(call.name, results[call.name], [s for s in steps if s.call == call.name])
+        report(call.name, routes, [r[call.name] for r in rounds], [s for s in target_steps if s.call == call.name])
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"calls_per_second-{stamp}.json").write_text(
-        json.dumps({"ceilings": results, "rounds": rounds, "steps": [asdict(s) for s in steps]}, indent=2)
+        json.dumps(
+            {
+                "database": args.database,
+                "rounds": rounds,
+                "steps": [asdict(s) for s in steps],
+                "at_80_percent": [asdict(s) for s in target_steps],
+            },
+            indent=2,
+            default=str,
+        )
     )
-    shutil.rmtree(data, ignore_errors=True)
     return 0
 
 
-def report(call: str, results: dict[str, float], steps: list[Step]) -> None:
+def start_controller(route: str, args: argparse.Namespace, pg: PostgresServer | None) -> Controller | None:
+    if route == "ivr":
+        return Controller(route, None, pg)
+    if route == "ivr-base":
+        return Controller(route, args.base_code, pg)
+    return None
+
+
+def pairs(rounds: list[dict[str, float]], top: str, bottom: str) -> list[tuple[float, float]]:
+    return [(r[top], r[bottom]) for r in rounds if top in r and bottom in r]
+
+
+def report(call: str, routes: list[str], rounds: list[dict[str, float]], at_80: list[Step]) -> None:
     print(f"\n== {call} call: sustained calls/s with zero failed calls (Asterisk 22, SIPp on loopback)")
-    for route, rate in results.items():
-        print(f"  {route:8} {rate:7.1f}")
-    if "ivr" in results and results.get("dialplan"):
-        print(f"  ivr / dialplan-only ceiling = {results['ivr'] / results['dialplan']:.2f}  (target >= 0.9)")
-    if "ivr" in results and results.get("bare"):
+    print("  route    " + "".join(f"  round {n + 1:<2}" for n in range(len(rounds))) + "   median")
+    for route in routes:
+        values = [r.get(route, 0.0) for r in rounds]
+        print(f"  {route:8} " + "".join(f"{v:10.1f}" for v in values) + f" {statistics.median(values):8.1f}")
+    targets = {("ivr", "bare"): "target median >= 0.95 (SQLite) / 0.9 (PostgreSQL), no round below 0.9"}
+    for top, bottom, why in (
+        ("ivr", "bare", "what the controller's logic costs"),
+        ("ivr", "ivr-base", "this checkout against the base code, round by round"),
+        ("ivr-base", "bare", "the base code's controller"),
+        ("bare", "dialplan", "what FastAGI costs Asterisk"),
+        ("ivr", "dialplan", "the controller against Asterisk alone"),
+    ):
+        found = pairs(rounds, top, bottom)
+        if found:
+            summary = ratio_summary(found)
+            note = targets.get((top, bottom), why)
+            print(f"  {top} / {bottom}: {summary}  ({note})")
+    if call == "short" and pairs(rounds, "ivr", "pyst2"):
+        print(f"  ivr / pyst2: {ratio_summary(pairs(rounds, 'ivr', 'pyst2'))}  (short call only)")
+    for step in at_80:
+        p = step.probes
         print(
-            f"  ivr / bare FastAGI          = {results['ivr'] / results['bare']:.2f}  (what the controller's logic costs)"
-        )
-    if "bare" in results and results.get("dialplan"):
-        print(
-            f"  bare FastAGI / dialplan     = {results['bare'] / results['dialplan']:.2f}  (what FastAGI costs Asterisk)"
-        )
-    if "ivr" in results and results.get("pyst2"):
-        print(f"  ivr / pyst2                 = {results['ivr'] / results['pyst2']:.1f}x (target >= 8x)")
-    ivr_steps = [s for s in steps if s.route == "ivr" and s.ok]
-    if ivr_steps:
-        top = max(ivr_steps, key=lambda s: s.rate)
-        print(
-            f"  controller CPU at {top.rate:.0f} calls/s: {100 * (top.controller_cpu or 0):.0f}% of one core "
-            f"(Asterisk {100 * (top.asterisk_cpu or 0):.0f}%)"
+            f"  {step.route} at {step.rate:.0f} calls/s (80% of its median ceiling): "
+            f"{step.successful}/{step.calls} calls ok, {step.failed} failed; p99 control command {ms(p.get('control p99'))} ms, "
+            f"loop lag {ms(p.get('lag p99'))} ms, first command {ms(p.get('first p99'))} ms, lookup {ms(p.get('lookup p99'))} ms "
+            f"(targets: <= 5 ms, 0 failed); CPU {step.cpu_ms_per_call or 0:.2f} ms per call (target <= 0.8)"
         )
 
 

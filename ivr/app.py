@@ -60,7 +60,7 @@ from ivr.store.funnels import FunnelStore
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.kpis import KpiStore
 from ivr.store.leases import LeaseStore
-from ivr.telemetry import Telemetry
+from ivr.telemetry import LoopLagProbe, Telemetry
 from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
 from ivr.web.chat import ChatSettings, setup_chat, setup_sms
@@ -192,23 +192,33 @@ class App:
         )
         self.chat = self._text_flows("chat", half_life)
         self.sms: SmsChannel | None = None
+        sms_profiles = CallerProfiles(self.customers, timeout=config.customers.lookup_timeout)
+        #: caller lookups, stopped (their first-call creations awaited) before the store
+        self.profiles = [sms_profiles]
         if outbox is not None:
             self.sms = SmsChannel(
                 outbox,
                 self._text_flows("sms", half_life),
                 pick_flow=lambda: self.pick_flow(config.sms.flow or None, ""),
-                profiles=CallerProfiles(self.customers, timeout=config.customers.lookup_timeout),
+                profiles=sms_profiles,
                 open_journeys=self.continuations,
                 country_code=config.phone.country_code,
             )
 
         # Voice: the inbound route, with everything a call may use.
+        voice_profiles = CallerProfiles(
+            self.customers,
+            timeout=config.customers.lookup_timeout,
+            observe_lookup=self.telemetry.caller_lookup_seconds.observe,
+            observe_create=self.telemetry.customer_create_seconds.observe,
+        )
+        self.profiles.append(voice_profiles)
         self.inbound = InboundCalls(
             self.flows,
             self.pick_flow,
             self.store,
             prefix=config.prompts.prefix,
-            profiles=CallerProfiles(self.customers, timeout=config.customers.lookup_timeout),
+            profiles=voice_profiles,
             half_life=half_life,
             speech=self.speech_slot,
             queue_desk=self.callbacks if self.ami is not None else None,  # estimates need live queue state
@@ -218,6 +228,7 @@ class App:
             routing=self.routing,
             transfer_dial=config.transfer.dial,
             holdout=config.personalize.holdout,
+            observe_flow=self.telemetry.flow_seconds.observe,
         )
 
         # HTTP: the API, the chat pages, Kannel's callbacks, the agent desktop.
@@ -284,6 +295,8 @@ class App:
             header_timeout=config.agi.header_timeout,
             command_timeout=config.agi.command_timeout,
             observe_command=self.telemetry.agi_command_seconds.observe,
+            observe_control=self.telemetry.agi_control_seconds.observe,
+            observe_first=self.telemetry.agi_first_command_seconds.observe,
         )
         self._register_readings()
         setup_health(
@@ -294,6 +307,11 @@ class App:
             authorize=bearer_token(config.web.metrics_token, env_name="IVR_WEB_METRICS_TOKEN"),
         )
         self._watcher: asyncio.Task[None] | None = None
+        #: how late the event loop runs: every call's next command waits that long
+        self.loop_probe = LoopLagProbe(
+            self.telemetry.loop_lag_seconds.observe,
+            slow_callback=0.02 if config.log.level.upper() == "DEBUG" else None,
+        )
 
     def _register_readings(self) -> None:
         """What ``/metrics`` reads from the services at each scrape (nothing here runs per call)."""
@@ -562,6 +580,7 @@ class App:
         await self._start_speech()  # before the first call can arrive
         await self.agi.start()
         self._watcher = asyncio.create_task(self._watch_flows(), name="flow-watcher")
+        await self.loop_probe.start()  # last: a start that failed above leaves no probe running
         log.info(
             "FastAGI listening on %s:%d with flows %s",
             self.config.agi.host,
@@ -587,6 +606,7 @@ class App:
         self.speech = speech
 
     async def stop(self) -> None:
+        await self.loop_probe.stop()
         await self.agi.stop()
         if self.speech is not None:
             self.speech_slot.hold(None)
@@ -601,6 +621,8 @@ class App:
         await self._stop_acd()
         if self.sms_outbox is not None:
             await self.sms_outbox.stop()
+        for profiles in self.profiles:
+            await profiles.stop()
         await self.store.stop()
         log.info("stopped after %d calls: %s", self.inbound.calls, self.inbound.finished)
 

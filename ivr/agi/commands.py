@@ -32,6 +32,7 @@ __all__ = [
     "get_full_variable",
     "get_variable",
     "hangup",
+    "is_control",
     "noop",
     "quote",
     "say_digits",
@@ -54,6 +55,24 @@ _VARIABLE_NAME: Final = re.compile(r"_{0,2}[A-Za-z0-9][A-Za-z0-9_]*\Z", re.ASCII
 _APP_NAME: Final = re.compile(r"[A-Za-z0-9_]+\Z", re.ASCII)
 _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
+#: Commands Asterisk answers without playing or listening: their round trip is pure latency.
+_CONTROL_PREFIXES: Final = (
+    "SET VARIABLE ",
+    "GET VARIABLE ",
+    "GET FULL VARIABLE ",
+    "ANSWER",
+    "NOOP",
+    "CHANNEL STATUS",
+    "VERBOSE ",
+    "SET MUSIC ",
+)
+
+
+def is_control(line: str) -> bool:
+    """The command neither plays nor listens (SET VARIABLE, GET VARIABLE, ANSWER ...), so its round
+    trip is what Asterisk and the controller add, never a prompt's length: the figure that shows a
+    node falling behind while calls that play prompts look normal."""
+    return line.startswith(_CONTROL_PREFIXES)
 
 
 def quote(arg: str) -> str:

@@ -28,6 +28,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ivr.agi import commands
@@ -47,7 +48,7 @@ from ivr.agi.variables import ACTION
 from ivr.errors import CallEnded, ChannelError, CommandTimeout, IvrError, RemoteProtocolError
 from ivr.logs import call_id
 
-__all__ = ["AgiServer", "AgiSession", "Handler", "Router"]
+__all__ = ["AgiServer", "AgiSession", "CommandObservers", "Handler", "Router"]
 
 log = logging.getLogger("ivr.agi")
 
@@ -64,7 +65,18 @@ class AgiSession:
     reply); a second concurrent call raises LocalProtocolError, a bug on our side.
     """
 
-    __slots__ = ("_closed", "_conn", "_dead", "_hangup_grace", "_observe", "_reader", "_timeout", "_writer", "env")
+    __slots__ = (
+        "_closed",
+        "_conn",
+        "_connected",
+        "_dead",
+        "_hangup_grace",
+        "_observers",
+        "_reader",
+        "_timeout",
+        "_writer",
+        "env",
+    )
 
     def __init__(
         self,
@@ -75,8 +87,11 @@ class AgiSession:
         *,
         command_timeout: float,
         hangup_grace: float = 0.1,
-        observe: Callable[[float], None] | None = None,
+        observers: CommandObservers | None = None,
+        connected: float | None = None,
     ) -> None:
+        """``connected``: ``time.perf_counter()`` when Asterisk connected (the first command's
+        delay is measured from it); ``observers``: told each command's round trip."""
         self.env = env
         self._conn = conn
         self._reader = reader
@@ -85,8 +100,8 @@ class AgiSession:
         self._hangup_grace = hangup_grace
         self._closed = False
         self._dead = False  # a 511 reply or EOF: the caller is gone even without a HANGUP line
-        #: told each replied command's round trip in seconds (the operators' histogram)
-        self._observe = observe
+        self._observers = observers
+        self._connected = connected
 
     @property
     def hung_up(self) -> bool:
@@ -120,13 +135,22 @@ class AgiSession:
             raise ChannelError("the AGI session is closed")
         sent = time.perf_counter()
         self._writer.write(self._conn.send_command(line))
+        observers = self._observers
+        if observers is not None and self._connected is not None:
+            if observers.first is not None:
+                observers.first(sent - self._connected)
+            self._connected = None
         limit = self._timeout if timeout is None else timeout
         try:
             try:
                 async with asyncio.timeout(limit):
                     reply = await self._await_reply(line)
-                if self._observe is not None:
-                    self._observe(time.perf_counter() - sent)
+                if observers is not None:
+                    took = time.perf_counter() - sent
+                    if observers.command is not None:
+                        observers.command(took)
+                    if observers.control is not None and commands.is_control(line):
+                        observers.control(took)
             except TimeoutError:
                 self.close()
                 raise CommandTimeout(f"no AGI reply to {line[:80]!r} within {limit:g}s") from None
@@ -248,6 +272,20 @@ class AgiSession:
         self._conn.receive_data(data)
 
 
+@dataclass(frozen=True, slots=True)
+class CommandObservers:
+    """Where a session reports its timings (the operators' histograms); each is optional.
+
+    ``command``: every replied command's round trip (prompts included); ``control``: the round
+    trip of commands that neither play nor listen (``commands.is_control``); ``first``: from the
+    connection to the call's first command, the silence a caller hears at call start.
+    """
+
+    command: Callable[[float], None] | None = None
+    control: Callable[[float], None] | None = None
+    first: Callable[[float], None] | None = None
+
+
 Handler = Callable[[AgiSession], Awaitable[None]]
 Router = Callable[[AgiEnvironment], Handler | None]
 
@@ -259,7 +297,9 @@ class AgiServer:
     ``total_calls`` counts connections that delivered an environment (health checks do not),
     ``active_calls`` those in progress, ``failed_calls`` those that ended on the fallback path
     (unknown route, handler error, protocol error, timeout) -- hangups are not failures.
-    ``observe_command``, when given, is told every replied command's round trip in seconds.
+    ``observe_command``, when given, is told every replied command's round trip in seconds;
+    ``observe_control`` only those of commands that neither play nor listen; ``observe_first``
+    each call's delay from its connection to its first command (:class:`CommandObservers`).
     """
 
     def __init__(
@@ -273,6 +313,8 @@ class AgiServer:
         fallback_action: str = "fallback",
         hangup_grace: float = 0.1,
         observe_command: Callable[[float], None] | None = None,
+        observe_control: Callable[[float], None] | None = None,
+        observe_first: Callable[[float], None] | None = None,
     ) -> None:
         self._route = route
         self._host = host
@@ -282,7 +324,11 @@ class AgiServer:
         self._fallback_action = fallback_action
         self._fallback_command = commands.set_variable(ACTION, fallback_action)  # validates
         self._hangup_grace = hangup_grace
-        self._observe_command = observe_command
+        self._observers = (
+            CommandObservers(observe_command, observe_control, observe_first)
+            if observe_command or observe_control or observe_first
+            else None
+        )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -386,6 +432,7 @@ class AgiServer:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected = time.perf_counter()
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # One small command, one small reply: Nagle would add up to 40 ms per exchange.
@@ -403,7 +450,8 @@ class AgiServer:
             writer,
             command_timeout=self._command_timeout,
             hangup_grace=self._hangup_grace,
-            observe=self._observe_command,
+            observers=self._observers,
+            connected=connected,
         )
         self._total_calls += 1
         self._active_calls += 1

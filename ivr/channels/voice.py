@@ -440,12 +440,14 @@ class InboundCalls:
         routing: RoutingRules | None = None,
         transfer_dial: str = DEFAULT_TRANSFER_DIAL,
         holdout: float = 0.0,
+        observe_flow: Callable[[float], None] | None = None,
     ) -> None:
         """``speech``: the running speech service, if any (None: keys only). ``queue_desk``:
         position, wait and callbacks (None without AMI). ``handoff``: sends continuation links.
         ``open_journeys``: customer id -> their journey open on another channel. ``routing``:
         the centre's routing table (None: the defaults). ``holdout``: share of known callers whose
-        menus keep the file's order (see the machine)."""
+        menus keep the file's order (see the machine). ``observe_flow``: told how long each step
+        of the machine took (the operators' histogram)."""
         self.flows = flows
         self.speech = speech
         self.queue_desk = queue_desk
@@ -463,6 +465,7 @@ class InboundCalls:
         self.handoff = handoff
         self.open_journeys = open_journeys
         self.continued = 0
+        self.observe_flow = observe_flow
 
     async def __call__(self, session: AgiSession) -> None:
         env = session.env
@@ -558,12 +561,16 @@ class InboundCalls:
             queue_desk=self.queue_desk,
             transfer_dial=self.transfer_dial,
         )
+        observe = self.observe_flow
         try:
+            started = time.perf_counter()
             if resume_via is None:
                 commands = machine.start()
             else:
                 self.continued += 1
                 commands = machine.resume("voice", via=resume_via, refs=refs, offer=offer)
+            if observe is not None:
+                observe(time.perf_counter() - started)
             self.store.save(journey, machine.take_events())
             while True:
                 try:
@@ -574,7 +581,10 @@ class InboundCalls:
                     event = await channel.execute(commands)
                 if event is None or machine.expecting == "nothing":
                     break
+                started = time.perf_counter()
                 commands = machine.receive(event)
+                if observe is not None:
+                    observe(time.perf_counter() - started)
                 self.store.save(journey, machine.take_events())
         except CallEnded:
             machine.receive(CallerLeft())

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -192,8 +192,13 @@ class CustomerStore:
     def __init__(self, engine: AsyncEngine, *, country_code: str = "") -> None:
         self.engine = engine
         self.country_code = country_code
-        # Reads run in autocommit: no BEGIN / ROLLBACK round trips around a single SELECT.
-        self._read = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads run in autocommit: no BEGIN / ROLLBACK round trips around a single SELECT. Not on
+        # SQLite: its driver never opens a transaction for a SELECT anyway, and switching an
+        # aiosqlite connection to autocommit and back costs two hops to its thread per lookup
+        # (bench/README.md: half the CPU of a lookup, which starved calls under load).
+        self._read = (
+            engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def phone(self, raw: str) -> str:
@@ -363,6 +368,10 @@ class CustomerStore:
 
 
 # ------------------------------------------------------------------------------------ call path
+#: Seconds between two log lines about failed caller lookups (the others are counted).
+LOG_EVERY = 10.0
+
+
 class CallerProfiles:
     """The ``profiles`` dependency of the voice channel: caller id -> profile, never fatal.
 
@@ -371,35 +380,112 @@ class CallerProfiles:
     ``timeout`` give ``None``: the call goes on as an unknown caller, and the reason is logged.
     """
 
-    def __init__(self, customers: CustomerStore, *, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        customers: CustomerStore,
+        *,
+        timeout: float = 1.0,
+        observe_lookup: Callable[[float], None] | None = None,
+        observe_create: Callable[[float], None] | None = None,
+    ) -> None:
+        """``observe_lookup``: told how long each lookup took, failed and timed-out ones too (what
+        the caller waited in silence); ``observe_create``: how long creating a new caller took."""
         self.customers = customers
         self.timeout = timeout
         self.failures = 0
+        self._observe_lookup = observe_lookup
+        self._observe_create = observe_create
+        self._logged_at = -float("inf")
+        self._unlogged = 0
+        #: first-call creations in progress (see _start_creation); awaited by stop()
+        self._creations: set[asyncio.Task[str]] = set()
 
     async def load(self, phone: str | None) -> CallerProfile | None:
         number = to_e164(phone, self.customers.country_code)
         if number is None:
             return None
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):  # no extra task per call, unlike wait_for
                 return await self._load(number)
         except TimeoutError:
-            self.failures += 1
-            log.error("caller lookup for %s took over %.1fs: continuing as an unknown caller", number, self.timeout)
+            self._failed(f"caller lookup for {number} took over {self.timeout:.1f}s: continuing as an unknown caller")
         except Exception as exc:
-            self.failures += 1
-            log.error("caller lookup for %s failed, continuing as an unknown caller: %s", number, exc)
+            self._failed(f"caller lookup for {number} failed, continuing as an unknown caller: {exc}")
+        finally:
+            if self._observe_lookup is not None:
+                self._observe_lookup(time.perf_counter() - started)
         return None
+
+    def _failed(self, message: str) -> None:
+        """Count a failed lookup; log at most one line per ``LOG_EVERY`` seconds.
+
+        Why: lookups fail together (a database down or slow, a node overloaded), and a line per
+        call then took a seventh of an overloaded controller's CPU (bench/README.md), slowing the
+        very calls that were waiting. The next line says how many were not logged.
+        """
+        self.failures += 1
+        now = time.monotonic()
+        if now - self._logged_at < LOG_EVERY:
+            self._unlogged += 1
+            return
+        if self._unlogged:
+            message += f" ({self._unlogged} more lookups failed since the last line)"
+        log.error("%s", message)
+        self._logged_at, self._unlogged = now, 0
 
     async def _load(self, number: str) -> CallerProfile:
         profile = await self.customers.load_profile(phone=number)
         if profile is not None:
             return profile
         try:
-            customer_id = await self.customers.create(phones=[number])
+            customer_id = await asyncio.shield(self._start_creation(number))
         except _IdentityTaken:  # the same new number is calling twice at once
             return await self.customers.load_profile(phone=number) or CallerProfile(
                 await self.customers.identify(number)
             )
         log.info("new caller %s is customer %s", number, customer_id)
         return CallerProfile(customer_id)
+
+    def _start_creation(self, number: str) -> asyncio.Task[str]:
+        """Create the customer in a task of its own, which the call's timeout never cancels.
+
+        Why: cancelling the INSERT mid-transaction (the lookup's timeout firing) left an aiosqlite
+        connection holding SQLite's write lock until it was collected, and every other writer (the
+        journey writer, the next new callers) then waited out the 30 s busy timeout: calls stuck
+        at their first prompt, the opposite of "a slow database means an unknown caller"
+        (bench/README.md). Now the call stops waiting and goes on as an unknown caller; the
+        creation finishes or fails by itself, so the caller is known next time. :meth:`stop`
+        awaits what is left.
+        """
+        task = asyncio.create_task(self._create(number), name="customer-create")
+        self._creations.add(task)
+        task.add_done_callback(self._created)
+        return task
+
+    async def _create(self, number: str) -> str:
+        started = time.perf_counter()
+        try:
+            return await self.customers.create(phones=[number])
+        finally:
+            if self._observe_create is not None:
+                self._observe_create(time.perf_counter() - started)
+
+    def _created(self, task: asyncio.Task[str]) -> None:
+        self._creations.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved, also when the call stopped waiting
+        if exc is not None and not isinstance(exc, _IdentityTaken):
+            log.warning("creating a new caller failed (the next call tries again): %s", exc)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let creations in progress finish (at most ``grace`` seconds), then cancel the rest."""
+        pending = set(self._creations)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)

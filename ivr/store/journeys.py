@@ -46,6 +46,9 @@ MAX_SLOT_VALUE = 256  # customer_slots.value
 #: the drivers' bind-parameter limits (asyncpg 32767, SQLite 32766) or it could never be written.
 ROWS_PER_STATEMENT = 500
 T = TypeVar("T")
+#: Connections each engine keeps open, and how many more it opens (and closes again) in a burst.
+POOL_SIZE = 20
+POOL_OVERFLOW = 10
 
 
 def chunks(rows: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:
@@ -63,9 +66,15 @@ def make_engine(url: str) -> AsyncEngine:
     PostgreSQL: no pre-ping. A ping is one more round trip on every checkout, and the call path
     is allowed one; a connection that died in the pool is retried once by the reader instead
     (``ivr.store.customers``), and the writer retries every failed batch anyway.
+
+    Both keep ``POOL_SIZE`` connections open. Why: a caller lookup is one statement, but under a
+    burst (or a slow moment) more lookups are in flight than the pool holds, and every connection
+    over the pool's size was opened for one lookup and closed after it: a thread, a file and four
+    PRAGMAs on SQLite, TCP and SCRAM on PostgreSQL. That made lookups slowest exactly when the
+    node was busiest (bench/README.md). Idle connections cost a thread or a server backend each.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
         @sa_event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:  # WAL: readers never block the writer
@@ -81,7 +90,7 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+    return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=1800)
 
 
 _JOURNEY_UPDATED = ("flow", "flow_version", "channel", "step", "status", "caller", "customer_id", "data", "updated_at")

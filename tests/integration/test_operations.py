@@ -129,6 +129,13 @@ def test_metrics_parse_and_count_real_calls(controller: ControllerProcess, promp
     assert after["ivr_journey_commits"]["ivr_journey_commits_total{}"] >= 1
     assert after["ivr_journey_writer_queue"]["ivr_journey_writer_queue{}"] == 0
     assert after["ivr_http_requests"]["ivr_http_requests_total{code=200}"] >= 1  # the first scrape
+    # where a call's time goes: each probe heard these two calls (two new callers: two creations)
+    assert after["ivr_agi_first_command_seconds"]["ivr_agi_first_command_seconds_count{}"] == 2
+    assert after["ivr_caller_lookup_seconds"]["ivr_caller_lookup_seconds_count{}"] == 2
+    assert after["ivr_customer_create_seconds"]["ivr_customer_create_seconds_count{}"] == 2
+    assert after["ivr_agi_control_command_seconds"]["ivr_agi_control_command_seconds_count{}"] >= 2  # GET VARIABLE
+    assert after["ivr_flow_step_seconds"]["ivr_flow_step_seconds_count{}"] >= 6  # start, two menus, ... per call
+    assert after["ivr_event_loop_lag_seconds"]["ivr_event_loop_lag_seconds_count{}"] >= 10  # a wake-up every 50 ms
     # no caller's number anywhere in what operators scrape
     _, text = get(base + "/metrics", TOKEN)
     assert "5551237001" not in text and "5551237002" not in text

@@ -661,3 +661,50 @@ async def test_each_replied_command_round_trip_is_observed_and_serving_follows_t
     assert not server.serving
     assert len(observed) == 2
     assert observed[0] < 0.05 <= observed[1] < 1.0
+
+
+async def test_control_commands_and_the_first_commands_delay_are_observed_apart() -> None:
+    """A prompt's length never reaches the control-command histogram (only commands that neither
+    play nor listen do), and the first command's delay is measured from the connection: a handler
+    that makes Asterisk wait 60 ms before its first command reads as at least 60 ms, once per call."""
+    every: list[float] = []
+    control: list[float] = []
+    first: list[float] = []
+
+    async def handler(session: AgiSession) -> None:
+        await asyncio.sleep(0.06)  # the caller lookup, say
+        await session.command(c.stream_file("ivr/menu", ""))
+        await session.command(c.set_variable("IVR_ACTION", "hangup"))
+
+    server = AgiServer(
+        only(handler),
+        host="127.0.0.1",
+        port=0,
+        observe_command=every.append,
+        observe_control=control.append,
+        observe_first=first.append,
+    )
+    async with server:
+        ast = await FakeAsterisk.connect(server.port)
+        await ast.send(ENV_BYTES)
+        assert await ast.command() == b'STREAM FILE "ivr/menu" ""'
+        await asyncio.sleep(0.05)
+        await ast.send(b"200 result=0 endpos=8000\n")
+        await ast.reply(b'SET VARIABLE IVR_ACTION "hangup"', b"200 result=1\n")
+        await ast.eof()
+        await wait_until(lambda: server.active_calls == 0)
+    assert len(every) == 2 and every[0] >= 0.05
+    assert len(control) == 1 and control[0] < 0.05
+    assert len(first) == 1 and 0.06 <= first[0] < 1.0
+
+
+def test_control_commands_are_those_that_neither_play_nor_listen() -> None:
+    assert c.is_control(c.set_variable("IVR_ACTION", "hangup"))
+    assert c.is_control(c.get_variable("IVR_MENU_KEY"))
+    assert c.is_control(c.get_full_variable("${CALLERID(num)}"))
+    assert c.is_control(c.answer()) and c.is_control(c.noop()) and c.is_control(c.channel_status())
+    assert not c.is_control(c.stream_file("beep", ""))
+    assert not c.is_control(c.wait_for_digit(3000))
+    assert not c.is_control(c.exec_app("Read", "IVR_MENU_KEY,beep,1,,1,3"))
+    assert not c.is_control(c.get_data("beep", 3000, 4))
+    assert not c.is_control(c.say_digits("123"))

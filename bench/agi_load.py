@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""The controller's call path under load without Asterisk: this script plays Asterisk's side.
+
+``calls_per_second.py`` needs the lab (and its lock) and its short call carries no caller id
+(the lab endpoint's CALLERID(num) is ``lab``), so it never exercises the caller lookup, the one
+database read before the first prompt. Here ``ivr serve`` (this checkout, and with
+``--base-code`` another checkout's, interleaved round by round, the order flipping) takes
+``--rate`` calls/s of the ``bench`` flow for ``--seconds``, from ``--callers`` numbers: the first
+call of each number creates its customer, later ones are lookups of a known caller. A warm-up
+creates the first half of them. Each fake Asterisk connection sends an AGI environment, answers
+``STREAM FILE`` after 50 ms (the beep) and anything else at once.
+
+Prints per run: calls, how long after connecting each call got its first AGI command (p50 / p99 /
+max: the silence a caller hears; the lookup's timeout is 1 s), and the controller's CPU per call.
+
+    .venv/bin/python bench/agi_load.py [--rate 60] [--seconds 8] [--callers 400] [--rounds 3] [--base-code /work/main]
+        [--database sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lab.controller import ControllerProcess  # noqa: E402
+from lab.postgres import PostgresServer  # noqa: E402
+
+PORT = 4581  # not the lab's 4573: this never talks to Asterisk
+
+
+def environment(n: int, callers: int) -> bytes:
+    return (
+        "agi_network: yes\nagi_network_script: inbound?flow=bench\nagi_request: agi://127.0.0.1/inbound?flow=bench\n"
+        f"agi_channel: PJSIP/lab-{n:08x}\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1764000000.{n}\n"
+        f"agi_version: 22.1.0\nagi_callerid: +1555{n % callers:07d}\nagi_calleridname: bench\nagi_dnid: 5550100\n"
+        "agi_context: lab-routes\nagi_extension: bench-ivr\nagi_priority: 2\n\n"
+    ).encode()
+
+
+async def call(n: int, callers: int, firsts: list[float]) -> bool:
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+    except OSError:
+        return False
+    writer.write(environment(n, callers))
+    first = True
+    while line := await reader.readline():
+        if first:
+            firsts.append(time.perf_counter() - started)
+            first = False
+        if line.startswith(b"STREAM FILE"):
+            await asyncio.sleep(0.05)
+            writer.write(b"200 result=0 endpos=400\n")
+        else:
+            writer.write(b"200 result=1\n")
+    writer.close()
+    return not first
+
+
+async def load(rate: float, seconds: float, callers: int, offset: int = 0) -> tuple[int, int, list[float]]:
+    firsts: list[float] = []
+    tasks = []
+    started = time.perf_counter()
+    n = 0
+    while time.perf_counter() - started < seconds:
+        tasks.append(asyncio.create_task(call(offset + n, callers, firsts)))
+        n += 1
+        await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
+    served = sum(await asyncio.gather(*tasks))
+    return n, served, sorted(firsts)
+
+
+def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | None, number: int) -> str:
+    data = Path(tempfile.mkdtemp(prefix="ivr-agi-load-"))
+    env = {"IVR_SPEECH_ENGINE": "off"}
+    if pg is not None:  # a fresh database per run, as SQLite gets a fresh file
+        env["IVR_DATABASE_URL"] = pg.create_database(f"agi_load_{number}")
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    controller = ControllerProcess(
+        flows_dir=REPO / "dialplans", data_dir=data, agi_port=PORT, log_level="WARNING", env=env
+    )
+    controller.start(timeout=60)
+    try:
+        asyncio.run(load(min(args.rate, 50.0), args.callers / 2 / min(args.rate, 50.0), args.callers))  # warm-up
+        cpu = controller.cpu_seconds()
+        calls, served, firsts = asyncio.run(load(args.rate, args.seconds, args.callers, offset=args.callers // 2))
+        cpu = controller.cpu_seconds() - cpu
+    finally:
+        controller.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    if not firsts:
+        return f"{calls} calls, none served"
+    p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))]
+    return (
+        f"{served}/{calls} calls served; first command p50 {1000 * statistics.median(firsts):.1f} ms, "
+        f"p99 {1000 * p99:.1f} ms, max {1000 * firsts[-1]:.1f} ms; controller CPU {1000 * cpu / calls:.2f} ms/call"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--callers", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base-code", type=Path, help="another checkout, run as 'base' round by round")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args()
+    # the controllers import ivr from their working folder first: run them from a neutral one
+    os.chdir(tempfile.gettempdir())
+    codes: list[tuple[str, Path | None]] = [("this", None)]
+    if args.base_code is not None:
+        codes.append(("base", args.base_code))
+    pg = PostgresServer().start() if args.database == "postgresql" else None
+    runs = 0
+    try:
+        for number in range(args.rounds):
+            for name, code in codes if number % 2 == 0 else codes[::-1]:
+                runs += 1
+                print(f"round {number + 1} {name}: {run_once(code, args, pg, runs)}", flush=True)
+    finally:
+        if pg is not None:
+            pg.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """Today's KPIs for the wallboard: read from the database every few seconds by one task, whatever
 the number of supervisors watching.
 
-Why a cache with one owner: ``KpiStore.report`` groups a day of contact rows in SQL, which is cheap
-once but not once per browser per second. ``TodayKpis`` refreshes ``latest`` every ``refresh``
+Why a cache with one owner: ``KpiStore.report`` adds up the day's 15-minute sums and groups the
+current quarter hour's contact rows in SQL, which is cheap once but not once per browser per second. ``TodayKpis`` refreshes ``latest`` every ``refresh``
 seconds (three reports: by queue for each queue's service level, by interval for the day's chart,
 and by holdout for the personalization comparison); the wallboard publisher puts ``latest`` into
 the snapshot it publishes, so every page on every node sees the same figures.

@@ -38,9 +38,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("opened_at", sa.Float(), nullable=True))
     op.get_bind().execute(_backfill())
     op.create_index("ix_contact_facts_queue_queued", "contact_facts", ["queue", "queued_at"])
+    dialled = sa.text("callback_dialled_at IS NOT NULL")
+    op.create_index(
+        "ix_contact_facts_callback_dialled",
+        "contact_facts",
+        ["started_at"],
+        postgresql_where=dialled,
+        sqlite_where=dialled,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_contact_facts_callback_dialled", table_name="contact_facts")
     op.drop_index("ix_contact_facts_queue_queued", table_name="contact_facts")
     with op.batch_alter_table("continuations") as batch:
         batch.drop_column("opened_at")

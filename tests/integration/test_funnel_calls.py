@@ -22,12 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ivr.flow.loader import check_paths
-from ivr.flow.model import SYSTEM_PROMPTS, Journey, Prompt
-from ivr.prompts.build import PromptItem, build_prompts
+from ivr.flow.model import Journey, Prompt
 from ivr.store.journeys import JourneyStore, make_engine
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.prompts import build_flow_prompts
 from lab.sipp import CallerScript, Dtmf, run_caller_async
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,12 +86,7 @@ def flows_dir(lab: AsteriskLab, tmp_path: Path) -> Path:
     shutil.copytree(REPO / "dialplans", flows)
     (flows / "funnel.yaml").write_text(FLOW)
     (flows / "funnel_pin.yaml").write_text(SUB_FLOW)
-    loaded, problems = check_paths([flows])
-    assert not problems, problems
-    items = [PromptItem(p.audio_name(), p.text) for p in SYSTEM_PROMPTS]
-    for flow in loaded:
-        items += [PromptItem(p.audio_name(), p.text) for p in flow.prompts() if not p.audio]
-    build_prompts(items, lab.sounds_dir)
+    build_flow_prompts(flows, lab.sounds_dir)  # raises on a flow that does not load
     return flows
 
 

@@ -31,14 +31,13 @@ import pytest
 
 from ivr.ami import events as ev
 from ivr.ami.client import AmiClient
-from ivr.flow.loader import check_paths
-from ivr.flow.model import SYSTEM_PROMPTS, Journey, Prompt
+from ivr.flow.model import Journey, Prompt
 from ivr.flow.personalize import in_holdout
-from ivr.prompts.build import PromptItem, build_prompts
 from ivr.store.journeys import JourneyStore, make_engine
 from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
+from lab.prompts import build_flow_prompts
 from lab.sipp import CallerScript, Dtmf, run_caller_async
 from lab.softphone import Softphone
 
@@ -86,12 +85,7 @@ def flows_dir(lab: AsteriskLab, tmp_path: Path) -> Path:
     flows = tmp_path / "flows"
     shutil.copytree(REPO / "dialplans", flows)
     (flows / "kpis.yaml").write_text(FLOW)
-    loaded, problems = check_paths([flows])
-    assert not problems, problems
-    items = [PromptItem(p.audio_name(), p.text) for p in SYSTEM_PROMPTS]
-    for flow in loaded:
-        items += [PromptItem(p.audio_name(), p.text) for p in flow.prompts() if not p.audio]
-    build_prompts(items, lab.sounds_dir)
+    build_flow_prompts(flows, lab.sounds_dir)  # raises on a flow that does not load
     return flows
 
 

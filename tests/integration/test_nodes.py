@@ -83,6 +83,18 @@ def web_base(proc: ControllerProcess) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+async def ann_desktop(web: aiohttp.ClientSession, base: str) -> aiohttp.ClientWebSocketResponse:
+    """Ann signs in at ``base``'s desktop over HTTP (login form, CSRF) and opens its websocket."""
+    page = await (await web.get(f"{base}/desktop/login")).text()
+    form = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert form
+    await web.post(
+        f"{base}/desktop/login", data={"username": "ann", "password": "ann-password-1", "csrf": form.group(1)}
+    )
+    csrf = (await (await web.get(f"{base}/desktop/api/me")).json())["csrf"]
+    return await web.ws_connect(f"{base}/desktop/ws?csrf={csrf}", headers={"Origin": base})
+
+
 async def read_desktop(ws: aiohttp.ClientWebSocketResponse, into: list[dict[str, Any]]) -> None:
     async for msg in ws:
         if msg.type == aiohttp.WSMsgType.TEXT:
@@ -178,14 +190,7 @@ async def test_the_acd_leader_is_killed_with_callers_queued_and_a_callback_booke
     reader: asyncio.Task[None] | None = None
     try:
         # the agent's desktop on the follower: her login reaches A's ACD, her state comes back
-        page = await (await web.get(f"{base}/desktop/login")).text()
-        form = re.search(r'name="csrf" value="([^"]+)"', page)
-        assert form
-        await web.post(
-            f"{base}/desktop/login", data={"username": "ann", "password": "ann-password-1", "csrf": form.group(1)}
-        )
-        csrf = (await (await web.get(f"{base}/desktop/api/me")).json())["csrf"]
-        ws = await web.ws_connect(f"{base}/desktop/ws?csrf={csrf}", headers={"Origin": base})
+        ws = await ann_desktop(web, base)
         reader = asyncio.create_task(read_desktop(ws, desktop), name="desktop-reader")
         a.wait_for_log("agent ann logged in on ")
         await wait_until(lambda: any(m.get("type") == "state" for m in desktop), 10, "her state from A")
@@ -632,14 +637,7 @@ async def test_redis_restarts_under_two_nodes_and_a_desktop_on_the_follower_and_
     reader: asyncio.Task[None] | None = None
     caller: asyncio.Task[Any] | None = None
     try:
-        page = await (await web.get(f"{base}/desktop/login")).text()
-        form = re.search(r'name="csrf" value="([^"]+)"', page)
-        assert form
-        await web.post(
-            f"{base}/desktop/login", data={"username": "ann", "password": "ann-password-1", "csrf": form.group(1)}
-        )
-        csrf = (await (await web.get(f"{base}/desktop/api/me")).json())["csrf"]
-        ws = await web.ws_connect(f"{base}/desktop/ws?csrf={csrf}", headers={"Origin": base})
+        ws = await ann_desktop(web, base)
         reader = asyncio.create_task(read_desktop(ws, desktop), name="desktop-reader")
         await wait_until(lambda: any(m.get("type") == "state" for m in desktop), 10, "her state from the leader")
 

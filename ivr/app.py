@@ -51,6 +51,7 @@ from ivr.flow.profile import CallerProfile
 from ivr.flow.simulate import Transcript, simulate
 from ivr.routing.queues_conf import QueueCheck, check_queues, defined_queues
 from ivr.routing.rules import RoutingRules
+from ivr.shutdown import exit_leaving, log_tasks, settle_tasks, stop_watchdog, stragglers
 from ivr.speech.service import SpeechService, speech_from_config
 from ivr.store.agents import AgentStore, CallbackStore
 from ivr.store.continuations import ContinuationStore
@@ -650,10 +651,16 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, app.reload_flows)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks, "SIGUSR1")  # what is this process doing?
     if ready:
         ready.set()
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        await app.stop()
+        with stop_watchdog():  # a stop that hangs names the tasks it waits for
+            await app.stop()
+        left = await settle_tasks()  # what no owner awaited; asyncio.run would wait for it unbounded
+        if left:
+            log_tasks("still running after stop")
+            exit_leaving(stragglers(0.0))

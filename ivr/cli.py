@@ -38,6 +38,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     asyncio.run(serve(config))
+    from ivr.shutdown import exit_leaving, stragglers
+
+    if threads := stragglers():  # a database driver thread the interpreter would join for ever
+        exit_leaving(threads)
     return 0
 
 

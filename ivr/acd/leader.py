@@ -79,6 +79,8 @@ class Leadership:
         self._renewed_at = -float("inf")
         self._failing = False
         self._task: asyncio.Task[None] | None = None
+        #: the lease write in flight, and when (monotonic) it started; see _acquire
+        self._acquiring: tuple[asyncio.Task[int | None], float] | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -98,8 +100,11 @@ class Leadership:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        settled = await self._settle_acquire()  # before the release: a late renewal would take the lease back
         if self.is_leader:
             await self._become("follower", None, "shutting down")
+            if not settled:  # the database is stuck: the release would wait as long; the lease expires
+                return
             try:
                 await self.leases.release(self.name, self.holder)
             except Exception as exc:  # the lease then simply expires
@@ -116,9 +121,7 @@ class Leadership:
     async def attempt(self) -> Role:
         """Renew or take the lease once, and change role if that changed who holds it."""
         try:
-            token = await asyncio.wait_for(
-                self.leases.acquire(self.name, self.holder, ttl=self.ttl, now=self._clock()), self.renew_every
-            )
+            token, started = await self._acquire()
         except Exception as exc:
             if not self._failing:
                 log.warning("ACD lease not renewed: %s", exc or type(exc).__name__)
@@ -133,10 +136,47 @@ class Leadership:
             if self.is_leader:
                 await self._become("follower", None, "another node holds the lease")
         else:
-            self._renewed_at = self._monotonic()
+            self._renewed_at = started  # the lease runs from when the write was asked for, not answered
             if not self.is_leader or token != self.token:
                 await self._become("leader", token, "lease taken")
         return self.role
+
+    async def _acquire(self) -> tuple[int | None, float]:
+        """The lease write, waited for at most ``renew_every``; its token and when it started.
+
+        Why the write runs in a task of its own that the timeout does not cancel: cancelling a
+        write that waits for SQLite's write lock does not end it (SQLAlchemy's cancel waits for
+        the driver's thread, which waits out the 30 s busy timeout), so the 1 s timeout returned
+        after 30 s, too late to step down before the 3 s lease ran out, and shutdown waited as
+        long. A write still running at the next attempt is waited for again, not doubled."""
+        if self._acquiring is None:
+            task = asyncio.create_task(
+                self.leases.acquire(self.name, self.holder, ttl=self.ttl, now=self._clock()), name="acd-lease-write"
+            )
+            self._acquiring = (task, self._monotonic())
+        task, started = self._acquiring
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.renew_every), started
+        finally:
+            if task.done():
+                self._acquiring = None
+                if not task.cancelled():
+                    task.exception()  # retrieved here, also when the wait was given up
+
+    async def _settle_acquire(self) -> bool:
+        """Wait (at most ``renew_every``) for a lease write still in flight: False if it is still running
+        (it is left to finish by itself, its token never used: this node is stopping)."""
+        if self._acquiring is None:
+            return True
+        task, _ = self._acquiring
+        done, _ = await asyncio.wait([task], timeout=self.renew_every)
+        if not done:
+            log.warning("ACD lease write still running at shutdown; the lease expires by itself")
+            return False
+        self._acquiring = None
+        if not task.cancelled():
+            task.exception()
+        return True
 
     async def _become(self, role: Role, token: int | None, why: str) -> None:
         was = self.role

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
@@ -200,6 +201,13 @@ class CustomerStore:
             engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        #: SQLite has one writer at a time: new customers take turns here, where a waiter can be
+        #: cancelled at once, instead of in SQLite's busy handler on a driver thread, where a
+        #: cancel waits for the statement (a burst of first calls had 29 of the 30 pooled
+        #: connections waiting there at shutdown)
+        self._write_turn: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     def phone(self, raw: str) -> str:
         value = to_e164(raw, self.country_code)
@@ -276,7 +284,7 @@ class CustomerStore:
         if crm_id:
             identities.append(("crm", crm_id.strip()))
         try:
-            async with self.engine.begin() as conn:
+            async with self._write_turn, self.engine.begin() as conn:
                 await conn.execute(
                     insert(CustomerRow).values(
                         id=customer_id,
@@ -479,13 +487,17 @@ class CallerProfiles:
         if exc is not None and not isinstance(exc, _IdentityTaken):
             log.warning("creating a new caller failed (the next call tries again): %s", exc)
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Let creations in progress finish (at most ``grace`` seconds), then cancel the rest."""
+    async def stop(self, grace: float = 2.0) -> None:
+        """Let creations in progress finish (at most ``grace`` seconds); leave the rest running.
+
+        Why not cancel them: a cancel does not stop a creation inside the database driver
+        (SQLAlchemy's cancel waits for the driver's thread, which waits out SQLite's 30 s busy
+        timeout behind a held write lock), and shutdown waited that long. A creation still
+        running is logged and left: the caller is created on their next call.
+        """
         pending = set(self._creations)
         if not pending:
             return
         _, late = await asyncio.wait(pending, timeout=grace)
-        for task in late:
-            task.cancel()
         if late:
-            await asyncio.wait(late)
+            log.error("%d new caller(s) not yet created at shutdown: they are created on their next call", len(late))

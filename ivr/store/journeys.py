@@ -18,7 +18,6 @@ secret slot's value is never taken.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import math
@@ -48,6 +47,9 @@ ROWS_PER_STATEMENT = 500
 T = TypeVar("T")
 #: Connections each engine keeps open, and how many more it opens (and closes again) in a burst.
 POOL_SIZE = 20
+#: seconds ``stop`` waits for the last journeys to be written: a healthy flush takes well under one;
+#: longer means the database is stuck, and the lab (and systemd) kill a controller after 15 s
+FLUSH_AT_STOP_S = 3.0
 POOL_OVERFLOW = 10
 
 
@@ -180,12 +182,13 @@ class JourneyStore:
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self.flush(), timeout=10)
+            await asyncio.wait_for(self.flush(), timeout=FLUSH_AT_STOP_S)
         except TimeoutError:
             log.error("journey store: %d journeys not written at shutdown", len(self._pending))
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        # A write inside the driver ends only with its statement (a locked SQLite: the 30 s busy
+        # timeout), cancelled or not: wait a moment, then let the process's exit leave it.
+        await asyncio.wait([self._task], timeout=1.0)
         self._task = None
         await self.engine.dispose()
 

@@ -5,6 +5,7 @@ claims fenced by the leader's token. PostgreSQL: tests/integration/test_nodes.py
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -230,3 +231,31 @@ async def test_a_ticket_an_earlier_leader_left_dialling_is_dialled_again_once_it
     assert [r["status"] for r in await store.waiting()] == ["waiting"]
     await new.acd.ready("a1")
     assert originated(new_ami) == [f"cb-{ticket}-2"]
+
+
+async def test_a_renewal_behind_a_locked_database_gives_up_on_time_and_its_write_finishes_after(
+    journeys: JourneyStore, tmp_path: Path
+) -> None:
+    """Another connection holds SQLite's write lock: the attempt answers after ``renew_every``
+    (a cancelled write waited out the 30 s busy timeout), the write is not cancelled, and once
+    the lock is free the same write renews the lease (no second write started meanwhile)."""
+    node = Node(LeaseStore(journeys.engine), Clocks(), "a")
+    node.leadership.renew_every, node.leadership.ttl = 0.3, 5.0
+    assert await node.leadership.attempt() == "leader"
+    lock = sqlite3.connect(tmp_path / "db.sqlite3", timeout=5, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        await node.leadership.attempt()
+        assert time.monotonic() - started < 1.0
+        writing = node.leadership._acquiring
+        assert writing is not None and not writing[0].done()
+        await node.leadership.attempt()  # still blocked: waits for the same write again
+        assert node.leadership._acquiring is writing
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert await node.leadership.attempt() == "leader"  # the write that was waiting, now done
+    assert writing[0].done() and node.leadership._acquiring is None
+    await node.leadership.stop()
+    assert node.duties == ["lead 1", "follow"]

@@ -85,6 +85,9 @@ class ControllerProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            # Said aloud: a controller that does not stop is a bug (its log names the tasks it
+            # waited for: ivr.shutdown), and a silent SIGKILL in a fixture hid it for a session.
+            print(f"controller did not stop {timeout:g} s after SIGTERM; killed:\n{self.log_tail()}", file=sys.stderr)
             self.process.kill()
             return self.process.wait(5)
 

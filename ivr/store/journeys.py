@@ -47,10 +47,10 @@ ROWS_PER_STATEMENT = 500
 T = TypeVar("T")
 #: Connections each engine keeps open, and how many more it opens (and closes again) in a burst.
 POOL_SIZE = 20
-#: seconds ``stop`` waits for the last journeys to be written: a healthy flush takes well under one;
-#: longer means the database is stuck, and the lab (and systemd) kill a controller after 15 s
-FLUSH_AT_STOP_S = 3.0
 POOL_OVERFLOW = 10
+#: seconds ``stop`` waits for the last journeys to be written: a healthy flush takes well under
+#: one; longer means the database is stuck, and the lab kills a controller 15 s after SIGTERM
+FLUSH_AT_STOP_S = 6.0
 
 
 def chunks(rows: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:

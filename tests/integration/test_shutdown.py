@@ -28,7 +28,7 @@ from lab.kannel import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 #: seconds from SIGTERM to exit with the database locked throughout; the lab sends SIGKILL after 15
-EXIT_WITHIN_S = 12.0
+EXIT_WITHIN_S = 14.0
 
 
 async def _sigterm_with_the_database_locked(controller: ControllerProcess) -> float:

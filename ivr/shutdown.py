@@ -1,8 +1,8 @@
 """A shutdown that ends: what is still running, in words, and an exit that does not wait on it.
 
-Why the words: a shutdown that hangs shows only the last line it logged ("ACD role: follower (... shutting
-down)") and then the SIGKILL. The tasks still pending, each with the line it waits at, name the
-owner that did not let go. ``ivr serve`` logs them on SIGUSR1 at any time, and by itself when
+Why the words: a shutdown that hangs shows only the last line it logged ("ACD role: follower
+(... shutting down)") and then the SIGKILL. The tasks still pending, each with the line it waits
+at, name the owner that did not let go. ``ivr serve`` logs them on SIGUSR1 at any time, and by itself when
 ``App.stop`` has run longer than ``STOP_WATCHDOG_S``; if the loop itself is stuck (a thread
 holding it), ``faulthandler`` writes every thread's stack to stderr a little later, which a task
 dump cannot do from a loop that no longer runs.

@@ -26,6 +26,12 @@ first AGI command was, control-command round trips, event-loop lag, caller looku
 After the rounds, ``ivr`` runs once at 80% of its median ceiling: the issue's latency targets
 (control-command round trip and loop lag p99 <= 5 ms, no failed call) and the controller's CPU per call.
 
+Every call carries a real E.164 caller id (the lab's ``bench`` endpoint trusts
+P-Asserted-Identity, as the trunk does): ``--known`` customers are created in each controller's
+database before its steps, and each step's calls cycle through them, one call in
+``1 / --new-callers`` coming from a number never seen before (a first call: the controller creates
+the customer). So ``ivr`` runs the caller lookup before its first command, as a customer's call does.
+
 Two calls (``--calls``):
 
 * ``short`` — answer, one short file, two variables, hang up (2 AGI commands): the worst case for
@@ -42,6 +48,8 @@ Run: ``.venv/bin/python bench/calls_per_second.py [--seconds 6] [--rounds 3] [--
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -58,6 +66,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sqlalchemy import insert  # noqa: E402
+
 from bench.loadstats import (  # noqa: E402
     Buckets,
     classify_failures,
@@ -70,6 +80,8 @@ from bench.loadstats import (  # noqa: E402
 from ivr.flow.loader import check_paths  # noqa: E402
 from ivr.flow.model import SYSTEM_PROMPTS  # noqa: E402
 from ivr.prompts.build import PromptItem, build_prompts  # noqa: E402
+from ivr.store.journeys import make_engine  # noqa: E402
+from ivr.store.models import CustomerIdentityRow, CustomerRow  # noqa: E402
 from lab.asterisk import AsteriskLab  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
 from lab.lock import lab_session_lock  # noqa: E402
@@ -97,6 +109,52 @@ class Call:
     extension_prefix: str  # the lab extension is <prefix><route>
     dtmf: tuple[Dtmf, ...] = ()
     path_must_include: str | None = None  # a step every ivr journey must have passed
+
+
+class CallerPool:
+    """The caller ids of the bench's calls: known customers, and now and then a first-time caller.
+
+    Why: the controller's call path starts with the caller lookup (one statement for a known
+    number; that plus a customer's creation for a new one), and a bench whose calls all come from
+    ``lab`` (not a phone number) never ran it. Known numbers are ``+1555200NNNN``, new ones
+    ``+1555300NNNN``, each new number used once in the whole bench run.
+    """
+
+    def __init__(self, known: int, new_share: float) -> None:
+        if known < 1 or not 0 <= new_share < 1:
+            raise ValueError("known >= 1 and 0 <= new_share < 1")
+        self.known = [f"+1555200{n:04d}" for n in range(known)]
+        self.every = round(1 / new_share) if new_share else 0  # one new caller in `every` calls
+        self._known = itertools.cycle(self.known)
+        self._new = (f"+1555300{n:04d}" for n in itertools.count())
+
+    def take(self, calls: int) -> tuple[str, ...]:
+        """The caller ids of a step's ``calls`` calls, in order."""
+        return tuple(
+            next(self._new) if self.every and n % self.every == self.every - 1 else next(self._known)
+            for n in range(calls)
+        )
+
+    async def seed(self, url: str) -> None:
+        """Create the known customers (each with their phone identity) in one transaction."""
+        engine = make_engine(url)
+        now = time.time()
+        ids = [f"bench{n:027d}" for n in range(len(self.known))]
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(CustomerRow),
+                    [{"id": i, "verified": False, "created_at": now, "updated_at": now} for i in ids],
+                )
+                await conn.execute(
+                    insert(CustomerIdentityRow),
+                    [
+                        {"kind": "phone", "value": number, "customer_id": i, "created_at": now}
+                        for i, number in zip(ids, self.known, strict=True)
+                    ],
+                )
+        finally:
+            await engine.dispose()
 
 
 @dataclass
@@ -128,7 +186,7 @@ class Controller:
     """One ``ivr serve`` for the ``ivr`` routes: this checkout's code or ``code`` (another checkout),
     on SQLite in its own data folder or on a database of the bench's PostgreSQL."""
 
-    def __init__(self, route: str, code: Path | None, pg: PostgresServer | None) -> None:
+    def __init__(self, route: str, code: Path | None, pg: PostgresServer | None, pool: CallerPool) -> None:
         self.route = route
         self.data = Path(tempfile.mkdtemp(prefix=f"ivr-bench-{route}-"))
         env = {"IVR_WEB_METRICS_TOKEN": METRICS_TOKEN, "IVR_SPEECH_ENGINE": "off"}
@@ -136,12 +194,15 @@ class Controller:
             env["PYTHONPATH"] = str(code)
         self.pg = pg
         self.database = ""
+        url = ""
         if pg is not None:
             self.database = f"bench_{route.replace('-', '_')}_{int(time.time())}"
-            env["IVR_DATABASE_URL"] = pg.create_database(self.database)
+            url = env["IVR_DATABASE_URL"] = pg.create_database(self.database)
         self.process = ControllerProcess(flows_dir=REPO / "dialplans", data_dir=self.data, log_level="WARNING", env=env)
         self.process.start(timeout=60)
         self.port = self._web_port()
+        # the controller has migrated its database by now: its known callers go in beside it
+        asyncio.run(pool.seed(url or f"sqlite+aiosqlite:///{self.process.db_path}"))
 
     def _web_port(self) -> int:
         # WARNING hides the "listening" line: read the port from the process's sockets instead
@@ -219,12 +280,18 @@ def extension(route: str) -> str:
 
 
 def run_step(
-    call: Call, route: str, rate: float, seconds: float, lab: AsteriskLab, controller: Controller | None
+    call: Call,
+    route: str,
+    rate: float,
+    seconds: float,
+    lab: AsteriskLab,
+    controller: Controller | None,
+    pool: CallerPool,
 ) -> Step:
     calls = max(10, int(rate * seconds))
     script = CallerScript(
-        caller_id="+15550000000",
-        from_user="lab",
+        from_user="bench",  # the lab endpoint that takes the caller's number from P-Asserted-Identity
+        caller_ids=pool.take(calls),
         dialled=f"{call.extension_prefix}{extension(route)}",
         dtmf=call.dtmf,
         max_call_ms=15000,
@@ -319,13 +386,14 @@ def ceiling(
     *,
     hint: float | None,
     step_factor: float,
+    pool: CallerPool,
 ) -> float:
     """The highest rate that passed. Without ``hint``: x1.5 from ``start``, then bisect to 5%.
     With it (a ceiling found before): from 85% of it up by ``step_factor``, then bisect once."""
     good, bad = 0.0, None
     rate, factor = (start, 1.5) if hint is None else (hint * 0.85, step_factor)
     while bad is None:
-        step = run_step(call, route, rate, seconds, lab, controller)
+        step = run_step(call, route, rate, seconds, lab, controller, pool)
         steps.append(step)
         show(step)
         if step.ok:
@@ -339,7 +407,7 @@ def ceiling(
         if bad is None or bad - good < max(2.0, good * resolution):
             break
         rate = (good + bad) / 2
-        step = run_step(call, route, rate, seconds, lab, controller)
+        step = run_step(call, route, rate, seconds, lab, controller, pool)
         steps.append(step)
         show(step)
         good, bad = (rate, bad) if step.ok else (good, rate)
@@ -357,6 +425,8 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--base-code", type=Path, help="a checkout whose controller runs as route ivr-base")
     parser.add_argument("--no-target-run", action="store_true", help="skip the run at 80%% of the ivr ceiling")
+    parser.add_argument("--known", type=int, default=1000, help="known customers the calls come from")
+    parser.add_argument("--new-callers", type=float, default=0.2, help="share of calls from a new number")
     args = parser.parse_args()
     if "ivr-base" in args.routes.split(",") and args.base_code is None:
         parser.error("route ivr-base needs --base-code")
@@ -412,6 +482,7 @@ def run(args: argparse.Namespace) -> int:
     rounds: list[dict[str, dict[str, float]]] = []
     first: dict[tuple[str, str], float] = {}
     target_steps: list[Step] = []
+    pool = CallerPool(args.known, args.new_callers)
     try:
         for number in range(max(1, args.rounds)):
             order = routes if number % 2 == 0 else routes[::-1]
@@ -420,7 +491,7 @@ def run(args: argparse.Namespace) -> int:
                 this[call.name] = {}
                 for route in order:
                     print(f"== round {number + 1}: {call.name} call, {route} ({args.database})", flush=True)
-                    controller = start_controller(route, args, pg)
+                    controller = start_controller(route, args, pg, pool)
                     try:
                         start = 8 if route == "pyst2" else 40
                         found = ceiling(
@@ -433,6 +504,7 @@ def run(args: argparse.Namespace) -> int:
                             steps,
                             hint=first.get((call.name, route)),
                             step_factor=args.step,
+                            pool=pool,
                         )
                     finally:
                         if controller is not None:
@@ -453,9 +525,9 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     rate = 0.8 * statistics.median(ceilings)
                     print(f"== {call.name} call, {route} at 80% of its median ceiling: {rate:.1f} calls/s", flush=True)
-                    controller = start_controller(route, args, pg)
+                    controller = start_controller(route, args, pg, pool)
                     try:
-                        step = run_step(call, route, rate, max(args.seconds, 10), lab, controller)
+                        step = run_step(call, route, rate, max(args.seconds, 10), lab, controller, pool)
                     finally:
                         if controller is not None:
                             controller.stop()
@@ -488,11 +560,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_controller(route: str, args: argparse.Namespace, pg: PostgresServer | None) -> Controller | None:
+def start_controller(
+    route: str, args: argparse.Namespace, pg: PostgresServer | None, pool: CallerPool
+) -> Controller | None:
     if route == "ivr":
-        return Controller(route, None, pg)
+        return Controller(route, None, pg, pool)
     if route == "ivr-base":
-        return Controller(route, args.base_code, pg)
+        return Controller(route, args.base_code, pg, pool)
     return None
 
 

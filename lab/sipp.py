@@ -63,7 +63,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -133,6 +133,7 @@ ERRORS_FILE = "errors.log"  # -trace_err
 EVENTS_FILE = "events.log"  # -trace_logs: the scenario's <log> lines
 MESSAGES_FILE = "messages.log"  # -trace_msg
 SCREEN_FILE = "screen.log"  # -trace_screen: the final screens
+CALLERS_FILE = "callers.csv"  # -inf: CallerScript.caller_ids, one per call
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 RUN_FILES = (STAT_FILE, ERRORS_FILE, EVENTS_FILE, MESSAGES_FILE, SCREEN_FILE, STDOUT_FILE, STDERR_FILE)
@@ -143,6 +144,10 @@ _ALLOWED_HOSTS = frozenset({"127.0.0.1"})
 # RFC 3261 user part: unreserved / escaped / user-unreserved
 _USER_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+# A pooled caller id goes into the injection file and into the INVITE unescaped (SIPp substitutes
+# [field0] as is): only characters that need no escaping in a URI user, a quoted display name, the
+# file's ';' fields or SIPp's [keywords].
+_POOLED_CALLER_ID = re.compile(r"[A-Za-z0-9+._-]+")
 _RESERVED_HEADERS = frozenset(
     h.lower()
     for h in (
@@ -207,9 +212,17 @@ class CallerScript:
     max_call_ms: int = 60000  # caller hangs up then anyway; SippResult.max_call_reached says so
     headers: Mapping[str, str] = field(default_factory=dict)  # extra INVITE headers, sent literally
     answer_timeout_ms: int = 30000  # no 200 OK by then: SIPp CANCELs and the call fails
+    # A pool of caller ids, one per call in order (wrapping): they replace caller_id, each call
+    # taking the next line of SIPp's injection file. Many callers in one load run, as on a trunk.
+    caller_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_text("caller_id", self.caller_id)
+        if not isinstance(self.caller_ids, tuple):
+            object.__setattr__(self, "caller_ids", tuple(self.caller_ids))
+        for pooled in self.caller_ids:
+            if not isinstance(pooled, str) or not _POOLED_CALLER_ID.fullmatch(pooled):
+                raise ValueError(f"caller_ids: {pooled!r} is not a plain number (letters, digits, + . _ -)")
         _check_text("dialled", self.dialled)
         if self.from_user is not None:
             _check_text("from_user", self.from_user)
@@ -244,7 +257,19 @@ class CallerScript:
 
     @property
     def effective_from_user(self) -> str:
-        return self.caller_id if self.from_user is None else self.from_user
+        if self.from_user is not None:
+            return self.from_user
+        return POOLED_CALLER_ID if self.caller_ids else self.caller_id
+
+
+#: What a scenario says instead of the caller id when CallerScript.caller_ids is set: SIPp's
+#: first field of the injection file's line for this call.
+POOLED_CALLER_ID = "[field0]"
+
+
+def build_injection_file(caller_ids: Sequence[str]) -> str:
+    """SIPp's ``-inf`` file for a caller id pool: read in order, one line per call."""
+    return "SEQUENTIAL\n" + "".join(f"{caller_id};\n" for caller_id in caller_ids)
 
 
 def _check_text(what: str, value: str, *, allow_empty: bool = False) -> None:
@@ -305,15 +330,17 @@ def build_caller_scenario(script: CallerScript, *, media_file: str = MEDIA_FILE)
     if not re.fullmatch(r"[A-Za-z0-9._/-]+", media_file):
         raise ValueError(f"media_file {media_file!r}: use a plain path")
     ruri = uri_user(script.dialled)
-    from_user = uri_user(script.effective_from_user)
-    display = quoted_display(script.caller_id)
+    pooled = bool(script.caller_ids)
+    from_user = POOLED_CALLER_ID if pooled and script.from_user is None else uri_user(script.effective_from_user)
+    caller_user = POOLED_CALLER_ID if pooled else uri_user(script.caller_id)
+    display = f'"{POOLED_CALLER_ID}"' if pooled else quoted_display(script.caller_id)
     me = f"<sip:{from_user}@[local_ip]:[local_port]>"
     from_hdr = f"From: {display} {me};tag=[pid]IVRLAB[call_number]"
     to_hdr = f"To: <sip:{ruri}@[remote_ip]:[remote_port]>"
     contact = f"Contact: {me}"
     extra = []
-    if script.from_user is not None and script.from_user != script.caller_id:
-        extra.append(f"P-Asserted-Identity: {display} <sip:{uri_user(script.caller_id)}@[local_ip]>")
+    if script.from_user is not None and (pooled or script.from_user != script.caller_id):
+        extra.append(f"P-Asserted-Identity: {display} <sip:{caller_user}@[local_ip]>")
     extra += [f"{name}: {sipp_escape(value)}" for name, value in script.headers.items()]
 
     invite = "\n".join(
@@ -865,6 +892,8 @@ class _Plan:
             "-screen_file",
             str(wd / SCREEN_FILE),
         ]
+        if self.script.caller_ids:
+            argv += ["-inf", str(wd / CALLERS_FILE)]
         # SIPp's own default limit is 3 * rate * (unknown) call length: as low as 3 calls.
         argv += ["-l", str(self.max_concurrent if self.max_concurrent is not None else self.calls)]
         if self.trace_messages:
@@ -903,6 +932,8 @@ def _plan(
         audio = load_audio_ulaw(script.audio) if script.audio is not None else b""
         (wd / MEDIA_FILE).write_bytes(build_caller_media(script, audio))
         plan.scenario.write_text(build_caller_scenario(script, media_file=MEDIA_FILE), encoding="ascii")
+        if script.caller_ids:
+            (wd / CALLERS_FILE).write_text(build_injection_file(script.caller_ids), encoding="ascii")
         for name in RUN_FILES:
             (wd / name).unlink(missing_ok=True)
     except BaseException:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import time
@@ -26,15 +25,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Row, TextClause, delete, insert, select, text, tuple_
+from sqlalchemy import Row, Table, TextClause, delete, insert, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr.errors import StoreError
 from ivr.flow.profile import CallerProfile, KnownSlot, OpenCallback, OpenContinuation, OptionStat, PastContact
+from ivr.store.journeys import write_turn
 from ivr.store.models import CustomerIdentityRow, CustomerRow, InteractionRow
 from ivr.store.phones import to_e164
 
@@ -104,7 +104,24 @@ FIND_SQL = "SELECT customer_id FROM customer_identities WHERE kind = :kind AND v
 _FIND = text(FIND_SQL)
 
 
-def profile_from_rows(rows: Sequence[Row[Any]]) -> CallerProfile | None:
+class ProfileRow(NamedTuple):
+    """One row of the profile statement (its twelve columns, by the names the SQL gives them)."""
+
+    part: str
+    customer_id: str
+    a: Any
+    b: Any
+    c: Any
+    d: Any
+    e: Any
+    f: Any
+    n: Any
+    x: Any
+    y: Any
+    flag: Any
+
+
+def profile_from_rows(rows: Sequence[Row[Any]] | Sequence[ProfileRow]) -> CallerProfile | None:
     """Build the profile from the statement's rows (pure); None when there is no customer row."""
     customer = None
     options: list[OptionStat] = []
@@ -201,12 +218,14 @@ class CustomerStore:
             engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        #: SQLite has one writer at a time: new customers take turns here, where a waiter can be
-        #: cancelled at once, instead of in SQLite's busy handler on a driver thread, where a
-        #: cancel waits for the statement (a burst of first calls had 29 of the 30 pooled
-        #: connections waiting there at shutdown)
-        self._write_turn: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        self._sqlite = engine.dialect.name == "sqlite"
+        # A first call's two INSERTs, built once and run with parameters. Why: a statement built
+        # per call with its values inline (``insert(CustomerRow).values(...)``) went through the
+        # ORM's DML path and a cache key over every value on every creation: a fifth of the
+        # controller's CPU under load with a first call in five (bench/README.md).
+        self._new_customer = insert(cast(Table, CustomerRow.__table__))
+        self._new_identity = self._insert(cast(Table, CustomerIdentityRow.__table__)).on_conflict_do_nothing(
+            index_elements=[CustomerIdentityRow.kind, CustomerIdentityRow.value]
         )
 
     def phone(self, raw: str) -> str:
@@ -227,6 +246,24 @@ class CustomerStore:
                 log.warning("database connection was lost; retrying once: %s", exc.orig)
         raise AssertionError("unreachable")
 
+    async def _fetch_profile(self, statement: TextClause, params: dict[str, Any]) -> Sequence[Any]:
+        """The profile statement's rows. On SQLite, one trip to the connection's thread.
+
+        Why: through SQLAlchemy's aiosqlite adapter a SELECT is four trips between the event
+        loop and the connection's thread (open a cursor, execute, fetch, close), each a queue
+        put, a thread wake-up and a loop wake-up; aiosqlite's ``execute_fetchall`` does the
+        same work in one. The statement is plain text with named parameters, which sqlite3 binds
+        as SQLAlchemy would, and its columns are known (:class:`ProfileRow`). A failure is
+        sqlite3's own error, which the caller treats like any other (an unknown caller).
+        PostgreSQL keeps SQLAlchemy's path (asyncpg is one round trip already).
+        """
+        if not self._sqlite:
+            return await self._fetch(statement, params)
+        async with self._read.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            rows = await driver.execute_fetchall(statement.text, params)  # type: ignore[union-attr]
+        return [ProfileRow._make(row) for row in rows]
+
     # ------------------------------------------------------------------------------ call path
     async def load_profile(self, *, phone: str | None = None, customer_id: str | None = None) -> CallerProfile | None:
         """Everything the call needs about this customer, in one statement; None if unknown."""
@@ -235,7 +272,7 @@ class CustomerStore:
         statement: TextClause = _PROFILE_BY_PHONE if phone is not None else _PROFILE_BY_ID
         key = self.phone(phone) if phone is not None else customer_id
         since = time.time() - RECENT_DAYS * 86400
-        return profile_from_rows(await self._fetch(statement, {"key": key, "since": since}))
+        return profile_from_rows(await self._fetch_profile(statement, {"key": key, "since": since}))
 
     async def find(self, kind: IdentityKind, value: str) -> str | None:
         """The customer id an identity belongs to (the benchmark's baseline: one indexed row)."""
@@ -284,19 +321,20 @@ class CustomerStore:
         if crm_id:
             identities.append(("crm", crm_id.strip()))
         try:
-            async with self._write_turn, self.engine.begin() as conn:
+            async with write_turn(self.engine), self.engine.begin() as conn:
                 await conn.execute(
-                    insert(CustomerRow).values(
-                        id=customer_id,
-                        display_name=name,
-                        email=email.strip() if email else None,
-                        crm_id=crm_id,
-                        tier=tier,
-                        language=language,
-                        verified=verified,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    self._new_customer,
+                    {
+                        "id": customer_id,
+                        "display_name": name,
+                        "email": email.strip() if email else None,
+                        "crm_id": crm_id,
+                        "tier": tier,
+                        "language": language,
+                        "verified": verified,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
                 )
                 for kind, value in identities:
                     await self._add_identity(conn, customer_id, kind, value, now)
@@ -305,12 +343,8 @@ class CustomerStore:
         return customer_id
 
     async def _add_identity(self, conn: AsyncConnection, customer_id: str, kind: str, value: str, now: float) -> None:
-        stmt = (
-            self._insert(CustomerIdentityRow)
-            .values(kind=kind, value=value, customer_id=customer_id, created_at=now)
-            .on_conflict_do_nothing(index_elements=[CustomerIdentityRow.kind, CustomerIdentityRow.value])
-        )
-        if (await conn.execute(stmt)).rowcount == 0:
+        params = {"kind": kind, "value": value, "customer_id": customer_id, "created_at": now}
+        if (await conn.execute(self._new_identity, params)).rowcount == 0:
             raise _IdentityTaken(f"{kind} {value} already belongs to a customer")
 
     async def add_identity(self, customer_id: str, kind: IdentityKind, value: str) -> None:

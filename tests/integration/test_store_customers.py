@@ -56,18 +56,37 @@ def filled(slot: str, at: float, step: str = "account") -> Interaction:
 
 
 class StatementCounter:
-    """Counts statements sent to the database (SQLAlchemy ``before_cursor_execute``)."""
+    """Counts statements sent to the database: SQLAlchemy's ``before_cursor_execute``, and on
+    SQLite what the library itself runs (its trace callback on each connection checked out),
+    since the caller lookup reads SQLite through aiosqlite directly."""
 
     def __init__(self, engine: Any) -> None:
         self.statements: list[str] = []
         self._engine = engine.sync_engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._traced: list[Any] = []
 
     def __enter__(self) -> StatementCounter:
-        event.listen(self._engine, "before_cursor_execute", self._seen)
+        if self._sqlite:
+            event.listen(self._engine, "checkout", self._trace)
+        else:
+            event.listen(self._engine, "before_cursor_execute", self._seen)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._seen)
+        if self._sqlite:
+            event.remove(self._engine, "checkout", self._trace)
+            for conn in self._traced:  # the checkout ran in SQLAlchemy's greenlet; this cannot
+                conn._conn.set_trace_callback(None)  # sqlite3 allows it from any thread
+        else:
+            event.remove(self._engine, "before_cursor_execute", self._seen)
+
+    def _trace(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        from sqlalchemy.util import await_
+
+        driver = dbapi_conn.driver_connection  # the aiosqlite connection
+        await_(driver.set_trace_callback(self.statements.append))
+        self._traced.append(driver)
 
     def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements.append(statement)

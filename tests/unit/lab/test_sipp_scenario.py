@@ -37,6 +37,7 @@ SIPP_KEYWORDS = {
     "call_id",
     "call_number",
     "clock_tick",
+    "field0",
     "last_CSeq:",
     "last_Call-ID:",
     "last_From:",
@@ -198,6 +199,29 @@ class TestScenario:
         assert header(invite, "From").startswith('"+15557654321" <sip:lab@[local_ip]:[local_port]>')
         assert header(invite, "Contact") == "<sip:lab@[local_ip]:[local_port]>"
         assert header(invite, "P-Asserted-Identity") == '"+15557654321" <sip:+15557654321@[local_ip]>'
+
+    def test_pooled_caller_ids_come_from_the_injection_file(self) -> None:
+        script = CallerScript(from_user="bench", caller_ids=("+15552000001", "+15553000000"), dialled="bench-ivr")
+        invite = invite_of(script)
+        assert header(invite, "From").startswith('"[field0]" <sip:bench@[local_ip]:[local_port]>;tag=')
+        assert header(invite, "Contact") == "<sip:bench@[local_ip]:[local_port]>"
+        assert header(invite, "P-Asserted-Identity") == '"[field0]" <sip:[field0]@[local_ip]>'
+        assert "+1555" not in build_caller_scenario(script)  # the numbers are in the file, not the XML
+
+    def test_pooled_caller_ids_without_from_user_are_the_from_user(self) -> None:
+        invite = invite_of(CallerScript(caller_ids=("+15552000001",)))
+        assert header(invite, "From").startswith('"[field0]" <sip:[field0]@[local_ip]:[local_port]>;tag=')
+        assert "P-Asserted-Identity" not in invite
+
+    def test_injection_file_is_sequential_one_line_per_call(self) -> None:
+        assert sipp.build_injection_file(["+15552000001", "+15553000000"]) == (
+            "SEQUENTIAL\n+15552000001;\n+15553000000;\n"
+        )
+
+    @pytest.mark.parametrize("bad", ["", "+1 555", "a;b", "[call_id]", "x\\41", "é", "+1555\n"])
+    def test_pooled_caller_ids_must_be_plain(self, bad: str) -> None:
+        with pytest.raises(ValueError, match="caller_ids"):
+            CallerScript(caller_ids=("+15552000001", bad))
 
     def test_sdp_uses_sipp_media_address(self) -> None:
         invite = invite_of(CallerScript())
@@ -647,6 +671,23 @@ class TestCommandLine:
         ):
             assert flags in joined
         assert "-bg" not in argv
+
+    def test_caller_pool_is_written_and_passed_with_inf(self, tmp_path: Path) -> None:
+        script = CallerScript(from_user="bench", caller_ids=("+15552000001", "+15552000002"))
+        plan = sipp._plan(
+            script,
+            target="127.0.0.1:5060",
+            calls=2,
+            rate=10.0,
+            max_concurrent=None,
+            timeout=10.0,
+            workdir=tmp_path,
+            keep_logs=None,
+            trace_messages=False,
+        )
+        assert f"-inf {tmp_path / sipp.CALLERS_FILE}" in " ".join(plan.argv(1, 3))
+        assert (tmp_path / sipp.CALLERS_FILE).read_text() == "SEQUENTIAL\n+15552000001;\n+15552000002;\n"
+        assert "-inf" not in self.plan(tmp_path).argv(1, 3)
 
     def test_load_argv(self, tmp_path: Path) -> None:
         argv = " ".join(self.plan(tmp_path, calls=20, rate=10.0, max_concurrent=5, trace_messages=False).argv(1, 3))

@@ -337,7 +337,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
                     skills = ", ".join(f"{k}:{v}" for k, v in sorted(a["skills"].items()))
                     off = "  (disabled)" if a["disabled"] else ""
                     print(
-                        f"{a['id']}  {a['username']:16} {a['role']:10} {a['endpoint']:12} {skills}  "
+                        f"{a['id']}  {a['username']:16} {a['role']:10} {a['endpoint']:12} {a['phone']:8} {skills}  "
                         f"{a['display_name']}{off}"
                     )
                 return 0

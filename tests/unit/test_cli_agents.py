@@ -51,3 +51,10 @@ def test_an_agent_s_phone_is_a_sip_phone_unless_set_to_the_browser(tmp_path: Pat
     assert [line.split()[4] for line in ivr(tmp_path, "agents", "list").stdout.splitlines()] == ["browser", "browser"]
     assert ivr(tmp_path, "agents", "set", "ann", "--phone", "fax").returncode == 2  # argparse refuses it
     assert "no agent" in ivr(tmp_path, "agents", "set", "zed", "--phone", "sip").stderr
+
+
+def test_the_command_line_offers_exactly_the_phones_the_store_accepts() -> None:
+    from ivr.cli import PHONE_CHOICES
+    from ivr.store.agents import PHONES
+
+    assert PHONE_CHOICES == PHONES

@@ -47,7 +47,11 @@
     window.__ivrRings.push({ at: Date.now() / 1000, call_id: request.call_id });
     show("call", "ringing");
     session.on("accepted", () => show("call", "active"));
-    session.on("confirmed", () => { const ring = window.__ivrRings[window.__ivrRings.length - 1]; if (ring) ring.answered_at = Date.now() / 1000; });
+    session.on("confirmed", () => {
+      const ring = window.__ivrRings[window.__ivrRings.length - 1];
+      if (ring) ring.answered_at = Date.now() / 1000;
+      devices();  // the microphone is allowed now: the lists get their labels
+    });
     session.on("hold", () => { sp.held = true; show("call", "held"); });
     session.on("unhold", () => { sp.held = false; show("call", "active"); });
     session.on("peerconnection", (ev) => ev.peerconnection.addEventListener("track", (t) => play(t.streams[0])));

@@ -272,6 +272,7 @@ class App:
             secure_cookies=config.desktop.secure_cookies,
             session_check=config.desktop.session_check,
             login_limits=login_limiter(config.desktop),
+            softphone_url=config.desktop.softphone_wss_url,
         )
         setup_supervisor(self.web.app)
         setup_studio(

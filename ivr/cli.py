@@ -304,6 +304,14 @@ def _skills(values: list[str]) -> dict[str, int]:
     return skills
 
 
+#: ``ivr agents add|set --phone``: what rings for an agent (ivr.store.agents.PHONES)
+PHONE_CHOICES = ("sip", "browser")
+PHONE_HELP = (
+    "sip: a desk or soft SIP phone registered as --endpoint (default); browser: the desktop's own "
+    "softphone (WebRTC, endpoint <endpoint>-webrtc, a SIP password made at each desktop sign-in)"
+)
+
+
 def cmd_agents(args: argparse.Namespace) -> int:
     import getpass
 
@@ -333,9 +341,14 @@ def cmd_agents(args: argparse.Namespace) -> int:
                     skills = ", ".join(f"{k}:{v}" for k, v in sorted(a["skills"].items()))
                     off = "  (disabled)" if a["disabled"] else ""
                     print(
-                        f"{a['id']}  {a['username']:16} {a['role']:10} {a['endpoint']:12} {skills}  "
+                        f"{a['id']}  {a['username']:16} {a['role']:10} {a['endpoint']:12} {a['phone']:8} {skills}  "
                         f"{a['display_name']}{off}"
                     )
+                return 0
+            if args.agents_cmd == "set":
+                if not await agents.set_phone(args.username, args.phone):
+                    raise IvrError(f"no agent {args.username!r}")
+                print(f"agent {args.username}: phone {args.phone}; their sessions are closed (sign in again)")
                 return 0
             if args.agents_cmd in ("disable", "enable"):
                 if not await agents.set_disabled(args.username, args.agents_cmd == "disable"):
@@ -364,12 +377,14 @@ def cmd_agents(args: argparse.Namespace) -> int:
                 skills=_skills(args.skill),
                 max_chats=args.max_chats,
                 role=args.role,
+                phone=args.phone,
             )
             if args.role in ("supervisor", "admin"):
                 where = "/supervisor/" if args.role == "supervisor" else "/studio/"
                 print(f"{args.role} {args.username} added (id {agent_id}; signs in at {where})")
             else:
-                print(f"agent {args.username} added (id {agent_id}, phone PJSIP/{args.endpoint})")
+                endpoint = args.endpoint + ("-webrtc" if args.phone == "browser" else "")
+                print(f"agent {args.username} added (id {agent_id}, phone PJSIP/{endpoint}, {args.phone})")
             return 0
         finally:
             await store.stop()
@@ -548,11 +563,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="agent",
         help="agent: the desktop (default); supervisor: the supervisor pages; admin: the flow studio (/studio/)",
     )
+    p.add_argument("--phone", choices=PHONE_CHOICES, default="sip", help=PHONE_HELP)
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
     p.set_defaults(func=cmd_agents)
     p = agents.add_parser("passwd", help="set an agent's password (closes their sessions, desktops too)")
     p.add_argument("username")
     p.add_argument("--password-stdin", action="store_true")
+    p.set_defaults(func=cmd_agents)
+    p = agents.add_parser("set", help="change an agent's phone (closes their sessions, desktops too)")
+    p.add_argument("username")
+    p.add_argument("--phone", choices=PHONE_CHOICES, required=True, help=PHONE_HELP)
     p.set_defaults(func=cmd_agents)
     p = agents.add_parser("disable", help="refuse an agent's logins and close their sessions (desktops too)")
     p.add_argument("username")

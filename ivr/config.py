@@ -288,6 +288,13 @@ class DesktopSettings(Section):
         60.0,
         "Seconds a locked user name or address is refused; tries during a lock neither count nor extend it.",
     )
+    softphone_wss_url = Setting(
+        "desktop.softphone_wss_url",
+        str,
+        "wss://127.0.0.1:8089/ws",
+        "Where browser softphones (agents with --phone browser) reach Asterisk's SIP over secure WebSocket: "
+        "http.conf's TLS address and the /ws path, with a certificate their browsers trust.",
+    )
 
 
 class FlowsSettings(Section):

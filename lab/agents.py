@@ -22,11 +22,15 @@ def add_agent(
     *,
     name: str | None = None,
     role: str = "agent",
+    phone: str = "sip",
 ) -> None:
     """``ivr agents add`` against the database in ``data_dir``; raises CalledProcessError on refusal.
-    ``role="supervisor"``: a wallboard account (no endpoint, no skills)."""
+    ``role="supervisor"``: a wallboard account (no endpoint, no skills). ``phone="browser"``: the
+    desktop's own softphone rings (endpoint ``<endpoint>-webrtc``)."""
     argv = [sys.executable, "-m", "ivr.cli", "agents", "add", username, "--name", name or username.title()]
     argv += ["--role", role]
+    if phone != "sip":
+        argv += ["--phone", phone]
     if endpoint:
         argv += ["--endpoint", endpoint]
     for skill in skills:

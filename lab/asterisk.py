@@ -16,7 +16,9 @@ Layout on the host::
             run/asterisk/         pid file and control socket (chroot's /var/run is a symlink to
                                   /run: never follow it from the host, it would be the host's /run)
             var/log/asterisk/console.log   Asterisk's console output (log_path)
-        state/                    0700: ami-secret, agent-passwords.json (0600), lock files
+        state/                    0700: ami-secret, agent-passwords.json (0600), lock files,
+                                  tls/asterisk.{crt,key}: the self-signed certificate of Asterisk's
+                                  HTTPS server (browser softphones' WSS), made once per lab root
 
 Telephony gotchas handled here: the root's /etc/hosts names the host so Asterisk does not do DNS
 for its own name on every call; every socket stays on 127.0.0.1; only one lab Asterisk can run on
@@ -49,9 +51,11 @@ from types import TracebackType
 
 from lab.errors import LabError
 
-__all__ = ["AGI_PORT", "AGI_STANDBY_PORT", "AMI_PORT", "SIP_PORT", "AsteriskLab", "main"]
+__all__ = ["AGI_PORT", "AGI_STANDBY_PORT", "AMI_PORT", "SIP_PORT", "WSS_PORT", "AsteriskLab", "main"]
 
 SIP_PORT = 5060
+#: Asterisk's HTTPS server (http.conf): browser softphones' SIP over WSS at wss://127.0.0.1:8089/ws
+WSS_PORT = 8089
 AMI_PORT = 5038
 #: Where the lab's dialplan reaches the controller: node 1 (the product's IVR_AGI default) and the
 #: standby node it tries when node 1 is unreachable (IVR_AGI_STANDBY in overlay/extensions_lab.conf).
@@ -583,6 +587,10 @@ class AsteriskLab:
             shutil.copyfile(source, staging / source.name)
         _write_private(staging / GENERATED_AMI_USERS, self._ami_users_conf())
         _write_private(staging / GENERATED_AGENTS_AUTH, self._agents_auth_conf())
+        cert, key = self.tls_certificate()
+        (staging / "keys").mkdir(mode=0o700)
+        shutil.copyfile(cert, staging / "keys/asterisk.crt")
+        _write_private(staging / "keys/asterisk.key", key.read_text())
         old = self.root / "etc/.asterisk.old"
         _remove_tree(old)
         if etc.exists():
@@ -590,6 +598,38 @@ class AsteriskLab:
         os.rename(staging, etc)
         _remove_tree(old)
         self._progress(f"installed {len(product)} product + {len(overlay)} lab config files into {etc}")
+
+    def tls_certificate(self) -> tuple[Path, Path]:
+        """The lab's certificate and key for Asterisk's HTTPS server, made once per lab root.
+
+        Self-signed for 127.0.0.1 and localhost (subjectAltName: browsers ignore the CN), ten
+        years, kept in the state directory so every install_config() installs the same one and a
+        test's browser may be told to trust exactly it.
+        """
+        tls = self.state_dir / "tls"
+        cert, key = tls / "asterisk.crt", tls / "asterisk.key"
+        if cert.is_file() and key.is_file():
+            return cert, key
+        self._ensure_state_dir()
+        tls.mkdir(mode=0o700, exist_ok=True)
+        with _file_lock(self.state_dir / "tls.lock"):
+            if not (cert.is_file() and key.is_file()):
+                result = subprocess.run(
+                    [
+                        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                        "-subj", "/CN=ivr-lab asterisk",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", str(key.with_suffix(".key.new")), "-out", str(cert.with_suffix(".crt.new")),
+                    ],
+                    capture_output=True, text=True, check=False, timeout=60,
+                )  # fmt: skip
+                if result.returncode != 0:
+                    raise LabError(f"openssl could not make the lab certificate: {result.stderr.strip()[-500:]}")
+                os.chmod(key.with_suffix(".key.new"), 0o600)
+                os.replace(key.with_suffix(".key.new"), key)
+                os.replace(cert.with_suffix(".crt.new"), cert)
+                self._progress(f"made the lab's TLS certificate {cert}")
+        return cert, key
 
     def _ami_users_conf(self) -> str:
         return (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from lab.errors import LabError
@@ -27,6 +27,16 @@ CHROMIUM_ARGS = (
     "--disable-dev-shm-usage",
 )
 
+#: For the desktop's browser softphone: fake microphone and camera, no permission prompt, and real
+#: host ICE candidates (Chromium hides local addresses behind mDNS names, which Asterisk cannot
+#: resolve). Add ``--use-file-for-fake-audio-capture=<wav>`` for a known sound.
+WEBRTC_ARGS = (
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+)
+
 
 def chromium_path() -> Path:
     """The system Chromium, or a LabError that says how to install it."""
@@ -40,8 +50,9 @@ def chromium_path() -> Path:
 
 
 @contextlib.asynccontextmanager
-async def chromium(*, headless: bool = True) -> AsyncIterator[object]:
+async def chromium(*, headless: bool = True, extra_args: Sequence[str] = ()) -> AsyncIterator[object]:
     """Launch the system Chromium; yields a Playwright `Browser`, closed (and awaited) on exit.
+    ``extra_args``: more command-line flags (``WEBRTC_ARGS`` for the browser softphone).
 
     Typed as `object` so this module imports without Playwright's stubs; callers that need the
     API annotate with `playwright.async_api.Browser`.
@@ -52,7 +63,7 @@ async def chromium(*, headless: bool = True) -> AsyncIterator[object]:
         raise LabError("Playwright is not installed: run scripts/bootstrap") from exc
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=str(chromium_path()), headless=headless, args=list(CHROMIUM_ARGS)
+            executable_path=str(chromium_path()), headless=headless, args=[*CHROMIUM_ARGS, *extra_args]
         )
         try:
             yield browser

@@ -18,6 +18,11 @@ Commands and replies (plain dicts on the bus)::
     acd.commands        {"id", "reply_to", "op", "agent_id", "args"}
     acd.replies.<node>  {"id", "ok": true} | {"id", "ok": false, "kind": "permission"|"value", "error"}
     acd.leader          {"node", "token"}
+
+``sip.grant`` (``endpoint``, ``password``) and ``sip.revoke`` (``endpoint``) create and delete
+the SIP credentials of an agent's browser softphone (``ivr.acd.sipcreds``): the leader holds AMI.
+They come from the desktop's own code (a sign-in, a logout, a session found revoked), never from
+a browser's message, and the password is in no log line and no reply.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ivr.acd import sipcreds
 from ivr.acd.chat import ChatContact
 from ivr.acd.topics import agent_topic
+from ivr.ami.actions import Action
+from ivr.ami.client import AmiError
 from ivr.bus.pubsub import Bus, Message, Subscription
 
 if TYPE_CHECKING:
@@ -42,7 +50,19 @@ COMMANDS = "acd.commands"
 LEADER = "acd.leader"
 #: seconds a follower waits for the leader's answer: the lease's takeover time fits in it twice
 REPLY_TIMEOUT = 4.0
-OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
+OPS = (
+    "login",
+    "logout",
+    "ready",
+    "pause",
+    "finish",
+    "painted",
+    "chat.send",
+    "chat.end",
+    "closed",
+    "sip.grant",
+    "sip.revoke",
+)
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
 SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
 #: chats a follower remembers the agent of (the oldest forgotten first: its page's next offer asks
@@ -226,12 +246,29 @@ class AcdDesk:
             await acd.chats.agent_message(agent_id, str(args["contact_id"]), str(args["text"])[:4000])
         elif op == "chat.end":
             await acd.chats.close(str(args["contact_id"]), by="agent", agent_id=agent_id)
+        elif op == "sip.grant":
+            await self._credentials(sipcreds.grant_action(str(args["endpoint"]), str(args["password"])))
+        elif op == "sip.revoke":
+            await self._credentials(sipcreds.revoke_action(str(args["endpoint"])), missing_ok=True)
         elif op == "closed":
             # the agent's last screen closed: no call may ring there unannounced
             current = acd.states.get(agent_id)
             if current is not None and current.status == "ready":
                 await acd.pause(agent_id, "desktop closed")
         return None
+
+    async def _credentials(self, action: Action, *, missing_ok: bool = False) -> None:
+        """Send a credential's AMI action; a failure is a ValueError the desktop reports (the
+        action's value, the password, is never in its text)."""
+        ami = self.acd.ami
+        if ami is None:
+            raise ValueError("browser softphones need the AMI connection (ami.secret)")
+        try:
+            await ami.action(action)
+        except AmiError as exc:
+            if missing_ok and "not found" in str(exc).lower():
+                return  # already revoked (another node noticed the same ended session)
+            raise ValueError(f"Asterisk refused the softphone's credentials ({action['Action']})") from None
 
 
 class ChatsViaLeader:

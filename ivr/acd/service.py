@@ -32,6 +32,7 @@ from ivr.acd.agents import AgentState
 from ivr.acd.chat import LEAVE_GRACE_S, ChatOffers
 from ivr.acd.permissions import loggable, refusal
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
+from ivr.acd.sipcreds import phone_endpoint
 from ivr.acd.topics import agent_topic
 from ivr.agi import variables as var
 from ivr.ami import actions
@@ -153,12 +154,19 @@ class Acd:
     async def login(self, agent: dict[str, Any]) -> AgentState:
         """The agent's desktop connected: join their softphone to their skill queues (paused)."""
         state = self.states.get(agent["id"])
+        endpoint = phone_endpoint(agent)
+        if state is not None and state.endpoint != endpoint and state.status not in ("ringing", "on_call"):
+            # the agent's phone changed (``ivr agents set --phone``): the old one leaves the queues
+            await self._send(state.logout())
+            self._by_interface.pop(state.interface, None)
+            del self.states[state.agent_id]
+            state = None
         if state is None:
             state = AgentState(
                 agent_id=agent["id"],
                 username=agent["username"],
                 display_name=agent["display_name"],
-                endpoint=agent["endpoint"],
+                endpoint=endpoint,
                 skills={k: int(v) for k, v in agent["skills"].items()},
                 max_chats=int(agent.get("max_chats", 3)),
             )

@@ -35,6 +35,9 @@ from ivr.ami.events import AmiEvent, AmiEventError, FullyBooted, parse
 from ivr.errors import IvrError
 
 log = logging.getLogger(__name__)
+# panoramisk logs every action still pending when a connection drops, verbatim, at INFO: a DBPut
+# carrying a browser softphone's password (ivr.acd.sipcreds) would reach the log.
+logging.getLogger("panoramisk.ami_protocol").setLevel(logging.WARNING)
 EventHandler = Callable[[AmiEvent], Awaitable[None]]
 ConnectedHandler = Callable[[], Awaitable[None]]
 

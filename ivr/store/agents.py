@@ -20,6 +20,8 @@ from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow, LeaseRow
 SESSION_TTL = 12 * 3600.0
 #: What a login may open: the agent desktop, the supervisor pages, or the flow studio (one role per login).
 ROLES = ("agent", "supervisor", "admin")
+#: What rings for an agent (``ivr.acd.sipcreds``): a SIP phone on their endpoint, or the desktop.
+PHONES = ("sip", "browser")
 
 
 def _agent(row: Any) -> dict[str, Any]:
@@ -32,6 +34,7 @@ def _agent(row: Any) -> dict[str, Any]:
         "max_chats": row.max_chats,
         "disabled": bool(row.disabled),
         "role": row.role,
+        "phone": row.phone,
     }
 
 
@@ -50,9 +53,12 @@ class AgentStore:
         max_chats: int = 3,
         agent_id: str | None = None,
         role: str = "agent",
+        phone: str = "sip",
     ) -> str:
         if role not in ROLES:
             raise StoreError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        if phone not in PHONES:
+            raise StoreError(f"phone must be one of {', '.join(PHONES)}, not {phone!r}")
         now = time.time()
         agent_id = agent_id or uuid.uuid4().hex[:12]
         try:
@@ -68,6 +74,7 @@ class AgentStore:
                         max_chats=max_chats,
                         disabled=False,
                         role=role,
+                        phone=phone,
                         created_at=now,
                         updated_at=now,
                     )
@@ -98,6 +105,22 @@ class AgentStore:
                 update(AgentRow)
                 .where(AgentRow.username == username)
                 .values(password_hash=password_hash, updated_at=time.time())
+            )
+            await conn.execute(
+                delete(AgentSessionRow).where(
+                    AgentSessionRow.agent_id.in_(select(AgentRow.id).where(AgentRow.username == username))
+                )
+            )
+        return bool(result.rowcount)
+
+    async def set_phone(self, username: str, phone: str) -> bool:
+        """Change what rings for an agent, and end their sessions: the queues learn the new phone
+        when the desktop signs in again. False if there is no such agent."""
+        if phone not in PHONES:
+            raise StoreError(f"phone must be one of {', '.join(PHONES)}, not {phone!r}")
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(AgentRow).where(AgentRow.username == username).values(phone=phone, updated_at=time.time())
             )
             await conn.execute(
                 delete(AgentSessionRow).where(

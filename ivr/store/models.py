@@ -172,6 +172,8 @@ class AgentRow(Base):
     max_chats: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     role: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")  # or "supervisor"
+    # what rings for an agent: "sip" (a SIP phone registered as endpoint) or "browser" (the desktop, WebRTC)
+    phone: Mapped[str] = mapped_column(String(16), default="sip", server_default="sip")
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 

@@ -8,6 +8,9 @@ API is not reachable with a desktop session)::
     GET  /desktop/                 the desktop page (303 to the login form without a session)
     GET  /desktop/api/me           {"agent", "csrf"}: who is logged in and the session's CSRF token
     POST /desktop/api/logout       (X-CSRF-Token) leaves the queues, ends the session
+    POST /desktop/api/softphone    (X-CSRF-Token) the browser softphone's SIP account for this login:
+                                   {"phone": "sip"}, or {"phone": "browser", "ws_url", "uri",
+                                   "username", "password"} with a password made now (ivr.acd.sipcreds)
     GET  /desktop/ws?csrf=...      the websocket (session cookie + CSRF token + same Origin)
     GET  /desktop/static/...       page assets (plain HTML/JS/CSS, no build step)
 
@@ -30,6 +33,11 @@ every socket re-reads its session each ``session_check`` seconds, so a password 
 disabled agent (``ivr agents passwd|disable``, another process: only the database changes) closes
 it within that time, with code 4001; the agent's queues then follow the last-tab-closed rule.
 
+A browser softphone's SIP password lives only in Asterisk (put there through the ACD leader) and
+in the reply to the page that asked: a new one at each request, deleted at logout and when the
+socket's session check finds the session gone. The desktop page's Content-Security-Policy lets it
+connect to that one WebSocket address besides its own origin.
+
 Failed logins are limited per user name and per client address (``ivr.web.login_limits``); user
 names longer than ``MAX_USERNAME`` are refused before anything is looked up or remembered.
 The desktop is for accounts with the ``agent`` role; supervisors sign in at ``/supervisor/login``
@@ -45,9 +53,11 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from ivr.acd import sipcreds
 from ivr.acd.desk import AcdDesk, LeaderUnavailable
 from ivr.acd.permissions import loggable
 from ivr.acd.service import Acd, agent_topic
@@ -85,6 +95,7 @@ BUS = web.AppKey("bus", Bus)
 SECURE = web.AppKey("secure_cookies", bool)
 LIMITER = web.AppKey("login_limiter", LoginLimiter)
 SESSION_CHECK = web.AppKey("session_check", float)
+SOFTPHONE_URL = web.AppKey("softphone_url", str)
 
 #: The pages load only their own script and style and talk only to this origin (websocket included).
 PAGE_HEADERS = {
@@ -264,11 +275,58 @@ async def desktop_redirect(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/desktop/")
 
 
+def desktop_headers(softphone_url: str) -> dict[str, str]:
+    """The page headers, with the softphone's WebSocket origin added to ``connect-src``."""
+    origin = urlsplit(softphone_url)
+    csp = PAGE_HEADERS["Content-Security-Policy"].replace(
+        "connect-src 'self'", f"connect-src 'self' {origin.scheme}://{origin.netloc}"
+    )
+    return {**PAGE_HEADERS, "Content-Security-Policy": csp}
+
+
 @routes.get("/desktop/")
 async def desktop_page(request: web.Request) -> web.Response:
     if await current_agent(request) is None:
         raise web.HTTPSeeOther("/desktop/login")
-    return web.Response(text=(STATIC / "index.html").read_text(), content_type="text/html", headers=PAGE_HEADERS)
+    headers = desktop_headers(request.app[SOFTPHONE_URL])
+    return web.Response(text=(STATIC / "index.html").read_text(), content_type="text/html", headers=headers)
+
+
+@routes.post("/desktop/api/softphone")
+async def softphone(request: web.Request) -> web.Response:
+    """A fresh SIP password for this agent's browser endpoint, pushed to Asterisk, then given to
+    this page only (no-store; never logged, never in the database)."""
+    agent = await _require(request, check_csrf=True)
+    if agent.get("phone") != "browser":
+        return web.json_response({"phone": "sip"}, headers={"Cache-Control": "no-store"})
+    endpoint = sipcreds.browser_endpoint(agent["endpoint"])
+    password = sipcreds.new_password()
+    try:
+        await request.app[DESK].run("sip.grant", agent["id"], endpoint=agent["endpoint"], password=password)
+    except (LeaderUnavailable, ValueError) as exc:
+        log.warning("agent %s: no browser softphone credentials: %s", agent["username"], exc)
+        raise web.HTTPServiceUnavailable(text=str(exc)) from None
+    url = request.app[SOFTPHONE_URL]
+    host = urlsplit(url).hostname or "127.0.0.1"
+    body = {
+        "phone": "browser",
+        "ws_url": url,
+        "uri": f"sip:{endpoint}@{host}",
+        "username": endpoint,
+        "password": password,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def revoke_softphone(desk: AcdDesk, agent: dict[str, Any]) -> None:
+    """Delete the agent's browser softphone credentials (a session ended); a leader that does not
+    answer is logged: the credentials then last until the next sign-in replaces them."""
+    if agent.get("phone") != "browser":
+        return
+    try:
+        await desk.run("sip.revoke", agent["id"], endpoint=agent["endpoint"])
+    except (LeaderUnavailable, ValueError) as exc:
+        log.warning("agent %s: browser softphone credentials not revoked: %s", agent["username"], exc)
 
 
 @routes.get("/desktop/api/me")
@@ -286,6 +344,7 @@ async def logout(request: web.Request) -> web.Response:
     agent = await _require(request, check_csrf=True)
     with contextlib.suppress(LeaderUnavailable):  # the session ends anyway; a new leader has no state of it
         await request.app[DESK].run("logout", agent["id"])
+    await revoke_softphone(request.app[DESK], agent)
     request.app[DESK].closed(agent["id"])
     session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
     await request.app[AGENTS].end_session(session)
@@ -326,6 +385,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                     continue
                 if live is None or live[0]["id"] != agent["id"] or live[0]["role"] != "agent":
                     log.info("agent %s: desktop session ended; closing its websocket", agent["username"])
+                    await revoke_softphone(desk, agent)
                     await ws.close(code=SESSION_ENDED, message=b"session ended: log in again")
 
         forwarder = asyncio.create_task(forward(), name=f"desktop-ws-{agent['id']}")
@@ -430,6 +490,7 @@ def setup_desktop(
     secure_cookies: bool = False,
     session_check: float = SESSION_CHECK_S,
     login_limits: LoginLimiter | None = None,
+    softphone_url: str = "wss://127.0.0.1:8089/ws",
 ) -> None:
     """Register the desktop on ``app`` (called by the composition root, ``ivr.app.App``)."""
     if not 0 < session_check <= 60:
@@ -440,8 +501,12 @@ def setup_desktop(
     app[BUS] = bus
     app[SECURE] = secure_cookies
     app[SESSION_CHECK] = session_check
+    if urlsplit(softphone_url).scheme not in ("wss", "ws") or not urlsplit(softphone_url).hostname:
+        raise ConfigError(f"desktop.softphone_wss_url must be a wss:// URL, not {softphone_url!r}")
+    app[SOFTPHONE_URL] = softphone_url
     # not ``or``: an empty limiter has len() 0
     app[LIMITER] = LoginLimiter(per_name=PER_NAME, per_address=PER_ADDRESS) if login_limits is None else login_limits
     app[SOCKETS] = OpenDesktops()
     app.add_routes(routes)
     app.router.add_static("/desktop/static/", STATIC, show_index=False)
+    app.router.add_static("/desktop/vendor/", STATIC.parent / "vendor", show_index=False)

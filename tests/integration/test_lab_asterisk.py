@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.asterisk import AMI_PORT, SIP_PORT, AsteriskLab
+from lab.asterisk import AMI_PORT, SIP_PORT, WSS_PORT, AsteriskLab
 from lab.require import require
 
 pytestmark = pytest.mark.integration
@@ -160,7 +160,7 @@ def test_trunk_agent_and_lab_endpoints_are_loaded(lab: AsteriskLab) -> None:
 def test_calls_whose_audio_stopped_are_hung_up(lab: AsteriskLab) -> None:
     # A BYE the carrier never sent must not leave a caller in a queue for ever: every endpoint
     # that carries calls hangs up after 60 s without RTP (600 s on hold).
-    for name in ["trunk", "lab", *AGENTS]:
+    for name in ["trunk", "lab", *AGENTS, *(f"{a}-webrtc" for a in AGENTS)]:
         shown = lab.cli(f"pjsip show endpoint {name}")
         assert re.search(r"^\s*rtp_timeout\s*:\s*60\s*$", shown, re.M), name
         assert re.search(r"^\s*rtp_timeout_hold\s*:\s*600\s*$", shown, re.M), name
@@ -193,6 +193,12 @@ def test_required_modules_are_running(lab: AsteriskLab) -> None:
         "app_echo",
         "func_strings",
         "func_logic",
+        # agents' browser softphones: SIP over WSS, DTLS-SRTP, opus, per-login auth from astdb
+        "res_http_websocket",
+        "res_pjsip_transport_websocket",
+        "res_srtp",
+        "res_sorcery_astdb",
+        "codec_opus_open_source",
     }
     assert required - running == set()
     # [net] modules of modules.conf must stay off: they would listen on 0.0.0.0.
@@ -221,7 +227,16 @@ def test_start_up_log_has_no_errors_or_warnings(lab: AsteriskLab) -> None:
 def test_ami_and_sip_listen_on_loopback_only(lab: AsteriskLab) -> None:
     assert "127.0.0.1:5038" in lab.cli("manager show settings")
     assert re.search(r"transport-udp\s+udp.*127\.0\.0\.1:5060", lab.cli("pjsip show transports"))
-    assert _asterisk_sockets(lab, "t") == [("127.0.0.1", AMI_PORT)]
+    # TCP: AMI, and the HTTP server (http.conf) only for browser softphones' SIP over WebSocket:
+    # 8089 with TLS, 8088 plain (never to be opened to a network)
+    assert sorted(_asterisk_sockets(lab, "t")) == [
+        ("127.0.0.1", AMI_PORT),
+        ("127.0.0.1", 8088),
+        ("127.0.0.1", WSS_PORT),
+    ]
+    status = lab.cli("http show status")
+    assert "HTTPS Server Enabled and Bound to 127.0.0.1:8089" in status and "/ws =>" in status
+    assert re.search(r"transport-wss\s+wss", lab.cli("pjsip show transports"))
     udp = _asterisk_sockets(lab, "u")
     assert ("127.0.0.1", SIP_PORT) in udp
     # Besides SIP (and RTP of calls in progress, 127.0.0.1:10000-20000) only PJSIP's DNS client
@@ -234,7 +249,7 @@ def test_ami_and_sip_listen_on_loopback_only(lab: AsteriskLab) -> None:
 
 
 def test_generated_secret_files_are_private_and_product_files_hold_no_secret(lab: AsteriskLab) -> None:
-    for name in ("manager_users.conf", "pjsip_agents_auth.conf"):
+    for name in ("manager_users.conf", "pjsip_agents_auth.conf", "keys/asterisk.key"):
         mode = stat.S_IMODE((lab.etc_dir / name).stat().st_mode)
         assert mode == 0o600, f"{name} is {oct(mode)}"
     assert f"secret = {lab.ami_secret}" in (lab.etc_dir / "manager_users.conf").read_text()

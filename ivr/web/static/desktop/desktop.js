@@ -23,6 +23,7 @@ async function start() {
   $("#btn-pause").onclick = () => send({ type: "pause", reason: $("#pause-reason").value });
   $("#btn-logout").onclick = logout;
   connect();
+  if (me.agent.phone === "browser" && window.IvrSoftphone) window.IvrSoftphone.start(state.csrf);  // softphone.js
 }
 
 function connect() {
@@ -40,6 +41,7 @@ function connect() {
 }
 
 async function logout() {
+  if (window.IvrSoftphone) await window.IvrSoftphone.stop();
   await fetch("/desktop/api/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf }, credentials: "same-origin" });
   location.href = "/desktop/login";
 }

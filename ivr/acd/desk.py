@@ -42,7 +42,20 @@ COMMANDS = "acd.commands"
 LEADER = "acd.leader"
 #: seconds a follower waits for the leader's answer: the lease's takeover time fits in it twice
 REPLY_TIMEOUT = 4.0
-OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
+OPS = (
+    "login",
+    "logout",
+    "ready",
+    "pause",
+    "finish",
+    "painted",
+    "chat.send",
+    "chat.end",
+    "closed",
+    "transfer",
+    "transfer.complete",
+    "transfer.cancel",
+)
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
 SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
 #: chats a follower remembers the agent of (the oldest forgotten first: its page's next offer asks
@@ -226,6 +239,19 @@ class AcdDesk:
             await acd.chats.agent_message(agent_id, str(args["contact_id"]), str(args["text"])[:4000])
         elif op == "chat.end":
             await acd.chats.close(str(args["contact_id"]), by="agent", agent_id=agent_id)
+        elif op == "transfer":
+            return await acd.transfers.start(
+                agent_id,
+                journey_id=str(args["journey_id"]),
+                kind=args.get("kind"),
+                value=args.get("target"),
+                mode=args.get("mode"),
+                note=args.get("note"),
+            )
+        elif op == "transfer.complete":
+            await acd.transfers.complete(agent_id)
+        elif op == "transfer.cancel":
+            await acd.transfers.cancel(agent_id)
         elif op == "closed":
             # the agent's last screen closed: no call may ring there unannounced
             current = acd.states.get(agent_id)

@@ -33,6 +33,8 @@ from ivr.acd.chat import LEAVE_GRACE_S, ChatOffers
 from ivr.acd.permissions import loggable, refusal
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
 from ivr.acd.topics import agent_topic
+from ivr.acd.transfer import carried_pop
+from ivr.acd.transfers import Transfers
 from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
@@ -71,6 +73,8 @@ class Acd:
         bus: Bus | None = None,
         recent_contact_s: float = RECENT_CONTACT_S,
         chat_leave_grace: float = LEAVE_GRACE_S,
+        transfer_dial: str = "PJSIP/{number}@trunk",
+        transfer_caller_id: str = "",
     ) -> None:
         self.ami = ami
         #: how long after a contact ended its agent may still write notes and a disposition
@@ -88,6 +92,7 @@ class Acd:
         #: ms from AgentCalled to painted in the browser, the latest PAINT_SAMPLES, for metrics
         self.paint_ms: deque[float] = deque(maxlen=PAINT_SAMPLES)
         self.chats = ChatOffers(self, leave_grace=chat_leave_grace)
+        self.transfers = Transfers(self, dial=transfer_dial, caller_id=transfer_caller_id)
         #: Asked, in order, when an agent says ready and would be unpaused: True keeps them paused
         #: (a due callback holds them; see ``Callbacks.reserve_on_ready``). Registered by the
         #: service that owns the reason, the way it subscribes to AMI events.
@@ -121,6 +126,7 @@ class Acd:
         self.states.clear()
         self._by_interface.clear()
         self.waiting.clear()
+        self.transfers.forget()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -311,8 +317,12 @@ class Acd:
     # ------------------------------------------------------------------ AMI events
 
     async def handle(self, event: ev.AmiEvent) -> None:
+        await self.transfers.handle(event)
         if isinstance(event, ev.QueueCallerJoin):
             call = self._waiting_from(event.queue, event.caller, event.timestamp or time.time(), event.position)
+            carried = self.transfers.context_for(event.caller.uniqueid)
+            if carried is not None and carried.first_joined_at:
+                call["first_joined_at"] = carried.first_joined_at  # a transferred caller keeps their wait
             self._prepare(call)
         elif isinstance(event, ev.AgentCalled):
             await self._agent_called(event)
@@ -379,6 +389,7 @@ class Acd:
             task = self._pops.pop(uid, None)
             if task is not None and not task.done():
                 task.cancel()
+            self.transfers.forget_caller(uid)
             await self._cancel_ringing(uid, why="caller hung up")
         elif isinstance(event, ev.Shutdown):
             log.warning("Asterisk is shutting down (restart=%s)", event.restart)
@@ -411,7 +422,7 @@ class Acd:
             "agent_channel": event.agent_channel.name,
         }
         state.ringing(call)
-        pop = await self.pop_for(call)
+        pop = carried_pop(await self.pop_for(call), self.transfers.context_for(event.caller.uniqueid))
         await self.bus.publish(agent_topic(agent_id), {"type": "pop", "pop": pop, "agent": state.to_dict()})
 
     async def _cancel_ringing(self, uniqueid: str, *, only: str | None = None, why: str) -> None:

@@ -102,3 +102,44 @@ def redirect(channel: str, *, context: str, exten: str, priority: int = 1) -> Ac
         "Exten": _clean("exten", exten),
         "Priority": str(int(priority)),
     }
+
+
+def setvar(channel: str, variable: str, value: str) -> Action:
+    """Set a channel variable (``__NAME`` is inherited by the channels this one creates)."""
+    return {
+        "Action": "Setvar",
+        "Channel": _clean("channel", channel),
+        "Variable": _clean("variable", variable),
+        "Value": _clean("value", value),
+    }
+
+
+def blind_transfer(channel: str, *, context: str, exten: str) -> Action:
+    """Send whoever is bridged with ``channel`` (the transferer: the agent's leg) to exten@context;
+    the transferer's leg is hung up. app_queue logs it as BLINDTRANSFER."""
+    return {
+        "Action": "BlindTransfer",
+        "Channel": _clean("channel", channel),
+        "Context": _clean("context", context),
+        "Exten": _clean("exten", exten),
+    }
+
+
+def atxfer(channel: str, *, context: str, exten: str) -> Action:
+    """Attended transfer from the transferer's ``channel``: its peer is held (music on hold) while
+    the transferer is connected to exten@context. Needs ``atxfer`` in features.conf."""
+    return {
+        "Action": "Atxfer",
+        "Channel": _clean("channel", channel),
+        "Context": _clean("context", context),
+        "Exten": _clean("exten", exten),
+    }
+
+
+def cancel_atxfer(channel: str) -> Action:
+    """Abort the transferer's attended transfer (features.conf ``atxferabort``): back to the caller."""
+    return {"Action": "CancelAtxfer", "Channel": _clean("channel", channel)}
+
+
+def hangup(channel: str, *, cause: int = 16) -> Action:
+    return {"Action": "Hangup", "Channel": _clean("channel", channel), "Cause": str(int(cause))}

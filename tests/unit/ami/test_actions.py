@@ -32,3 +32,20 @@ def test_originate_carries_variables_and_refuses_header_injection() -> None:
         actions.queue_pause("PJSIP/a\r\nAction: Originate", True)
     with pytest.raises(ValueError):
         actions.originate("x", context="c", exten="s", variables={"A": "1,B=2"})
+
+
+def test_transfer_actions() -> None:
+    from ivr.ami import actions as a
+
+    assert a.blind_transfer("PJSIP/agent1001-1", context="ivr-transfer", exten="queue") == {
+        "Action": "BlindTransfer",
+        "Channel": "PJSIP/agent1001-1",
+        "Context": "ivr-transfer",
+        "Exten": "queue",
+    }
+    assert a.atxfer("PJSIP/agent1001-1", context="ivr-transfer", exten="8001")["Action"] == "Atxfer"
+    assert a.cancel_atxfer("PJSIP/agent1001-1") == {"Action": "CancelAtxfer", "Channel": "PJSIP/agent1001-1"}
+    assert a.setvar("PJSIP/trunk-1", "__IVR_XFER_ID", "t1")["Variable"] == "__IVR_XFER_ID"
+    assert a.hangup("PJSIP/agent1001-1")["Cause"] == "16"
+    with pytest.raises(ValueError):
+        a.setvar("PJSIP/trunk-1", "IVR_XFER_QUEUE", "support\r\nAction: Hangup")

@@ -348,7 +348,9 @@ class Acd:
         elif isinstance(event, ev.AgentComplete):
             agent_id = self._by_interface.get(event.interface)
             self._pops.pop(event.caller.uniqueid, None)
-            if agent_id:
+            if agent_id and self.transfers.holds(agent_id):
+                pass  # the consult moved the call out of app_queue: ivr.acd.transfers ends it
+            elif agent_id:
                 state = self.states[agent_id]
                 ended = state.call
                 await self._send(state.completed())

@@ -10,20 +10,29 @@ What each transfer does in Asterisk (``[ivr-transfer]`` in extensions.conf)::
     blind   Setvar on the caller's channel (target, original queue and position), then AMI
             BlindTransfer of the agent's leg: the caller runs [ivr-transfer] <kind>, the agent's
             leg hangs up (app_queue: AgentComplete, reason transfer -> the agent wraps up)
-    consult Setvar __IVR_XFER_* on the agent's leg, then AMI Atxfer: the caller is held in the
-            queue's bridge and hears music on hold (chan_pjsip starts MOH on the hold indication)
-            while a Local channel runs [ivr-transfer] consult-<kind> for the agent.
-            complete = AMI Hangup of the agent's leg (Asterisk bridges the caller with the target);
-            cancel = AMI CancelAtxfer (features.conf atxferabort): the target's leg ends, the caller
-            is back with the agent
+    consult Setvar IVR_XFER_* on the agent's leg, then one AMI Redirect of both legs: the
+            caller to [ivr-transfer-hold] (MusicOnHold: music, never silence), the agent's leg to
+            [ivr-transfer] consult-<kind>, which dials the target for the agent.
+            complete = AMI Bridge of the caller with the target's leg (it leaves the agent's Dial),
+            then Hangup of the agent's leg; cancel = AMI Bridge of the caller with the agent's leg
+            (the target's leg, alone in the Dial, is hung up by Asterisk). A target that does not
+            answer or hangs up first also gives the caller back to the agent.
+
+Why not AMI Atxfer (the features.conf attended transfer): on Asterisk 22 it queues the feature code
+and the extension as DTMF on the agent's channel, and the extension digits are lost while the
+transfer prompt plays ("Dialed no digits", measured in the lab); the Redirect + Bridge here needs
+no DTMF and no feature code, so it works the same for a SIP phone and the browser softphone.
+The Redirect ends the caller's Queue(): app_queue reports AgentComplete, which the ACD ignores for
+an agent whose call this module holds (:meth:`Transfers.holds`); the agent's wrap-up comes when
+the consult or the call it returned to ends.
 
 A target agent's phone is dialled directly (not through app_queue), so this module drives their
 state: ringing with the card published to their desktop at once, on_call when the dialplan reports
 the answer (``UserEvent(IvrTransfer, Status: ANSWER)`` from the answered channel), wrap-up when that
 channel hangs up. They are paused in app_queue meanwhile, so no queue call rings them too.
 
-A caller who hangs up during a consult leaves the agent and the target talking in Asterisk's
-consult bridge: the agent's and the target's legs are hung up here, so no channel is left behind.
+A caller who hangs up during a consult leaves the agent and the target talking: the agent's leg
+is hung up here (the target's, alone in the Dial, goes with it), so no channel is left behind.
 Every transfer is one ``agent_transfer`` entry on the journey's timeline, with its outcome.
 """
 
@@ -32,7 +41,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ivr.acd.agents import AgentState
@@ -58,6 +67,8 @@ from ivr.bus.pubsub import Bus
 
 log = logging.getLogger(__name__)
 CONTEXT = "ivr-transfer"
+#: where a caller waits, with music, while their agent consults
+HOLD_CONTEXT = "ivr-transfer-hold"
 #: the dialplan's report of a transfer's dial (``UserEvent(IvrTransfer, Transfer: id, Status: ...)``)
 USER_EVENT = "IvrTransfer"
 #: seconds a transfer target's phone rings before the caller goes back to their queue
@@ -88,9 +99,19 @@ class Consult:
     caller_channel: str
     agent_channel: str
     leg: Leg
-    completing: bool = False
+    #: what the desktop asked (complete / cancel) while it is being carried out
+    finishing: str = ""
     ended: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Returned:
+    """A call given back to its agent after a consult: the agent wraps up when it ends (app_queue
+    no longer follows it)."""
+
+    caller_uniqueid: str
+    agent_channel: str
+    journey_id: str
 
 
 class TransferDesk(Protocol):
@@ -129,6 +150,12 @@ class Transfers:
         self.consults: dict[str, Consult] = {}
         #: dialled agent legs, by transfer id
         self.legs: dict[str, Leg] = {}
+        #: calls back with their agent after a consult, by agent
+        self.returned: dict[str, Returned] = {}
+
+    def holds(self, agent_id: str) -> bool:
+        """This module follows the agent's call (a consult, or the call it gave back), not app_queue."""
+        return agent_id in self.consults or agent_id in self.returned
 
     # ------------------------------------------------------------------ desktop commands
 
@@ -175,25 +202,29 @@ class Transfers:
         return {"transfer_id": context.transfer_id, "mode": how, "target": target.to_dict()}
 
     async def complete(self, agent_id: str) -> None:
+        """The caller goes to the target (who answered); the agent's leg ends and they wrap up."""
         consult = self.consults.get(agent_id)
         if consult is None:
             raise TransferRefused("no consultation to complete")
-        if not consult.leg.answered:
+        if not consult.leg.answered or not consult.leg.channel:
             raise TransferRefused("the target has not answered yet: wait or cancel")
-        consult.completing = True
+        consult.finishing = "completed"
         try:
-            await self._action(actions.hangup(consult.agent_channel))
+            await self._action(actions.bridge(consult.caller_channel, consult.leg.channel))
         except TransferRefused:
-            consult.completing = False
+            consult.finishing = ""
             raise
+        await self._hangup(consult.agent_channel)
         await self._end_consult(consult, "completed")
+        await self._agent_done(agent_id, "transfer")
 
     async def cancel(self, agent_id: str) -> None:
+        """Back to the caller: the target's leg ends."""
         consult = self.consults.get(agent_id)
         if consult is None:
             raise TransferRefused("no consultation to cancel")
-        await self._action(actions.cancel_atxfer(consult.agent_channel))
-        await self._end_consult(consult, "cancelled")
+        consult.finishing = "cancelled"
+        await self._back_to_caller(consult, "cancelled")
 
     # ------------------------------------------------------------------ the checks
 
@@ -299,16 +330,15 @@ class Transfers:
         caller_channel: str,
         agent_channel: str,
     ) -> None:
-        setvars = {var.XFER_ID: context.transfer_id, var.XFER_RING: str(RING_S)}
+        setvars = {var.inherited(var.XFER_ID): context.transfer_id, var.XFER_RING: str(RING_S)}
         if context.target.kind == "number":
             setvars[var.XFER_DIAL] = dial_string(self.dial, context.target.value)
             setvars[var.XFER_CALLERID] = self.caller_id
         else:
             assert target_state is not None
             setvars[var.XFER_ENDPOINT] = target_state.endpoint
-        # two underscores: the consult's Local channel (and the target's leg) inherit them
         for name, value in setvars.items():
-            await self._action(actions.setvar(agent_channel, var.inherited(name), value))
+            await self._action(actions.setvar(agent_channel, name, value))
         call = state.call or {}
         caller_uid = str(call.get("uniqueid"))
         leg = Leg(context, None, caller_uid, str(call.get("journey_id") or ""))
@@ -317,9 +347,18 @@ class Transfers:
         else:
             self.legs[context.transfer_id] = leg
         consult = Consult(context, state.agent_id, caller_uid, caller_channel, agent_channel, leg)
-        self.consults[state.agent_id] = consult
+        self.consults[state.agent_id] = consult  # before the Redirect: its AgentComplete is ours
         try:
-            await self._action(actions.atxfer(agent_channel, context=CONTEXT, exten=f"consult-{context.target.kind}"))
+            await self._action(
+                actions.redirect_both(
+                    caller_channel,
+                    context=HOLD_CONTEXT,
+                    exten="s",
+                    extra_channel=agent_channel,
+                    extra_context=CONTEXT,
+                    extra_exten=f"consult-{context.target.kind}",
+                )
+            )
         except TransferRefused:
             self.consults.pop(state.agent_id, None)
             await self._leg_failed(leg, "refused")
@@ -328,6 +367,14 @@ class Transfers:
         await self.acd.bus.publish(
             agent_topic(state.agent_id), {"type": "transfer.consulting", "transfer": context.to_dict()}
         )
+
+    async def _back_to_caller(self, consult: Consult, outcome: str) -> None:
+        """The agent's leg rejoins the held caller (leaving the Dial: the target's leg goes)."""
+        await self._action(actions.bridge(consult.caller_channel, consult.agent_channel))
+        self.returned[consult.agent_id] = Returned(
+            consult.caller_uniqueid, consult.agent_channel, consult.leg.journey_id
+        )
+        await self._end_consult(consult, outcome)
 
     async def _end_consult(self, consult: Consult, outcome: str) -> None:
         if consult.ended:
@@ -342,6 +389,26 @@ class Transfers:
         )
         await self._record(consult.leg.journey_id, consult.context, outcome)
         log.info("consultation %s of agent %s: %s", consult.context.transfer_id, consult.agent_id, outcome)
+
+    async def _agent_done(self, agent_id: str, by: str) -> None:
+        """The transferring agent's call is over (completed, or the caller left): wrap-up, as
+        app_queue's AgentComplete would have done."""
+        self.returned.pop(agent_id, None)
+        state = self.acd.states.get(agent_id)
+        if state is None or state.status not in ("on_call", "ringing"):
+            return
+        ended = state.call
+        await self._send(state.completed())
+        await self.acd.bus.publish(agent_topic(agent_id), {"type": "call.ended", "call": ended, "by": by})
+        await self.acd.publish_state(agent_id)
+
+    async def _hangup(self, channel: str) -> None:
+        ami = self.acd.ami
+        if channel and ami is not None:
+            try:
+                await ami.action(actions.hangup(channel))
+            except AmiError as exc:  # already gone: what we wanted
+                log.debug("hangup of %s: %s", channel, exc)
 
     # ------------------------------------------------------------------ the target agent's phone
 
@@ -409,42 +476,47 @@ class Transfers:
 
     async def handle(self, event: ev.AmiEvent) -> None:
         if isinstance(event, ev.UserEvent) and event.name == USER_EVENT:
-            leg = self.legs.get(event.fields.get("Transfer", ""))
-            if leg is None:
-                return
-            status = event.fields.get("Status", "")
-            if status == "ANSWER":
-                await self._leg_answered(leg, event.channel)
-            else:
-                await self._leg_failed(leg, (status or "failed").lower())
-                consult = self.consults.get(leg.context.by_agent_id)
-                if consult is not None and consult.leg is leg:
-                    # the consult's Local channel ends: Asterisk gives the caller back to the agent
-                    await self._end_consult(consult, "target_failed")
+            await self._dial_report(event)
         elif isinstance(event, ev.Hangup):
-            uid = event.channel.uniqueid
+            uid, name = event.channel.uniqueid, event.channel.name
             for leg in [leg for leg in self.legs.values() if leg.channel_uniqueid == uid]:
                 await self._leg_ended(leg)
-                consult = self.consults.get(leg.context.by_agent_id)
-                if consult is not None and consult.leg is leg and not consult.completing:
-                    await self._end_consult(consult, "target_hung_up")
             for consult in [c for c in self.consults.values() if c.caller_uniqueid == uid]:
                 await self._caller_gone(consult)
             for leg in [leg for leg in self.legs.values() if leg.caller_uniqueid == uid and not leg.answered]:
                 await self._leg_failed(leg, "caller hung up")
+            for agent_id, back in list(self.returned.items()):
+                if back.caller_uniqueid == uid or back.agent_channel == name:
+                    if back.agent_channel != name:
+                        await self._hangup(back.agent_channel)
+                    await self._agent_done(agent_id, "hangup")
+
+    async def _dial_report(self, event: ev.UserEvent) -> None:
+        """The dialplan's word on a target's dial: answered, or over (not answered, or it ended)."""
+        leg = self.legs.get(event.fields.get("Transfer", ""))
+        status = event.fields.get("Status", "")
+        if leg is not None and status == "ANSWER":
+            await self._leg_answered(leg, event.channel)
+            return
+        consult = next(
+            (c for c in self.consults.values() if c.context.transfer_id == event.fields.get("Transfer")), None
+        )
+        if leg is not None and not leg.answered:
+            await self._leg_failed(leg, (status or "failed").lower())
+        if consult is not None and not consult.finishing:
+            # the target did not answer, or hung up on the agent: the caller comes back to them
+            outcome = "target_hung_up" if consult.leg.answered else "target_failed"
+            try:
+                await self._back_to_caller(consult, outcome)
+            except TransferRefused as exc:
+                log.warning("consultation %s: caller not given back: %s", consult.context.transfer_id, exc)
 
     async def _caller_gone(self, consult: Consult) -> None:
-        """The caller hung up while on hold: the agent and the target would go on talking in the
-        consult bridge; both legs are hung up so nothing of this call stays up."""
+        """The caller hung up while on hold: the agent's leg is hung up (the target's, alone in
+        the Dial, goes with it), so nothing of this call stays up."""
         await self._end_consult(consult, "caller_hung_up")
-        ami = self.acd.ami
-        channels = [consult.agent_channel, consult.leg.channel]
-        for channel in channels:
-            if channel and ami is not None:
-                try:
-                    await ami.action(actions.hangup(channel))
-                except AmiError as exc:  # already gone: what we wanted
-                    log.debug("hangup of %s after the caller left: %s", channel, exc)
+        await self._hangup(consult.agent_channel)
+        await self._agent_done(consult.agent_id, "caller")
 
     # ------------------------------------------------------------------ context
 
@@ -477,3 +549,4 @@ class Transfers:
         self.carried.clear()
         self.consults.clear()
         self.legs.clear()
+        self.returned.clear()

@@ -125,20 +125,28 @@ def blind_transfer(channel: str, *, context: str, exten: str) -> Action:
     }
 
 
-def atxfer(channel: str, *, context: str, exten: str) -> Action:
-    """Attended transfer from the transferer's ``channel``: its peer is held (music on hold) while
-    the transferer is connected to exten@context. Needs ``atxfer`` in features.conf."""
+def redirect_both(
+    channel: str, *, context: str, exten: str, extra_channel: str, extra_context: str, extra_exten: str
+) -> Action:
+    """Redirect two bridged channels at once, each to its own place (neither is hung up when the
+    bridge between them dissolves, as the one left alone would be after a single Redirect)."""
     return {
-        "Action": "Atxfer",
-        "Channel": _clean("channel", channel),
-        "Context": _clean("context", context),
-        "Exten": _clean("exten", exten),
+        **redirect(channel, context=context, exten=exten),
+        "ExtraChannel": _clean("extra_channel", extra_channel),
+        "ExtraContext": _clean("extra_context", extra_context),
+        "ExtraExten": _clean("extra_exten", extra_exten),
+        "ExtraPriority": "1",
     }
 
 
-def cancel_atxfer(channel: str) -> Action:
-    """Abort the transferer's attended transfer (features.conf ``atxferabort``): back to the caller."""
-    return {"Action": "CancelAtxfer", "Channel": _clean("channel", channel)}
+def bridge(channel1: str, channel2: str) -> Action:
+    """Bridge two channels, taking each out of whatever application it runs (MusicOnHold, Dial)."""
+    return {
+        "Action": "Bridge",
+        "Channel1": _clean("channel1", channel1),
+        "Channel2": _clean("channel2", channel2),
+        "Tone": "no",
+    }
 
 
 def hangup(channel: str, *, cause: int = 16) -> Action:

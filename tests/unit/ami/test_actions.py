@@ -43,8 +43,22 @@ def test_transfer_actions() -> None:
         "Context": "ivr-transfer",
         "Exten": "queue",
     }
-    assert a.atxfer("PJSIP/agent1001-1", context="ivr-transfer", exten="8001")["Action"] == "Atxfer"
-    assert a.cancel_atxfer("PJSIP/agent1001-1") == {"Action": "CancelAtxfer", "Channel": "PJSIP/agent1001-1"}
+    both = a.redirect_both(
+        "PJSIP/trunk-1",
+        context="ivr-transfer-hold",
+        exten="s",
+        extra_channel="PJSIP/agent1001-1",
+        extra_context="ivr-transfer",
+        extra_exten="consult-agent",
+    )
+    assert both["Channel"] == "PJSIP/trunk-1" and both["Exten"] == "s" and both["ExtraExten"] == "consult-agent"
+    assert both["ExtraChannel"] == "PJSIP/agent1001-1" and both["ExtraPriority"] == "1"
+    assert a.bridge("PJSIP/trunk-1", "PJSIP/agent1002-2") == {
+        "Action": "Bridge",
+        "Channel1": "PJSIP/trunk-1",
+        "Channel2": "PJSIP/agent1002-2",
+        "Tone": "no",
+    }
     assert a.setvar("PJSIP/trunk-1", "__IVR_XFER_ID", "t1")["Variable"] == "__IVR_XFER_ID"
     assert a.hangup("PJSIP/agent1001-1")["Cause"] == "16"
     with pytest.raises(ValueError):

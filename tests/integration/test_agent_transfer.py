@@ -31,10 +31,12 @@ import pytest
 import pytest_asyncio
 
 from ivr.ami import events as ev
-from ivr.ami.client import AmiClient
+from ivr.ami.client import AmiClient, AmiError
 from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
+from lab.browser import chromium
 from lab.controller import ControllerProcess
+from lab.desktop import desktop_login
 from lab.sipp import CallerScript, SippResult, run_caller_async
 from lab.softphone import Softphone
 
@@ -111,6 +113,7 @@ class Rig:
     ann: Desktop
     bob: Desktop
     outside: Softphone
+    base: str
 
     async def channels(self) -> list[dict[str, Any]]:
         listed = await self.ami.action_list({"Action": "CoreShowChannels"})
@@ -180,7 +183,7 @@ async def rig(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory) -> Asy
         ):
             ann = await open_desktop(ann_web, base, "ann", "ann-password-1")
             bob = await open_desktop(bob_web, base, "bob", "bob-password-1")
-            rig = Rig(lab, controller, ami, seen, ann, bob, outside)
+            rig = Rig(lab, controller, ami, seen, ann, bob, outside, base)
             try:
                 yield rig
             finally:
@@ -193,6 +196,44 @@ async def rig(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory) -> Asy
                 await ami.stop()
                 await asyncio.to_thread(controller.stop)
                 await asyncio.to_thread(lab.restart)  # no agent membership outlives the module
+
+
+@pytest.mark.requires("chromium")
+async def test_the_cards_transfer_control_paints_the_card_with_who_and_the_note_on_the_next_agents_screen(
+    rig: Rig,
+) -> None:
+    """First in the module: both agents are still paused from their sign-in, as desktop_login expects."""
+    async with chromium() as browser:
+        ann = await desktop_login(browser, rig.base, "ann", "ann-password-1")
+        bob = await desktop_login(browser, rig.base, "bob", "bob-password-1")
+        call, active = await rig.call_to_ann("+15551237000")
+        try:
+            form = '#call [data-f="transfer"]'
+            await ann.wait_for_selector(f"{form}:not([hidden])")
+            name = await ann.locator('#call [data-f="name"]').inner_text()
+            await ann.select_option(f"{form} select[name=kind]", "queue")
+            await ann.fill(f"{form} input[name=target]", "support")
+            await ann.fill(f"{form} input[name=note]", NOTE)
+            clicked = time.time()
+            await ann.click(f"{form} button[name=blind]")
+            banner = await bob.wait_for_selector('#call [data-f="transfer-from"]', timeout=20000)
+            painted = time.time()
+            assert banner is not None
+            said = await banner.text_content() or ""  # the text, not as the style capitalises it
+            assert "Transferred by Ann Agent" in said and NOTE in said, said
+            assert await bob.locator('#call [data-f="name"]').inner_text() == name  # the same card
+            await ann.wait_for_function(
+                "document.querySelector('#call [data-f=transfer-status]').textContent"
+                ".includes('Transferred to queue support')"
+            )
+            print(f"click on Transfer -> card painted on the next agent's screen: {(painted - clicked) * 1000:.0f} ms")
+            await bob.wait_for_selector("#call.active")
+            await rig.ami.action({"Action": "Hangup", "Channel": active["channel"]})
+            (await call).raise_for_failure()
+        finally:  # a failure above must not leave the caller with Bob for the next tests
+            with contextlib.suppress(AmiError):
+                await rig.ami.action({"Action": "Hangup", "Channel": active["channel"]})
+        await bob.wait_for_selector("#status[data-status=wrap_up]")
 
 
 async def test_blind_to_a_queue_pops_the_same_card_on_the_next_agent_with_who_and_the_note(rig: Rig) -> None:
@@ -333,3 +374,34 @@ async def test_blind_to_an_external_number_rings_it_through_the_trunk_with_the_c
     await until(lambda: "ACK" in (rig.outside.workdir / "messages.log").read_text(errors="replace"), "answered")
     await rig.ami.action({"Action": "Hangup", "Channel": active["channel"]})
     (await call).raise_for_failure()
+
+
+async def test_a_cancelled_consult_gives_the_caller_back_to_the_agent(rig: Rig) -> None:
+    await rig.ready(rig.ann)
+    await rig.ready(rig.bob)
+    call, active = await rig.call_to_ann("+15551237006")
+    journey_id, caller = active["journey_id"], active["channel"]
+    bob_mark, ann_mark = len(rig.bob.seen), len(rig.ann.seen)
+    await rig.ann.send(type="transfer", journey_id=journey_id, kind="agent", target="bob", mode="consult", note="")
+    await rig.ann.next("transfer.consulting", ann_mark)
+    bob_channel = str((await rig.bob.next("call.connected", bob_mark, "Bob answered"))["call"]["target_channel"])
+    await rig.ann.send(type="transfer.cancel")
+    assert (await rig.ann.next("transfer.ended", ann_mark))["outcome"] == "cancelled"
+
+    async def back_with_ann() -> bool:
+        channels = {c["Channel"]: c for c in await rig.channels()}
+        mine, hers = channels.get(caller), channels.get(active["agent_channel"])
+        together = mine and hers and mine.get("BridgeId") and mine.get("BridgeId") == hers.get("BridgeId")
+        return bool(together and bob_channel not in channels)
+
+    deadline = time.monotonic() + 10
+    while not await back_with_ann():
+        assert time.monotonic() < deadline, "the caller is not back with Ann (or Bob's leg is still up)"
+        await asyncio.sleep(0.1)
+    await until(lambda: rig.bob.status() == "wrap_up", "Bob's consult leg over")
+    assert rig.ann.status() == "on_call"
+    await rig.ami.action({"Action": "Hangup", "Channel": caller})
+    (await call).raise_for_failure()
+    await until(lambda: rig.ann.status() == "wrap_up", "Ann wraps up when the call she got back ends")
+    entries = await until(lambda: rig.interactions(journey_id, "agent_transfer"), "the timeline entry")
+    assert [e["data"]["outcome"] for e in entries] == ["cancelled"]

@@ -139,6 +139,8 @@ class App:
             bus=self.bus,
             recent_contact_s=config.desktop.contact_window,
             chat_leave_grace=config.queue.chat_leave_grace,
+            transfer_dial=config.transfer.dial,
+            transfer_caller_id=config.transfer.caller_id,
         )
         #: the supervisors' wallboard, published from this node's ACD state over the bus
         #: today's KPIs for the wallboard, read every few seconds by one task (never per browser)

@@ -229,7 +229,14 @@ class TransferSettings(Section):
         str,
         "PJSIP/{number}@trunk",
         "Dial string a transfer step uses for a phone number; {number} is the number from the flow. "
-        "Extensions are dialled as PJSIP/<extension>.",
+        "Extensions are dialled as PJSIP/<extension>. Agents' transfers to a number dial it too.",
+    )
+    caller_id = Setting(
+        "transfer.caller_id",
+        str,
+        "",
+        "Caller id an agent's transfer to an external number presents (a number the carrier lets you "
+        "send); empty: the caller's own.",
     )
 
 

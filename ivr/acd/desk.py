@@ -62,6 +62,9 @@ OPS = (
     "closed",
     "sip.grant",
     "sip.revoke",
+    "transfer",
+    "transfer.complete",
+    "transfer.cancel",
 )
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
 SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
@@ -250,6 +253,19 @@ class AcdDesk:
             await self._credentials(sipcreds.grant_action(str(args["endpoint"]), str(args["password"])))
         elif op == "sip.revoke":
             await self._credentials(sipcreds.revoke_action(str(args["endpoint"])), missing_ok=True)
+        elif op == "transfer":
+            return await acd.transfers.start(
+                agent_id,
+                journey_id=str(args["journey_id"]),
+                kind=args.get("kind"),
+                value=args.get("target"),
+                mode=args.get("mode"),
+                note=args.get("note"),
+            )
+        elif op == "transfer.complete":
+            await acd.transfers.complete(agent_id)
+        elif op == "transfer.cancel":
+            await acd.transfers.cancel(agent_id)
         elif op == "closed":
             # the agent's last screen closed: no call may ring there unannounced
             current = acd.states.get(agent_id)

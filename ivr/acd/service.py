@@ -34,6 +34,8 @@ from ivr.acd.permissions import loggable, refusal
 from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
 from ivr.acd.sipcreds import phone_endpoint
 from ivr.acd.topics import agent_topic
+from ivr.acd.transfer import carried_pop
+from ivr.acd.transfers import Transfers
 from ivr.agi import variables as var
 from ivr.ami import actions
 from ivr.ami import events as ev
@@ -72,6 +74,8 @@ class Acd:
         bus: Bus | None = None,
         recent_contact_s: float = RECENT_CONTACT_S,
         chat_leave_grace: float = LEAVE_GRACE_S,
+        transfer_dial: str = "PJSIP/{number}@trunk",
+        transfer_caller_id: str = "",
     ) -> None:
         self.ami = ami
         #: how long after a contact ended its agent may still write notes and a disposition
@@ -89,6 +93,7 @@ class Acd:
         #: ms from AgentCalled to painted in the browser, the latest PAINT_SAMPLES, for metrics
         self.paint_ms: deque[float] = deque(maxlen=PAINT_SAMPLES)
         self.chats = ChatOffers(self, leave_grace=chat_leave_grace)
+        self.transfers = Transfers(self, dial=transfer_dial, caller_id=transfer_caller_id)
         #: Asked, in order, when an agent says ready and would be unpaused: True keeps them paused
         #: (a due callback holds them; see ``Callbacks.reserve_on_ready``). Registered by the
         #: service that owns the reason, the way it subscribes to AMI events.
@@ -122,6 +127,7 @@ class Acd:
         self.states.clear()
         self._by_interface.clear()
         self.waiting.clear()
+        self.transfers.forget()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -319,8 +325,12 @@ class Acd:
     # ------------------------------------------------------------------ AMI events
 
     async def handle(self, event: ev.AmiEvent) -> None:
+        await self.transfers.handle(event)
         if isinstance(event, ev.QueueCallerJoin):
             call = self._waiting_from(event.queue, event.caller, event.timestamp or time.time(), event.position)
+            carried = self.transfers.context_for(event.caller.uniqueid)
+            if carried is not None and carried.first_joined_at:
+                call["first_joined_at"] = carried.first_joined_at  # a transferred caller keeps their wait
             self._prepare(call)
         elif isinstance(event, ev.AgentCalled):
             await self._agent_called(event)
@@ -346,7 +356,9 @@ class Acd:
         elif isinstance(event, ev.AgentComplete):
             agent_id = self._by_interface.get(event.interface)
             self._pops.pop(event.caller.uniqueid, None)
-            if agent_id:
+            if agent_id and self.transfers.holds(agent_id):
+                pass  # the consult moved the call out of app_queue: ivr.acd.transfers ends it
+            elif agent_id:
                 state = self.states[agent_id]
                 ended = state.call
                 await self._send(state.completed())
@@ -387,6 +399,7 @@ class Acd:
             task = self._pops.pop(uid, None)
             if task is not None and not task.done():
                 task.cancel()
+            self.transfers.forget_caller(uid)
             await self._cancel_ringing(uid, why="caller hung up")
         elif isinstance(event, ev.Shutdown):
             log.warning("Asterisk is shutting down (restart=%s)", event.restart)
@@ -419,7 +432,7 @@ class Acd:
             "agent_channel": event.agent_channel.name,
         }
         state.ringing(call)
-        pop = await self.pop_for(call)
+        pop = carried_pop(await self.pop_for(call), self.transfers.context_for(event.caller.uniqueid))
         await self.bus.publish(agent_topic(agent_id), {"type": "pop", "pop": pop, "agent": state.to_dict()})
 
     async def _cancel_ringing(self, uniqueid: str, *, only: str | None = None, why: str) -> None:

@@ -49,6 +49,22 @@ CALLBACK_ID: Final = "IVR_CALLBACK_ID"
 #: Every journey variable starts with this (callbacks copy them from the original call).
 JOURNEY_PREFIX: Final = "IVR_"
 
+# ------------------------------------------------------------------ agent transfers ([ivr-transfer])
+#: The transfer's id, inherited (``__``) so the target's leg reports it in ``UserEvent(IvrTransfer)``.
+XFER_ID: Final = "IVR_XFER_ID"
+#: Queue a transferred caller joins (the target queue, or their own when a dial fails).
+XFER_QUEUE: Final = "IVR_XFER_QUEUE"
+#: Queue()'s position argument: behind the callers who first joined before them (empty: the end).
+XFER_POSITION: Final = "IVR_XFER_POSITION"
+#: The target agent's PJSIP endpoint.
+XFER_ENDPOINT: Final = "IVR_XFER_ENDPOINT"
+#: The dial string of an external number (``transfer.dial`` with the number in it).
+XFER_DIAL: Final = "IVR_XFER_DIAL"
+#: Caller id presented to an external number (``transfer.caller_id``; empty: the caller's own).
+XFER_CALLERID: Final = "IVR_XFER_CALLERID"
+#: Seconds the target rings.
+XFER_RING: Final = "IVR_XFER_RING"
+
 # ------------------------------------------------------------------ the dialplan's own
 AGI_URL: Final = "IVR_AGI"
 #: further controller nodes ([ivr-agi] tries them in order when the one before is unreachable)
@@ -67,6 +83,13 @@ DIALPLAN: Final = frozenset(
         QUEUE_TIMEOUT,
         JOURNEY_ID,
         CALLBACK_ID,
+        XFER_ID,
+        XFER_QUEUE,
+        XFER_POSITION,
+        XFER_ENDPOINT,
+        XFER_DIAL,
+        XFER_CALLERID,
+        XFER_RING,
         AGI_URL,
         AGI_STANDBY,
         FALLBACK_QUEUE,

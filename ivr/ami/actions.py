@@ -102,3 +102,52 @@ def redirect(channel: str, *, context: str, exten: str, priority: int = 1) -> Ac
         "Exten": _clean("exten", exten),
         "Priority": str(int(priority)),
     }
+
+
+def setvar(channel: str, variable: str, value: str) -> Action:
+    """Set a channel variable (``__NAME`` is inherited by the channels this one creates)."""
+    return {
+        "Action": "Setvar",
+        "Channel": _clean("channel", channel),
+        "Variable": _clean("variable", variable),
+        "Value": _clean("value", value),
+    }
+
+
+def blind_transfer(channel: str, *, context: str, exten: str) -> Action:
+    """Send whoever is bridged with ``channel`` (the transferer: the agent's leg) to exten@context;
+    the transferer's leg is hung up. app_queue logs it as BLINDTRANSFER."""
+    return {
+        "Action": "BlindTransfer",
+        "Channel": _clean("channel", channel),
+        "Context": _clean("context", context),
+        "Exten": _clean("exten", exten),
+    }
+
+
+def redirect_both(
+    channel: str, *, context: str, exten: str, extra_channel: str, extra_context: str, extra_exten: str
+) -> Action:
+    """Redirect two bridged channels at once, each to its own place (neither is hung up when the
+    bridge between them dissolves, as the one left alone would be after a single Redirect)."""
+    return {
+        **redirect(channel, context=context, exten=exten),
+        "ExtraChannel": _clean("extra_channel", extra_channel),
+        "ExtraContext": _clean("extra_context", extra_context),
+        "ExtraExten": _clean("extra_exten", extra_exten),
+        "ExtraPriority": "1",
+    }
+
+
+def bridge(channel1: str, channel2: str) -> Action:
+    """Bridge two channels, taking each out of whatever application it runs (MusicOnHold, Dial)."""
+    return {
+        "Action": "Bridge",
+        "Channel1": _clean("channel1", channel1),
+        "Channel2": _clean("channel2", channel2),
+        "Tone": "no",
+    }
+
+
+def hangup(channel: str, *, cause: int = 16) -> Action:
+    return {"Action": "Hangup", "Channel": _clean("channel", channel), "Cause": str(int(cause))}

@@ -214,12 +214,39 @@ class Hangup(AmiEvent):
 
 
 @dataclass(frozen=True)
+class UserEvent(AmiEvent):
+    """``UserEvent(<name>,Key: value,...)`` from the dialplan, on the channel that ran it.
+    ``fields``: the headers the dialplan wrote (Asterisk's own channel headers left out)."""
+
+    name: str
+    channel: Channel
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
 class OriginateResponse(AmiEvent):
     action_id: str
     response: str  # Success | Failure
     channel: str
     uniqueid: str
     reason: int
+
+
+#: headers Asterisk puts on every channel event (not a UserEvent's own fields)
+_CHANNEL_HEADERS = (
+    "Channel",
+    "ChannelState",
+    "CallerID",
+    "ConnectedLine",
+    "Language",
+    "AccountCode",
+    "Context",
+    "Exten",
+    "Priority",
+    "Uniqueid",
+    "Linkedid",
+    "ChanVariable",
+)
 
 
 def _ts(msg: Headers) -> float:
@@ -327,6 +354,14 @@ def parse(msg: Headers) -> AmiEvent | None:
             return FullyBooted(ts, _int(msg, "Uptime", default=0))
         case "Shutdown":
             return Shutdown(ts, _get(msg, "Restart", default="False").lower() == "true")
+        case "UserEvent":
+            own = {h for h in msg if h.startswith(_CHANNEL_HEADERS)}
+            fields = {
+                str(k): str(v)
+                for k, v in msg.items()
+                if k not in own and k not in ("Event", "UserEvent", "Timestamp", "Privilege") and isinstance(v, str)
+            }
+            return UserEvent(ts, _get(msg, "UserEvent"), _channel(msg), fields)
         case "OriginateResponse":
             return OriginateResponse(
                 ts,

@@ -18,7 +18,11 @@ Websocket, server -> browser: ``state``, ``pop``, ``pop.cancel``, ``call.connect
 ``call.ended``, ``chat.offer``, ``chat.message``, ``chat.closed``, ``error`` (each ``{"type": ...}``).
 Browser -> server: ``{"type": "ready"}``, ``{"type": "pause", "reason"}``, ``{"type": "finish",
 "journey_id", "disposition", "notes", "ready": bool}``, ``{"type": "painted", "called_at", "at"}``,
-``{"type": "chat.send", "contact_id", "text"}``, ``{"type": "chat.end", "contact_id"}``.
+``{"type": "chat.send", "contact_id", "text"}``, ``{"type": "chat.end", "contact_id"}``,
+``{"type": "transfer", "journey_id", "kind": "agent"|"queue"|"number", "target", "mode":
+"blind"|"consult", "note"}``, ``{"type": "transfer.complete"}``, ``{"type": "transfer.cancel"}``
+(``ivr.acd.transfers``; answered with ``transfer.started`` / ``transfer.consulting`` /
+``transfer.ended``, or an ``error`` saying why it was refused).
 
 Every command goes to the ACD through :class:`ivr.acd.desk.AcdDesk`: on this node when it is the
 ACD leader, else over the bus to the leader (an ``error`` if no leader answers in time). Pops and
@@ -454,6 +458,18 @@ async def _command(desk: AcdDesk, agent: dict[str, Any], data: Any) -> None:
         await desk.run("chat.send", agent_id, contact_id=_id(data, "contact_id"), text=str(data["text"])[:4000])
     elif kind == "chat.end":
         await desk.run("chat.end", agent_id, contact_id=_id(data, "contact_id"))
+    elif kind == "transfer":
+        await desk.run(
+            "transfer",
+            agent_id,
+            journey_id=_id(data, "journey_id"),
+            kind=str(data.get("kind", "")),
+            target=str(data.get("target", ""))[:200],
+            mode=str(data.get("mode", "")),
+            note=str(data.get("note", ""))[:4000],
+        )
+    elif kind in ("transfer.complete", "transfer.cancel"):
+        await desk.run(kind, agent_id)
     else:
         raise ValueError(f"unknown message type {loggable(kind)}")
 

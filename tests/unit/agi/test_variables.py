@@ -9,7 +9,7 @@ from ivr.agi import variables as var
 
 REPO = Path(__file__).resolve().parents[3]
 #: Asterisk's own variables the dialplan reads (set by Asterisk, not by the controller or the dialplan).
-ASTERISK_OWN = {"AGISTATUS", "ARG1", "CHANNEL", "EXTEN", "QUEUESTATUS"}
+ASTERISK_OWN = {"AGISTATUS", "ARG1", "CHANNEL", "DIALSTATUS", "EXTEN", "QUEUESTATUS"}
 NAME = r"[A-Z][A-Z0-9_]*"
 
 

@@ -78,3 +78,27 @@ def test_unconsumed_events_are_none_and_a_broken_consumed_one_is_an_error() -> N
         ev.parse({"Event": "AgentCalled", "Interface": "PJSIP/a"})
     with pytest.raises(ev.AmiEventError, match="not a number"):
         ev.parse({"Event": "QueueCallerJoin", "Queue": "q", "Position": "x", "Count": "1"})
+
+
+def test_a_dialplan_user_event_keeps_its_own_fields_apart_from_the_channels() -> None:
+    from ivr.ami.events import UserEvent, parse
+
+    event = parse(
+        {
+            "Event": "UserEvent",
+            "Privilege": "user,all",
+            "Channel": "PJSIP/agent1002-00000007",
+            "Uniqueid": "1700000000.7",
+            "Linkedid": "1700000000.1",
+            "CallerIDNum": "agent1002",
+            "Context": "ivr-transfer-answered",
+            "Exten": "s",
+            "ChanVariable": "IVR_JOURNEY_ID=j1",
+            "UserEvent": "IvrTransfer",
+            "Transfer": "t1",
+            "Status": "ANSWER",
+        }
+    )
+    assert isinstance(event, UserEvent)
+    assert event.name == "IvrTransfer" and event.fields == {"Transfer": "t1", "Status": "ANSWER"}
+    assert event.channel.uniqueid == "1700000000.7" and event.channel.journey_id == "j1"

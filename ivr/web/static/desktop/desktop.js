@@ -11,6 +11,7 @@ function fmtWait(s) { if (s == null) return "—"; s = Math.round(s); return s <
 function fmtTime(iso) { try { return new Date(iso).toLocaleString(); } catch { return iso; } }
 
 function send(msg) { if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify(msg)); }
+window.ivrDesk = { send, state };  // for transfer.js
 
 async function start() {
   const r = await fetch("/desktop/api/me", { credentials: "same-origin" });
@@ -58,6 +59,8 @@ function handle(msg) {
     case "chat.closed": closeChat(msg.contact_id, msg.by); break;
     case "error": console.warn("server:", msg.message); break;
   }
+  // other scripts (transfer.js) follow the same messages, after the card is drawn
+  document.dispatchEvent(new CustomEvent("ivr:message", { detail: msg }));
 }
 
 function showState(agent, recovered) {

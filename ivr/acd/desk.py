@@ -15,7 +15,8 @@ at a screen nobody has confirmed.
 
 Commands and replies (plain dicts on the bus)::
 
-    acd.commands        {"id", "reply_to", "op", "agent_id", "args"}
+    acd.commands        {"id", "reply_to", "op", "agent_id", "args"}   (op "call": click-to-call, its
+                        result {"journey_id", "number"}; refusals come back as "value" errors)
     acd.replies.<node>  {"id", "ok": true} | {"id", "ok": false, "kind": "permission"|"value", "error"}
     acd.leader          {"node", "token"}
 """
@@ -34,6 +35,7 @@ from ivr.acd.topics import agent_topic
 from ivr.bus.pubsub import Bus, Message, Subscription
 
 if TYPE_CHECKING:
+    from ivr.acd.outbound import Outbound
     from ivr.acd.service import Acd
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ COMMANDS = "acd.commands"
 LEADER = "acd.leader"
 #: seconds a follower waits for the leader's answer: the lease's takeover time fits in it twice
 REPLY_TIMEOUT = 4.0
-OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed")
+OPS = ("login", "logout", "ready", "pause", "finish", "painted", "chat.send", "chat.end", "closed", "call")
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
 SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
 #: chats a follower remembers the agent of (the oldest forgotten first: its page's next offer asks
@@ -70,8 +72,11 @@ class AcdDesk:
         node: str,
         is_leader: Callable[[], bool],
         timeout: float = REPLY_TIMEOUT,
+        outbound: Outbound | None = None,
     ) -> None:
         self.acd = acd
+        #: click-to-call on the leader (None: no AMI here, the op says it is unavailable)
+        self.outbound = outbound
         self.bus = bus
         self.node = node
         self.is_leader = is_leader
@@ -226,6 +231,11 @@ class AcdDesk:
             await acd.chats.agent_message(agent_id, str(args["contact_id"]), str(args["text"])[:4000])
         elif op == "chat.end":
             await acd.chats.close(str(args["contact_id"]), by="agent", agent_id=agent_id)
+        elif op == "call":  # click-to-call (ivr.acd.outbound): the agent's phone first, then the customer
+            if self.outbound is None:
+                raise ValueError("calling out is not available on this controller")
+            journey_id = args.get("journey_id")
+            return await self.outbound.call(agent_id, str(args["number"])[:64], str(journey_id) if journey_id else None)
         elif op == "closed":
             # the agent's last screen closed: no call may ring there unannounced
             current = acd.states.get(agent_id)

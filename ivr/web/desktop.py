@@ -15,7 +15,9 @@ Websocket, server -> browser: ``state``, ``pop``, ``pop.cancel``, ``call.connect
 ``call.ended``, ``chat.offer``, ``chat.message``, ``chat.closed``, ``error`` (each ``{"type": ...}``).
 Browser -> server: ``{"type": "ready"}``, ``{"type": "pause", "reason"}``, ``{"type": "finish",
 "journey_id", "disposition", "notes", "ready": bool}``, ``{"type": "painted", "called_at", "at"}``,
-``{"type": "chat.send", "contact_id", "text"}``, ``{"type": "chat.end", "contact_id"}``.
+``{"type": "chat.send", "contact_id", "text"}``, ``{"type": "chat.end", "contact_id"}``,
+``{"type": "call", "number", "journey_id"}`` (click-to-call, ``ivr.acd.outbound``: a refusal comes back
+as an ``error`` the page shows; the call itself pops a card like an inbound one).
 
 Every command goes to the ACD through :class:`ivr.acd.desk.AcdDesk`: on this node when it is the
 ACD leader, else over the bus to the leader (an ``error`` if no leader answers in time). Pops and
@@ -394,6 +396,11 @@ async def _command(desk: AcdDesk, agent: dict[str, Any], data: Any) -> None:
         await desk.run("chat.send", agent_id, contact_id=_id(data, "contact_id"), text=str(data["text"])[:4000])
     elif kind == "chat.end":
         await desk.run("chat.end", agent_id, contact_id=_id(data, "contact_id"))
+    elif kind == "call":  # click-to-call: the card's journey (whose customer's numbers may be called) or none
+        number = data.get("number")
+        if not isinstance(number, str):
+            raise ValueError("number must be a string")
+        await desk.run("call", agent_id, number=number[:64], journey_id=_id(data, "journey_id", optional=True))
     else:
         raise ValueError(f"unknown message type {loggable(kind)}")
 

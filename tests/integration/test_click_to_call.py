@@ -67,6 +67,13 @@ async def seed(data_dir: Path) -> None:
         await store.stop()
 
 
+LOG: list[Path] = []
+
+
+def controller_log() -> str:
+    return LOG[0].read_text(errors="replace")[-4000:] if LOG and LOG[0].exists() else ""
+
+
 def web_port(controller: ControllerProcess) -> int:
     controller.wait_for_log("HTTP API listening on")
     match = re.search(r"HTTP API listening on http://127\.0\.0\.1:(\d+)/", controller.log_path.read_text())
@@ -83,6 +90,9 @@ def customer_phone() -> Iterator[Softphone]:
 
 @pytest.fixture(scope="module")
 def desk(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory, customer_phone: Softphone) -> Iterator[str]:
+    # A fresh Asterisk on this checkout's config (we hold the lab lock): one left running by an
+    # earlier session may have another dialplan, without [ivr-outbound]
+    lab.restart()
     data = tmp_path_factory.mktemp("ivr")
     flows = write_flows(tmp_path_factory.mktemp("flows") / "flows", shipped=False, only=("desk.yaml",))
     add_agent(data, "ann", "agent1001", ["billing"], "ann-password-1", name="Ann Agent")
@@ -101,6 +111,7 @@ def desk(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory, customer_ph
             "IVR_OUTBOUND_DIAL": f"PJSIP/trunk/sip:{{number}}@127.0.0.1:{customer_phone.port}",
         },
     )
+    LOG[:] = [proc.log_path]
     proc.start(timeout=30)
     proc.wait_for_log("AMI connected")
     try:
@@ -197,7 +208,11 @@ async def test_click_to_call_rings_the_agent_then_the_customer_with_the_centres_
             mark = len(watch.seen)
             await page.click("#dial button[type=submit]")
             card = page.locator("#call")
-            await page.wait_for_selector("#call[data-direction=outbound]")
+            try:
+                await page.wait_for_selector("#call[data-direction=outbound]")
+            except Exception as exc:  # say what the page and the controller said
+                notice = await page.locator("#notice").inner_text()
+                raise AssertionError(f"no outbound card; page says {notice!r}\n{controller_log()}") from exc
             assert await card.locator('[data-f="name"]').inner_text() == "Dana Example"
             lines = await card.locator('[data-f="timeline"] li .words').all_inner_texts()
             assert lines == [

@@ -27,6 +27,7 @@ from ivr.acd.callbacks import Callbacks
 from ivr.acd.desk import AcdDesk, ChatsViaLeader
 from ivr.acd.kpitoday import TodayKpis
 from ivr.acd.leader import Leadership
+from ivr.acd.outbound import Outbound
 from ivr.acd.queueview import QueueViews
 from ivr.acd.service import Acd
 from ivr.acd.wallboard import WallboardPublisher, snapshot
@@ -40,6 +41,7 @@ from ivr.channels.chat import TextFlows
 from ivr.channels.handoff import Handoffs, TokenCodec
 from ivr.channels.sms import KannelProvider, SmsChannel, SmsOutbox, SmsProvider
 from ivr.channels.voice import InboundCalls
+from ivr.channels.wording import zone
 from ivr.config import Config, SmsSettings
 from ivr.errors import ChannelError, ConfigError
 from ivr.flow.funnel import MAX_WINDOW_S as MAX_FUNNEL_S
@@ -141,6 +143,7 @@ class App:
             chat_leave_grace=config.queue.chat_leave_grace,
             transfer_dial=config.transfer.dial,
             transfer_caller_id=config.transfer.caller_id,
+            tz=zone(config.desktop.timezone),
         )
         #: the supervisors' wallboard, published from this node's ACD state over the bus
         #: today's KPIs for the wallboard, read every few seconds by one task (never per browser)
@@ -169,8 +172,24 @@ class App:
         #: one node at a time drives the ACD from AMI, publishes the wallboard and dials callbacks
         self.leadership = Leadership(LeaseStore(self.store.engine), on_lead=self._lead, on_follow=self._follow)
         #: desktops' commands reach the leader's ACD from any node
+        #: click-to-call from the desktop (needs AMI: on the leader, through the desk's "call" op)
+        self.outbound = (
+            Outbound(
+                self.acd,
+                caller_id=config.outbound.caller_id,
+                dial=config.outbound.dial,
+                context=config.outbound.context,
+                typed_prefixes=config.outbound.typed_prefixes,
+            )
+            if self.ami is not None
+            else None
+        )
         self.desk = AcdDesk(
-            self.acd, self.bus, node=self.leadership.holder, is_leader=lambda: self.leadership.is_leader
+            self.acd,
+            self.bus,
+            node=self.leadership.holder,
+            is_leader=lambda: self.leadership.is_leader,
+            outbound=self.outbound,
         )
 
         # Text: the SMS outbox, continuation links, the chat and SMS conversations.

@@ -240,6 +240,36 @@ class TransferSettings(Section):
     )
 
 
+class OutboundSettings(Section):
+    caller_id = Setting(
+        "outbound.caller_id",
+        str,
+        "",
+        "Caller id the customer sees when an agent calls them from the desktop (the centre's number, "
+        "E.164). Empty: click-to-call is off (no default pretends to be someone).",
+    )
+    dial = Setting(
+        "outbound.dial",
+        str,
+        "PJSIP/{number}@trunk",
+        "Dial string for the customer's leg of a click-to-call; {number} is their E.164 number.",
+    )
+    context = Setting(
+        "outbound.context",
+        str,
+        "ivr-outbound",
+        "Dialplan context (extensions.conf) the agent's answered leg runs: it dials the customer.",
+    )
+    typed_prefixes = Setting[tuple[str, ...]](
+        "outbound.typed_prefixes",
+        tuple,
+        (),
+        "Country code and leading digits (e.g. 1555, for +1555...) of numbers an agent may type and call; "
+        "empty: agents call only the numbers of the customer on their card. TOML list, or comma-separated "
+        "in the environment.",
+    )
+
+
 class QueueSettings(Section):
     handle_time = Setting(
         "queue.handle_time", float, 180.0, "Average seconds an agent spends per call, for wait estimates."
@@ -288,6 +318,13 @@ class DesktopSettings(Section):
     )
     login_window = Setting(
         "desktop.login_window", float, 300.0, "Seconds over which failed desktop logins are counted."
+    )
+    timezone = Setting(
+        "desktop.timezone",
+        str,
+        "UTC",
+        "IANA timezone (e.g. Europe/London) of the times agents and supervisors read in a customer's "
+        "timeline ('Texted a link at 10:41').",
     )
     login_lockout = Setting(
         "desktop.login_lockout",
@@ -468,6 +505,7 @@ SECTIONS: dict[str, type[Section]] = {
     "pubsub": PubsubSettings,
     "callbacks": CallbacksSettings,
     "transfer": TransferSettings,
+    "outbound": OutboundSettings,
     "queue": QueueSettings,
     "routing": RoutingSettings,
     "desktop": DesktopSettings,
@@ -558,6 +596,7 @@ class Config:
         self.pubsub = PubsubSettings(values)
         self.callbacks = CallbacksSettings(values)
         self.transfer = TransferSettings(values)
+        self.outbound = OutboundSettings(values)
         self.queue = QueueSettings(values)
         self.routing = RoutingSettings(values)
         self.desktop = DesktopSettings(values)

@@ -15,7 +15,8 @@ at a screen nobody has confirmed.
 
 Commands and replies (plain dicts on the bus)::
 
-    acd.commands        {"id", "reply_to", "op", "agent_id", "args"}
+    acd.commands        {"id", "reply_to", "op", "agent_id", "args"}   (op "call": click-to-call, its
+                        result {"journey_id", "number"}; refusals come back as "value" errors)
     acd.replies.<node>  {"id", "ok": true} | {"id", "ok": false, "kind": "permission"|"value", "error"}
     acd.leader          {"node", "token"}
 
@@ -42,6 +43,7 @@ from ivr.ami.client import AmiError
 from ivr.bus.pubsub import Bus, Message, Subscription
 
 if TYPE_CHECKING:
+    from ivr.acd.outbound import Outbound
     from ivr.acd.service import Acd
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ OPS = (
     "transfer",
     "transfer.complete",
     "transfer.cancel",
+    "call",
 )
 #: what other parts of a node ask of the leader's ACD (never a desktop: the web never names these)
 SERVICE_OPS = ("chat.offer", "chat.customer", "chat.leave")
@@ -93,8 +96,11 @@ class AcdDesk:
         node: str,
         is_leader: Callable[[], bool],
         timeout: float = REPLY_TIMEOUT,
+        outbound: Outbound | None = None,
     ) -> None:
         self.acd = acd
+        #: click-to-call on the leader (None: no AMI here, the op says it is unavailable)
+        self.outbound = outbound
         self.bus = bus
         self.node = node
         self.is_leader = is_leader
@@ -266,6 +272,11 @@ class AcdDesk:
             await acd.transfers.complete(agent_id)
         elif op == "transfer.cancel":
             await acd.transfers.cancel(agent_id)
+        elif op == "call":  # click-to-call (ivr.acd.outbound): the agent's phone first, then the customer
+            if self.outbound is None:
+                raise ValueError("calling out is not available on this controller")
+            journey_id = args.get("journey_id")
+            return await self.outbound.call(agent_id, str(args["number"])[:64], str(journey_id) if journey_id else None)
         elif op == "closed":
             # the agent's last screen closed: no call may ring there unannounced
             current = acd.states.get(agent_id)

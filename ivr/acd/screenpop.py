@@ -4,6 +4,10 @@ Built from the journey's plain data (what the IVR recorded), the customer row an
 timeline entries; nothing here queries anything, so a pop can be prepared when the caller joins the
 queue and published in microseconds when the agent's phone rings.
 
+The timeline is in words (``ivr.channels.wording``: "Chose 'pay your bill' by speech, 99%"), with
+each raw event kept for the page's hover, and its times in the deployment's timezone (``tz``):
+the page only displays it, so the card, the chat box beside it and the supervisor read alike.
+
 Secret slots (a PIN) never appear: the journey store has already redacted them, and this module
 drops any slot named in ``secret_slots`` as a second guard.
 """
@@ -12,9 +16,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, tzinfo
 from typing import Any
 
+from ivr.channels.wording import worded
+
+#: lines of the timeline on a card (after folding: a step and what was done there are one line)
 TIMELINE_ENTRIES = 10
+#: raw events read to make them: enough for ten lines when most steps fold in two
+TIMELINE_EVENTS = 40
+#: lines the supervisor's board shows of a waiting caller (worded for that audience: masked)
+STORY_LINES = 3
 
 
 def _recognition(journey: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -67,8 +79,10 @@ def build_pop(
     call: Mapping[str, Any],
     routing: Mapping[str, Any] | None = None,
     now: float | None = None,
+    tz: tzinfo = UTC,
 ) -> dict[str, Any]:
-    """``call``: {"uniqueid", "queue", "callerid", "joined_at", "called_at", "channel"}."""
+    """``call``: {"uniqueid", "queue", "callerid", "joined_at", "called_at", "channel",
+    "direction"}; ``timeline``: the customer's entries, newest first, as the store returns them."""
     j: Mapping[str, Any] = journey or {}
     joined = float(call.get("joined_at") or 0.0)
     called = float(call.get("called_at") or (time.time() if now is None else now))
@@ -95,6 +109,8 @@ def build_pop(
         "pop_id": f"{call.get('uniqueid', '')}:{called:.6f}",
         "journey_id": j.get("id") or call.get("journey_id"),
         "channel": j.get("channel") or "voice",
+        # "outbound": the agent called the customer (click-to-call); else they came in
+        "direction": call.get("direction") or j.get("direction") or "inbound",
         "caller": j.get("caller") or call.get("callerid"),
         "customer": profile,
         "known_customer": bool(profile.get("id")),
@@ -114,5 +130,10 @@ def build_pop(
         "waited_s": round(max(0.0, called - joined), 1) if joined else None,
         "called_at": called,
         "uniqueid": call.get("uniqueid"),
-        "timeline": [dict(e) for e in list(timeline)[:TIMELINE_ENTRIES]],
+        "timeline": worded(timeline, tz=tz, limit=TIMELINE_ENTRIES),
+        # the newest lines as the supervisor's board words them (no utterance, masked numbers)
+        "story": [
+            {"time": line["time"], "words": line["words"], "raw": line["raw"]}
+            for line in worded(timeline, tz=tz, who="supervisor", limit=STORY_LINES)
+        ],
     }

@@ -26,12 +26,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, tzinfo
 from typing import Any
 
 from ivr.acd.agents import AgentState
 from ivr.acd.chat import LEAVE_GRACE_S, ChatOffers
 from ivr.acd.permissions import loggable, refusal
-from ivr.acd.screenpop import TIMELINE_ENTRIES, build_pop
+from ivr.acd.screenpop import TIMELINE_EVENTS, build_pop
 from ivr.acd.sipcreds import phone_endpoint
 from ivr.acd.topics import agent_topic
 from ivr.acd.transfer import carried_pop
@@ -76,8 +77,11 @@ class Acd:
         chat_leave_grace: float = LEAVE_GRACE_S,
         transfer_dial: str = "PJSIP/{number}@trunk",
         transfer_caller_id: str = "",
+        tz: tzinfo = UTC,
     ) -> None:
         self.ami = ami
+        #: the deployment's timezone: the times in a card's worded timeline
+        self.tz = tz
         #: how long after a contact ended its agent may still write notes and a disposition
         self.recent_contact_s = recent_contact_s
         self.journeys = journeys
@@ -284,9 +288,9 @@ class Acd:
         timeline: list[dict[str, Any]] = []
         if journey and journey.customer_id:
             customer = await self.customers.get(journey.customer_id)
-            timeline = (await self.customers.timeline(journey.customer_id, limit=TIMELINE_ENTRIES)).entries
+            timeline = (await self.customers.timeline(journey.customer_id, limit=TIMELINE_EVENTS)).entries
         routing = (data or {}).get("outcome", {}).get("routing") if data else None
-        return build_pop(data, customer=customer, timeline=timeline, call=call, routing=routing)
+        return build_pop(data, customer=customer, timeline=timeline, call=call, routing=routing, tz=self.tz)
 
     def _prepare(self, call: dict[str, Any]) -> None:
         uid = call["uniqueid"]
@@ -311,7 +315,7 @@ class Acd:
             base = await self._pops[call["uniqueid"]]
         except Exception:
             log.exception("screen pop for %s could not be loaded; sending what AMI said", call["uniqueid"])
-            base = build_pop(None, call=call)
+            base = build_pop(None, call=call, tz=self.tz)
         joined = call.get("joined_at") or 0.0
         called = call["called_at"]
         return {

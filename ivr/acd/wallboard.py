@@ -20,7 +20,8 @@ is a room display; four digits are enough to match a caller who rings back).
 Waiting callers carry what the IVR learned, from the screen pop the ACD prepared when they joined
 the queue: the intent, whether the customer was verified, and why they are here (the menu option
 they chose, keyed or said, as the menu words it; else the intent, else the routing's first reason,
-else the last step of their path). Only the ``MAX_CALLERS`` who
+else the last step of their path), and their newest timeline lines in words, as the wording module
+words them for supervisors (no utterance, numbers masked). Only the ``MAX_CALLERS`` who
 waited longest are listed (with the total), so a queue of a thousand callers is a message of a
 bounded size: the board shows who to worry about, not a phone book.
 
@@ -86,6 +87,8 @@ def caller_row(call: Mapping[str, Any], pop: Mapping[str, Any] | None) -> dict[s
         "verified": bool(customer.get("verified")) or any(s.get("verified") for s in p.get("slots") or []),
         "known": bool(p.get("known_customer")),
         "why": _why(p),
+        # what happened last, in words (``ivr.channels.wording``, worded for supervisors)
+        "story": [dict(line) for line in (p.get("story") or [])],
         "context": pop is not None,
     }
 

@@ -34,6 +34,10 @@ QUEUE_TIMEOUT: Final = "IVR_QUEUE_TIMEOUT"
 QUEUE_PRIO: Final = "QUEUE_PRIO"
 #: Where a menu's Read() leaves the caller's key (not inherited: it never reaches an agent's channel).
 MENU_KEY: Final = "IVR_MENU_KEY"
+#: Click-to-call ([ivr-outbound], set on the agent's leg by ivr.acd.outbound): the trunk dial string
+#: of the customer's number, and the caller id the customer sees.
+OUTBOUND_DIAL: Final = "IVR_OUTBOUND_DIAL"
+OUTBOUND_CALLERID: Final = "IVR_OUTBOUND_CALLERID"
 
 # ------------------------------------------------------------------ journey variables (inherited)
 JOURNEY_ID: Final = "IVR_JOURNEY_ID"
@@ -90,6 +94,8 @@ DIALPLAN: Final = frozenset(
         XFER_DIAL,
         XFER_CALLERID,
         XFER_RING,
+        OUTBOUND_DIAL,
+        OUTBOUND_CALLERID,
         AGI_URL,
         AGI_STANDBY,
         FALLBACK_QUEUE,

@@ -224,6 +224,16 @@ class UserEvent(AmiEvent):
 
 
 @dataclass(frozen=True)
+class DialEnd(AmiEvent):
+    """A Dial() from ``channel`` to ``dest`` ended (also app_queue ringing an agent): ``status`` is
+    Asterisk's DIALSTATUS (ANSWER, BUSY, NOANSWER, CONGESTION, CHANUNAVAIL, CANCEL)."""
+
+    channel: Channel
+    dest: Channel
+    status: str
+
+
+@dataclass(frozen=True)
 class OriginateResponse(AmiEvent):
     action_id: str
     response: str  # Success | Failure
@@ -350,6 +360,8 @@ def parse(msg: Headers) -> AmiEvent | None:
             )
         case "Hangup":
             return Hangup(ts, _channel(msg), _int(msg, "Cause", default=0), _get(msg, "Cause-txt", default=""))
+        case "DialEnd":
+            return DialEnd(ts, _channel(msg), _channel(msg, "Dest"), _get(msg, "DialStatus", default=""))
         case "FullyBooted":
             return FullyBooted(ts, _int(msg, "Uptime", default=0))
         case "Shutdown":

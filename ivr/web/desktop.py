@@ -23,6 +23,8 @@ Browser -> server: ``{"type": "ready"}``, ``{"type": "pause", "reason"}``, ``{"t
 "blind"|"consult", "note"}``, ``{"type": "transfer.complete"}``, ``{"type": "transfer.cancel"}``
 (``ivr.acd.transfers``; answered with ``transfer.started`` / ``transfer.consulting`` /
 ``transfer.ended``, or an ``error`` saying why it was refused).
+``{"type": "call", "number", "journey_id"}`` (click-to-call, ``ivr.acd.outbound``: a refusal comes back
+as an ``error`` the page shows; the call itself pops a card like an inbound one).
 
 Every command goes to the ACD through :class:`ivr.acd.desk.AcdDesk`: on this node when it is the
 ACD leader, else over the bus to the leader (an ``error`` if no leader answers in time). Pops and
@@ -470,6 +472,11 @@ async def _command(desk: AcdDesk, agent: dict[str, Any], data: Any) -> None:
         )
     elif kind in ("transfer.complete", "transfer.cancel"):
         await desk.run(kind, agent_id)
+    elif kind == "call":  # click-to-call: the card's journey (whose customer's numbers may be called) or none
+        number = data.get("number")
+        if not isinstance(number, str):
+            raise ValueError("number must be a string")
+        await desk.run("call", agent_id, number=number[:64], journey_id=_id(data, "journey_id", optional=True))
     else:
         raise ValueError(f"unknown message type {loggable(kind)}")
 

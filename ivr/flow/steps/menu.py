@@ -250,6 +250,7 @@ class MenuStep(RetryingStep):
             "option_chosen",
             flow=rt.flow.name,
             option=option.id,
+            label=option.label.text,  # the words the menu says it in: the timeline reads them
             key=key,
             position=position,
             mode=result.mode,

@@ -143,6 +143,7 @@ def test_waiting_callers_show_their_ivr_context_with_masked_numbers_longest_firs
             "verified": True,
             "known": True,
             "why": "pay_bill",
+            "story": [],
             "context": True,
         },
         {
@@ -153,6 +154,7 @@ def test_waiting_callers_show_their_ivr_context_with_masked_numbers_longest_firs
             "verified": False,
             "known": False,
             "why": "",
+            "story": [],
             "context": False,  # its pop is still loading: shown, without context
         },
         {
@@ -163,6 +165,7 @@ def test_waiting_callers_show_their_ivr_context_with_masked_numbers_longest_firs
             "verified": False,
             "known": False,
             "why": "outage_info",
+            "story": [],
             "context": True,
         },
     ]
@@ -265,3 +268,40 @@ def test_a_caller_who_keyed_an_option_shows_its_label_as_why_they_are_here() -> 
     row = caller_row({"queue": "billing", "joined_at": 1.0, "callerid": "+15551230001"}, pop)
     assert (row["intent"], row["why"]) == ("billing", menu.choices[0].label.text)
     assert row["why"] != "billing"
+
+
+def test_a_waiting_callers_story_is_worded_for_supervisors_masked() -> None:
+    """The board's last timeline lines come from the wording module's supervisor audience: what the
+    caller said and the numbers an agent dialled never reach the room display."""
+    timeline: list[dict[str, Any]] = [
+        {
+            "at": "2026-12-03T10:42:00.000Z",
+            "channel": "voice",
+            "kind": "outbound_call",
+            "journey_id": "j0",
+            "step": None,
+            "data": {"agent": "Ann", "to_number": "+15551230006"},
+        },
+        {
+            "at": "2026-12-03T10:41:00.000Z",
+            "channel": "voice",
+            "kind": "intent_recognised",
+            "journey_id": "j1",
+            "step": "main",
+            "data": {
+                "utterance": "my name is Ada",
+                "intent": "billing",
+                "option": "pay_bill",
+                "status": "match",
+                "confidence": 0.9,
+            },
+        },
+    ]
+    pop = build_pop({"id": "j2"}, timeline=timeline, call={"uniqueid": "u1", "called_at": 1.0})
+    row = caller_row({"queue": "billing", "joined_at": 1.0, "callerid": "+15551230006"}, pop)
+    assert [line["words"] for line in row["story"]] == [
+        "Ann called the customer at …0006",
+        "Understood as 'billing', 90%",
+    ]
+    assert "Ada" not in repr(row) and "555123" not in repr(row)
+    assert "Ada" in repr(pop["timeline"])  # the agent's card shows the transcript it already shows

@@ -25,6 +25,7 @@ def test_a_queue_call_parses_to_the_events_the_acd_consumes_in_order() -> None:
         "QueueParams",  # the QueueStatus reply while the caller waited
         "QueueEntry",
         "AgentCalled",
+        "DialEnd",  # app_queue's ring of the agent, answered
         "QueueCallerLeave",
         "AgentConnect",
         "AgentComplete",
@@ -33,6 +34,12 @@ def test_a_queue_call_parses_to_the_events_the_acd_consumes_in_order() -> None:
     called = next(e for e in events if isinstance(e, ev.AgentCalled))
     connect = next(e for e in events if isinstance(e, ev.AgentConnect))
     complete = next(e for e in events if isinstance(e, ev.AgentComplete))
+    dialled = next(e for e in events if isinstance(e, ev.DialEnd))
+    assert (dialled.channel.name, dialled.dest.name, dialled.status) == (
+        "PJSIP/trunk-00000000",
+        "PJSIP/agent1001-00000001",
+        "ANSWER",
+    )
     assert join.queue == "billing" and join.position == 1 and join.caller.callerid == "+15551237001"
     journey = join.caller.journey_id
     assert journey and len(journey) == 32

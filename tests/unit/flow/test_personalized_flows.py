@@ -84,6 +84,7 @@ def test_history_puts_outage_first_on_key_1(library: FlowLibrary) -> None:
     assert chosen | {} == {
         "flow": "support",
         "option": "outage",
+        "label": "reporting an outage",
         "key": "1",
         "position": 1,
         "mode": "dtmf",

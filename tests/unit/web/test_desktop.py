@@ -177,3 +177,18 @@ async def test_a_chat_is_offered_to_an_agent_with_the_skill_and_messages_flow_bo
     await desk.journeys.flush()
     kinds = [e["kind"] for e in await desk.journeys.interactions("j-chat")]
     assert kinds == ["chat_offered", "chat_message", "chat_closed"]
+
+
+async def test_a_call_a_controller_cannot_place_is_an_error_the_page_shows(desk: Desk) -> None:
+    """Click-to-call without AMI here (``outbound`` absent), or with a number that is not text:
+    a clear error on the socket, the agent's state untouched."""
+    ann, csrf = await desk.login("ann", "ann-password")
+    async with ann:
+        ws = await ann.ws_connect(f"{desk.base}/desktop/ws?csrf={csrf}", headers={"Origin": desk.base})
+        await next_of(ws, "state")
+        await ws.send_json({"type": "call", "number": "+15551230005", "journey_id": None})
+        assert (await next_of(ws, "error"))["message"] == "calling out is not available on this controller"
+        await ws.send_json({"type": "call", "number": 15551230005})
+        assert (await next_of(ws, "error"))["message"] == "number must be a string"
+        assert desk.acd.states["ann"].status == "paused"
+        await ws.close()

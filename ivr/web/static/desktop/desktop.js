@@ -5,13 +5,18 @@
 const $ = (sel, root = document) => root.querySelector(sel);
 const state = { csrf: "", agent: null, ws: null, pop: null, retry: 500, chats: new Map() };
 window.__ivrPops = [];  // {pop_id, called_at, painted_at}: read by tests and the benchmark
+// What other modules use: send(), the state, and the actions the keyboard (keys.js) dispatches to;
+// the softphone and transfer modules register answer, hold, transfer and hangup here.
+window.desk = window.desk || { actions: {} };
+window.desk.state = state;
 
 function text(el, value) { el.textContent = value == null || value === "" ? "—" : String(value); }
 function fmtWait(s) { if (s == null) return "—"; s = Math.round(s); return s < 60 ? s + " s" : Math.floor(s / 60) + " min " + (s % 60) + " s"; }
-function fmtTime(iso) { try { return new Date(iso).toLocaleString(); } catch { return iso; } }
 
 function send(msg) { if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify(msg)); }
 window.ivrDesk = { send, state };  // for transfer.js
+window.desk.send = send;
+function announce(value) { $("#announce").textContent = value; }  // the screen reader's live region
 
 async function start() {
   const r = await fetch("/desktop/api/me", { credentials: "same-origin" });
@@ -22,6 +27,11 @@ async function start() {
   text($("#agent-skills"), Object.entries(me.agent.skills).map(([s, p]) => s + (p ? " (" + p + ")" : "")).join(", "));
   $("#btn-ready").onclick = () => send({ type: "ready" });
   $("#btn-pause").onclick = () => send({ type: "pause", reason: $("#pause-reason").value });
+  const acts = window.desk.actions;
+  acts.ready = () => { if (!$("#btn-ready").disabled) send({ type: "ready" }); };
+  acts.pause = () => { if (!$("#btn-pause").disabled) send({ type: "pause", reason: $("#pause-reason").value }); };
+  acts.wrapup = () => { const notes = $('#call [name="notes"]'); if (notes && !notes.closest("form").hidden) notes.focus(); };
+  acts.call = () => { if (state.pop && state.pop.caller) window.deskOutbound.call(state.pop.caller, state.pop.journey_id); else $("#dial-number").focus(); };
   $("#btn-logout").onclick = logout;
   connect();
   if (me.agent.phone === "browser" && window.IvrSoftphone) window.IvrSoftphone.start(state.csrf);  // softphone.js
@@ -57,7 +67,7 @@ function handle(msg) {
     case "chat.offer": openChat(msg.contact, msg.pop); break;
     case "chat.message": chatLine(msg.contact_id, msg.text, false); break;
     case "chat.closed": closeChat(msg.contact_id, msg.by); break;
-    case "error": console.warn("server:", msg.message); break;
+    case "error": window.deskOutbound.refused(msg.message); announce(msg.message); break;
   }
   // other scripts (transfer.js) follow the same messages, after the card is drawn
   document.dispatchEvent(new CustomEvent("ivr:message", { detail: msg }));
@@ -68,6 +78,7 @@ function showState(agent, recovered) {
   pill.className = "pill " + agent.status;
   pill.dataset.status = agent.status;
   text(pill, agent.status.replace("_", "-"));
+  pill.setAttribute("aria-label", "Your status: " + agent.status.replace("_", " ") + (agent.reason ? " (" + agent.reason + ")" : ""));
   $("#status-reason").textContent = agent.reason ? "(" + agent.reason + ")" : "";
   $("#btn-ready").disabled = agent.status === "ready" || agent.status === "ringing" || agent.status === "on_call";
   $("#btn-pause").disabled = agent.status === "ringing" || agent.status === "on_call";
@@ -97,6 +108,13 @@ function showPop(pop, phase) {
   card.dataset.journey = pop.journey_id || "";
   const f = (name) => card.querySelector('[data-f="' + name + '"]');
   const c = pop.customer || {};
+  const outbound = pop.direction === "outbound";
+  card.dataset.direction = outbound ? "outbound" : "inbound";
+  if (outbound) text(f("phase"), "Calling the customer: your phone rings first");
+  announce((outbound ? "Calling " : "Incoming call from ") + (c.name || pop.caller || "an unknown caller"));
+  const callBack = f("call-customer");
+  callBack.hidden = !pop.caller;  // the server refuses while a call is up, and says why
+  callBack.onclick = () => window.deskOutbound.call(pop.caller, pop.journey_id);
   text(f("name"), c.name || (pop.known_customer ? "Known customer" : "New caller"));
   text(f("caller"), pop.caller);
   text(f("tier"), c.tier ? c.tier + " tier" : "no tier");
@@ -115,16 +133,12 @@ function showPop(pop, phase) {
     const ok = tr.insertCell(); ok.className = s.verified ? "ok" : "no"; ok.textContent = s.verified ? "✔ verified" : "unverified";
   }
   if (!(pop.slots || []).length) { const tr = slots.insertRow(); tr.insertCell().textContent = "nothing collected"; }
-  text(f("queue"), (pop.queue || "?") + (pop.skill ? " · skill " + pop.skill : "") + (pop.priority != null ? " · priority " + pop.priority : ""));
+  text(f("queue"), outbound ? "You called them" : (pop.queue || "?") + (pop.skill ? " · skill " + pop.skill : "") + (pop.priority != null ? " · priority " + pop.priority : ""));
   for (const r of (pop.routing && pop.routing.reasons) || []) li(f("routing"), r);
   for (const m of pop.menus || []) li(f("menus"), m.step + ": " + (m.reordered ? "reordered — " : "as designed — ") + (m.reason || "no history"));
   if (!(pop.menus || []).length) li(f("menus"), "no menu personalized");
-  for (const e of pop.timeline || []) {
-    const el = li(f("timeline"), "");
-    const ch = document.createElement("span"); ch.className = "ch"; ch.textContent = e.channel;
-    el.append(ch, " " + e.kind + (e.step ? " · " + e.step : "") + " ", Object.assign(document.createElement("span"), { className: "muted", textContent: fmtTime(e.at) }));
-  }
-  if (!(pop.timeline || []).length) li(f("timeline"), "first contact");
+  const callable = pop.caller ? () => window.deskOutbound.call(pop.caller, pop.journey_id) : null;
+  window.deskTimeline.render(f("timeline"), pop.timeline, callable);
   const form = f("wrap");
   form.onsubmit = (e) => {
     e.preventDefault();
@@ -173,7 +187,15 @@ function openChat(contact, pop) {
   form.append(input, btn, end);
   form.onsubmit = (e) => { e.preventDefault(); if (!input.value) return; send({ type: "chat.send", contact_id: contact.contact_id, text: input.value }); chatLine(contact.contact_id, input.value, true); input.value = ""; };
   end.onclick = () => send({ type: "chat.end", contact_id: contact.contact_id });
-  box.append(head, sub, log, form);
+  // what happened before this chat, worded by the server like the card's timeline
+  const before = document.createElement("details");
+  const summary = document.createElement("summary"); summary.textContent = "Before this chat";
+  const lines = document.createElement("ul"); lines.className = "timeline"; lines.setAttribute("aria-label", "Customer timeline");
+  window.deskTimeline.render(lines, pop.timeline, null);
+  before.append(summary, lines);
+  box.setAttribute("role", "region"); box.setAttribute("aria-label", "Chat with " + head.textContent);
+  log.setAttribute("role", "log"); log.setAttribute("aria-live", "polite"); input.setAttribute("aria-label", "Reply");
+  box.append(head, sub, before, log, form);
   $("#chats").append(box);
   state.chats.set(contact.contact_id, box);
 }

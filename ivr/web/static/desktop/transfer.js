@@ -60,6 +60,13 @@
     if (status) status.textContent = message;
   }
 
+  // the "t" shortcut (keys.js): to the transfer target, when a call is connected
+  window.desk = window.desk || { actions: {} };
+  window.desk.actions.transfer = () => {
+    const form = $('#call [data-f="transfer"]');
+    if (form && !form.hidden) form.querySelector('[name="target"]').focus();
+  };
+
   document.addEventListener("ivr:message", (e) => {
     const msg = e.detail;
     const pop = window.ivrDesk.state.pop;

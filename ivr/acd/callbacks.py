@@ -367,7 +367,7 @@ class Callbacks:
         alive = {ticket_of_channel(str(c.get("Uniqueid", ""))) for c in channels} - {None}
         for row in orphans:
             ticket = row["id"]
-            connected = await self.acd.ami.getvar("", f"DB({CONNECTED_FAMILY}/{ticket})") is not None
+            connected = await self._connected(ticket)
             fate = orphan_fate(
                 connected=connected, alive=ticket in alive, claimed_at=row["updated_at"], now=self.clock()
             )
@@ -378,6 +378,18 @@ class Callbacks:
                 await self._forget_connected(ticket)
             elif fate == "requeue" and await self.store.requeue(ticket, dial_token=row["dial_token"]):
                 log.warning("callback %s: an earlier ACD leader's dial never reached an agent: waiting again", ticket)
+
+    async def _connected(self, ticket: str) -> bool:
+        """Whether the dialplan marked ``ticket`` connected to an agent (its AstDB entry exists).
+        Raises AmiError when AMI cannot say: the orphan is then settled on a later pass."""
+        assert self.acd.ami is not None
+        try:  # the entry's value follows as an event; its existence is the answer
+            await self.acd.ami.action({"Action": "DBGet", "Family": CONNECTED_FAMILY, "Key": ticket})
+        except AmiError as exc:
+            if "not found" in str(exc).lower():  # "Database entry not found"
+                return False
+            raise
+        return True
 
     async def _forget_connected(self, ticket: str) -> None:
         """Drop the dialplan's AstDB mark of a settled ticket (absent when it never connected)."""

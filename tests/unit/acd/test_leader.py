@@ -15,6 +15,7 @@ import pytest
 from ivr.acd.callbacks import ORPHAN_QUIET_S, Callbacks, channel_id, orphan_fate, ticket_of_channel
 from ivr.acd.leader import Leadership
 from ivr.acd.service import Acd
+from ivr.ami.client import AmiError
 from ivr.store.agents import CallbackStore
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
@@ -166,17 +167,16 @@ class RecordingAmi:
 
     async def action(self, action: dict[str, str]) -> dict[str, str]:
         self.sent.append(action)
+        key = f"{action.get('Family')}/{action.get('Key')}"
+        if action.get("Action") == "DBGet" and key not in self.astdb:
+            raise AmiError("AMI DBGet: Database entry not found")  # as Asterisk 22 answers
         if action.get("Action") == "DBDel":
-            self.astdb.pop(f"{action['Family']}/{action['Key']}", None)
+            self.astdb.pop(key, None)
         return {"Response": "Success"}
 
     async def action_list(self, action: dict[str, str]) -> list[dict[str, Any]]:
         assert action == {"Action": "CoreShowChannels"}
         return [{"Event": "CoreShowChannel", "Uniqueid": uid} for uid in self.channels]
-
-    async def getvar(self, channel: str, variable: str) -> str | None:
-        assert channel == "" and variable.startswith("DB(") and variable.endswith(")")
-        return self.astdb.get(variable[3:-1])
 
 
 def dispatcher(journeys: JourneyStore, token: int) -> tuple[Callbacks, RecordingAmi]:

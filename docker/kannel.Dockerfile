@@ -8,5 +8,6 @@ RUN apt-get update -q \
  && rm -rf /var/lib/apt/lists/*
 COPY docker/kannel-entrypoint /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/kannel-entrypoint"]
+# bash, not sh: Debian's sh (dash) has no /dev/tcp, so the check could never pass
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/${KANNEL_SENDSMS_PORT:-13013}"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${KANNEL_SENDSMS_PORT:-13013}"]

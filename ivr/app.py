@@ -66,7 +66,7 @@ from ivr.store.leases import LeaseStore
 from ivr.telemetry import LoopLagProbe, Telemetry
 from ivr.web.app import WebServer, create_app
 from ivr.web.auth import bearer_token
-from ivr.web.chat import ChatSettings, setup_chat, setup_sms
+from ivr.web.chat import ChatSettings, adopt_waiting_chats, setup_chat, setup_sms
 from ivr.web.desktop import login_limiter, setup_desktop
 from ivr.web.funnel import setup_funnel
 from ivr.web.health import Readiness, setup_health
@@ -462,6 +462,13 @@ class App:
             await self.ami.start()
             await self.callbacks.start(token)
         await self.desk.serve(token)  # answer every node's desktops; log their agents in again here
+        try:  # the chats that waited for an agent in the previous leader's memory wait here now
+            adopted = await adopt_waiting_chats(self.store, self.acd.chats, now=time.time())
+        except Exception:  # the pages still offer them; only their earlier wait is not known
+            log.exception("waiting chats not adopted from the store")
+        else:
+            if adopted:
+                log.info("%d waiting chats adopted from the previous ACD leader", adopted)
 
     async def _follow(self) -> None:
         """This node no longer holds the ACD lease: stop dialling and drop AMI before another

@@ -16,6 +16,16 @@ call. One open ticket per customer (a database constraint). Every step is record
 timeline: ``callback_requested``, ``callback_dialled`` (with the agent held for it),
 ``callback_connected``/``callback_failed``.
 
+**A leader that dies with a callback under way.** What it claimed is stamped with its fencing
+token; the dial's outcome (OriginateResponse, AgentConnect) may then reach nobody. The next leader
+settles each such *orphan* from Asterisk, never by guessing from time alone: every callback's
+channel is created with a known uniqueid (:func:`channel_id`), so a channel still up means the
+dial is under way (its events now reach the new leader); and the dialplan writes an AstDB entry
+(:data:`CONNECTED_FAMILY`) the moment an agent is connected to a callback, so a connection nobody
+saw is still known. Connected: done. Neither up nor connected, ``ORPHAN_QUIET_S`` after the claim:
+it was never dialled, or not answered, or the customer left the queue: waiting again.
+:func:`orphan_fate` is that decision.
+
 **The agent is held for the callback while it is dialled.** app_queue offers a free agent to
 whoever is waiting the moment they are unpaused (``autofill``), within milliseconds, while the
 customer's phone rings for seconds and the callback's priority only counts once they have answered
@@ -39,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.acd.queueview import QueueView, estimate, queue_view
 from ivr.agi import variables as var
@@ -63,9 +73,47 @@ RETRY_S = 60.0
 DIAL_TIMEOUT_S = 30.0  # how long the customer's phone rings (Originate's Timeout)
 #: the longest an agent is held for a callback: the ring, then the answered call reaching Queue()
 RESERVE_S = DIAL_TIMEOUT_S + 15.0
-#: a ticket left ``dialing`` by an earlier leader this long is past any hold or ring of that dial
-ORPHAN_S = RESERVE_S + 15.0
+#: a ticket left ``dialing`` by an earlier leader, with no channel of its dial in Asterisk, is
+#: settled this long after its claim: the dial follows the claim within milliseconds, so a dial
+#: the old leader had sent has a channel by then (a lease outlives its holder by 3 s on top)
+ORPHAN_QUIET_S = 5.0
 RESERVE_REASON = "callback"  # the pause reason app_queue shows (QueueStatus, queue_log) while held
+#: AstDB family where ``[ivr-callback-connected]`` (extensions.conf) marks a callback, by ticket id,
+#: when app_queue connects it to an agent: Asterisk's record, whichever controller was listening
+CONNECTED_FAMILY = "ivr-callback"
+CHANNEL_PREFIX = "cb-"
+OrphanFate = Literal["done", "in_flight", "wait", "requeue"]
+
+
+def channel_id(ticket: str, attempt: int) -> str:
+    """The uniqueid of the channel dialled for ``ticket``'s ``attempt`` (also the Originate's ActionID)."""
+    return f"{CHANNEL_PREFIX}{ticket}-{attempt}"
+
+
+def ticket_of_channel(uniqueid: str) -> str | None:
+    """The ticket a channel was dialled for (:func:`channel_id`), or None for any other channel. Pure."""
+    if not uniqueid.startswith(CHANNEL_PREFIX):
+        return None
+    ticket, sep, attempt = uniqueid[len(CHANNEL_PREFIX) :].rpartition("-")
+    return ticket if sep and ticket and attempt.isdigit() else None
+
+
+def orphan_fate(*, connected: bool, alive: bool, claimed_at: float, now: float) -> OrphanFate:
+    """What becomes of a ticket an earlier leader left ``dialing``. ``connected``: Asterisk's
+    AstDB says an agent was connected to it; ``alive``: a channel of its dial is up. Read in that
+    order after listing the channels, a channel that ends meanwhile is still judged right: it was
+    connected before it ended, or never. Pure.
+
+    ``done``: it reached an agent. ``in_flight``: ringing, queued or talking: its events reach
+    this leader now. ``wait``: too soon after the claim to tell an unsent dial from one not yet
+    up. ``requeue``: never dialled, not answered, or the customer left the queue: dial again."""
+    if connected:
+        return "done"
+    if alive:
+        return "in_flight"
+    if now - claimed_at < ORPHAN_QUIET_S:
+        return "wait"
+    return "requeue"
 
 
 @dataclass(frozen=True)
@@ -260,7 +308,9 @@ class Callbacks:
         """queue -> join times of the callers holding in it (callbacks are tickets, not holders)."""
         holding: dict[str, list[float]] = {}
         for call in self.acd.waiting.values():
-            if not call.get("callback"):
+            # a callback is a ticket; known by its channel's uniqueid when it joined before this
+            # node led (the ACD's rebuild does not read its variables)
+            if not call.get("callback") and ticket_of_channel(str(call.get("uniqueid", ""))) is None:
                 holding.setdefault(call["queue"], []).append(float(call.get("joined_at") or 0.0))
         return holding
 
@@ -283,11 +333,11 @@ class Callbacks:
                 RESERVE_S,
             )
             await self._release(hold.ticket_id, "held too long")
-        await self._requeue_orphans()
         rows = await self.store.waiting()
         self.open = rows
         if not self._ready():
             return []
+        await self._settle_orphans()
         dialled: list[str] = []
         async with self._deciding:
             rows = await self.store.waiting()  # fresh: a "ready" may have taken one meanwhile
@@ -304,20 +354,48 @@ class Callbacks:
                     dialled.append(ticket.id)
         return dialled
 
-    async def _requeue_orphans(self) -> None:
-        """Tickets an earlier leader left ``dialing``: that dial's outcome (OriginateResponse) went
-        to a node that is gone, so nobody would ever move them on, and a dialling ticket blocks
-        its queue's later tickets. Once no hold or ring of that dial can still be under way
-        (``ORPHAN_S``), and unless the customer is waiting in a queue on that callback, the ticket
-        goes back to ``waiting``, compared on the token it was claimed under."""
-        if self.token is None:
+    async def _settle_orphans(self) -> None:
+        """Settle the tickets an earlier leader left ``dialing`` (see :func:`orphan_fate`): their
+        dial's outcome went to a node that is gone, and a dialling ticket blocks its queue's later
+        tickets. Each is changed compared on the token it was claimed under."""
+        if self.token is None or self.acd.ami is None:
             return
-        in_queue = {c.get("callback") for c in self.acd.waiting.values()}
-        for row in await self.store.orphaned(self.token, before=self.clock() - ORPHAN_S):
-            if row["id"] in in_queue:
-                continue
-            if await self.store.requeue(row["id"], dial_token=row["dial_token"]):
-                log.warning("callback %s: dialled by an earlier ACD leader, outcome unknown: waiting again", row["id"])
+        orphans = await self.store.orphaned(self.token, before=self.clock())
+        if not orphans:
+            return
+        channels = await self.acd.ami.action_list({"Action": "CoreShowChannels"})
+        alive = {ticket_of_channel(str(c.get("Uniqueid", ""))) for c in channels} - {None}
+        for row in orphans:
+            ticket = row["id"]
+            connected = await self._connected(ticket)
+            fate = orphan_fate(
+                connected=connected, alive=ticket in alive, claimed_at=row["updated_at"], now=self.clock()
+            )
+            if fate == "done":
+                if await self.store.requeue(ticket, dial_token=row["dial_token"], status="done"):
+                    log.warning("callback %s: reached an agent under an earlier ACD leader: done", ticket)
+                    await self._record(row["journey_id"], "callback_connected", ticket=ticket, queue=row["queue"])
+                await self._forget_connected(ticket)
+            elif fate == "requeue" and await self.store.requeue(ticket, dial_token=row["dial_token"]):
+                log.warning("callback %s: an earlier ACD leader's dial never reached an agent: waiting again", ticket)
+
+    async def _connected(self, ticket: str) -> bool:
+        """Whether the dialplan marked ``ticket`` connected to an agent (its AstDB entry exists).
+        Raises AmiError when AMI cannot say: the orphan is then settled on a later pass."""
+        assert self.acd.ami is not None
+        try:  # the entry's value follows as an event; its existence is the answer
+            await self.acd.ami.action({"Action": "DBGet", "Family": CONNECTED_FAMILY, "Key": ticket})
+        except AmiError as exc:
+            if "not found" in str(exc).lower():  # "Database entry not found"
+                return False
+            raise
+        return True
+
+    async def _forget_connected(self, ticket: str) -> None:
+        """Drop the dialplan's AstDB mark of a settled ticket (absent when it never connected)."""
+        assert self.acd.ami is not None
+        with contextlib.suppress(AmiError):
+            await self.acd.ami.action({"Action": "DBDel", "Family": CONNECTED_FAMILY, "Key": ticket})
 
     async def reserve_on_ready(self, state: AgentState) -> bool:
         """``state`` has just said ready and is still paused in app_queue. If a callback is due
@@ -361,7 +439,7 @@ class Callbacks:
                 var.inherited(var.CALLBACK_ID): row["id"],
             }
         )
-        action_id = f"cb-{row['id']}-{attempts}"
+        action_id = channel_id(row["id"], attempts)
         self._dialing[action_id] = row
         try:
             await self.acd.ami.action(
@@ -373,6 +451,7 @@ class Callbacks:
                     timeout_ms=int(DIAL_TIMEOUT_S * 1000),
                     variables=variables,
                     action_id=action_id,
+                    channel_id=action_id,
                 )
             )
         except AmiError as exc:
@@ -427,6 +506,7 @@ class Callbacks:
             if ticket:
                 await self.store.set_status(ticket, "done")
                 await self._record(event.caller.journey_id, "callback_connected", ticket=ticket, queue=event.queue)
+                await self._forget_connected(ticket)
 
     async def _failed(self, row: dict[str, Any], attempts: int, why: str) -> None:
         if attempts >= MAX_ATTEMPTS:

@@ -19,6 +19,12 @@ QueueCallerAbandon logs for a call) with the queue, the ``hold_time`` and the ``
 abandoned and time to abandon mean the same for a chat as for a call. One task, owned here and
 running only while chats wait, checks every ``sweep`` seconds; :meth:`ChatOffers.stop` ends it.
 
+**Across a leader change.** The waiting chats live in the leader's memory, so a new leader
+adopts them from the store (:func:`still_waiting` over each queued chat journey's log): each waits
+again from the moment it first queued, is offered at its page's next offer, and, when no page
+offers it any more (the customer left while no leader listened), is logged abandoned after
+``leave_grace`` like any other, so the KPIs count it.
+
 The offers see the ACD only through :class:`AgentDesk` (what they use of it), so this module does
 not import the ACD service, which owns one ``ChatOffers``: no import cycle between the two.
 """
@@ -38,7 +44,16 @@ from ivr.acd.agents import AgentState
 from ivr.acd.topics import agent_topic, chat_topic
 from ivr.bus.pubsub import Bus
 
-__all__ = ["AgentDesk", "BlendedChats", "ChatContact", "ChatOffers", "WaitingChat", "chat_topic", "left_because"]
+__all__ = [
+    "AgentDesk",
+    "BlendedChats",
+    "ChatContact",
+    "ChatOffers",
+    "WaitingChat",
+    "chat_topic",
+    "left_because",
+    "still_waiting",
+]
 
 log = logging.getLogger(__name__)
 #: Seconds a waiting chat may go without an offer from its page before its customer counts as
@@ -108,6 +123,23 @@ def left_because(chat: WaitingChat, now: float, grace: float) -> str | None:
     if now - chat.last_seen >= grace:
         return "left"
     return None
+
+
+#: what ends a chat's wait for an agent in its journey's log: taken, abandoned, closed
+WAIT_ENDS = frozenset({"chat_offered", "queue_abandoned", "chat_closed"})
+
+
+def still_waiting(log: list[dict[str, Any]]) -> float | None:
+    """When a chat journey queued for an agent, if it still waits: the time of its last
+    ``journey_queued`` with nothing after it that ends the wait (:data:`WAIT_ENDS`); else None.
+    ``log``: the journey's interactions in order, each with ``kind`` and ``at``. Pure."""
+    queued: float | None = None
+    for event in log:
+        if event["kind"] == "journey_queued":
+            queued = float(event["at"])
+        elif event["kind"] in WAIT_ENDS:
+            queued = None
+    return queued
 
 
 class AgentDesk(Protocol):
@@ -195,6 +227,21 @@ class ChatOffers:
         return state.agent_id
 
     # ------------------------------------------------------------------ waiting chats
+    def adopt(self, contact: ChatContact, joined_at: float) -> bool:
+        """A chat that waited under an earlier leader waits here, from when it first queued; its
+        page has ``leave_grace`` to offer it again, else it is abandoned. False if known already
+        (a page offered it first: it keeps the earlier join)."""
+        if contact.contact_id in self.active or contact.contact_id in self.left:
+            return False
+        found = self.waiting.get(contact.contact_id)
+        if found is not None:
+            found.joined_at = min(found.joined_at, joined_at)
+            return False
+        self.waiting[contact.contact_id] = WaitingChat(contact, joined_at, last_seen=self.clock())
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="chat-waits")
+        return True
+
     def _wait(self, contact: ChatContact) -> None:
         now = self.clock()
         found = self.waiting.get(contact.contact_id)

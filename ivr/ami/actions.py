@@ -71,8 +71,11 @@ def originate(
     timeout_ms: int = 30000,
     variables: Mapping[str, str] | None = None,
     action_id: str = "",
+    channel_id: str = "",
 ) -> Action:
-    """Originate asynchronously (the result comes as an OriginateResponse event with ``action_id``)."""
+    """Originate asynchronously (the result comes as an OriginateResponse event with ``action_id``).
+    ``channel_id``: the uniqueid the new channel gets, so whoever lists Asterisk's channels later
+    (another node, after this one died) can tell what it was dialled for."""
     action = {
         "Action": "Originate",
         "Channel": _clean("channel", channel),
@@ -91,6 +94,8 @@ def originate(
         action["Variable"] = ",".join(f"{_clean('variable', k)}={_clean('variable', v)}" for k, v in variables.items())
     if action_id:
         action["ActionID"] = _clean("action_id", action_id)
+    if channel_id:
+        action["ChannelId"] = _clean("channel_id", channel_id)
     return action
 
 

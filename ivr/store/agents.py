@@ -280,14 +280,17 @@ class CallbackStore:
             rows = (await conn.execute(query)).mappings().all()
         return [dict(r) for r in rows]
 
-    async def requeue(self, ticket: str, *, dial_token: int | None) -> bool:
-        """Put an orphaned ticket back to ``waiting`` unless it moved on meanwhile (the customer
-        reached an agent: ``done``), compared on the token it was dialled under."""
+    async def requeue(self, ticket: str, *, dial_token: int | None, status: str = "waiting") -> bool:
+        """Put an orphaned ticket back to ``waiting`` (or settle it as ``done``: it reached an
+        agent) unless it moved on meanwhile, compared on the token it was dialled under."""
         query = update(CallbackRow).where(CallbackRow.id == ticket, CallbackRow.status == "dialing")
         if dial_token is None:
             query = query.where(CallbackRow.dial_token.is_(None))
         else:
             query = query.where(CallbackRow.dial_token == dial_token)
+        values: dict[str, Any] = {"status": status, "updated_at": time.time()}
+        if status not in self.OPEN:
+            values["open_customer"] = None
         async with self.engine.begin() as conn:
-            result = await conn.execute(query.values(status="waiting", updated_at=time.time()))
+            result = await conn.execute(query.values(**values))
         return bool(result.rowcount)

@@ -451,6 +451,17 @@ class JourneyStore:
             rows = (await session.scalars(select(JourneyRow).order_by(JourneyRow.updated_at.desc()).limit(limit))).all()
         return [Journey.from_dict(r.data) for r in rows]
 
+    async def queued_on(self, channel: str, since: float) -> list[Journey]:
+        """Journeys on ``channel`` that ended waiting for an agent (status ``queued``), last saved
+        at or after ``since``: what a new ACD leader looks through for the chats that waited in
+        its predecessor's memory."""
+        query = select(JourneyRow).where(
+            JourneyRow.status == "queued", JourneyRow.channel == channel, JourneyRow.updated_at >= since
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(JourneyRow.updated_at))).all()
+        return [Journey.from_dict(r.data) for r in rows]
+
     async def interactions(self, journey_id: str) -> list[dict[str, Any]]:
         async with self._sessions() as session:
             rows = (

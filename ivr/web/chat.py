@@ -32,13 +32,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ivr.acd.chat import BlendedChats, ChatContact, chat_topic
+from ivr.acd.chat import BlendedChats, ChatContact, ChatOffers, chat_topic, still_waiting
 from ivr.bus.pubsub import Bus
 from ivr.channels.chat import TextFlows, View
 from ivr.channels.handoff import REASON_TEXT, TokenCodec, TokenRejected, new_session, session_hash
 from ivr.channels.sms import SmsChannel
 from ivr.flow.model import Queue
 from ivr.store.continuations import Continuation, ContinuationStore
+from ivr.store.journeys import JourneyStore
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static" / "chat"
@@ -50,6 +51,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+#: how far back a new ACD leader looks for chats still waiting for an agent (past any wait's end)
+ADOPT_HORIZON_S = 3600.0
 REFUSAL_STATUS = {"expired": 410, "used": 410, "disabled": 503}
 
 
@@ -263,22 +266,42 @@ def contact_id(journey_id: str) -> str:
     return f"chat-{journey_id}"
 
 
+def chat_contact(journey_id: str, customer_id: str | None, queue: Queue) -> ChatContact:
+    """The contact the blended agents are offered for a chat journey waiting in ``queue``."""
+    return ChatContact(
+        contact_id=contact_id(journey_id),
+        journey_id=journey_id,
+        skill=queue.skill or queue.queue,
+        channel="chat",
+        customer_id=customer_id,
+        context={"queue": queue.queue, "priority": queue.priority},
+        timeout=float(queue.timeout),
+    )
+
+
+async def adopt_waiting_chats(store: JourneyStore, offers: ChatOffers, *, now: float) -> int:
+    """On becoming the ACD leader: the chats still waiting for an agent (a queued chat journey
+    whose log has nothing after ``journey_queued`` that ended the wait, :func:`still_waiting`)
+    wait in this leader's ``offers`` from when they first queued (``ChatOffers.adopt``). Returns
+    how many were adopted. Looks back :data:`ADOPT_HORIZON_S`."""
+    adopted = 0
+    for journey in await store.queued_on("chat", now - ADOPT_HORIZON_S):
+        joined = still_waiting(await store.interactions(journey.id))
+        if joined is None:
+            continue
+        contact = chat_contact(journey.id, journey.customer_id, _queued(journey.id, journey.outcome))
+        if offers.adopt(contact, joined):
+            adopted += 1
+    return adopted
+
+
 async def offer_to_agent(settings: ChatSettings, view: View) -> str | None:
     """A chat that reached a queue step goes to a blended agent with the skill.
 
     None: no agent can take it now; the page's event stream keeps offering it."""
     if settings.agents is None or view.queued is None:
         return None
-    queue = view.queued
-    contact = ChatContact(
-        contact_id=contact_id(view.journey_id),
-        journey_id=view.journey_id,
-        skill=queue.skill or queue.queue,
-        channel="chat",
-        customer_id=view.customer_id,
-        context={"queue": queue.queue, "priority": queue.priority},
-        timeout=float(queue.timeout),
-    )
+    contact = chat_contact(view.journey_id, view.customer_id, view.queued)
     try:
         return await settings.agents.offer(contact)
     except Exception:  # the customer keeps waiting; the next offer may work

@@ -2,7 +2,10 @@
 
 SIPp calls the containerised Asterisk, whose dialplan hands them over FastAGI to the
 containerised controller, which writes the journeys to the containerised PostgreSQL; the test
-reads them there (psql inside the PostgreSQL container), not from any file of its own.
+reads them there (psql inside the PostgreSQL container), not from any file of its own. The stack
+runs with both optional profiles: ``sms`` (Kannel) and ``nodes`` (a second controller, the
+dialplan's standby address, started once the first is healthy: ``docker/compose.py`` runs the
+health checks podman cannot schedule).
 
 The stack runs on free ports, never the lab's 5060/5038/4573, and its RTP range is above the
 lab's, so a lab Asterisk of this session may be running meanwhile. The lab lock is held all the
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -27,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from lab.kannel import KannelLab
 from lab.prompts import prompt_lengths
 from lab.prompts import prompt_ms as ms
 from lab.sipp import CallerScript, Dtmf, run_caller
@@ -69,9 +74,10 @@ class Stack:
         )
         return out.stdout + out.stderr
 
-    def readyz(self) -> tuple[int, dict[str, Any]]:
+    def readyz(self, web_port: int | None = None) -> tuple[int, dict[str, Any]]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/readyz", timeout=2) as response:
+            url = f"http://127.0.0.1:{web_port or self.web_port}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"{}")
@@ -120,8 +126,13 @@ def images() -> None:
 @pytest.fixture(scope="module")
 def stack(images: None, lab_lock: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = f"ivrtest{os.getpid()}"
-    ports = {name: _free_port() for name in ("AMI", "AGI", "WEB", "SPEECH", "POSTGRES", "REDIS")}
+    names = ("AMI", "AGI", "WEB", "SPEECH", "POSTGRES", "REDIS", "AGI_2", "WEB_2", "SPEECH_2")
+    ports = {name: _free_port() for name in (*names, "SMSC", "KANNEL_ADMIN", "KANNEL_SENDSMS", "KANNEL_SMSBOX")}
     sip_port = _free_port(socket.SOCK_DGRAM)
+    smsc = tmp_path_factory.mktemp("kannel") / "smsc.conf"  # the fake SMSC on a free port (not 10000: RTP)
+    smsc.write_text(
+        f"group = smsc\nsmsc = fake\nsmsc-id = fake\nport = {ports['SMSC']}\nconnect-allow-ip = 127.0.0.1\n"
+    )
     env = dict(os.environ)
     env.update(
         IVR_COMPOSE_PROJECT=project,
@@ -137,12 +148,30 @@ def stack(images: None, lab_lock: None, tmp_path_factory: pytest.TempPathFactory
         IVR_RTP_START=str(RTP_START),
         IVR_RTP_END=str(RTP_END),
         IVR_SPEECH_ENGINE="off",  # keys only: the calls below test the path, not the recognizer
+        IVR_AGI_PORT_2=str(ports["AGI_2"]),
+        IVR_WEB_PORT_2=str(ports["WEB_2"]),
+        IVR_SPEECH_PORT_2=str(ports["SPEECH_2"]),
+        IVR_AGI_STANDBY_URL=f"agi://127.0.0.1:{ports['AGI_2']}",
+        IVR_SMS_PROVIDER="kannel",
+        IVR_KANNEL_SMSC=str(smsc),
+        IVR_KANNEL_ADMIN_PORT=str(ports["KANNEL_ADMIN"]),
+        IVR_KANNEL_SENDSMS_PORT=str(ports["KANNEL_SENDSMS"]),
+        IVR_KANNEL_SMSBOX_PORT=str(ports["KANNEL_SMSBOX"]),
     )
-    stack = Stack(project=project, env=env, sip_port=sip_port, web_port=ports["WEB"], postgres_port=ports["POSTGRES"])
+    stack = Stack(
+        project=project,
+        env=env,
+        sip_port=sip_port,
+        web_port=ports["WEB"],
+        postgres_port=ports["POSTGRES"],
+    )
     _run("secrets", env=env)
+    # ``latest`` again to this checkout's images (a build skips what exists): another checkout's
+    # test may have tagged its own as ``latest`` while this one waited for the lab lock
+    _run("build", "asterisk", "controller", "postgres", "redis", "kannel", env=dict(os.environ))
     try:
         started = time.monotonic()
-        _run("up", env=env, timeout=300)
+        _run("up", "--profile", "sms", "--profile", "nodes", env=env, timeout=300)
         deadline = started + 240
         status: int = 0
         body: dict[str, Any] = {}
@@ -199,6 +228,43 @@ def test_a_caller_who_hangs_up_is_saved_where_they_were(stack: Stack) -> None:
     result.raise_for_failure()
     journey = stack.journey("+15551239002", status="abandoned")
     assert journey["path"][0] == "greeting"
+
+
+def test_the_containerised_kannel_becomes_healthy_with_its_smsbox_on_line(stack: Stack) -> None:
+    """Its health check passes (run here: nothing else runs it without systemd) and bearerbox
+    reports smsbox on line. An SMS end to end through it is not tested here: the host's fakesmsc
+    crashes (double free) after its first message to the container's bearerbox."""
+    deadline = time.monotonic() + 60  # nothing depends on Kannel, so nothing waited for it: wait here
+    while subprocess.run(["podman", "healthcheck", "run", stack.container("kannel")], capture_output=True).returncode:
+        assert time.monotonic() < deadline, stack.logs("kannel")
+        time.sleep(1.0)
+    password = (Path(stack.env["IVR_SECRETS_DIR"]) / "kannel_password").read_text().strip()
+    admin = KannelLab(admin_port=int(stack.env["IVR_KANNEL_ADMIN_PORT"]), admin_password=password)
+    while not re.search(r"smsbox:.*\(on-line", admin.status()):
+        assert time.monotonic() < deadline, admin.status()
+        time.sleep(0.5)
+
+
+def test_the_second_controller_answers_calls_when_the_first_is_stopped(stack: Stack) -> None:
+    """Last in the module: it stops the first controller. The dialplan's standby address
+    (IVR_AGI_STANDBY, set from compose's IVR_AGI_STANDBY_URL) is the second node's FastAGI."""
+    web_2 = int(stack.env["IVR_WEB_PORT_2"])
+    status, body = stack.readyz(web_2)
+    assert status == 200 and body["role"] == "follower", body  # started after the first, which leads
+    ps = stack.compose("ps")
+    assert ps.returncode == 0 and "(healthy)" in ps.stdout, ps.stdout + ps.stderr  # health checks were run
+    subprocess.run(["podman", "stop", "-t", "5", stack.container("controller")], check=True, capture_output=True)
+    result = run_caller(
+        CallerScript(caller_id="+15551239003", hangup_after_ms=3000, max_call_ms=10000),
+        target=f"127.0.0.1:{stack.sip_port}",
+    )
+    result.raise_for_failure()
+    journey = stack.journey("+15551239003")
+    assert journey["path"][0] == "greeting"  # the flow ran: node 2 served it, not the fallback queue
+    deadline = time.monotonic() + 15  # and node 2 took the ACD lease over
+    while stack.readyz(web_2)[1].get("role") != "leader":
+        assert time.monotonic() < deadline, stack.logs("controller-2")
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("image", ["controller", "asterisk", "postgres"])

@@ -6,8 +6,11 @@ tests/integration/test_nodes.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +19,11 @@ from ivr.acd.desk import AcdDesk, ChatsViaLeader, LeaderUnavailable
 from ivr.acd.service import Acd
 from ivr.acd.topics import agent_topic
 from ivr.bus.pubsub import Bus, MemoryBus
+from ivr.flow.journey import Journey
+from ivr.flow.model import Interaction
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
+from ivr.web.chat import adopt_waiting_chats
 
 ANN = {
     "id": "a1",
@@ -166,3 +172,61 @@ async def test_a_customer_leaving_a_waiting_chat_on_a_follower_is_known_to_the_l
     assert on_b.left_reason("chat-j3") == "closed"
     assert await on_b.leave("chat-j3") is None  # already over
     assert await on_b.offer(contact) is None and "chat-j3" not in a.acd.chats.waiting  # never offered again
+
+
+async def queued_chat(journeys: JourneyStore, customer: str, queued_at: float) -> ChatContact:
+    """A chat journey that reached the billing queue step at ``queued_at`` (saved as the chat
+    channel saves it: status queued, its outcome, ``journey_queued`` in its log)."""
+    journey = Journey(id=uuid.uuid4().hex, flow="payments", version="1", channel="chat", step="agent")
+    journey.status, journey.customer_id = "queued", customer
+    journey.outcome = {"queue": "billing", "skill": "billing", "priority": 0}
+    journeys.save(journey, [Interaction("journey_queued", "agent", {}, queued_at)])
+    await journeys.flush()
+    return ChatContact(
+        f"chat-{journey.id}", journey.id, "billing", customer_id=customer, context={"queue": "billing", "priority": 0}
+    )
+
+
+async def test_chats_waiting_when_the_leader_dies_are_adopted_by_the_next_one_offered_or_abandoned(
+    nodes: tuple[Node, Node, MemoryBus], tmp_path: Path
+) -> None:
+    a, b, _ = nodes
+    journeys = a.acd.journeys
+    now = time.time()
+    stays = await queued_chat(journeys, "c1", now - 40)  # her page stays open, served by b
+    leaves = await queued_chat(journeys, "c2", now - 30)  # his page was closed while no leader listened
+    taken = await queued_chat(journeys, "c3", now - 20)
+    journeys.append(taken.journey_id, "c3", "chat", [Interaction("chat_offered", "agent", {}, now - 10)])
+    await journeys.flush()
+    on_b = ChatsViaLeader(b.desk)
+    for contact in (stays, leaves):
+        assert await on_b.offer(contact) is None  # nobody logged in: both wait in a's memory
+    assert set(a.acd.chats.waiting) == {stays.contact_id, leaves.contact_id}
+    # a dies (its memory with it); b takes the lease over and adopts what the store says still waits
+    a.leader = False
+    await a.desk.unserve()
+    b.leader = True
+    await b.desk.serve(2)
+    b.acd.chats.leave_grace, b.acd.chats.sweep = 0.5, 0.1
+    assert await adopt_waiting_chats(journeys, b.acd.chats, now=time.time()) == 2
+    assert {c: round(w.joined_at) for c, w in b.acd.chats.waiting.items()} == {
+        stays.contact_id: round(now - 40),  # the wait goes on from when it began
+        leaves.contact_id: round(now - 30),
+    }
+    assert await adopt_waiting_chats(journeys, b.acd.chats, now=time.time()) == 0  # once
+    # her page offers it again: the agent who signs in on the new leader gets it
+    await b.desk.run("login", "a1", agent=ANN)
+    await b.desk.run("ready", "a1")
+    assert await on_b.offer(stays) == "a1"
+    # his page never offers again: abandoned after the grace, with the whole wait, in his log
+    abandons: list[dict[str, Any]] = []
+    for _ in range(100):  # the grace, the sweep, then the log's writer
+        await journeys.flush()
+        abandons = [e for e in await journeys.interactions(leaves.journey_id) if e["kind"] == "queue_abandoned"]
+        if abandons:
+            break
+        await asyncio.sleep(0.05)
+    assert b.acd.chats.left_reason(leaves.contact_id) == "left"
+    (abandon,) = abandons
+    assert abandon["data"]["queue"] == "billing" and abandon["data"]["hold_time"] >= 30
+    assert b.acd.chats.left_reason(stays.contact_id) is None  # hers was offered, not abandoned

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from ivr.acd.callbacks import ORPHAN_S, Callbacks
+from ivr.acd.callbacks import ORPHAN_QUIET_S, Callbacks, channel_id, orphan_fate, ticket_of_channel
 from ivr.acd.leader import Leadership
 from ivr.acd.service import Acd
+from ivr.ami.client import AmiError
 from ivr.store.agents import CallbackStore
 from ivr.store.customers import CustomerStore
 from ivr.store.journeys import JourneyStore, make_engine
@@ -152,19 +153,31 @@ async def test_a_ticket_is_claimed_once_and_never_under_a_lost_lease(journeys: J
 
 
 class RecordingAmi:
-    """The AMI side of one node's dispatcher: connected, accepts every action, keeps what it sent."""
+    """The AMI side of one node's dispatcher: connected, accepts every action, keeps what it sent.
+    ``channels``: the uniqueids Asterisk lists; ``astdb``: its AstDB entries ("family/key")."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, str]] = []
         self.connected = asyncio.Event()
         self.connected.set()
+        self.channels: list[str] = []
+        self.astdb: dict[str, str] = {}
 
     def on_event(self, handler: Any) -> None: ...
     def on_connected(self, handler: Any) -> None: ...
 
     async def action(self, action: dict[str, str]) -> dict[str, str]:
         self.sent.append(action)
+        key = f"{action.get('Family')}/{action.get('Key')}"
+        if action.get("Action") == "DBGet" and key not in self.astdb:
+            raise AmiError("AMI DBGet: Database entry not found")  # as Asterisk 22 answers
+        if action.get("Action") == "DBDel":
+            self.astdb.pop(key, None)
         return {"Response": "Success"}
+
+    async def action_list(self, action: dict[str, str]) -> list[dict[str, Any]]:
+        assert action == {"Action": "CoreShowChannels"}
+        return [{"Event": "CoreShowChannel", "Uniqueid": uid} for uid in self.channels]
 
 
 def dispatcher(journeys: JourneyStore, token: int) -> tuple[Callbacks, RecordingAmi]:
@@ -206,9 +219,29 @@ async def test_a_dispatcher_under_a_lost_lease_dials_nothing_and_its_successor_d
     assert (row["status"], row["dial_token"]) == ("dialing", 2)
 
 
-async def test_a_ticket_an_earlier_leader_left_dialling_is_dialled_again_once_its_dial_is_over(
-    journeys: JourneyStore,
-) -> None:
+def test_a_callback_channel_names_its_ticket_and_no_other_channel_does() -> None:
+    assert channel_id("0f3a", 2) == "cb-0f3a-2"
+    assert ticket_of_channel("cb-0f3a-2") == "0f3a"
+    assert ticket_of_channel("cb-0f-3a-12") == "0f-3a"
+    for other in ("1764780000.42", "cb-", "cb-0f3a", "cb-0f3a-x", "cb--2", "xcb-0f3a-2"):
+        assert ticket_of_channel(other) is None, other
+
+
+def test_an_orphaned_ticket_is_done_if_asterisk_connected_it_and_dialled_again_only_when_nothing_is_up() -> None:
+    claimed = 100.0
+    later = claimed + ORPHAN_QUIET_S
+    # an agent was connected to it (the dialplan's AstDB mark), up or ended: done, never dialled again
+    assert orphan_fate(connected=True, alive=False, claimed_at=claimed, now=later) == "done"
+    assert orphan_fate(connected=True, alive=True, claimed_at=claimed, now=claimed) == "done"
+    # ringing, queued or talking without the mark yet: its events reach this leader now
+    assert orphan_fate(connected=False, alive=True, claimed_at=claimed, now=later + 60) == "in_flight"
+    # nothing up: a dial sent just after the claim may not have its channel yet
+    assert orphan_fate(connected=False, alive=False, claimed_at=claimed, now=later - 0.1) == "wait"
+    assert orphan_fate(connected=False, alive=False, claimed_at=claimed, now=later) == "requeue"
+
+
+async def old_leaders_ticket(journeys: JourneyStore) -> tuple[CallbackStore, str]:
+    """A ticket claimed under token 1 by a leader that then died; token 2 leads now."""
     leases = LeaseStore(journeys.engine)
     store = CallbackStore(journeys.engine)
     ticket = await store.open(
@@ -220,17 +253,47 @@ async def test_a_ticket_an_earlier_leader_left_dialling_is_dialled_again_once_it
     assert await leases.acquire(ACD_LEASE, "old", ttl=3, now=now) == 1
     assert await store.claim(ticket, attempts=1, lease=ACD_LEASE, token=1)  # then the old leader died
     assert await leases.acquire(ACD_LEASE, "new", ttl=30, now=now + 3) == 2
+    return store, ticket
+
+
+ANN = {"id": "a1", "username": "ann", "display_name": "Ann", "endpoint": "agent1001", "skills": {"billing": 0}}
+
+
+async def test_a_ticket_an_earlier_leader_claimed_but_never_dialled_is_dialled_again_within_seconds(
+    journeys: JourneyStore,
+) -> None:
+    store, ticket = await old_leaders_ticket(journeys)
     new, new_ami = dispatcher(journeys, token=2)
-    agent = {"id": "a1", "username": "ann", "display_name": "Ann", "endpoint": "agent1001", "skills": {"billing": 0}}
-    await new.acd.login(agent)
-    await new.acd.ready("a1")  # the old dial may still ring or hold someone: not yet
+    await new.acd.login(ANN)
+    await new.acd.ready("a1")  # a dial sent right after the claim may not be up yet: not yet
     assert originated(new_ami) == []
-    new.clock = lambda: time.time() + ORPHAN_S + 1  # past any ring or hold of the old dial
+    new.clock = lambda: time.time() + ORPHAN_QUIET_S  # no channel of it in Asterisk, no agent connected
     await new.acd.pause("a1", "")
     assert await new.tick() == []  # back to waiting, but nobody is ready
     assert [r["status"] for r in await store.waiting()] == ["waiting"]
     await new.acd.ready("a1")
     assert originated(new_ami) == [f"cb-{ticket}-2"]
+    (dial,) = [a for a in new_ami.sent if a.get("Action") == "Originate"]
+    assert dial["ChannelId"] == dial["ActionID"]  # the channel names its ticket for the next leader
+
+
+async def test_a_callback_an_earlier_leader_dialled_is_left_while_up_and_closed_once_asterisk_says_it_connected(
+    journeys: JourneyStore,
+) -> None:
+    store, ticket = await old_leaders_ticket(journeys)
+    new, new_ami = dispatcher(journeys, token=2)
+    new.clock = lambda: time.time() + ORPHAN_QUIET_S + 60
+    await new.acd.login(ANN)
+    new_ami.channels = ["1764780000.1", f"cb-{ticket}-1"]  # the customer's channel is up: ringing or queued
+    await new.acd.ready("a1")
+    assert await new.tick() == []
+    assert originated(new_ami) == [] and [r["status"] for r in await store.waiting()] == ["dialing"]
+    # an agent was connected to it while no leader listened (the dialplan's AstDB mark), and it ended
+    new_ami.channels = []
+    new_ami.astdb[f"ivr-callback/{ticket}"] = "connected"
+    assert await new.tick() == []
+    assert await store.waiting() == []  # done: not dialled a second time
+    assert originated(new_ami) == [] and new_ami.astdb == {}
 
 
 async def test_a_renewal_behind_a_locked_database_gives_up_on_time_and_its_write_finishes_after(

@@ -47,6 +47,12 @@ DEFAULT_SERVICE_LEVEL_S = 20.0
 #: Journeys that never reached an agent or a transfer and ended with one of these statuses are
 #: contained in self-service; "queued" (waiting for an agent) is not an end of self-service.
 CONTAINED_ENDS = frozenset({"completed", "abandoned", "failed", "handed_off"})
+#: Outcomes of an ``agent_transfer`` that mean the caller went to the target: a blind transfer
+#: handed over, a consult completed. A consult cancelled, a target that failed or hung up, a
+#: caller who hung up on hold: the call stayed with its agent or ended, so no transfer took.
+TRANSFER_TOOK = frozenset({"transferred", "completed"})
+#: The modes of an agent transfer, each its own count (``agent_transfers_<mode>``).
+TRANSFER_MODES = ("blind", "consult")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,11 @@ class ContactFacts:
     agent_ended_at: float | None = None  # the agent's conversation ended (AgentComplete, chat closed)
     abandoned_at: float | None = None  # left the queue before an agent took it
     transfers: int = 0  # transfer steps that sent it elsewhere (outside the queues)
+    agent_transfers_blind: int = 0  # an agent's blind transfers that took (TRANSFER_TOOK)
+    agent_transfers_consult: int = 0  # an agent's consult transfers that took (completed)
+    outbound_at: float | None = None  # an agent called the customer from the desktop (click-to-call)
+    outbound_agent: str | None = None  # ... this agent
+    outbound_answered_at: float | None = None  # the customer answered that call
     holdout: bool | None = None  # None: no personalized menu was reached
     menu_at: float | None = None  # first personalized menu entered
     chosen_at: float | None = None  # first option chosen (any menu)
@@ -194,6 +205,26 @@ class ContactFacts:
         return self.chosen_at - self.menu_at
 
     @property
+    def agent_transfers(self) -> int:
+        """Transfers by an agent that took, blind or consult."""
+        return self.agent_transfers_blind + self.agent_transfers_consult
+
+    @property
+    def outbound(self) -> bool:
+        """A call an agent placed to the customer (its journey is the contact)."""
+        return self.outbound_at is not None
+
+    @property
+    def outbound_answered(self) -> bool:
+        return self.outbound_at is not None and self.outbound_answered_at is not None
+
+    @property
+    def agent(self) -> str | None:
+        """The agent a contact counts for: the one who took it from a queue, else the one who
+        called the customer (an outbound call is never queued)."""
+        return self.agent_id if self.agent_id is not None else self.outbound_agent
+
+    @property
     def contained(self) -> bool:
         return not self.offered and not self.transfers and self.ended in CONTAINED_ENDS
 
@@ -255,6 +286,12 @@ class Figures:
     repeat_7d: int = 0
     repeat_24h_share: float | None = None
     repeat_7d_share: float | None = None
+    agent_transfers: int = 0
+    agent_transfers_blind: int = 0
+    agent_transfers_consult: int = 0
+    outbound_calls: int = 0
+    outbound_answered: int = 0
+    outbound_answered_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -280,6 +317,8 @@ FIRST: dict[str, tuple[str, ...]] = {
     "abandoned_at": (),
     "menu_at": (),
     "chosen_at": (),
+    "outbound_at": ("outbound_agent",),
+    "outbound_answered_at": (),
 }
 #: The speech columns (they add up across batches), as :class:`ContactFacts` names them.
 SPEECH_COUNTS = (
@@ -300,6 +339,7 @@ COUNTS = (
     "no_input",
     *SPEECH_COUNTS,
     "callback_dials",
+    *(f"agent_transfers_{mode}" for mode in TRANSFER_MODES),
 )
 #: Columns that keep the highest value (holdout: 1 once any menu heard the file's order;
 #: customer_id: any batch that knew the customer names them).
@@ -336,6 +376,9 @@ KINDS = frozenset(
         "callback_dialled",
         "callback_connected",
         "callback_failed",
+        "agent_transfer",
+        "outbound_call",
+        "outbound_answered",
     }
 )
 
@@ -408,6 +451,14 @@ def contact_delta(channel: str, events: Iterable[Event], customer_id: str | None
             first("abandoned_at", at)
         elif kind == "transferred":
             row["transfers"] += 1
+        elif kind == "agent_transfer":
+            mode = data.get("mode")
+            if data.get("outcome") in TRANSFER_TOOK and mode in TRANSFER_MODES:
+                row[f"agent_transfers_{mode}"] += 1
+        elif kind == "outbound_call":
+            first("outbound_at", at, outbound_agent=_text(data.get("agent_id")))
+        elif kind == "outbound_answered":
+            first("outbound_answered_at", at)
         elif kind == "menu_personalized":
             first("menu_at", at)
             held = data.get("holdout")
@@ -486,6 +537,11 @@ def facts(journey_id: str, row: Mapping[str, Any]) -> ContactFacts:
         agent_ended_at=row["agent_ended_at"],
         abandoned_at=row["abandoned_at"],
         transfers=row["transfers"] or 0,
+        agent_transfers_blind=row["agent_transfers_blind"] or 0,
+        agent_transfers_consult=row["agent_transfers_consult"] or 0,
+        outbound_at=row["outbound_at"],
+        outbound_agent=row["outbound_agent"],
+        outbound_answered_at=row["outbound_answered_at"],
         holdout=None if row["holdout"] is None else bool(row["holdout"]),
         menu_at=row["menu_at"],
         chosen_at=row["chosen_at"],
@@ -553,6 +609,10 @@ class GroupSums:
     known_contacts: int = 0
     repeat_24h: int = 0
     repeat_7d: int = 0
+    agent_transfers_blind: int = 0
+    agent_transfers_consult: int = 0
+    outbound_calls: int = 0
+    outbound_answered: int = 0
 
 
 def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAULT_SERVICE_LEVEL_S) -> GroupSums:
@@ -604,6 +664,10 @@ def sums_of(contacts: Iterable[ContactFacts], *, service_level_s: float = DEFAUL
         known_contacts=sum(1 for c in group if c.customer_id is not None),
         repeat_24h=sum(1 for c in group if c.repeat_24h),
         repeat_7d=sum(1 for c in group if c.repeat_7d),
+        agent_transfers_blind=sum(c.agent_transfers_blind for c in group),
+        agent_transfers_consult=sum(c.agent_transfers_consult for c in group),
+        outbound_calls=sum(1 for c in group if c.outbound),
+        outbound_answered=sum(1 for c in group if c.outbound_answered),
     )
 
 
@@ -675,6 +739,12 @@ def figures(s: GroupSums) -> Figures:
         repeat_7d=s.repeat_7d,
         repeat_24h_share=ratio(s.repeat_24h, s.known_contacts),
         repeat_7d_share=ratio(s.repeat_7d, s.known_contacts),
+        agent_transfers=s.agent_transfers_blind + s.agent_transfers_consult,
+        agent_transfers_blind=s.agent_transfers_blind,
+        agent_transfers_consult=s.agent_transfers_consult,
+        outbound_calls=s.outbound_calls,
+        outbound_answered=s.outbound_answered,
+        outbound_answered_share=ratio(s.outbound_answered, s.outbound_calls),
     )
 
 
@@ -759,7 +829,9 @@ def key_of(by: Dimension, interval: str) -> Callable[[ContactFacts], str]:
         return lambda c: step_label(c.flow, c.ended_step)
     if by == "handoff":
         return lambda c: handoff_label(c.sent_from, c.sent_to) if c.sent else "-"
-    attribute = {"flow": "flow", "queue": "queue", "skill": "skill", "agent": "agent_id", "channel": "channel"}[by]
+    if by == "agent":
+        return lambda c: c.agent or "-"
+    attribute = {"flow": "flow", "queue": "queue", "skill": "skill", "channel": "channel"}[by]
     return lambda c: getattr(c, attribute) or "-"
 
 

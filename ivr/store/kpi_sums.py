@@ -111,7 +111,7 @@ def group_keys(row: Mapping[str, Any]) -> dict[str, str]:
         "all": "-",
         "queue": _label(row["queue"]),
         "skill": _label(row["skill"]),
-        "agent": _label(row["agent_id"]),
+        "agent": _label(row["agent_id"] if row["agent_id"] is not None else row["outbound_agent"]),
         "channel": _label(row["channel"]),
         "step": f"{_label(row['flow'])}/{_label(row['ended_step'])}",
         "handoff": "-" if row["sent_at"] is None else f"{_label(row['sent_from'])}>{_label(row['sent_to'])}",

@@ -39,6 +39,7 @@ from ivr.kpis import (
     OFFER_REASONS,
     REPEAT_WINDOWS,
     SPEECH_COUNTS,
+    TRANSFER_MODES,
     ContactFacts,
     Dimension,
     Event,
@@ -57,6 +58,8 @@ from ivr.store.models import ContactFactRow
 _c = ContactFactRow.__table__.c
 #: The speech columns a group sums as they are (key choices only count towards ``fell_back``).
 SPEECH_SUMS = tuple(name for name in SPEECH_COUNTS if name != "key_choices")
+#: An agent's transfers that took, one column per mode: a group sums them as they are.
+TRANSFER_SUMS = tuple(f"agent_transfers_{mode}" for mode in TRANSFER_MODES)
 
 
 def contact_upsert(dialect: str) -> Any:
@@ -117,7 +120,9 @@ def _key(by: Dimension, interval: str) -> ColumnElement[Any]:
     if by == "step":  # ivr.kpis.step_label
         dash = literal("-")
         return func.coalesce(_c.flow, dash).concat(literal("/")).concat(func.coalesce(_c.ended_step, dash))
-    column = {"flow": _c.flow, "queue": _c.queue, "skill": _c.skill, "agent": _c.agent_id, "channel": _c.channel}[by]
+    if by == "agent":  # ivr.kpis.ContactFacts.agent: who took it, else who called out
+        return func.coalesce(_c.agent_id, _c.outbound_agent, literal("-"))
+    column = {"flow": _c.flow, "queue": _c.queue, "skill": _c.skill, "channel": _c.channel}[by]
     return func.coalesce(column, literal("-"))
 
 
@@ -265,6 +270,7 @@ class KpiStore:
         sent = _c.sent_at.is_not(None)
         claimed = and_(sent, _c.claimed_at >= _c.sent_at)
         spoke = (_c.speech_heard + _c.speech_no_input) > 0
+        outbound = _c.outbound_at.is_not(None)
         reason = case(
             (
                 and_(_c.exhausted_at.is_not(None), _c.exhausted_at <= _c.queued_at),
@@ -317,6 +323,9 @@ class KpiStore:
                 _count(_place_kept()).label("callbacks_kept"),
                 _count(_c.customer_id.is_not(None)).label("known_contacts"),
                 *(_count(_repeat(window)).label(name) for name, window in REPEAT_WINDOWS.items()),
+                *(func.sum(_c[name]).label(name) for name in TRANSFER_SUMS),
+                _count(outbound).label("outbound_calls"),
+                _count(and_(outbound, _c.outbound_answered_at.is_not(None))).label("outbound_answered"),
             )
             .where(*in_window)
             .group_by(*keys)
@@ -392,6 +401,9 @@ def _groups(
             known_contacts=int(g["known_contacts"]),
             repeat_24h=int(g["repeat_24h"]),
             repeat_7d=int(g["repeat_7d"]),
+            outbound_calls=int(g["outbound_calls"]),
+            outbound_answered=int(g["outbound_answered"]),
+            **{name: int(g[name] or 0) for name in TRANSFER_SUMS},
             **{name: int(g[name] or 0) for name in SPEECH_SUMS},
         )
     return out

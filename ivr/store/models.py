@@ -326,6 +326,12 @@ class ContactFactRow(Base):
     # the writer (ivr.store.kpi_sums), so a report never probes a customer's history per contact
     repeat_24h: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     repeat_7d: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # an agent's transfers that took, by mode; a click-to-call (its agent, answered or not)
+    agent_transfers_blind: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    agent_transfers_consult: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    outbound_at: Mapped[float | None] = mapped_column(Float)
+    outbound_agent: Mapped[str | None] = mapped_column(String(64))
+    outbound_answered_at: Mapped[float | None] = mapped_column(Float)
 
 
 #: What ``kpi_sums`` adds up per group: the counts and sums of ``ivr.kpis.GroupSums`` (its two
@@ -371,6 +377,10 @@ KPI_COUNTS = (
     "known_contacts",
     "repeat_24h",
     "repeat_7d",
+    "agent_transfers_blind",
+    "agent_transfers_consult",
+    "outbound_calls",
+    "outbound_answered",
 )
 KPI_SECONDS = ("abandon_s", "wait_s", "handle_s", "to_choice_s", "callback_wait_s")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -31,6 +32,30 @@ JOURNEYS = 300
 CUSTOMERS = [f"c{i}" for i in range(25)]
 
 Batch = tuple[str, str | None, str, list[Interaction]]  # journey, customer, channel, events
+#: an agent transfer's mode and outcome, as ivr.acd.transfers logs them (two took, four did not)
+TRANSFER_OUTCOMES = [
+    ("blind", "transferred"),
+    ("consult", "completed"),
+    ("consult", "cancelled"),
+    ("consult", "caller_hung_up"),
+    ("consult", "target_failed"),
+    ("consult", "target_hung_up"),
+]
+
+
+def outbound_call(rng: random.Random, start: float) -> list[tuple[str, float, dict[str, Any], str | None]]:
+    """A click-to-call journey as ivr.acd.outbound logs it: answered by the customer or not."""
+    agent = rng.choice(["ag1", "ag2", "ag3"])
+    events: list[tuple[str, float, dict[str, Any], str | None]] = [
+        ("journey_started", start, {"flow": "outbound", "direction": "outbound"}, None),
+        ("outbound_call", start, {"agent_id": agent, "to_number": "+15551230005"}, None),
+    ]
+    if rng.random() < 0.6:
+        events.append(("outbound_answered", start + rng.uniform(3, 30), {}, None))
+    else:
+        events.append(("outbound_failed", start + rng.uniform(3, 30), {"why": "no answer"}, None))
+    events.append(("agent_completed", start + rng.uniform(31, 300), {"agent_id": agent, "by": "agent"}, None))
+    return events
 
 
 def journey_log(rng: random.Random, n: int) -> list[Batch]:
@@ -50,57 +75,63 @@ def journey_log(rng: random.Random, n: int) -> list[Batch]:
             at += rng.choice([rng.uniform(low, high), float(rng.randint(1, 25))])
             return at
 
-        if rng.random() < 0.6:
-            events.append(("menu_personalized", later(), {"holdout": rng.choice([True, False, None])}, None))
-        for _ in range(rng.randint(0, 3)):
-            status, mode = rng.choice(["nomatch", "noinput", "match"]), rng.choice(["dtmf", "speech", "text"])
-            if mode == "speech" and status != "noinput":
-                events.append(("intent_recognised", later(), {"status": status}, None))
-            events.append(("input_rejected", later(), {"status": status, "mode": mode}, None))
-        if rng.random() < 0.2:
-            events.append(("tries_exhausted", later(), rng.choice([{}, {"status": "noinput"}]), None))
-        if rng.random() < 0.3:
-            events.append(("confirmation_asked", later(), {}, None))
-            events.append(("confirmation_answered", later(), {"confirmed": rng.random() < 0.7}, None))
-        if rng.random() < 0.7:
-            data = {"position": rng.randint(1, 3), "mode": rng.choice(["dtmf", "speech", None])}
-            events.append(("option_chosen", later(), data, None))
-        roll = rng.random()
-        if roll < 0.5:
-            queue = rng.choice(["billing", "support", "sales"])
-            data = {"queue": queue, "skill": queue, "intent": rng.choice(["agent", "billing", None])}
-            events.append(("queued", later(), data, None))
-            events.append(("journey_queued", at, {}, "to_queue"))
-            fate = rng.random()
-            if fate < 0.6:
-                kind = "agent_connected" if channel == "voice" else "chat_offered"
-                events.append((kind, later(1, 60), {"agent_id": rng.choice(["ag1", "ag2", "ag3"])}, None))
-                if rng.random() < 0.8:
-                    events.append(("agent_completed", later(10, 300), {}, None))
-            elif fate < 0.85:
-                events.append(("queue_abandoned", later(1, 90), {}, None))
-        elif roll < 0.6:
-            events.append(("transferred", later(), {"to": "+15550100"}, None))
-            events.append(("journey_completed", at, {}, "transfer"))
-        elif roll < 0.7:
-            events.append(("handed_off", later(), {"to": rng.choice(["sms", "chat"])}, None))
-            events.append(("journey_handed_off", at, {}, "offer_sms"))
-            if rng.random() < 0.7:
-                events.append(("link_opened", later(), {}, None))
-                if rng.random() < 0.7:
-                    events.append(("channel_changed", later(), {"via": "link"}, None))
-                    if rng.random() < 0.7:
-                        events.append(("journey_completed", later(), {}, "goodbye"))
-        elif roll < 0.8:
-            events.append(("callback_requested", later(), {"ticket": jid}, None))
-            for _ in range(rng.randint(0, 2)):
-                events.append(("callback_dialled", later(10, 600), {}, None))
-            events.append(
-                rng.choice([("callback_connected", later(), {}, None), ("callback_failed", later(), {}, None)])
-            )
+        if rng.random() < 0.1:  # a click-to-call: no flow ran, the agent called out
+            events, channel = outbound_call(rng, start), "voice"
         else:
-            end = rng.choice(["completed", "abandoned", "failed"])
-            events.append((f"journey_{end}", later(), {}, rng.choice(["goodbye", "main_menu", None])))
+            if rng.random() < 0.6:
+                events.append(("menu_personalized", later(), {"holdout": rng.choice([True, False, None])}, None))
+            for _ in range(rng.randint(0, 3)):
+                status, mode = rng.choice(["nomatch", "noinput", "match"]), rng.choice(["dtmf", "speech", "text"])
+                if mode == "speech" and status != "noinput":
+                    events.append(("intent_recognised", later(), {"status": status}, None))
+                events.append(("input_rejected", later(), {"status": status, "mode": mode}, None))
+            if rng.random() < 0.2:
+                events.append(("tries_exhausted", later(), rng.choice([{}, {"status": "noinput"}]), None))
+            if rng.random() < 0.3:
+                events.append(("confirmation_asked", later(), {}, None))
+                events.append(("confirmation_answered", later(), {"confirmed": rng.random() < 0.7}, None))
+            if rng.random() < 0.7:
+                data = {"position": rng.randint(1, 3), "mode": rng.choice(["dtmf", "speech", None])}
+                events.append(("option_chosen", later(), data, None))
+            roll = rng.random()
+            if roll < 0.5:
+                queue = rng.choice(["billing", "support", "sales"])
+                data = {"queue": queue, "skill": queue, "intent": rng.choice(["agent", "billing", None])}
+                events.append(("queued", later(), data, None))
+                events.append(("journey_queued", at, {}, "to_queue"))
+                fate = rng.random()
+                if fate < 0.6:
+                    kind = "agent_connected" if channel == "voice" else "chat_offered"
+                    events.append((kind, later(1, 60), {"agent_id": rng.choice(["ag1", "ag2", "ag3"])}, None))
+                    for _ in range(rng.choice([0, 0, 1, 2])):  # the agent transfers it (or tries to)
+                        mode, outcome = rng.choice(TRANSFER_OUTCOMES)
+                        events.append(("agent_transfer", later(5, 120), {"mode": mode, "outcome": outcome}, None))
+                    if rng.random() < 0.8:
+                        events.append(("agent_completed", later(10, 300), {}, None))
+                elif fate < 0.85:
+                    events.append(("queue_abandoned", later(1, 90), {}, None))
+            elif roll < 0.6:
+                events.append(("transferred", later(), {"to": "+15550100"}, None))
+                events.append(("journey_completed", at, {}, "transfer"))
+            elif roll < 0.7:
+                events.append(("handed_off", later(), {"to": rng.choice(["sms", "chat"])}, None))
+                events.append(("journey_handed_off", at, {}, "offer_sms"))
+                if rng.random() < 0.7:
+                    events.append(("link_opened", later(), {}, None))
+                    if rng.random() < 0.7:
+                        events.append(("channel_changed", later(), {"via": "link"}, None))
+                        if rng.random() < 0.7:
+                            events.append(("journey_completed", later(), {}, "goodbye"))
+            elif roll < 0.8:
+                events.append(("callback_requested", later(), {"ticket": jid}, None))
+                for _ in range(rng.randint(0, 2)):
+                    events.append(("callback_dialled", later(10, 600), {}, None))
+                events.append(
+                    rng.choice([("callback_connected", later(), {}, None), ("callback_failed", later(), {}, None)])
+                )
+            else:
+                end = rng.choice(["completed", "abandoned", "failed"])
+                events.append((f"journey_{end}", later(), {}, rng.choice(["goodbye", "main_menu", None])))
         customer = rng.choice(CUSTOMERS) if rng.random() < 0.7 else None
         cuts = sorted(rng.sample(range(1, len(events)), min(len(events) - 1, rng.randint(0, 2))))
         parts = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
@@ -144,6 +175,8 @@ async def test_the_sums_give_every_report_the_contacts_give(stores: tuple[Journe
     contacts = await kpis.contacts(T0 - 2 * 86400, T0 + 2 * 86400)
     assert len(contacts) == JOURNEYS
     assert sum(c.handled for c in contacts) > 30 and sum(c.customer_id is not None for c in contacts) > 150
+    assert sum(c.agent_transfers_blind for c in contacts) > 5 and sum(c.agent_transfers_consult for c in contacts) > 5
+    assert sum(c.outbound for c in contacts) > 10 and sum(c.outbound_answered for c in contacts) > 5
 
     windows = [
         (T0 - 86400, T0 + 86400),  # whole slots: all from the sums
@@ -164,15 +197,19 @@ async def test_the_sums_give_every_report_the_contacts_give(stores: tuple[Journe
     assert checked > 300
 
     # the migration's rebuild from the contact rows gives the rows the writer kept
+    # (from before the sums: 0010; from before the transfer and click-to-call facts: 0014, whose
+    # upgrade fills them from the log and rebuilds the sums with outbound contacts under their agent)
     kept = await _tables(first)
-    async with first.engine.begin() as conn:
-        await conn.run_sync(lambda c: _alembic(c, "downgrade", "0010"))
-    await schema.upgrade(first.engine)
-    rebuilt = await _tables(first)
-    assert rebuilt[1] == kept[1]
-    assert list(rebuilt[0]) == list(kept[0])
-    for key, row in kept[0].items():
-        assert rebuilt[0][key] == pytest.approx(row, rel=1e-9, abs=1e-9), key
+    assert any(key[0] == "agent" and key[3] == "outbound" and key[2] != "-" for key in kept[0])
+    for revision in ("0010", "0014"):
+        async with first.engine.begin() as conn:
+            await conn.run_sync(partial(_alembic, verb="downgrade", revision=revision))
+        await schema.upgrade(first.engine)
+        rebuilt = await _tables(first)
+        assert rebuilt[1] == kept[1], revision
+        assert list(rebuilt[0]) == list(kept[0]), revision
+        for key, row in kept[0].items():
+            assert rebuilt[0][key] == pytest.approx(row, rel=1e-9, abs=1e-9), (revision, key)
 
 
 async def _tables(store: JourneyStore) -> tuple[dict[tuple[Any, ...], tuple[Any, ...]], dict[tuple[Any, ...], Any]]:

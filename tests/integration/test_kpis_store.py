@@ -38,6 +38,20 @@ def started(at: float) -> E:
     return ("journey_started", at, {"flow": "support"})
 
 
+def transfer(at: float, mode: str, outcome: str, kind: str = "agent", target: str = "bob") -> E:
+    """An ``agent_transfer`` entry as ``ivr.acd.transfers`` records it."""
+    data = {"transfer_id": f"x{at:g}", "mode": mode, "target_kind": kind, "target": target, "agent_id": "ag1",
+            "agent": "Ann", "note": "", "outcome": outcome}  # fmt: skip
+    return ("agent_transfer", at, data)
+
+
+def called_out(at: float, agent: str) -> list[E]:
+    """A click-to-call as ``ivr.acd.outbound`` starts it: the journey and the call at once."""
+    return [("journey_started", at, {"flow": "outbound", "direction": "outbound"}),
+            ("outbound_call", at, {"agent_id": agent, "agent": agent, "to_number": "+15551230005",
+                                   "from_journey": None})]  # fmt: skip
+
+
 # journey id -> (channel, events). Times are offsets from T0.
 LOG: dict[str, tuple[str, list[E]]] = {
     # answered after 10 s by ag1, talked 120 s; personalized menu, one no-match (a wrong key) ran
@@ -52,6 +66,8 @@ LOG: dict[str, tuple[str, list[E]]] = {
                      ("option_chosen", 5, {"position": 1, "option": "pay_bill", "mode": "speech"}),
                      ("queued", 6, {"queue": "billing", "skill": "billing"}), ("journey_queued", 6, {}),
                      ("agent_connected", 16, {"agent_id": "ag1", "queue": "billing"}),
+                     # ag1 consulted bob and cancelled, then sent the caller blind to sales
+                     transfer(60, "consult", "cancelled"), transfer(130, "blind", "transferred", "queue", "sales"),
                      ("agent_completed", 136, {"agent_id": "ag1", "talk_time": 120})]),
     # holdout; silent at the speech menu, then chose the second option by key (fell back to keys);
     # left the queue after 40 s
@@ -97,6 +113,8 @@ LOG: dict[str, tuple[str, list[E]]] = {
                       ("callback_connected", 1510, {"ticket": "t2", "queue": "support"})]),
     "j14": ("voice", [started(1000), ("queued", 1005, {"queue": "support", "skill": "support"}),
                       ("journey_queued", 1005, {}), ("agent_connected", 1100, {"agent_id": "ag2"}),
+                      # ag2 consulted a number, which answered: the transfer completed
+                      transfer(1150, "consult", "completed", "number", "+15550199"),
                       ("agent_completed", 1160, {"agent_id": "ag2"})]),
     # c4's contact three days before j4: not in the report, but it makes j4 a repeat within 7 days
     "j12": ("voice", [started(-3 * 86400)]),
@@ -108,14 +126,21 @@ LOG: dict[str, tuple[str, list[E]]] = {
     # window ended (190 s wait, late events still read)
     "j9": ("voice", [started(3500), ("input_rejected", 3505, {"status": "noinput", "mode": "dtmf"}),
                      ("tries_exhausted", 3505, {"tries": 1, "status": "noinput"}), ("queued", 3510, {"queue": "support", "skill": "support"}),
-                     ("journey_queued", 3510, {}), ("agent_connected", 3700, {"agent_id": "ag2"})]),
+                     ("journey_queued", 3510, {}), ("agent_connected", 3700, {"agent_id": "ag2"}),
+                     # the caller hung up on hold while ag2 consulted: no transfer took
+                     transfer(3750, "consult", "caller_hung_up")]),
+    # ag1 called a customer from the desktop, who answered; ag2 called one who did not
+    "j15": ("voice", [*called_out(1200, "ag1"), ("outbound_answered", 1212, {}),
+                      ("agent_completed", 1300, {"agent_id": "ag1", "by": "agent"})]),
+    "j16": ("voice", [*called_out(1300, "ag2"), ("outbound_failed", 1330, {"why": "no answer"}),
+                      ("agent_completed", 1331, {"agent_id": "ag2", "by": "agent"})]),
 }  # fmt: skip
 #: Identified customers: c1 called twice in the window (j2 is a repeat within 24 h), c9 just before
 #: it (j9 too), c4 three days before (j4: within 7 days); the rest are unknown callers.
 CUSTOMERS = {"j1": "c1", "j2": "c1", "j4": "c4", "j12": "c4", "j7": "c9", "j9": "c9"}
 
 TOTAL = {
-    "contacts": 11,
+    "contacts": 13,
     "offered": 5,
     "handled": 4,
     "abandoned": 1,
@@ -125,14 +150,14 @@ TOTAL = {
     "avg_handle_s": pytest.approx((120 + 200 + 60) / 3),
     "service_level": 0.4,
     "contained": 3,
-    "containment": pytest.approx(3 / 11),
+    "containment": pytest.approx(3 / 13),
     "contained_by_outcome": {"abandoned": 1, "completed": 1, "handed_off": 1},
     "choices": 4,
     "first_option_share": 0.75,
     "avg_time_to_choice_s": pytest.approx((4 + 9 + 9) / 3),
     "no_match": 3,  # j1's wrong key, j4's refused text, j5's phrase
     "no_input": 4,  # j2 and j5 at speech menus, j4 by text, j9 on keys
-    "bad_input_per_contact": pytest.approx(7 / 11),
+    "bad_input_per_contact": pytest.approx(7 / 13),
     "speech_contacts": 3,  # j1, j2, j5
     "speech_heard": 2,  # j1, j5
     "speech_recognised": 1,  # j1
@@ -165,6 +190,12 @@ TOTAL = {
     "repeat_7d": 3,  # and j4
     "repeat_24h_share": 0.5,
     "repeat_7d_share": 0.75,
+    "agent_transfers": 2,  # j1's blind one and j14's consult; not j1's cancelled one nor j9's
+    "agent_transfers_blind": 1,
+    "agent_transfers_consult": 1,
+    "outbound_calls": 2,  # j15, j16
+    "outbound_answered": 1,  # j15
+    "outbound_answered_share": 0.5,
 }
 
 
@@ -188,7 +219,7 @@ async def store(database_url: str) -> AsyncIterator[JourneyStore]:
 async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     kpis = KpiStore(store.engine)
     contacts = {c.journey_id: c for c in await kpis.contacts(T0, T0 + 3600)}
-    assert sorted(contacts) == ["j1", "j10", "j11", "j13", "j14", "j2", "j3", "j4", "j5", "j6", "j9"]
+    assert sorted(contacts) == ["j1", "j10", "j11", "j13", "j14", "j15", "j16", "j2", "j3", "j4", "j5", "j6", "j9"]
     assert (contacts["j13"].callback_queue, contacts["j13"].callback_dialled_at) == ("support", T0 + 1500)
     assert contacts["j1"].ended == "queued" and contacts["j5"].ended == "abandoned"
     assert [contacts[j].holdout for j in ("j1", "j2", "j3", "j4")] == [False, True, None, None]
@@ -210,11 +241,30 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     }
     by_agent = {r.key: r.figures.handled for r in await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))}
     assert by_agent == {"-": 0, "ag1": 1, "ag2": 3}
+    # transfers count for the agent who took the call; a call out for the agent who placed it
+    by_agent_rows = await kpis.report(ReportRequest.parse(*WINDOW, by="agent"))
+    assert {r.key: (r.figures.agent_transfers_blind, r.figures.agent_transfers_consult) for r in by_agent_rows} == {
+        "-": (0, 0),
+        "ag1": (1, 0),
+        "ag2": (0, 1),
+    }
+    assert {r.key: (r.figures.outbound_calls, r.figures.outbound_answered) for r in by_agent_rows} == {
+        "-": (0, 0),
+        "ag1": (1, 1),
+        "ag2": (1, 0),
+    }
+    by_flow = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="flow"))}
+    assert {k: (f.contacts, f.outbound_calls, f.agent_transfers) for k, f in by_flow.items()} == {
+        "outbound": (2, 2, 0),
+        "support": (11, 0, 2),
+    }
+    by_queue_transfers = {q: f.agent_transfers for q, f in by_queue.items()}
+    assert by_queue_transfers == {"-": 0, "billing": 1, "support": 1}
     by_channel = {r.key: r.figures.contacts for r in await kpis.report(ReportRequest.parse(*WINDOW, by="channel"))}
-    assert by_channel == {"chat": 1, "sms": 1, "voice": 9}
+    assert by_channel == {"chat": 1, "sms": 1, "voice": 11}
     by_pair = {r.key: r.figures for r in await kpis.report(ReportRequest.parse(*WINDOW, by="handoff"))}
     assert {k: (f.contacts, f.links_sent, f.links_completed) for k, f in by_pair.items()} == {
-        "-": (10, 0, 0),
+        "-": (12, 0, 0),
         "voice>sms": (1, 1, 1),
     }
     steps = await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="support"))
@@ -226,7 +276,7 @@ async def test_the_sql_facts_give_every_figure(store: JourneyStore) -> None:
     ]
     assert await kpis.report(ReportRequest.parse(*WINDOW, by="step", flow="payments")) == []
     quarters = await kpis.report(ReportRequest.parse(*WINDOW, by="interval", interval="15min"))
-    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 8), ("08:15", 2), ("08:45", 1)]
+    assert [(r.key[11:16], r.figures.contacts) for r in quarters] == [("08:00", 8), ("08:15", 4), ("08:45", 1)]
     # a callback's place is judged per queue: j13 lost it to j14 in support; j11 kept it in billing
     assert {q: (f.callbacks_dialled, f.callbacks_kept) for q, f in by_queue.items()} == {
         "-": (2, 1),  # callbacks are not offered contacts: no queue of their own in this log
@@ -273,6 +323,7 @@ async def test_the_api_gives_the_same_numbers_and_refuses_bad_requests(api: str)
 
         async with http.get(api, params={**query, "by": "flow", "holdout": "1"}, headers=auth) as r:
             assert [(x["flow"], x["holdout"]) for x in (await r.json())["rows"]] == [
+                ("outbound", "-"),
                 ("support", "-"),
                 ("support", "holdout"),
                 ("support", "personalized"),
@@ -313,7 +364,7 @@ async def test_the_cli_prints_the_same_numbers(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("queue,contacts,offered,handled,abandoned,")
     assert [line.split(",")[:5] for line in lines[1:]] == [
-        ["-", "6", "0", "0", "0"],
+        ["-", "8", "0", "0", "0"],
         ["billing", "2", "2", "1", "1"],
         ["support", "3", "3", "3", "0"],
     ]
@@ -341,7 +392,7 @@ async def test_the_migration_folds_an_older_log_into_the_same_contacts(store: Jo
     """A log written before contact_facts existed: the upgrade's backfill gives the rows the writer gives."""
     kpis = KpiStore(store.engine)
     written = sorted(await kpis.contacts(T0 - 86400, T0 + 86400), key=lambda c: c.journey_id)
-    assert len(written) == 13
+    assert len(written) == 15
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda c: _alembic(c, "downgrade", "0005"))
     await schema.upgrade(store.engine)

@@ -405,3 +405,122 @@ def test_a_callback_kept_its_place_unless_a_later_caller_was_answered_before_its
                                                         answered_at=dialled - 1)])  # fmt: skip
     assert [c.callback_kept for c in overtaken] == [False]
     assert figures(sums_of([contact("n")])).callbacks_kept_share is None
+
+
+def _transfer(mode: str, outcome: str, kind: str = "agent", target: str = "bob") -> dict[str, Any]:
+    """An ``agent_transfer`` entry's data as ``ivr.acd.transfer.timeline_data`` writes it."""
+    return {"transfer_id": f"x-{mode}-{outcome}", "mode": mode, "target_kind": kind, "target": target,
+            "agent_id": "ag1", "agent": "Ann", "note": "", "outcome": outcome}  # fmt: skip
+
+
+def _answered(jid: str, *after: tuple[str, float, dict[str, Any]]) -> ContactFacts:
+    """A call queued in billing, answered by ag1, then what the agent did (``after``)."""
+    row = contact_delta(
+        "voice",
+        [
+            ("journey_started", T0, {"flow": "support"}),
+            ("queued", T0 + 5, {"queue": "billing", "skill": "billing"}),
+            ("journey_queued", T0 + 5, {}),
+            ("agent_connected", T0 + 15, {"agent_id": "ag1", "queue": "billing"}),
+            *after,
+        ],
+    )
+    assert row is not None
+    return facts(jid, row)
+
+
+def test_agent_transfers_count_only_the_ones_that_took_by_mode() -> None:
+    """A blind transfer handed over, a consult the agent completed: two transfers that took. A
+    consult the agent cancelled, one whose target never answered, and one on which the caller hung
+    up on hold: the caller stayed with the agent or left, so none of those counts."""
+    blind = _answered("blind", ("agent_transfer", T0 + 60, _transfer("blind", "transferred", "queue", "sales")))
+    completed = _answered(
+        "completed",
+        ("agent_transfer", T0 + 90, _transfer("consult", "completed")),
+        ("agent_completed", T0 + 91, {"agent_id": "ag1"}),
+    )
+    cancelled = _answered("cancelled", ("agent_transfer", T0 + 70, _transfer("consult", "cancelled")))
+    no_answer = _answered("no_answer", ("agent_transfer", T0 + 70, _transfer("consult", "target_failed", "number")))
+    hung_up = _answered(
+        "hung_up",
+        ("agent_transfer", T0 + 80, _transfer("consult", "caller_hung_up")),
+        ("agent_completed", T0 + 80, {"agent_id": "ag1"}),
+    )
+    assert (blind.agent_transfers_blind, blind.agent_transfers_consult) == (1, 0)
+    assert (completed.agent_transfers_blind, completed.agent_transfers_consult) == (0, 1)
+    assert [c.agent_transfers for c in (cancelled, no_answer, hung_up)] == [0, 0, 0]
+    f = figures(sums_of([blind, completed, cancelled, no_answer, hung_up]))
+    assert (f.agent_transfers, f.agent_transfers_blind, f.agent_transfers_consult) == (2, 1, 1)
+    assert (f.handled, f.contained) == (5, 0)  # still five handled calls, none contained
+    by_agent = {r.key: r.figures.agent_transfers for r in report([blind, completed, cancelled], by="agent")}
+    assert by_agent == {"ag1": 2}
+    # the same caller transferred twice (blind to a queue, then that agent consulted and completed)
+    twice = _answered(
+        "twice",
+        ("agent_transfer", T0 + 60, _transfer("blind", "transferred", "queue", "sales")),
+        ("agent_transfer", T0 + 200, _transfer("consult", "completed")),
+    )
+    assert (twice.agent_transfers_blind, twice.agent_transfers_consult) == (1, 1)
+    # an entry without a mode it knows (or an outcome it knows) counts nowhere
+    odd = _answered("odd", ("agent_transfer", T0 + 60, {**_transfer("blind", "transferred"), "mode": "magic"}))
+    assert odd.agent_transfers == 0
+
+
+def test_transfers_add_up_across_batches_in_any_order() -> None:
+    first = contact_delta("voice", [("agent_transfer", T0 + 60, _transfer("blind", "transferred"))])
+    later = contact_delta(
+        "voice",
+        [("journey_started", T0, {"flow": "support"}), ("agent_transfer", T0 + 90, _transfer("consult", "completed"))],
+    )
+    assert first is not None and later is not None
+    assert merge(first, later) == merge(later, first)
+    c = facts("j", merge(first, later))
+    assert (c.agent_transfers_blind, c.agent_transfers_consult) == (1, 1)
+
+
+def _outbound(jid: str, *, agent: str, answered: bool) -> ContactFacts:
+    """A click-to-call as ``ivr.acd.outbound`` logs it: the journey and the call at once, then
+    the customer's answer (or not), then the agent's leg hanging up."""
+    now = T0 + 100
+    events: list[tuple[str, float, dict[str, Any]]] = [
+        ("journey_started", now, {"flow": "outbound", "direction": "outbound"}),
+        ("outbound_call", now, {"agent_id": agent, "agent": "Ann", "to_number": "+15551230005", "from_journey": ""}),
+    ]
+    if answered:
+        events.append(("outbound_answered", now + 12, {}))
+    else:
+        events.append(("outbound_failed", now + 30, {"why": "no answer"}))
+    events.append(("agent_completed", now + 90, {"agent_id": agent, "by": "agent"}))
+    row = contact_delta("voice", events)
+    assert row is not None
+    return facts(jid, row)
+
+
+def test_outbound_calls_answered_and_not_by_agent_and_flow() -> None:
+    """Two calls out by ag1 (one answered), one by ag2 not answered; an inbound call ag1 took.
+    An outbound contact is never offered, handled or contained, and counts for the agent who
+    placed it."""
+    answered = _outbound("o1", agent="ag1", answered=True)
+    unanswered = _outbound("o2", agent="ag1", answered=False)
+    other = _outbound("o3", agent="ag2", answered=False)
+    assert (answered.outbound, answered.outbound_answered, answered.agent) == (True, True, "ag1")
+    assert (unanswered.outbound, unanswered.outbound_answered, unanswered.outbound_agent) == (True, False, "ag1")
+    assert answered.agent_id is None  # not taken from a queue
+    inbound = _answered("in")
+    group = [answered, unanswered, other, inbound]
+    f = figures(sums_of(group))
+    assert (f.outbound_calls, f.outbound_answered, f.outbound_answered_share) == (3, 1, 1 / 3)
+    assert (f.contacts, f.offered, f.handled, f.contained) == (4, 1, 1, 0)
+    by_agent = {r.key: (r.figures.contacts, r.figures.outbound_calls, r.figures.outbound_answered, r.figures.handled)
+                for r in report(group, by="agent")}  # fmt: skip
+    assert by_agent == {"ag1": (3, 2, 1, 1), "ag2": (1, 1, 0, 0)}
+    by_flow = {r.key: r.figures.outbound_calls for r in report(group, by="flow")}
+    assert by_flow == {"outbound": 3, "support": 0}
+    by_channel = {r.key: r.figures.outbound_answered for r in report(group, by="channel")}
+    assert by_channel == {"voice": 1}
+    assert figures(sums_of([inbound])).outbound_answered_share is None  # none placed: no share
+    # the answer logged in a later batch than the call still makes it answered
+    call = contact_delta("voice", [("outbound_call", T0, {"agent_id": "ag1"})])
+    answer = contact_delta("voice", [("outbound_answered", T0 + 9, {})])
+    assert call is not None and answer is not None
+    assert facts("o", merge(answer, call)).outbound_answered

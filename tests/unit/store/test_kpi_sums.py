@@ -111,3 +111,20 @@ def test_group_keys_are_the_labels_the_sql_gives() -> None:
         "step": "support/goodbye",
         "handoff": "voice>-",
     }
+
+
+def test_an_outbound_contact_counts_for_the_agent_who_placed_it_unless_one_took_it_from_a_queue() -> None:
+    placed = row(started_at=T0, flow="outbound", outbound_at=T0, outbound_agent="ag2", outbound_answered_at=T0 + 9)
+    assert group_keys(placed)["agent"] == "ag2"
+    assert group_keys({**placed, "agent_id": "ag1", "answered_at": T0 + 5})["agent"] == "ag1"
+    sums = {(r["dim"], r["key"]): r for r in _added(placed)}
+    assert (sums[("agent", "ag2")]["outbound_calls"], sums[("agent", "ag2")]["outbound_answered"]) == (1, 1)
+    moved = row(started_at=T0, agent_transfers_blind=1, agent_transfers_consult=2, agent_id="ag1", answered_at=T0)
+    sums = {(r["dim"], r["key"]): r for r in _added(moved)}
+    assert (sums[("agent", "ag1")]["agent_transfers_blind"], sums[("all", "-")]["agent_transfers_consult"]) == (1, 2)
+
+
+def _added(contact: dict[str, Any]) -> list[dict[str, Any]]:
+    deltas = Deltas()
+    deltas.add("j", contact, 1)
+    return deltas.sum_rows()

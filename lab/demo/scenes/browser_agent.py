@@ -138,7 +138,10 @@ async def browser_agent(stack: DemoStack, tell: Tell) -> str:
             await ann.wait_for_selector("#call.ringing", timeout=5000)
             rings, pops = await ann.evaluate("[window.__ivrRings, window.__ivrPops]")
             gap = ring_pop_gap_ms(rings, pops)
-            tell(f"  the browser rings and the card pops: INVITE in the page - card painted {gap:+.0f} ms")
+            when = "before" if gap >= 0 else "after"
+            tell(
+                f"  the browser rings and the card pops together: painted {abs(gap):.0f} ms {when} the INVITE reached the page"
+            )
             answered = time.monotonic()
             await ann.click("#sp-answer")
             await ann.wait_for_selector("#call.active", timeout=10000)
@@ -168,7 +171,10 @@ async def browser_agent(stack: DemoStack, tell: Tell) -> str:
             await ann.click(f"{form} button[name=blind]")
             banner = await bob.wait_for_selector('#call [data-f="transfer-from"]', timeout=20000)
             painted_ms = (time.monotonic() - clicked) * 1000
-            said = " ".join((await banner.text_content() or "").split())
+            # each line's text (heading, then note), as written, not as the style capitalises it
+            said = " ".join(
+                (await banner.evaluate("b => Array.from(b.children, c => c.textContent).join(' ')")).split()
+            )
             bob_card = await card_fields(bob)
             bob_journey = await bob.evaluate("window.desk.state.pop.journey_id")
             tell(f"  Bob's card, {painted_ms:.0f} ms after the click: {said}")
@@ -176,6 +182,7 @@ async def browser_agent(stack: DemoStack, tell: Tell) -> str:
             await ann.wait_for_function(
                 "document.querySelector('#call [data-f=transfer-status]').textContent.includes('support')"
             )
+            await ann.evaluate("window.scrollTo(0, 0)")  # the form's focus scrolled the card's head away
             await ann.screenshot(path=str(shot))
             tell(f"  Ann's desktop after the transfer; screenshot: {shot}")
             await bob.wait_for_selector("#call.active", timeout=BOB_RING_MS + 15000)

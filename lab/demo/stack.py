@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.agents import add_agent
-from lab.asterisk import AsteriskLab
+from lab.asterisk import WSS_PORT, AsteriskLab
 from lab.controller import ControllerProcess
 from lab.errors import LabError
 from lab.flows import write_flows
@@ -180,6 +180,8 @@ class DemoStack:
             "IVR_SMS_KANNEL_PASSWORD": self.kannel.password,
             "IVR_SMS_INBOUND_TOKEN": self.secrets.sms_inbound,
             "IVR_SMS_SENDER": SMS_SENDER,
+            # the desktop's browser softphone reaches the lab Asterisk's WSS (lab.asterisk's http.conf)
+            "IVR_DESKTOP_SOFTPHONE_WSS_URL": f"wss://127.0.0.1:{WSS_PORT}/ws",
         }
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def test_long_text_is_cut_to_the_column() -> None:
 def test_scenes_are_registered_in_story_order_and_selectable_by_name() -> None:
     import lab.demo.scenes  # noqa: F401
 
-    assert [s.name for s in select([])][:4] == ["returning", "speech", "desktop", "handoff"]
+    assert [s.name for s in select([])][:5] == ["returning", "speech", "desktop", "browser_agent", "handoff"]
     assert [s.name for s in select(["handoff", "returning", "handoff"])] == ["returning", "handoff"]
     assert [s.name for s in select(["handoff"])] == ["handoff"]
     assert all(isinstance(s, Scene) for s in select([]))

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.errors import StoreError
 from ivr.store.models import AgentRow, AgentSessionRow, CallbackRow, LeaseRow
+from ivr.store.turns import writing
 
 SESSION_TTL = 12 * 3600.0
 #: What a login may open: the agent desktop, the supervisor pages, or the flow studio (one role per login).
@@ -62,7 +63,7 @@ class AgentStore:
         now = time.time()
         agent_id = agent_id or uuid.uuid4().hex[:12]
         try:
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await conn.execute(
                     insert(AgentRow).values(
                         id=agent_id,
@@ -100,7 +101,7 @@ class AgentStore:
         return [_agent(r) for r in rows]
 
     async def set_password(self, username: str, password_hash: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 update(AgentRow)
                 .where(AgentRow.username == username)
@@ -118,7 +119,7 @@ class AgentStore:
         when the desktop signs in again. False if there is no such agent."""
         if phone not in PHONES:
             raise StoreError(f"phone must be one of {', '.join(PHONES)}, not {phone!r}")
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 update(AgentRow).where(AgentRow.username == username).values(phone=phone, updated_at=time.time())
             )
@@ -131,7 +132,7 @@ class AgentStore:
 
     async def set_disabled(self, username: str, disabled: bool) -> bool:
         """Disable (and end every session of) or enable an agent; False if there is no such agent."""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 update(AgentRow).where(AgentRow.username == username).values(disabled=disabled, updated_at=time.time())
             )
@@ -147,7 +148,7 @@ class AgentStore:
 
     async def create_session(self, agent_id: str, token_hash: str, csrf: str, ttl: float = SESSION_TTL) -> None:
         now = time.time()
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(delete(AgentSessionRow).where(AgentSessionRow.expires_at < now))
             await conn.execute(
                 insert(AgentSessionRow).values(
@@ -170,7 +171,7 @@ class AgentStore:
         return _agent(row), row.csrf_token
 
     async def end_session(self, token_hash: str) -> None:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(delete(AgentSessionRow).where(AgentSessionRow.token_hash == token_hash))
 
 
@@ -199,7 +200,7 @@ class CallbackStore:
         now = time.time()
         ticket = uuid.uuid4().hex
         try:
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await conn.execute(
                     insert(CallbackRow).values(
                         id=ticket,
@@ -232,7 +233,7 @@ class CallbackStore:
         return [dict(r) for r in rows]
 
     async def postpone(self, ticket: str, not_before: float) -> None:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 update(CallbackRow)
                 .where(CallbackRow.id == ticket)
@@ -245,7 +246,7 @@ class CallbackStore:
             values["open_customer"] = None
         if attempts is not None:
             values["attempts"] = attempts
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(update(CallbackRow).where(CallbackRow.id == ticket).values(**values))
 
     async def claim(self, ticket: str, *, attempts: int, lease: str | None = None, token: int | None = None) -> bool:
@@ -262,7 +263,7 @@ class CallbackStore:
             query = query.where(
                 exists().where(LeaseRow.name == lease, LeaseRow.token == token, LeaseRow.expires_at > now)
             )
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 query.values(status="dialing", attempts=attempts, dial_token=token, updated_at=now)
             )
@@ -291,6 +292,6 @@ class CallbackStore:
         values: dict[str, Any] = {"status": status, "updated_at": time.time()}
         if status not in self.OPEN:
             values["open_customer"] = None
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(query.values(**values))
         return bool(result.rowcount)

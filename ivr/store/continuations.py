@@ -14,6 +14,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.store.models import ContinuationRow, JourneyRow
+from ivr.store.turns import writing
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class ContinuationStore:
     async def create(
         self, *, id: str, journey_id: str, customer_id: str | None, channel: str, step: str, expires_at: float
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             await conn.execute(
                 insert(ContinuationRow).values(
                     id=id,
@@ -60,7 +61,7 @@ class ContinuationStore:
     async def claim(self, continuation_id: str, session_hash: str, now: float) -> bool:
         """Mark the continuation used by this session: True for exactly one caller."""
         c = ContinuationRow
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 update(c)
                 .where(c.id == continuation_id, c.claimed_at.is_(None), c.expires_at > now)
@@ -72,7 +73,7 @@ class ContinuationStore:
         """Note that the link's page was opened: True only the first time (one conditional UPDATE,
         so two browsers, or a bot refreshing the page, cannot both be first)."""
         c = ContinuationRow
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(
                 update(c).where(c.id == continuation_id, c.opened_at.is_(None)).values(opened_at=now)
             )

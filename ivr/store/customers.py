@@ -34,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr.errors import StoreError
 from ivr.flow.profile import CallerProfile, KnownSlot, OpenCallback, OpenContinuation, OptionStat, PastContact
-from ivr.store.journeys import write_turn
 from ivr.store.models import CustomerIdentityRow, CustomerRow, InteractionRow
 from ivr.store.phones import to_e164
+from ivr.store.turns import writing
 
 log = logging.getLogger(__name__)
 IdentityKind = Literal["phone", "email", "crm"]
@@ -321,7 +321,7 @@ class CustomerStore:
         if crm_id:
             identities.append(("crm", crm_id.strip()))
         try:
-            async with write_turn(self.engine), self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await conn.execute(
                     self._new_customer,
                     {
@@ -350,14 +350,14 @@ class CustomerStore:
     async def add_identity(self, customer_id: str, kind: IdentityKind, value: str) -> None:
         normalised = self._normalise(kind, value)
         try:
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 await self._add_identity(conn, customer_id, kind, normalised, time.time())
         except _IdentityTaken as exc:
             raise StoreError(str(exc)) from None
 
     async def delete(self, customer_id: str) -> bool:
         """Forget a customer: identities, statistics and known slots go with it (the log stays)."""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             result = await conn.execute(delete(CustomerRow).where(CustomerRow.id == customer_id))
         return bool(result.rowcount)
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ivr.errors import StoreError
 from ivr.flow.publishing import diff
 from ivr.store.models import FlowAuditRow, FlowVersionRow
+from ivr.store.turns import writing
 
 ON_DISK = "(on disk)"
 
@@ -99,7 +100,7 @@ class FlowVersionStore:
         a version after ``after`` exists already."""
         now = time.time()
         try:
-            async with self.engine.begin() as conn:
+            async with writing(self.engine) as conn:
                 previous = await self._latest(conn, flow)
                 if (previous.number if previous is not None else 0) != after:
                     raise VersionConflict(f"flow {flow}: version {after} is no longer the newest")

@@ -18,12 +18,10 @@ secret slot's value is never taken.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import math
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -40,6 +38,7 @@ from ivr.store.aggregates import DAY, tally
 from ivr.store.kpi_sums import SumsWriter
 from ivr.store.kpis import contact_rows, contact_upsert
 from ivr.store.models import CustomerRow, CustomerSlotRow, InteractionRow, JourneyRow, OptionStatRow
+from ivr.store.turns import writing
 
 log = logging.getLogger(__name__)
 MAX_SLOT_VALUE = 256  # customer_slots.value
@@ -95,30 +94,6 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=1800)
-
-
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def write_turn(engine: AsyncEngine) -> contextlib.AbstractAsyncContextManager[Any]:
-    """Hold this around a write transaction: on SQLite, one writer of this process at a time.
-
-    Why: SQLite has one write lock, and a writer that finds it taken sleeps in its busy handler
-    (1, 2, 5 ... 100 ms at a time) while holding a pooled connection. With real caller ids the
-    journey writer's batches and first callers' creations collided on every step of the lab
-    bench: batches took seconds, the waiting creations held the pool, so the next callers'
-    lookups waited for a connection past their timeout (bench/README.md). Taking turns here
-    hands the lock over at once and leaves the pool to the reads. PostgreSQL: no turn.
-    """
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    loop = asyncio.get_running_loop()
-    held = _SQLITE_WRITERS.get(engine.sync_engine)
-    if held is None or held[0] is not loop:
-        held = _SQLITE_WRITERS[engine.sync_engine] = (loop, asyncio.Lock())
-    return held[1]
 
 
 _JOURNEY_UPDATED = ("flow", "flow_version", "channel", "step", "status", "caller", "customer_id", "data", "updated_at")
@@ -346,7 +321,7 @@ class JourneyStore:
 
     async def _write(self, journeys: dict[str, dict[str, Any]], events: list[LoggedEvent]) -> None:
         stmts = self._statements()
-        async with write_turn(self.engine), self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
             if journeys:
                 rows = [
                     {

@@ -11,6 +11,8 @@ hands; two nodes racing for an expired lease both run it and the database's row 
 one match (PostgreSQL re-checks the WHERE clause on the row the winner wrote; SQLite has one
 writer). The times are the nodes' wall clocks: nodes must be NTP-synchronised, and a skew adds to
 the takeover time (the holder steps down on its own monotonic clock before its lease expires).
+On SQLite its writes are urgent in the database's write turn (:mod:`ivr.store.turns`): a renewal
+has one ``renew_every`` to land, and must not queue behind a burst of first callers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ivr.store.models import LeaseRow
+from ivr.store.turns import writing
 
 #: the ACD's lease: its holder drives the ACD from AMI and dials callbacks
 ACD_LEASE = "acd"
@@ -43,12 +46,12 @@ class LeaseStore:
             )
             .returning(LeaseRow.token)
         )
-        async with self.engine.begin() as conn:
+        async with writing(self.engine, urgent=True) as conn:
             token = (await conn.execute(take)).scalar_one_or_none()
         if token is not None:
             return int(token)
         try:
-            async with self.engine.begin() as conn:
+            async with writing(self.engine, urgent=True) as conn:
                 await conn.execute(insert(LeaseRow).values(name=name, holder=holder, token=1, expires_at=now + ttl))
         except IntegrityError:  # the row exists (held by another), or another node inserted it first
             return None
@@ -56,7 +59,7 @@ class LeaseStore:
 
     async def release(self, name: str, holder: str) -> None:
         """Give the lease up now (a clean shutdown): the next node need not wait for it to expire."""
-        async with self.engine.begin() as conn:
+        async with writing(self.engine, urgent=True) as conn:
             await conn.execute(
                 update(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder).values(expires_at=0.0)
             )

@@ -1,4 +1,4 @@
-"""SQLite writers of one process take turns (``ivr.store.journeys.write_turn``)."""
+"""SQLite writers of one process take turns (``ivr.store.turns.write_turn``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import asyncio
 from pathlib import Path
 
 from ivr.store.customers import CustomerStore
-from ivr.store.journeys import JourneyStore, make_engine, write_turn
+from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.turns import write_turn
 
 
 async def test_a_creation_waiting_for_its_turn_holds_no_pooled_connection(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Float, case, func, literal, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from ivr.errors import StoreError
 from ivr.flow.model import REDACTED, Interaction, Journey
@@ -77,7 +78,29 @@ def make_engine(url: str) -> AsyncEngine:
     node was busiest (bench/README.md). Idle connections cost a thread or a server backend each.
     """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+        # No rollback on every return to the pool, only when a transaction is open (``_reset``).
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_reset_on_return=None,
+        )
+
+        @sa_event.listens_for(engine.sync_engine, "reset")
+        def _reset(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:
+            """Roll back a connection coming back to the pool only if SQLite has a transaction open.
+
+            Why: the pool's default rolls back every connection it gets back, and on aiosqlite a
+            rollback is a trip to the connection's thread (a queue put, a thread wake-up, a loop
+            wake-up) even when there is nothing to roll back, which is nearly always: the caller
+            lookup never opens a transaction, and a writer's ``begin()`` has committed. It was one
+            of each lookup's two trips (bench/README.md). A connection given back mid-transaction
+            (a write cancelled or failed half-way) is still rolled back, so it never keeps the
+            write lock. ``in_transaction`` is sqlite3's own flag: no trip to read it.
+            """
+            if state.asyncio_safe and dbapi_conn.driver_connection.in_transaction:
+                dbapi_conn.rollback()
 
         @sa_event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:  # WAL: readers never block the writer

@@ -1,0 +1,68 @@
+"""Trips to aiosqlite's connection thread on the call path, counted on a real SQLite file.
+
+Each trip is a queue put, a thread wake-up and an event-loop wake-up: on a loaded controller the
+main thread's share of them was the largest item of a call's CPU (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite.core
+import pytest
+
+from ivr.store.customers import CallerProfiles, CustomerStore
+from ivr.store.journeys import JourneyStore, make_engine
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The name of every function aiosqlite runs on a connection's thread (the real one runs)."""
+    seen: list[str] = []
+    real = aiosqlite.core.Connection._execute
+
+    async def counted(self: aiosqlite.core.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(getattr(fn, "__name__", type(fn).__name__))
+        return await real(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+    yield seen
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[JourneyStore]:
+    journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"))
+    await journeys.start()
+    yield journeys
+    await journeys.stop()
+
+
+async def test_a_known_callers_lookup_is_one_trip(store: JourneyStore, trips: list[str]) -> None:
+    """The profile statement, and no rollback when the connection goes back to the pool: the
+    lookup opened no transaction (before: a second trip, for nothing)."""
+    profiles = CallerProfiles(CustomerStore(store.engine))
+    first = await profiles.load("+15551230001")  # created
+    trips.clear()
+    again = await profiles.load("+15551230001")
+    assert first is not None and again is not None and again.customer_id == first.customer_id
+    assert trips == ["_execute_fetchall"]
+
+
+async def test_a_connection_given_back_mid_transaction_is_rolled_back(store: JourneyStore, tmp_path: Path) -> None:
+    """A write abandoned half-way must not keep SQLite's write lock in the pool: any other writer
+    (here another process's, which waits for nothing) gets it at once."""
+    async with store.engine.connect() as conn:  # behind SQLAlchemy's back, as a cancelled write leaves it
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(raw, aiosqlite.Connection)
+        await raw.execute("BEGIN IMMEDIATE")
+        assert raw.in_transaction
+    other = sqlite3.connect(tmp_path / "ivr.sqlite3", timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # "database is locked" if the pool still held it
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+

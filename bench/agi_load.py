@@ -10,11 +10,17 @@ call of each number creates its customer, later ones are lookups of a known call
 creates the first half of them. Each fake Asterisk connection sends an AGI environment, answers
 ``STREAM FILE`` after 50 ms (the beep) and anything else at once.
 
+``--calls menu`` runs ``bench_menu`` instead (a greeting, a two-option menu in one ``Read()``
+answered with 2, the reply, hang up: the lab's menu call, five commands).
+
 Prints per run: calls, how long after connecting each call got its first AGI command (p50 / p99 /
 max: the silence a caller hears; the lookup's timeout is 1 s), and the controller's CPU per call.
+``--profile DIR``: py-spy samples the controller during the measured load (not the warm-up) and
+the run's CPU is split into the call's stages (``bench/profile_calls.py``); the raw stacks are
+kept in DIR.
 
     .venv/bin/python bench/agi_load.py [--rate 60] [--seconds 8] [--callers 400] [--rounds 3] [--base-code /work/main]
-        [--database sqlite|postgresql]
+        [--database sqlite|postgresql] [--calls short|menu] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,15 +39,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.profile_calls import stage_table  # noqa: E402
 from lab.controller import ControllerProcess  # noqa: E402
 from lab.postgres import PostgresServer  # noqa: E402
 
 PORT = 4581  # not the lab's 4573: this never talks to Asterisk
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
+FLOWS = {"short": "bench", "menu": "bench_menu"}
+flow = FLOWS["short"]
 
 
 def environment(n: int, callers: int) -> bytes:
     return (
-        "agi_network: yes\nagi_network_script: inbound?flow=bench\nagi_request: agi://127.0.0.1/inbound?flow=bench\n"
+        f"agi_network: yes\nagi_network_script: inbound?flow={flow}\n"
+        f"agi_request: agi://127.0.0.1/inbound?flow={flow}\n"
         f"agi_channel: PJSIP/lab-{n:08x}\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1764000000.{n}\n"
         f"agi_version: 22.1.0\nagi_callerid: +1555{n % callers:07d}\nagi_calleridname: bench\nagi_dnid: 5550100\n"
         "agi_context: lab-routes\nagi_extension: bench-ivr\nagi_priority: 2\n\n"
@@ -62,6 +74,8 @@ async def call(n: int, callers: int, firsts: list[float]) -> bool:
         if line.startswith(b"STREAM FILE"):
             await asyncio.sleep(0.05)
             writer.write(b"200 result=0 endpos=400\n")
+        elif line.startswith(b"GET VARIABLE IVR_MENU_KEY"):  # the menu's Read() took a 2
+            writer.write(b"200 result=1 (2)\n")
         else:
             writer.write(b"200 result=1\n")
     writer.close()
@@ -81,6 +95,13 @@ async def load(rate: float, seconds: float, callers: int, offset: int = 0) -> tu
     return n, served, sorted(firsts)
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process, every thread (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | None, number: int) -> str:
     data = Path(tempfile.mkdtemp(prefix="ivr-agi-load-"))
     env = {"IVR_SPEECH_ENGINE": "off"}
@@ -92,21 +113,43 @@ def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | N
         flows_dir=REPO / "dialplans", data_dir=data, agi_port=PORT, log_level="WARNING", env=env
     )
     controller.start(timeout=60)
+    spy: subprocess.Popen[bytes] | None = None
+    raw = Path()
     try:
         asyncio.run(load(min(args.rate, 50.0), args.callers / 2 / min(args.rate, 50.0), args.callers))  # warm-up
-        cpu = controller.cpu_seconds()
+        if args.profile is not None:
+            assert controller.process is not None
+            raw = args.profile / f"run{number}-{'base' if code else 'this'}.txt"
+            # --gil: only the thread holding the GIL (py-spy counts threads asleep on a queue as running)
+            record = ["record", "--pid", str(controller.process.pid), "--rate", "250", "--gil", "--format", "raw"]
+            spy = subprocess.Popen(
+                [PY_SPY, *record, "--output", str(raw), "--duration", str(int(args.seconds))],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)  # py-spy attached
+        assert controller.process is not None
+        user, system = cpu_split(controller.process.pid)
         calls, served, firsts = asyncio.run(load(args.rate, args.seconds, args.callers, offset=args.callers // 2))
-        cpu = controller.cpu_seconds() - cpu
+        user2, system2 = cpu_split(controller.process.pid)
+        user, system = user2 - user, system2 - system
+        cpu = user + system
+        if spy is not None:
+            spy.wait(timeout=60)
     finally:
         controller.stop()
         shutil.rmtree(data, ignore_errors=True)
     if not firsts:
         return f"{calls} calls, none served"
     p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))]
-    return (
+    line = (
         f"{served}/{calls} calls served; first command p50 {1000 * statistics.median(firsts):.1f} ms, "
-        f"p99 {1000 * p99:.1f} ms, max {1000 * firsts[-1]:.1f} ms; controller CPU {1000 * cpu / calls:.2f} ms/call"
+        f"p99 {1000 * p99:.1f} ms, max {1000 * firsts[-1]:.1f} ms; controller CPU {1000 * cpu / calls:.2f} ms/call "
+        f"(user {1000 * user / calls:.2f}, system {1000 * system / calls:.2f})"
     )
+    if spy is not None:
+        line += "\n" + stage_table(raw.read_text().splitlines(), cpu_ms_per_call=1000 * cpu / calls)
+    return line
 
 
 def main() -> int:
@@ -117,7 +160,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base-code", type=Path, help="another checkout, run as 'base' round by round")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--calls", choices=tuple(FLOWS), default="short")
+    parser.add_argument("--profile", type=Path, help="sample the controller with py-spy; raw stacks go here")
     args = parser.parse_args()
+    global flow
+    flow = FLOWS[args.calls]
+    if args.profile is not None:
+        if not Path(PY_SPY).exists():
+            parser.error(f"--profile needs py-spy ({PY_SPY}): .venv/bin/pip install py-spy")
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
     # the controllers import ivr from their working folder first: run them from a neutral one
     os.chdir(tempfile.gettempdir())
     codes: list[tuple[str, Path | None]] = [("this", None)]

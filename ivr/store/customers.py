@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,7 +37,7 @@ from ivr.errors import StoreError
 from ivr.flow.profile import CallerProfile, KnownSlot, OpenCallback, OpenContinuation, OptionStat, PastContact
 from ivr.store.models import CustomerIdentityRow, CustomerRow, InteractionRow
 from ivr.store.phones import to_e164
-from ivr.store.turns import writing
+from ivr.store.turns import write_turn, writing
 
 log = logging.getLogger(__name__)
 IdentityKind = Literal["phone", "email", "crm"]
@@ -102,6 +103,15 @@ _PROFILE_BY_ID = text(PROFILE_BY_ID_SQL)
 #: One row by its primary key: also the benchmark's baseline for the profile statement.
 FIND_SQL = "SELECT customer_id FROM customer_identities WHERE kind = :kind AND value = :value"
 _FIND = text(FIND_SQL)
+#: A first call's two INSERTs on SQLite (``CustomerStore._create_on_sqlite``), sqlite3's named style.
+_INSERT_CUSTOMER_SQL = (
+    "INSERT INTO customers (id, display_name, email, crm_id, tier, language, verified, created_at, updated_at) "
+    "VALUES (:id, :display_name, :email, :crm_id, :tier, :language, :verified, :created_at, :updated_at)"
+)
+_INSERT_IDENTITY_SQL = (
+    "INSERT INTO customer_identities (kind, value, customer_id, created_at) "
+    "VALUES (:kind, :value, :customer_id, :created_at) ON CONFLICT (kind, value) DO NOTHING"
+)
 
 
 class ProfileRow(NamedTuple):
@@ -320,27 +330,50 @@ class CustomerStore:
             identities.append(("email", self._normalise("email", email)))
         if crm_id:
             identities.append(("crm", crm_id.strip()))
+        row = {
+            "id": customer_id,
+            "display_name": name,
+            "email": email.strip() if email else None,
+            "crm_id": crm_id,
+            "tier": tier,
+            "language": language,
+            "verified": verified,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if self._sqlite:
+            await self._create_on_sqlite(row, identities)
+            return customer_id
         try:
             async with writing(self.engine) as conn:
-                await conn.execute(
-                    self._new_customer,
-                    {
-                        "id": customer_id,
-                        "display_name": name,
-                        "email": email.strip() if email else None,
-                        "crm_id": crm_id,
-                        "tier": tier,
-                        "language": language,
-                        "verified": verified,
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
+                await conn.execute(self._new_customer, row)
                 for kind, value in identities:
                     await self._add_identity(conn, customer_id, kind, value, now)
         except IntegrityError as exc:  # a CRM id that another customer has
             raise StoreError(f"cannot create customer: {exc.orig}") from None
         return customer_id
+
+    async def _create_on_sqlite(self, row: dict[str, Any], identities: Sequence[tuple[str, str]]) -> None:
+        """The same two INSERTs and commit, one trip to the connection's thread each.
+
+        Why: through SQLAlchemy's aiosqlite adapter each statement is three trips (open a cursor,
+        execute, close it), so a first call's creation took seven, each a queue put, a thread
+        wake-up and a loop wake-up, plus the adapter's Python per statement; aiosqlite's own
+        ``execute`` is one. A failure leaves the transaction open on the connection, and the
+        pool rolls it back when the connection comes back (``make_engine``). Not ``writing``:
+        its ``begin()`` would add a commit of its own, a trip for nothing.
+        """
+        async with write_turn(self.engine), self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                await driver.execute(_INSERT_CUSTOMER_SQL, row)  # type: ignore[union-attr]
+                for kind, value in identities:
+                    identity = {"kind": kind, "value": value, "customer_id": row["id"], "created_at": row["created_at"]}
+                    if (await driver.execute(_INSERT_IDENTITY_SQL, identity)).rowcount == 0:  # type: ignore[union-attr]
+                        raise _IdentityTaken(f"{kind} {value} already belongs to a customer")
+                await driver.commit()  # type: ignore[union-attr]
+            except sqlite3.IntegrityError as exc:  # a CRM id that another customer has
+                raise StoreError(f"cannot create customer: {exc}") from None
 
     async def _add_identity(self, conn: AsyncConnection, customer_id: str, kind: str, value: str, now: float) -> None:
         params = {"kind": kind, "value": value, "customer_id": customer_id, "created_at": now}

@@ -14,7 +14,8 @@ from typing import Any
 import aiosqlite.core
 import pytest
 
-from ivr.store.customers import CallerProfiles, CustomerStore
+from ivr.errors import StoreError
+from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
 from ivr.store.journeys import JourneyStore, make_engine
 
 
@@ -66,3 +67,22 @@ async def test_a_connection_given_back_mid_transaction_is_rolled_back(store: Jou
     finally:
         other.close()
 
+
+async def test_a_first_callers_creation_is_three_trips(store: JourneyStore, trips: list[str]) -> None:
+    """The customer, their number, the commit: one trip each (before: seven, three per statement
+    through SQLAlchemy's adapter and a rollback on return). Still one transaction: a number that
+    is taken leaves no customer behind."""
+    customers = CustomerStore(store.engine)
+    customer_id = await customers.create(phones=["+15551230001"])
+    assert trips == ["execute", "execute", "commit"]
+    assert await customers.find("phone", "+15551230001") == customer_id
+    profiles = CallerProfiles(customers)
+    assert (profile := await profiles.load("+15551230001")) is not None and profile.customer_id == customer_id
+    with pytest.raises(_IdentityTaken):
+        await customers.create(name="Second", phones=["+15551230001"])
+    async with store.engine.connect() as conn:
+        names = (await conn.exec_driver_sql("SELECT display_name FROM customers")).scalars().all()
+    assert names == [None]
+    await customers.create(crm_id="C1", phones=["+15551230002"])
+    with pytest.raises(StoreError, match="cannot create customer"):  # a CRM id another customer has
+        await customers.create(crm_id="C1")

@@ -125,23 +125,28 @@ def holdout_of(row: Mapping[str, Any]) -> str:
 def measures(journey_id: str, row: Mapping[str, Any]) -> dict[str, float]:
     """One contact's columns of ``kpi_sums``: ``ivr.kpis.sums_of`` of that contact alone, with the
     repeat flags the row keeps."""
-    contact = replace(facts(journey_id, row), repeat_24h=bool(row["repeat_24h"]), repeat_7d=bool(row["repeat_7d"]))
+    contact = facts(journey_id, row)  # the flags default to False: a copy only when one is set
+    if row["repeat_24h"] or row["repeat_7d"]:
+        contact = replace(contact, repeat_24h=bool(row["repeat_24h"]), repeat_7d=bool(row["repeat_7d"]))
     return flatten(sums_of([contact]))
+
+
+#: GroupSums' fields that ``flatten`` copies, in order (``dataclasses.fields`` once, not per contact:
+#: the journey writer flattens every contact of every batch twice, its old row and its new one)
+_FLATTENED = tuple(f.name for f in fields(GroupSums) if f.name not in NOT_SUMMED)
 
 
 def flatten(sums: GroupSums) -> dict[str, float]:
     """GroupSums as the columns of ``kpi_sums`` (its mappings one column per key)."""
     out: dict[str, float] = {}
-    for f in fields(GroupSums):
-        value = getattr(sums, f.name)
-        if f.name in NOT_SUMMED:
-            continue
-        if f.name == "contained":
+    for name in _FLATTENED:
+        value = getattr(sums, name)
+        if name == "contained":
             out.update({f"contained_{end}": value.get(end, 0) for end in CONTAINED_ENDS})
-        elif f.name == "offered_by_reason":
+        elif name == "offered_by_reason":
             out.update({f"reason_{r}": value.get(r, 0) for r in OFFER_REASONS})
         else:
-            out[f.name] = value
+            out[name] = value
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -95,8 +96,8 @@ class _Holding:
         self._turn.release()
 
 
-#: database file -> (the loop its turn belongs to, the turn)
-_TURNS: dict[str, tuple[asyncio.AbstractEventLoop, Turn]] = {}
+#: database file -> (the loop its turn belongs to, weakly: a closed loop is not kept alive, the turn)
+_TURNS: dict[str, tuple[weakref.ref[asyncio.AbstractEventLoop], Turn]] = {}
 
 
 def _database(engine: AsyncEngine) -> str:
@@ -116,8 +117,8 @@ def turn_of(engine: AsyncEngine) -> Turn | None:
     loop = asyncio.get_running_loop()
     key = _database(engine)
     held = _TURNS.get(key)
-    if held is None or held[0] is not loop:  # its futures belong to one loop (tests run several)
-        held = _TURNS[key] = (loop, Turn())
+    if held is None or held[0]() is not loop:  # its futures belong to one loop (tests run several)
+        held = _TURNS[key] = (weakref.ref(loop), Turn())
     return held[1]
 
 

@@ -8,10 +8,11 @@ share one controller (each has its own caller id); the fallback tests kill their
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
-from ivr.ami.client import AmiClient
+from ivr.ami.client import AmiClient, AmiError
 from lab.asterisk import AsteriskLab
 from lab.controller import ControllerProcess
 from lab.prompts import prompt_ms as ms
@@ -38,6 +39,13 @@ async def wait_queue_entry(lab: AsteriskLab, queue: str, timeout: float = 30) ->
         await asyncio.sleep(0.3)
     ami.close()
     raise AssertionError(f"nobody joined queue {queue} within {timeout}s")
+
+
+async def end_call(ami: AmiClient, entry: dict[str, Any]) -> None:
+    """Hang up the caller waiting in the queue once the test has checked what it came for: the
+    caller's own hang-up timer is only the ceiling of the call ("No such channel": it came first)."""
+    with contextlib.suppress(AmiError):
+        await ami.action({"Action": "Hangup", "Channel": entry["Channel"]})
 
 
 def test_menu_keys_reach_the_right_step(shared_controller: ControllerProcess, prompt_ms: dict[str, int]) -> None:
@@ -83,6 +91,7 @@ def test_digits_fill_a_slot_and_the_queue_sees_the_journey(
             )
             assert await ami.getvar(channel, "QUEUE_PRIO") == "5"
         finally:
+            await end_call(ami, entry)
             ami.close()
         (await call).raise_for_failure()
 
@@ -120,6 +129,7 @@ def test_wrong_keys_exhaust_tries_and_reach_main_queue(
             )
         )
         ami, entry = await wait_queue_entry(lab, "main", timeout=(t + 2 * sorry) / 1000 + 10)
+        await end_call(ami, entry)
         ami.close()
         assert entry["CallerIDNum"] == "+15551230003"
         (await call).raise_for_failure()
@@ -141,6 +151,7 @@ def test_controller_killed_mid_call_dialplan_fallback_queues_the_caller(
             assert entry["CallerIDNum"] == "+15551230005"
             assert await ami.getvar(entry["Channel"], "IVR_FALLBACK")  # the fallback path was taken
         finally:
+            await end_call(ami, entry)
             ami.close()
         (await call).raise_for_failure()
 
@@ -155,6 +166,7 @@ def test_controller_down_dialplan_fallback_queues_the_caller(lab: AsteriskLab, n
             assert entry["CallerIDNum"] == "+15551230006"
             assert await ami.getvar(entry["Channel"], "IVR_FALLBACK") == "FAILURE"  # AGISTATUS
         finally:
+            await end_call(ami, entry)
             ami.close()
         (await call).raise_for_failure()
 

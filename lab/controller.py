@@ -146,3 +146,32 @@ class ControllerProcess:
                     return journey
             time.sleep(0.1)
         raise LabError(f"no matching journey after {timeout}s; have {self.journeys()}\n{self.log_tail()}")
+
+
+class ControllerSlot:
+    """At most one ``ivr serve`` on the lab's AGI port, kept running between tests that can share it.
+
+    Why: a controller's start (the migrations, the speech model's load) cost 6-20 s per test, and
+    tests that only place calls and read back their own caller's journey need no fresh one. Asterisk
+    dials one AGI port, so a test that needs a controller of its own (killed mid-call, other
+    settings, none at all) empties the slot first with ``release()``; the next ``get()`` starts a
+    new shared one.
+    """
+
+    def __init__(self, start: Callable[[], ControllerProcess]) -> None:
+        self._start = start
+        self._current: ControllerProcess | None = None
+
+    def get(self) -> ControllerProcess:
+        """The shared controller, started if there is none or the last one is gone."""
+        current = self._current
+        if current is None or current.process is None or current.process.poll() is not None:
+            self.release()
+            self._current = current = self._start()
+        return current
+
+    def release(self) -> None:
+        """Stop the shared controller, if one runs: the AGI port is free for someone else's."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.asterisk import AsteriskLab
-from lab.controller import ControllerProcess
+from lab.controller import ControllerProcess, ControllerSlot
 from lab.lock import lab_session_lock
 from lab.postgres import PostgresServer, throwaway_postgres
 from lab.prompts import build_flow_prompts, prompt_lengths
@@ -54,14 +54,42 @@ def prompt_ms(lab: AsteriskLab) -> dict[str, int]:
     return prompt_lengths(lab.sounds_dir)
 
 
+def default_controller(lab: AsteriskLab, data_dir: Path) -> ControllerProcess:
+    """``ivr serve`` on the shipped dialplans, started.
+
+    As in production, the controller reads the prompts Asterisk plays (spoken menus play them over
+    the AudioSocket); the lab's sounds live inside its root.
+    """
+    proc = ControllerProcess(flows_dir=DIALPLANS, data_dir=data_dir, env={"IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir)})
+    proc.start(timeout=60)  # the speech model loads before the AGI port opens: slow on a busy machine
+    return proc
+
+
+@pytest.fixture(scope="module")
+def controller_slot(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerSlot]:
+    """The module's shared ``ivr serve`` (lab.controller.ControllerSlot), stopped after its last test."""
+    slot = ControllerSlot(lambda: default_controller(lab, tmp_path_factory.mktemp("ivr")))
+    yield slot
+    slot.release()
+
+
 @pytest.fixture
-def controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
-    # As in production, the controller reads the prompts Asterisk plays (spoken menus play them
-    # over the AudioSocket); the lab's sounds live inside its root.
-    proc = ControllerProcess(
-        flows_dir=DIALPLANS, data_dir=tmp_path / "ivr", env={"IVR_SPEECH_SOUNDS_DIR": str(lab.sounds_dir)}
-    )
-    proc.start()
+def shared_controller(controller_slot: ControllerSlot) -> ControllerProcess:
+    """One ``ivr serve`` for the module's tests that neither kill, reload nor reconfigure it, and
+    tell their calls apart by caller id (the journeys of the tests before are in its database)."""
+    return controller_slot.get()
+
+
+@pytest.fixture
+def no_controller(controller_slot: ControllerSlot) -> None:
+    """Nothing on the AGI port: the module's shared controller, if one runs, is stopped first."""
+    controller_slot.release()
+
+
+@pytest.fixture
+def controller(lab: AsteriskLab, tmp_path: Path, no_controller: None) -> Iterator[ControllerProcess]:
+    """A fresh ``ivr serve`` of the test's own (to kill, reload or read from an empty database)."""
+    proc = default_controller(lab, tmp_path / "ivr")
     yield proc
     proc.stop()
 

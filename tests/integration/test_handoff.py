@@ -9,6 +9,7 @@ then refused (single use), and forged / tampered / expired links get the refusal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from ivr.ami.client import AmiClient
+from ivr.ami.client import AmiClient, AmiError
 from ivr.channels.handoff import TokenCodec, new_continuation_id
 from lab.agents import add_agent
 from lab.asterisk import AsteriskLab
@@ -258,6 +259,25 @@ def _hand_off_call(stack: Stack, prompt_ms: dict[str, int], phone: str) -> dict[
     return stack.controller.wait_for_journey(lambda j: j["caller"] == phone and j["status"] == "handed_off")
 
 
+async def hang_up_once_queued(lab: AsteriskLab, script: CallerScript, queue: str) -> None:
+    """The call, ended from Asterisk (AMI Hangup) as soon as the caller waits in ``queue``: what
+    the test came for has happened, and the caller's own hang-up timer is only the ceiling."""
+    call = asyncio.create_task(run_caller_async(script))
+    ami = AmiClient(username=lab.ami_username, secret=lab.ami_secret)
+    await ami.connect()
+    try:
+        while not call.done():
+            mine = [e for e in await ami.queue_entries(queue) if e.get("CallerIDNum") == script.caller_id]
+            if mine:
+                with contextlib.suppress(AmiError):  # "No such channel": the caller's timer was first
+                    await ami.action({"Action": "Hangup", "Channel": mine[0]["Channel"]})
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        ami.close()
+    (await call).raise_for_failure()
+
+
 def test_a_returning_caller_continues_the_open_journey_and_skips_the_menus(
     stack: Stack, prompt_ms: dict[str, int]
 ) -> None:
@@ -273,7 +293,7 @@ def test_a_returning_caller_continues_the_open_journey_and_skips_the_menus(
         # (5 s, no key: keep holding); the caller is queued only after that
         hangup_after_ms=press_0 + 30000,
     )
-    asyncio.run(run_caller_async(script)).raise_for_failure()
+    asyncio.run(hang_up_once_queued(stack.lab, script, "billing"))
     journey = stack.controller.wait_for_journey(lambda j: j["id"] == first["id"] and j["status"] == "queued")
     assert journey["channel"] == "voice" and journey["outcome"]["queue"] == "billing"
     # the welcome-back offer is a step of the journey like any other (the engine's system flow)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -236,10 +237,9 @@ def controller(fresh_lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory)
 
 def web_base(controller: ControllerProcess) -> str:
     controller.wait_for_log("HTTP API listening on")
-    for line in controller.log_path.read_text().splitlines():
-        if "HTTP API listening on http://127.0.0.1:" in line:
-            return line.split("listening on ", 1)[1].strip().rstrip("/")
-    raise AssertionError("no HTTP address in the controller's log")
+    match = re.search(r"HTTP API listening on http://127\.0\.0\.1:(\d+)/", controller.log_path.read_text())
+    assert match, "no HTTP address in the controller's log"
+    return f"http://127.0.0.1:{match.group(1)}"
 
 
 async def signed_in(browser: Any, base: str) -> tuple[Page, str]:

@@ -7,7 +7,8 @@ working when a leader takes the lead, and an open page's password is put back as
 The nodes are two :class:`ivr.acd.desk.AcdDesk` in this process (the bus and AMI are the real
 ones; ``ivr serve`` adds nothing to this path). Then one ``ivr serve`` and Chromium for what only
 they show: a controller that starts removes the password a dead one left, a reload keeps the
-page's phone working past the grace, and a closed tab's password is gone after it.
+page's phone working past the grace, a page whose websocket came back registers with new
+credentials, and a closed tab's password is gone after the grace.
 """
 
 from __future__ import annotations
@@ -280,6 +281,15 @@ async def test_a_started_controller_removes_a_dead_ones_password_a_reload_keeps_
         await asyncio.sleep(GRACE * 2)  # past the grace the closed socket of the old page started
         assert stored_password(lab, "agent1001") == password
         assert await sipws.register(WSS_URL, "agent1001-webrtc", password, cafile=cert) == 200
+        # the desktop's websocket drops and comes back (desktop.js): the page asks for new
+        # credentials, since they may have been revoked meanwhile, and its phone registers with them
+        await page.evaluate("document.querySelector('#softphone').dataset.reg = 'before-the-drop'")
+        async with page.expect_response(lambda r: r.url.endswith("/desktop/api/softphone")) as reply:
+            await page.evaluate("state.ws.close()")
+        renewed = str((await (await reply.value).json())["password"])
+        assert renewed != password and stored_password(lab, "agent1001") == renewed
+        await page.wait_for_selector("#softphone[data-reg=registered]", timeout=20000)  # the new phone's
+        password = renewed
         # the tab closes: after the grace the password is gone from astdb and refused
         await page.context.close()
 

@@ -30,6 +30,7 @@ from ivr.acd.leader import Leadership
 from ivr.acd.outbound import Outbound
 from ivr.acd.queueview import QueueViews
 from ivr.acd.service import Acd
+from ivr.acd.sipcreds import SoftphoneKeys
 from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
@@ -190,6 +191,8 @@ class App:
             node=self.leadership.holder,
             is_leader=lambda: self.leadership.is_leader,
             outbound=self.outbound,
+            # every node derives softphone passwords alike from the secret they share
+            keys=SoftphoneKeys.from_secret(config.ami.secret) if config.ami.secret else None,
         )
 
         # Text: the SMS outbox, continuation links, the chat and SMS conversations.
@@ -294,6 +297,7 @@ class App:
             session_check=config.desktop.session_check,
             login_limits=login_limiter(config.desktop),
             softphone_url=config.desktop.softphone_wss_url,
+            softphone_revoke_grace=config.desktop.softphone_revoke_grace,
         )
         setup_supervisor(self.web.app)
         setup_studio(

@@ -339,6 +339,13 @@ class DesktopSettings(Section):
         "Where browser softphones (agents with --phone browser) reach Asterisk's SIP over secure WebSocket: "
         "http.conf's TLS address and the /ws path, with a certificate their browsers trust.",
     )
+    softphone_revoke_grace = Setting(
+        "desktop.softphone_revoke_grace",
+        float,
+        30.0,
+        "Seconds after an agent's last desktop tab closed before their browser softphone's SIP password is "
+        "deleted (a reload within it keeps the phone; a page that comes back later asks for a new one).",
+    )
 
 
 class FlowsSettings(Section):

@@ -20,10 +20,19 @@ Commands and replies (plain dicts on the bus)::
     acd.replies.<node>  {"id", "ok": true} | {"id", "ok": false, "kind": "permission"|"value", "error"}
     acd.leader          {"node", "token"}
 
-``sip.grant`` (``endpoint``, ``password``) and ``sip.revoke`` (``endpoint``) create and delete
-the SIP credentials of an agent's browser softphone (``ivr.acd.sipcreds``): the leader holds AMI.
-They come from the desktop's own code (a sign-in, a logout, a session found revoked), never from
-a browser's message, and the password is in no log line and no reply.
+``sip.grant`` (``endpoint``, ``nonce``, ``tag``) and ``sip.revoke`` (``endpoint``, ``nonce``)
+create and delete the SIP credentials of an agent's browser softphone (``ivr.acd.sipcreds``): the
+leader holds AMI. They come from the desktop's own code (a sign-in, a logout, a session found
+revoked, the last tab closed for longer than the grace), never from a browser's message. No
+password is on the bus, in a log line or in a reply: the node serving the page and the leader
+derive it alike from the nonce (:class:`ivr.acd.sipcreds.SoftphoneKeys`). A revoke naming a nonce
+the leader no longer holds for that endpoint is a late one (the agent signed in again since,
+maybe on another node) and deletes nothing.
+
+A dead controller cannot revoke: on taking the lead (and on every AMI connection while leading)
+the leader deletes the whole astdb family with ``DBDelTree`` and puts back only the grants it
+holds; every node re-sends its live grants with the logins, so an open page's password keeps
+working and any other left in astdb is gone.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from ivr.acd import sipcreds
 from ivr.acd.chat import ChatContact
+from ivr.acd.sipcreds import Grant, SoftphoneKeys
 from ivr.acd.topics import agent_topic
 from ivr.ami.actions import Action
 from ivr.ami.client import AmiError
@@ -97,8 +107,15 @@ class AcdDesk:
         is_leader: Callable[[], bool],
         timeout: float = REPLY_TIMEOUT,
         outbound: Outbound | None = None,
+        keys: SoftphoneKeys | None = None,
     ) -> None:
         self.acd = acd
+        #: softphone passwords come from these; None: a key of this process's own (one node)
+        self.keys = keys or SoftphoneKeys.random()
+        #: the softphone grants this node made for its pages, by agent (re-sent to a new leader)
+        self.grants: dict[str, Grant] = {}
+        #: the leader's current grant of each browser endpoint (what it puts back after clearing)
+        self._granted: dict[str, Grant] = {}
         #: click-to-call on the leader (None: no AMI here, the op says it is unavailable)
         self.outbound = outbound
         self.bus = bus
@@ -110,6 +127,8 @@ class AcdDesk:
         self.agents: dict[str, dict[str, Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._serving: asyncio.Task[None] | None = None
+        if acd.ami is not None:
+            acd.ami.on_connected(self._reconcile_credentials)
 
     # ------------------------------------------------------------------ every node
 
@@ -166,6 +185,25 @@ class AcdDesk:
             raise PermissionError(error) if reply.get("kind") == "permission" else ValueError(error)
         return reply.get("result")
 
+    async def grant_softphone(self, agent_id: str, endpoint: str) -> str:
+        """A fresh SIP password for ``endpoint``'s browser phone, put into Asterisk by the leader;
+        only the grant (nonce and tag) crosses the bus. Raises like ``run``."""
+        grant = self.keys.grant(endpoint)
+        self.grants[agent_id] = grant
+        try:
+            await self.run("sip.grant", agent_id, **grant.to_args())
+        except BaseException:
+            if self.grants.get(agent_id) == grant:
+                del self.grants[agent_id]
+            raise
+        return self.keys.password(endpoint, grant.nonce)
+
+    async def revoke_softphone(self, agent_id: str, endpoint: str) -> None:
+        """Delete the credentials this node granted the agent (or, if it granted none, whatever
+        the endpoint has: a session ended elsewhere). Raises like ``run``."""
+        grant = self.grants.pop(agent_id, None)
+        await self.run("sip.revoke", agent_id, endpoint=endpoint, nonce=grant.nonce if grant else "")
+
     def closed(self, agent_id: str) -> None:
         """The agent's last desktop on this node closed: not logged in again through a new leader."""
         self.agents.pop(agent_id, None)
@@ -187,6 +225,12 @@ class AcdDesk:
                 await self.run("login", agent_id, agent=agent)
             except (LeaderUnavailable, PermissionError, ValueError) as exc:
                 log.warning("agent %s not logged in again through the new ACD leader: %s", agent["username"], exc)
+        for agent_id, grant in list(self.grants.items()):
+            # the new leader cleared astdb: the open pages' passwords go back (the same ones)
+            try:
+                await self.run("sip.grant", agent_id, **grant.to_args())
+            except (LeaderUnavailable, PermissionError, ValueError) as exc:
+                log.warning("softphone of agent %s not granted again through the new ACD leader: %s", agent_id, exc)
 
     # ------------------------------------------------------------------ the leader
 
@@ -195,10 +239,32 @@ class AcdDesk:
         if self._serving is None:
             commands = await self.bus.subscribe(COMMANDS)
             self._serving = asyncio.create_task(self._read(commands, self._command), name="acd-desk-commands")
+        ami = self.acd.ami
+        if ami is not None and ami.is_connected:  # else when it connects (``_reconcile_credentials``)
+            await self._reconcile_credentials()
         await self.bus.publish(LEADER, {"node": self.node, "token": token})
         await self._relogin()
 
+    async def _reconcile_credentials(self) -> None:
+        """Leave in astdb only the softphone credentials of grants this leader holds: a dead
+        controller's (or an earlier leader's) last passwords are deleted, not left to work."""
+        if self._serving is None:
+            return  # a follower: the leader does this
+        try:
+            await self._credentials(sipcreds.clear_action(), missing_ok=True)
+        except ValueError as exc:
+            log.warning("stale softphone credentials not cleared: %s", exc)
+            return
+        for grant in list(self._granted.values()):
+            password = self.keys.password(grant.endpoint, grant.nonce)
+            try:
+                await self._credentials(sipcreds.grant_action(grant.endpoint, password))
+            except ValueError as exc:
+                log.warning("softphone of %s not granted again: %s", grant.endpoint, exc)
+        log.info("softphone credentials in astdb cleared; %d live ones put back", len(self._granted))
+
     async def unserve(self) -> None:
+        self._granted.clear()  # the next leader gathers them from the nodes again
         if self._serving is not None:
             self._serving.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -256,9 +322,17 @@ class AcdDesk:
         elif op == "chat.end":
             await acd.chats.close(str(args["contact_id"]), by="agent", agent_id=agent_id)
         elif op == "sip.grant":
-            await self._credentials(sipcreds.grant_action(str(args["endpoint"]), str(args["password"])))
+            grant = self.keys.check(args)
+            self._granted[grant.endpoint] = grant
+            password = self.keys.password(grant.endpoint, grant.nonce)
+            await self._credentials(sipcreds.grant_action(grant.endpoint, password))
         elif op == "sip.revoke":
-            await self._credentials(sipcreds.revoke_action(str(args["endpoint"])), missing_ok=True)
+            endpoint, nonce = str(args["endpoint"]), str(args.get("nonce") or "")
+            held = self._granted.get(endpoint)
+            if nonce and held is not None and held.nonce != nonce:
+                return None  # a late revoke: the endpoint was granted again since
+            self._granted.pop(endpoint, None)
+            await self._credentials(sipcreds.revoke_action(endpoint), missing_ok=True)
         elif op == "transfer":
             return await acd.transfers.start(
                 agent_id,

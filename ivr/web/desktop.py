@@ -40,9 +40,12 @@ disabled agent (``ivr agents passwd|disable``, another process: only the databas
 it within that time, with code 4001; the agent's queues then follow the last-tab-closed rule.
 
 A browser softphone's SIP password lives only in Asterisk (put there through the ACD leader) and
-in the reply to the page that asked: a new one at each request, deleted at logout and when the
-socket's session check finds the session gone. The desktop page's Content-Security-Policy lets it
-connect to that one WebSocket address besides its own origin.
+in the reply to the page that asked: a new one at each request, deleted at logout, when the
+socket's session check finds the session gone, and ``softphone_revoke_grace`` seconds after the
+agent's last desktop socket on this node closed unless one opens again first (a reload keeps the
+phone; a page whose socket comes back later asks for new credentials). It never crosses the bus
+(``ivr.acd.sipcreds``). The desktop page's Content-Security-Policy lets it connect to that one
+WebSocket address besides its own origin.
 
 Failed logins are limited per user name and per client address (``ivr.web.login_limits``); user
 names longer than ``MAX_USERNAME`` are refused before anything is looked up or remembered.
@@ -87,6 +90,8 @@ STATIC = Path(__file__).resolve().parent / "static" / "desktop"
 SESSION_COOKIE = "ivr_session"
 LOGIN_CSRF_COOKIE = "ivr_login_csrf"
 SESSION_CHECK_S = 5.0
+#: seconds after an agent's last tab closed before their softphone's password is deleted
+SOFTPHONE_REVOKE_GRACE_S = 30.0
 #: close code of a socket whose session ended: the page goes back to the login form
 SESSION_ENDED = 4001
 #: a desktop message is a command with notes of at most 4,000 characters
@@ -146,6 +151,56 @@ class OpenDesktops:
 
 
 SOCKETS = web.AppKey("open_desktops", OpenDesktops)
+
+
+class RevokeLater:
+    """The last-tab-closed rule for browser softphones: the SIP password this node granted an
+    agent is deleted ``grace`` seconds after their last desktop socket here closed, unless a
+    socket opened again (a reload) or the page asked for new credentials first. Why a grace and
+    not at once: a reload closes the old socket before the new page asks, and the page's phone
+    must not lose its registration to a network blip. Owns its timers: ``stop`` cancels and
+    awaits them."""
+
+    def __init__(self, desk: AcdDesk, grace: float) -> None:
+        self.desk = desk
+        self.grace = grace
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, agent: dict[str, Any]) -> None:
+        if agent.get("phone") != "browser" or agent["id"] not in self.desk.grants:
+            return  # nothing this node granted: nothing to take back
+        self.cancel(agent["id"])
+        task = asyncio.create_task(self._later(agent), name=f"softphone-revoke-{agent['id']}")
+        self._timers[agent["id"]] = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def cancel(self, agent_id: str) -> None:
+        task = self._timers.pop(agent_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def _later(self, agent: dict[str, Any]) -> None:
+        await asyncio.sleep(self.grace)
+        self._timers.pop(agent["id"], None)
+        if agent["id"] in self.desk.grants:
+            log.info(
+                "agent %s: no desktop open for %.0f s; revoking the browser softphone", agent["username"], self.grace
+            )
+            await revoke_softphone(self.desk, agent)
+
+    async def stop(self) -> None:
+        self._timers.clear()
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+REVOKE_LATER = web.AppKey("softphone_revoke_later", RevokeLater)
 
 
 def _cookie(
@@ -306,9 +361,9 @@ async def softphone(request: web.Request) -> web.Response:
     if agent.get("phone") != "browser":
         return web.json_response({"phone": "sip"}, headers={"Cache-Control": "no-store"})
     endpoint = sipcreds.browser_endpoint(agent["endpoint"])
-    password = sipcreds.new_password()
+    request.app[REVOKE_LATER].cancel(agent["id"])  # these replace the ones a closed tab held
     try:
-        await request.app[DESK].run("sip.grant", agent["id"], endpoint=agent["endpoint"], password=password)
+        password = await request.app[DESK].grant_softphone(agent["id"], agent["endpoint"])
     except (LeaderUnavailable, ValueError) as exc:
         log.warning("agent %s: no browser softphone credentials: %s", agent["username"], exc)
         raise web.HTTPServiceUnavailable(text=str(exc)) from None
@@ -330,7 +385,7 @@ async def revoke_softphone(desk: AcdDesk, agent: dict[str, Any]) -> None:
     if agent.get("phone") != "browser":
         return
     try:
-        await desk.run("sip.revoke", agent["id"], endpoint=agent["endpoint"])
+        await desk.revoke_softphone(agent["id"], agent["endpoint"])
     except (LeaderUnavailable, ValueError) as exc:
         log.warning("agent %s: browser softphone credentials not revoked: %s", agent["username"], exc)
 
@@ -350,6 +405,7 @@ async def logout(request: web.Request) -> web.Response:
     agent = await _require(request, check_csrf=True)
     with contextlib.suppress(LeaderUnavailable):  # the session ends anyway; a new leader has no state of it
         await request.app[DESK].run("logout", agent["id"])
+    request.app[REVOKE_LATER].cancel(agent["id"])
     await revoke_softphone(request.app[DESK], agent)
     request.app[DESK].closed(agent["id"])
     session = token_hash(request.cookies.get(SESSION_COOKIE, ""))
@@ -398,6 +454,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         watcher = asyncio.create_task(watch_session(), name=f"desktop-session-{agent['id']}")
         sockets = request.app[SOCKETS]
         sockets.opened(agent["id"], session, ws)
+        request.app[REVOKE_LATER].cancel(agent["id"])  # a reload: the page's phone goes on
         try:
             try:  # the state (and a mid-call card again) come back through the bus
                 await desk.run("login", agent["id"], agent=agent)
@@ -428,6 +485,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if not left:
                 # nobody sees this agent's screen any more: no call may ring there unannounced
                 desk.closed(agent["id"])
+                request.app[REVOKE_LATER].schedule(agent)
                 with contextlib.suppress(LeaderUnavailable):  # a new leader logs nobody in paused or not
                     await desk.run("closed", agent["id"])
     return ws
@@ -514,10 +572,13 @@ def setup_desktop(
     session_check: float = SESSION_CHECK_S,
     login_limits: LoginLimiter | None = None,
     softphone_url: str = "wss://127.0.0.1:8089/ws",
+    softphone_revoke_grace: float = SOFTPHONE_REVOKE_GRACE_S,
 ) -> None:
     """Register the desktop on ``app`` (called by the composition root, ``ivr.app.App``)."""
     if not 0 < session_check <= 60:
         raise ConfigError(f"desktop.session_check must be more than 0 and at most 60 seconds, not {session_check}")
+    if not 0 <= softphone_revoke_grace <= 3600:
+        raise ConfigError(f"desktop.softphone_revoke_grace must be 0 to 3600 seconds, not {softphone_revoke_grace}")
     app[ACD] = acd
     app[DESK] = desk or AcdDesk(acd, bus, node="local", is_leader=lambda: True)  # one node: always the leader
     app[AGENTS] = agents
@@ -530,6 +591,13 @@ def setup_desktop(
     # not ``or``: an empty limiter has len() 0
     app[LIMITER] = LoginLimiter(per_name=PER_NAME, per_address=PER_ADDRESS) if login_limits is None else login_limits
     app[SOCKETS] = OpenDesktops()
+    revoke_later = RevokeLater(app[DESK], softphone_revoke_grace)
+    app[REVOKE_LATER] = revoke_later
+
+    async def stop_revoking(_app: web.Application) -> None:
+        await revoke_later.stop()
+
+    app.on_cleanup.append(stop_revoking)
     app.add_routes(routes)
     app.router.add_static("/desktop/static/", STATIC, show_index=False)
     app.router.add_static("/desktop/vendor/", STATIC.parent / "vendor", show_index=False)

@@ -6,6 +6,7 @@ tests/integration/test_nodes.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from ivr.acd import sipcreds
 from ivr.acd.chat import ChatContact
 from ivr.acd.desk import AcdDesk, ChatsViaLeader, LeaderUnavailable
 from ivr.acd.service import Acd
+from ivr.acd.sipcreds import SoftphoneKeys
 from ivr.acd.topics import agent_topic
 from ivr.bus.pubsub import Bus, MemoryBus
 from ivr.flow.journey import Journey
@@ -230,3 +233,73 @@ async def test_chats_waiting_when_the_leader_dies_are_adopted_by_the_next_one_of
     (abandon,) = abandons
     assert abandon["data"]["queue"] == "billing" and abandon["data"]["hold_time"] >= 30
     assert b.acd.chats.left_reason(stays.contact_id) is None  # hers was offered, not abandoned
+
+
+class KeepingAmi:
+    """Connected, accepts every action, keeps what it was sent (the leader's AMI)."""
+
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, str]] = []
+
+    def on_event(self, handler: Any) -> None: ...
+    def on_connected(self, handler: Any) -> None: ...
+
+    async def action(self, action: dict[str, str]) -> dict[str, str]:
+        self.sent.append(action)
+        return {"Response": "Success"}
+
+
+def softphone_nodes(journeys: JourneyStore, bus: Bus, leader_ami: KeepingAmi) -> tuple[Node, Node]:
+    keys = SoftphoneKeys.from_secret("the-nodes-ami-secret")  # both nodes' ami.secret
+    a, b = Node(journeys, bus, "a", leader=True), Node(journeys, bus, "b", leader=False)
+    a.acd.ami = leader_ami  # type: ignore[assignment]
+    a.desk.keys = b.desk.keys = keys
+    return a, b
+
+
+async def test_a_followers_softphone_grant_carries_no_password_and_a_new_leader_clears_astdb_but_the_live_one(
+    tmp_path: Path,
+) -> None:
+    journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite3'}"))
+    await journeys.start()
+    bus = MemoryBus()
+    ami = KeepingAmi()
+    a, b = softphone_nodes(journeys, bus, ami)
+    for node in (a, b):
+        await node.desk.start()
+    await a.desk.serve(1)
+    try:
+        async with bus.subscribe("acd.commands") as wire:
+            password = await b.desk.grant_softphone("a1", "agent1001")
+            command = await wire.get(1)
+        assert command["op"] == "sip.grant" and password not in repr(command)
+        assert set(command["args"]) == {"endpoint", "nonce", "tag"}
+        puts = [x for x in ami.sent if x["Action"] == "DBPut"]
+        # (b may also re-send it on hearing a's announcement: the same password again)
+        assert puts and {json.loads(x["Val"])["password"] for x in puts} == {password}
+
+        # a late revoke (ann signed in again since, here on the leader's node) deletes nothing
+        stale = b.desk.grants["a1"]
+        newer = await a.desk.grant_softphone("a1", "agent1001")
+        await a.desk.run("sip.revoke", "a1", endpoint="agent1001", nonce=stale.nonce)
+        assert ami.sent[-1]["Action"] == "DBPut" and json.loads(ami.sent[-1]["Val"])["password"] == newer
+        await a.desk.revoke_softphone("a1", "agent1001")  # her page there logged out
+        assert ami.sent[-1] == sipcreds.revoke_action("agent1001")
+        await b.desk.grant_softphone("a1", "agent1001")
+
+        # b takes the lead: astdb's family is cleared, and b's own page's password put back as it was
+        a.leader, b.leader = False, True
+        await a.desk.unserve()
+        b.acd.ami = ami  # type: ignore[assignment]
+        ami.sent.clear()
+        await b.desk.serve(2)
+        assert ami.sent[0] == sipcreds.clear_action()
+        live = b.desk.grants["a1"]
+        assert ami.sent[-1] == sipcreds.grant_action("agent1001", b.desk.keys.password("agent1001", live.nonce))
+    finally:
+        for node in (a, b):
+            await node.desk.stop()
+            await node.acd.stop()
+        await journeys.stop()

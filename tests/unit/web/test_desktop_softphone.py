@@ -26,6 +26,9 @@ from ivr.web.desktop import setup_desktop
 from tests.unit.web.desk_parts import stores_with_two_agents
 from tests.unit.web.test_desktop import Desk
 
+#: the last-tab-closed grace of these tests (seconds)
+GRACE = 0.3
+
 
 class RecordingAmi:
     """Connected, accepts every action, keeps what it was sent."""
@@ -45,6 +48,10 @@ class RecordingAmi:
     def db(self) -> list[tuple[str, str, str]]:
         return [(a["Action"], a["Key"], a.get("Val", "")) for a in self.sent if a["Action"] in ("DBPut", "DBDel")]
 
+    @property
+    def is_connected(self) -> bool:
+        return True
+
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[tuple[Desk, RecordingAmi, AgentStore]]:
@@ -54,7 +61,15 @@ async def parts(tmp_path: Path) -> AsyncIterator[tuple[Desk, RecordingAmi, Agent
     ami = RecordingAmi()
     acd = Acd(ami=ami, journeys=journeys, customers=CustomerStore(journeys.engine), bus=bus)  # type: ignore[arg-type]
     app = web.Application()
-    setup_desktop(app, acd=acd, agents=agents, bus=bus, session_check=0.05, softphone_url="wss://pbx.example:8089/ws")
+    setup_desktop(
+        app,
+        acd=acd,
+        agents=agents,
+        bus=bus,
+        session_check=0.05,
+        softphone_url="wss://pbx.example:8089/ws",
+        softphone_revoke_grace=GRACE,
+    )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield Desk(server, acd, journeys), ami, agents
@@ -138,3 +153,31 @@ async def test_the_queues_ring_the_browser_endpoint_of_a_browser_agent(
         await session.close()
     interfaces = {a["Interface"] for a in ami.sent if a["Action"] == "QueueAdd"}
     assert interfaces == {"PJSIP/agent1001-webrtc"}
+
+
+async def test_a_closed_tab_revokes_after_the_grace_and_a_reload_within_it_keeps_the_phone(
+    parts: tuple[Desk, RecordingAmi, AgentStore],
+) -> None:
+    desk, ami, _agents = parts
+    session, csrf = await desk.login("ann", "ann-password")
+    ws_url = f"{desk.base}/desktop/ws?csrf={csrf}"
+    try:
+        _, given = await account(desk, session, csrf)
+        ws = await session.ws_connect(ws_url, origin=desk.base)
+        await ws.close()
+        await asyncio.sleep(GRACE / 3)
+        ws = await session.ws_connect(ws_url, origin=desk.base)  # the reload's new socket, in time
+        await asyncio.sleep(GRACE * 2)
+        assert ami.db()[-1][0] == "DBPut"  # still the page's password: nothing deleted
+        assert json.loads(ami.db()[-1][2])["password"] == given["password"]
+        await ws.close()  # the tab closed for good
+        deadline = asyncio.get_running_loop().time() + GRACE + 2
+        while ami.db()[-1][0] != "DBDel":
+            assert asyncio.get_running_loop().time() < deadline, "not revoked after the grace"
+            await asyncio.sleep(0.02)
+        assert ami.db()[-1][:2] == ("DBDel", "agent1001-webrtc-auth")
+        # a page that comes back later asks again and gets a password that works
+        status, again = await account(desk, session, csrf)
+        assert status == 200 and json.loads(ami.db()[-1][2])["password"] == again["password"]
+    finally:
+        await session.close()

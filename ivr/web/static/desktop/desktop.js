@@ -41,10 +41,16 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(proto + "//" + location.host + "/desktop/ws?csrf=" + encodeURIComponent(state.csrf));
   state.ws = ws;
-  ws.onopen = () => { state.retry = 500; $("#link").className = "link up"; };
+  ws.onopen = () => {
+    state.retry = 500; $("#link").className = "link up";
+    // back after a drop: the phone's credentials may have been revoked meanwhile (softphone.js)
+    if (state.dropped && window.IvrSoftphone) window.IvrSoftphone.renew(state.csrf);
+    state.dropped = false;
+  };
   ws.onmessage = (e) => handle(JSON.parse(e.data));
   ws.onclose = (e) => {
     $("#link").className = "link down";
+    state.dropped = true;
     if (e.code === 4001) { location.href = "/desktop/login"; return; }  // session ended: log in again
     setTimeout(connect, state.retry);            // the server may be restarting: back off, come back
     state.retry = Math.min(state.retry * 2, 10000);

@@ -1,27 +1,62 @@
 // The desktop's own phone, for agents whose phone setting is "browser": SIP over a secure
 // WebSocket to Asterisk with JsSIP (vendored, /desktop/vendor/jssip/), media over WebRTC.
 // The SIP password is made by the controller for this login (POST /desktop/api/softphone), kept
-// in this page's memory only, and deleted by the controller at logout. Nothing here is typed.
-// desktop.js calls IvrSoftphone.start(csrf) after sign-in and IvrSoftphone.stop() at logout.
+// in this page's memory only, and deleted by the controller at logout, or when no desktop tab of
+// the agent was open for the grace (desktop.softphone_revoke_grace). Nothing here is typed.
+// desktop.js calls IvrSoftphone.start(csrf) after sign-in, IvrSoftphone.renew() when its websocket
+// comes back (the credentials may have been revoked meanwhile, or a restarted controller cleared
+// them) and IvrSoftphone.stop() at logout. A refused re-registration asks for new ones too.
 "use strict";
 
 (() => {
   const $ = (sel) => document.querySelector(sel);
-  const sp = { ua: null, session: null, held: false, muted: false, mic: "", speaker: "" };
+  const sp = { ua: null, session: null, held: false, muted: false, mic: "", speaker: "", csrf: "", pending: null, registered: false, renewedAt: 0 };
   // For tests and the benchmark: when INVITEs arrived and were answered (page clock, seconds).
   window.__ivrRings = [];
 
   function show(what, value) { const box = $("#softphone"); if (box) box.dataset[what] = value; }
   function say(text) { const el = $("#sp-reg"); if (el) el.textContent = text; }
 
+  // The SIP account for this login: a new password each time (the controller keeps none).
+  async function fetchAccount() {
+    sp.renewedAt = Date.now();
+    const r = await fetch("/desktop/api/softphone", { method: "POST", headers: { "X-CSRF-Token": sp.csrf }, credentials: "same-origin" });
+    if (!r.ok) { show("reg", "failed"); say("phone unavailable: " + (await r.text())); $("#softphone").hidden = false; return null; }
+    return r.json();
+  }
+
   async function start(csrf) {
-    const r = await fetch("/desktop/api/softphone", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin" });
-    if (!r.ok) { show("reg", "failed"); say("phone unavailable: " + (await r.text())); $("#softphone").hidden = false; return; }
-    const account = await r.json();
-    if (account.phone !== "browser") return;  // a desk or soft SIP phone rings for this agent
+    sp.csrf = csrf;
+    const account = await fetchAccount();
+    if (!account || account.phone !== "browser") return;  // a desk or soft SIP phone rings for this agent
     $("#softphone").hidden = false;
     wire();
-    show("reg", "connecting"); show("call", "idle"); say("connecting…");
+    show("call", "idle");
+    connect(account);
+  }
+
+  // Fresh credentials for a running phone; during a call they wait for its end (stopping the
+  // user agent would end the call, and the call needs no registration to go on).
+  async function renew(csrf) {
+    if (!sp.ua) return;  // not a browser phone, or logged out
+    if (csrf) sp.csrf = csrf;
+    const account = await fetchAccount();
+    if (!account || account.phone !== "browser" || !sp.ua) return;
+    if (sp.session) { sp.pending = account; return; }
+    swap(account);
+  }
+
+  function swap(account) {
+    sp.pending = null;
+    const old = sp.ua;
+    sp.ua = null;  // its "disconnected" is no reconnect to show
+    if (old) old.stop();
+    connect(account);
+  }
+
+  function connect(account) {
+    show("reg", "connecting"); say("connecting…");
+    sp.registered = false;
     const ua = new JsSIP.UA({
       sockets: [new JsSIP.WebSocketInterface(account.ws_url)],
       uri: account.uri,
@@ -33,10 +68,15 @@
       user_agent: "ivr-desktop",
     });
     sp.ua = ua;
-    ua.on("registered", () => { show("reg", "registered"); say("phone ready"); });
-    ua.on("unregistered", () => { show("reg", "unregistered"); say("phone off"); });
-    ua.on("registrationFailed", (e) => { show("reg", "failed"); say("phone refused: " + (e.cause || "")); });
-    ua.on("disconnected", () => { if (sp.ua) { show("reg", "connecting"); say("reconnecting…"); } });
+    ua.on("registered", () => { if (sp.ua !== ua) return; sp.registered = true; show("reg", "registered"); say("phone ready"); });
+    ua.on("unregistered", () => { if (sp.ua === ua) { show("reg", "unregistered"); say("phone off"); } });
+    ua.on("registrationFailed", (e) => {
+      if (sp.ua !== ua) return;
+      show("reg", "failed"); say("phone refused: " + (e.cause || ""));
+      // a refresh refused after it had worked: the credentials were revoked, ask for new ones
+      if (sp.registered && Date.now() - sp.renewedAt > 10000) renew();
+    });
+    ua.on("disconnected", () => { if (sp.ua === ua) { show("reg", "connecting"); say("reconnecting…"); } });
     ua.on("newRTCSession", (e) => { if (e.originator === "remote") incoming(e.session, e.request); });
     ua.start();
   }
@@ -55,7 +95,10 @@
     session.on("hold", () => { sp.held = true; show("call", "held"); });
     session.on("unhold", () => { sp.held = false; show("call", "active"); });
     session.on("peerconnection", (ev) => ev.peerconnection.addEventListener("track", (t) => play(t.streams[0])));
-    const done = () => { sp.session = null; show("call", "idle"); $("#sp-audio").srcObject = null; };
+    const done = () => {
+      sp.session = null; show("call", "idle"); $("#sp-audio").srcObject = null;
+      if (sp.pending && sp.ua) swap(sp.pending);  // credentials renewed during the call
+    };
     session.on("ended", done);
     session.on("failed", done);
   }
@@ -129,6 +172,7 @@
   async function stop() {
     const ua = sp.ua;
     sp.ua = null;
+    sp.pending = null;
     if (!ua) return;
     hangup();
     if (ua.isRegistered()) {
@@ -139,7 +183,7 @@
     ua.stop();
   }
 
-  window.IvrSoftphone = { start, stop, stats, answer, hangup, hold, mute, key };
+  window.IvrSoftphone = { start, renew, stop, stats, answer, hangup, hold, mute, key };
   // the "a", "h" and "x" shortcuts (keys.js); a SIP-phone agent answers on the phone itself
   window.desk = window.desk || { actions: {} };
   Object.assign(window.desk.actions, { answer, hold, hangup });

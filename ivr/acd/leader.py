@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 Role = Literal["leader", "follower"]
 #: measured over 20 leader kills (bench/failover.py): 2 s / 0.5 s, with the follower aiming at the
-#: expiry, brought kill -> new leader from 2.9 / 3.9 s (p50 / p99; 3 s / 1 s) to under 2 s
+#: expiry, brought kill -> new leader from 2.8 / 4.0 s (p50 / p99; 3 s / 1 s) to 1.8 / 2.0 s
 LEASE_TTL = 2.0
 RENEW_EVERY = 0.5
 #: a follower tries this long after the lease's recorded expiry (the holder's clock; the row's

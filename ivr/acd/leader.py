@@ -262,6 +262,7 @@ class Leadership:
         chats to adopt) would otherwise cost the very lease it starts under. Raises
         :class:`LeaseLost` (the start-up cancelled) when a renewal says the lease is gone or
         came too late."""
+
         async def lead_duties() -> None:
             await self.on_lead(token)
 

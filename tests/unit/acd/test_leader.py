@@ -209,16 +209,17 @@ async def test_a_leader_whose_start_up_outlasts_its_lease_keeps_it_renewed_meanw
     renewed while they start, so no other node leads meanwhile and this one stays the leader."""
     leases = LeaseStore(journeys.engine)
     started: list[int] = []
+    starting = asyncio.Event()
 
     async def slow_lead(token: int) -> None:
+        starting.set()
         await asyncio.sleep(2.3)  # longer than the 2 s lease
         started.append(token)
 
     a = Leadership(leases, on_lead=slow_lead, on_follow=noop, holder="a", ttl=2.0, renew_every=0.5)
     b = Leadership(leases, on_lead=noop_lead, on_follow=noop, holder="b", ttl=2.0, renew_every=0.5)
     taking = asyncio.create_task(a.attempt())
-    while a.role != "leader":  # a took the lease and is starting its duties
-        await asyncio.sleep(0.01)
+    await starting.wait()  # a took the lease and is starting its duties
     roles: list[str] = []
     while not taking.done():
         roles.append(await b.attempt())

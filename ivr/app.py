@@ -458,13 +458,14 @@ class App:
     async def _lead(self, token: int) -> None:
         """This node took the ACD lease: connect to AMI (the ACD rebuilds its state from Asterisk
         on login), publish the wallboard, dial callbacks under ``token``. Nothing here waits for
-        AMI: the lease is renewed by the task that called this."""
-        await self.today_kpis.start()  # the wallboard's figures: read where the board is published
-        await self.wallboard.start()
-        await self.queue_views.lead()
+        AMI: the lease is renewed by the task that called this. AMI's login starts first: it is
+        what the pops and callbacks wait for, and it runs while the rest starts."""
         if self.ami is not None:
             await self.ami.start()
             await self.callbacks.start(token)
+        await self.today_kpis.start()  # the wallboard's figures: read where the board is published
+        await self.wallboard.start()
+        await self.queue_views.lead()
         await self.desk.serve(token)  # answer every node's desktops; log their agents in again here
         try:  # the chats that waited for an agent in the previous leader's memory wait here now
             adopted = await adopt_waiting_chats(self.store, self.acd.chats, now=time.time())

@@ -22,9 +22,11 @@ settles each such *orphan* from Asterisk, never by guessing from time alone: eve
 channel is created with a known uniqueid (:func:`channel_id`), so a channel still up means the
 dial is under way (its events now reach the new leader); and the dialplan writes an AstDB entry
 (:data:`CONNECTED_FAMILY`) the moment an agent is connected to a callback, so a connection nobody
-saw is still known. Connected: done. Neither up nor connected, ``ORPHAN_QUIET_S`` after the claim:
-it was never dialled, or not answered, or the customer left the queue: waiting again.
-:func:`orphan_fate` is that decision.
+saw is still known. Connected: done. Neither up nor connected, ``ORPHAN_QUIET_S`` after the claim
+or ``TAKEOVER_QUIET_S`` after this node took the lease, whichever comes first: it was never
+dialled, or not answered, or the customer left the queue: waiting again. :func:`orphan_fate` is
+that decision. The dispatcher's first pass runs as soon as AMI is connected and the ACD rebuilt
+(not on its next one-second round), so a takeover dials what is due at once.
 
 **The agent is held for the callback while it is dialled.** app_queue offers a free agent to
 whoever is waiting the moment they are unpaused (``autofill``), within milliseconds, while the
@@ -75,8 +77,14 @@ DIAL_TIMEOUT_S = 30.0  # how long the customer's phone rings (Originate's Timeou
 RESERVE_S = DIAL_TIMEOUT_S + 15.0
 #: a ticket left ``dialing`` by an earlier leader, with no channel of its dial in Asterisk, is
 #: settled this long after its claim: the dial follows the claim within milliseconds, so a dial
-#: the old leader had sent has a channel by then (a lease outlives its holder by 3 s on top)
+#: the old leader had sent has a channel by then
 ORPHAN_QUIET_S = 5.0
+#: ... or this long after this node took the lease: an earlier leader dials only while it holds
+#: the lease and stops before another node can take it (``ivr.acd.leader``), so its last dial
+#: reached Asterisk before the takeover, and Asterisk creates an Originate's channel within
+#: milliseconds. Measured: the 5 s from the claim alone held a ticket claimed just before a kill
+#: until 5 s after it, 2 s after the survivor led.
+TAKEOVER_QUIET_S = 1.0
 RESERVE_REASON = "callback"  # the pause reason app_queue shows (QueueStatus, queue_log) while held
 #: AstDB family where ``[ivr-callback-connected]`` (extensions.conf) marks a callback, by ticket id,
 #: when app_queue connects it to an agent: Asterisk's record, whichever controller was listening
@@ -98,20 +106,27 @@ def ticket_of_channel(uniqueid: str) -> str | None:
     return ticket if sep and ticket and attempt.isdigit() else None
 
 
-def orphan_fate(*, connected: bool, alive: bool, claimed_at: float, now: float) -> OrphanFate:
+def orphan_fate(
+    *, connected: bool, alive: bool, claimed_at: float, now: float, led_at: float | None = None
+) -> OrphanFate:
     """What becomes of a ticket an earlier leader left ``dialing``. ``connected``: Asterisk's
-    AstDB says an agent was connected to it; ``alive``: a channel of its dial is up. Read in that
-    order after listing the channels, a channel that ends meanwhile is still judged right: it was
-    connected before it ended, or never. Pure.
+    AstDB says an agent was connected to it; ``alive``: a channel of its dial is up; ``led_at``:
+    when this node took the lease (None: not known). Read in that order after listing the
+    channels, a channel that ends meanwhile is still judged right: it was connected before it
+    ended, or never. Pure.
 
     ``done``: it reached an agent. ``in_flight``: ringing, queued or talking: its events reach
-    this leader now. ``wait``: too soon after the claim to tell an unsent dial from one not yet
-    up. ``requeue``: never dialled, not answered, or the customer left the queue: dial again."""
+    this leader now. ``wait``: too soon after the claim (and after the takeover) to tell an unsent
+    dial from one not yet up. ``requeue``: never dialled, not answered, or the customer left the
+    queue: dial again."""
     if connected:
         return "done"
     if alive:
         return "in_flight"
-    if now - claimed_at < ORPHAN_QUIET_S:
+    quiet_from = claimed_at + ORPHAN_QUIET_S
+    if led_at is not None:
+        quiet_from = min(quiet_from, led_at + TAKEOVER_QUIET_S)
+    if now < quiet_from:
         return "wait"
     return "requeue"
 
@@ -227,8 +242,13 @@ class Callbacks:
         self._task: asyncio.Task[None] | None = None
         #: the fencing token of the ACD lease this node dials under (see ``start``)
         self.token: int | None = None
+        #: when this node started dialling under ``token`` (it had just taken the lease)
+        self.led_at: float | None = None
+        #: set to run the next pass now rather than at the end of ``interval``
+        self._wake = asyncio.Event()
         if acd.ami is not None:  # registered after the ACD: sees every event after the ACD did
             acd.ami.on_event(self.on_event)
+            acd.ami.on_connected(self._connected_again)  # after the ACD's rebuild, likewise
             acd.hold_on_ready(self.reserve_on_ready)
 
     # ------------------------------------------------------------------ what the caller hears
@@ -281,6 +301,7 @@ class Callbacks:
         """Dial from now on; ``token``: the ACD lease's fencing token every claim must still hold
         (None: a lone controller with no lease to check)."""
         self.token = token
+        self.led_at = self.clock() if token is not None else None
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="callback-dispatcher")
 
@@ -295,11 +316,18 @@ class Callbacks:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # a wake-up during the pass runs another one at once
             try:
                 await self.tick()
             except Exception:
                 log.exception("callback dispatcher failed; retrying")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+
+    async def _connected_again(self) -> None:
+        """AMI is (re)connected and the ACD rebuilt from it: a pass now, not at the next round
+        (after a takeover the tickets due meanwhile wait for nothing else)."""
+        self._wake.set()
 
     def _ready(self) -> bool:
         return self.acd.ami is not None and self.acd.ami.connected.is_set()
@@ -369,7 +397,11 @@ class Callbacks:
             ticket = row["id"]
             connected = await self._connected(ticket)
             fate = orphan_fate(
-                connected=connected, alive=ticket in alive, claimed_at=row["updated_at"], now=self.clock()
+                connected=connected,
+                alive=ticket in alive,
+                claimed_at=row["updated_at"],
+                now=self.clock(),
+                led_at=self.led_at,
             )
             if fate == "done":
                 if await self.store.requeue(ticket, dial_token=row["dial_token"], status="done"):

@@ -208,7 +208,10 @@ class ChatOffers:
         if not candidates:
             self._wait(contact)
             return None
-        self.waiting.pop(contact.contact_id, None)
+        waited = self.waiting.pop(contact.contact_id, None)
+        #: from when it first queued, under whichever leader: a chat adopted across a leader change
+        #: keeps its wait (as a caller's QEHOLDTIME does in app_queue)
+        hold = round(max(0.0, self.clock() - waited.joined_at), 3) if waited is not None else 0.0
         state = candidates[0]
         state.take_chat(contact.contact_id, contact.journey_id, contact.channel)
         self.active[contact.contact_id] = (state.agent_id, contact)
@@ -222,7 +225,12 @@ class ChatOffers:
         )
         await self.acd.publish_state(state.agent_id)
         await self.acd.record(
-            contact.journey_id, "chat_offered", agent_id=state.agent_id, agent=state.display_name, skill=contact.skill
+            contact.journey_id,
+            "chat_offered",
+            agent_id=state.agent_id,
+            agent=state.display_name,
+            skill=contact.skill,
+            hold_time=hold,
         )
         return state.agent_id
 

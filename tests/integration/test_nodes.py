@@ -33,7 +33,11 @@ from sqlalchemy import text
 
 from ivr.ami import events as ev
 from ivr.ami.client import AmiClient
+from ivr.channels.handoff import TokenCodec
+from ivr.flow.journey import Journey
+from ivr.flow.loader import parse_flow
 from ivr.flow.model import QUEUE_MINUTES_PROMPT, QUEUE_POSITION_PROMPT, QUEUE_WAIT_PROMPT, Prompt
+from ivr.store.continuations import ContinuationStore
 from ivr.store.journeys import JourneyStore, make_engine
 from lab.agents import add_agent
 from lab.asterisk import AGI_STANDBY_PORT, AsteriskLab
@@ -57,6 +61,15 @@ steps:
 """
 #: the takeover the issue asks for: callbacks and pops resume within this of the kill
 TAKEOVER_S = 5.0
+#: a chat that queues for billing at once (the continuation link resumes it at its queue step)
+CHAT_FLOW = """\
+flow: chatq
+start: to_billing
+steps:
+  to_billing:
+    queue: {name: billing, skill: billing, announce: false, callback_after: false}
+"""
+HANDOFF_SECRET = "handoff-secret-" + "n" * 20
 
 
 def ms(prompt_ms: dict[str, int], prompt: Prompt) -> int:
@@ -124,6 +137,7 @@ async def nodes(
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "cbq.yaml").write_text(FLOW)
+    (flows / "chatq.yaml").write_text(CHAT_FLOW)
     monkeypatch.setenv("IVR_DATABASE_URL", shared_db)  # ivr agents add, and both nodes
     customer_phone = Softphone("customer", ring_ms=4000, register=False)
     agent_phone = Softphone("agent1001", lab.agent_passwords["agent1001"], ring_ms=1000)
@@ -134,6 +148,7 @@ async def nodes(
         "IVR_CALLBACKS_OFFER_AFTER": "0",
         "IVR_PUBSUB_URL": redis.url,
         "IVR_CALLBACKS_DIAL": f"PJSIP/trunk/sip:{{number}}@127.0.0.1:{customer_phone.port}",
+        "IVR_HANDOFF_SECRET": HANDOFF_SECRET,  # chat links
     }
     a = ControllerProcess(flows_dir=flows, data_dir=tmp_path / "a", env=env)  # the dialplan's AGI port
     b = ControllerProcess(flows_dir=flows, data_dir=tmp_path / "b", agi_port=free_port(), env=env)
@@ -260,6 +275,101 @@ async def test_the_acd_leader_is_killed_with_callers_queued_and_a_callback_booke
                     await task
         await web.close()
         await watch.stop()
+        await engine.dispose()
+
+
+async def chat_link(engine: Any, phone: str) -> tuple[str, str]:
+    """A continuation link for a new chat journey at its queue step, as a handoff makes one:
+    (journey id, token). Written straight into the shared database."""
+    journeys = JourneyStore(engine)
+    await journeys.start()
+    try:
+        journey = Journey.new(parse_flow(CHAT_FLOW), "chat", caller=phone)
+        journey.step = "to_billing"
+        journeys.save(journey)
+        await journeys.flush()
+    finally:
+        await journeys.stop()
+    continuation, expires = uuid.uuid4().hex, time.time() + 600
+    await ContinuationStore(engine).create(
+        id=continuation, journey_id=journey.id, customer_id=None, channel="chat", step="to_billing", expires_at=expires
+    )
+    return journey.id, TokenCodec(HANDOFF_SECRET).issue(continuation, None, expires)
+
+
+async def test_a_chat_waiting_when_the_acd_leader_is_killed_reaches_an_agent_on_the_survivor_with_its_wait(
+    nodes: tuple[ControllerProcess, ControllerProcess, Softphone], shared_db: str
+) -> None:
+    """A customer's chat page on B queues for billing while ann (her desktop on B too) is
+    paused: the chat waits in A's memory. A is killed; B leads, adopts the chat from the store,
+    and when ann says ready her desktop on B is offered it; its ``chat_offered`` counts the wait
+    from when it first queued, under A."""
+    a, b, _ = nodes
+    engine = make_engine(shared_db)
+    base = web_base(b)
+    desktop: list[dict[str, Any]] = []
+    agent_web = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    customer = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    tasks: list[asyncio.Task[Any]] = []
+    page: list[str] = []
+
+    async def read_page(response: aiohttp.ClientResponse) -> None:
+        async for line in response.content:
+            page.append(line.decode().strip())
+
+    async def queued_at(journey_id: str) -> float | None:
+        found = [e for e in await JourneyStore(engine).interactions(journey_id) if e["kind"] == "journey_queued"]
+        return float(found[-1]["at"]) if found else None
+
+    try:
+        ws = await ann_desktop(agent_web, base)
+        tasks.append(asyncio.create_task(read_desktop(ws, desktop), name="desktop-reader"))
+        a.wait_for_log("agent ann logged in on ")  # paused: she takes no chat yet
+        journey_id, token = await chat_link(engine, "+15551239401")
+        async with customer.post(f"{base}/c/{token}", headers={"Origin": base}, allow_redirects=False) as r:
+            assert r.status == 303, await r.text()
+        events = await customer.get(f"{base}/chat/api/events")  # offers it to A's ACD every 2 s
+        tasks.append(asyncio.create_task(read_page(events), name="chat-page"))
+
+        async def has_queued() -> bool:
+            return await queued_at(journey_id) is not None
+
+        await wait_until(has_queued, 10, "the chat queued")
+        first_queued = await queued_at(journey_id)
+        assert first_queued is not None
+        await asyncio.sleep(2.5)  # an offer reached A (nobody could take it: it waits there)
+
+        killed = time.time()
+        a.kill()
+        b.wait_for_log("ACD role: leader", timeout=TAKEOVER_S)
+        b.wait_for_log("agent ann logged in on ", timeout=TAKEOVER_S)
+        await ws.send_json({"type": "ready"})
+
+        def offered() -> list[dict[str, Any]]:
+            return [m for m in desktop if m.get("type") == "chat.offer"]
+
+        await wait_until(lambda: offered(), 10, "the chat offered to ann on B")
+        (offer,) = offered()
+        assert offer["contact"]["journey_id"] == journey_id
+        await wait_until(lambda: any("agent.joined" in line for line in page), 5, "the page told")
+
+        async def logged_offer() -> bool:
+            return any(e["kind"] == "chat_offered" for e in await JourneyStore(engine).interactions(journey_id))
+
+        await wait_until(logged_offer, 5, "chat_offered in the journey's log")
+        (event,) = [e for e in await JourneyStore(engine).interactions(journey_id) if e["kind"] == "chat_offered"]
+        hold = event["data"]["hold_time"]
+        assert hold >= killed - first_queued + 0.5, (hold, killed - first_queued)  # not restarted at adoption
+        assert hold <= time.time() - first_queued
+        await ws.close()
+    finally:
+        print(f"node A:\n{a.log_tail()}\nnode B:\n{b.log_tail()}")  # shown when the test fails
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await customer.close()
+        await agent_web.close()
         await engine.dispose()
 
 

@@ -221,6 +221,9 @@ async def test_chats_waiting_when_the_leader_dies_are_adopted_by_the_next_one_of
     await b.desk.run("login", "a1", agent=ANN)
     await b.desk.run("ready", "a1")
     assert await on_b.offer(stays) == "a1"
+    await journeys.flush()
+    (offered,) = [e for e in await journeys.interactions(stays.journey_id) if e["kind"] == "chat_offered"]
+    assert offered["data"]["hold_time"] >= 40  # its whole wait, the dead leader's part too
     # his page never offers again: abandoned after the grace, with the whole wait, in his log
     abandons: list[dict[str, Any]] = []
     for _ in range(100):  # the grace, the sweep, then the log's writer

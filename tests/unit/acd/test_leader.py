@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ivr.acd.callbacks import ORPHAN_QUIET_S, Callbacks, channel_id, orphan_fate, ticket_of_channel
-from ivr.acd.leader import Leadership
+from ivr.acd.callbacks import ORPHAN_QUIET_S, TAKEOVER_QUIET_S, Callbacks, channel_id, orphan_fate, ticket_of_channel
+from ivr.acd.leader import EXPIRY_SLACK, LEASE_TTL, RENEW_EVERY, Leadership
 from ivr.acd.service import Acd
 from ivr.ami.client import AmiError
 from ivr.store.agents import CallbackStore
@@ -49,10 +49,19 @@ class Clocks:
 class Node:
     """One node's leadership and what its duties saw (started with a token, stopped)."""
 
-    def __init__(self, leases: LeaseStore, clocks: Clocks, name: str) -> None:
+    def __init__(
+        self, leases: LeaseStore, clocks: Clocks, name: str, *, ttl: float = 3.0, renew_every: float = 1.0
+    ) -> None:
         self.duties: list[str] = []
         self.leadership = Leadership(
-            leases, on_lead=self._lead, on_follow=self._follow, holder=name, clock=clocks.wall, monotonic=clocks.mono
+            leases,
+            on_lead=self._lead,
+            on_follow=self._follow,
+            holder=name,
+            clock=clocks.wall,
+            monotonic=clocks.mono,
+            ttl=ttl,
+            renew_every=renew_every,
         )
 
     async def _lead(self, token: int) -> None:
@@ -123,6 +132,113 @@ async def test_a_leader_cut_off_from_the_database_steps_down_before_its_lease_ex
     assert await b.leadership.attempt() == "leader"
 
 
+async def test_a_follower_tries_again_when_the_lease_it_saw_held_expires_not_on_its_next_round(
+    journeys: JourneyStore,
+) -> None:
+    clocks = Clocks()
+    leases = LeaseStore(journeys.engine)
+    a = Node(leases, clocks, "a", ttl=LEASE_TTL, renew_every=RENEW_EVERY)
+    b = Node(leases, clocks, "b", ttl=LEASE_TTL, renew_every=RENEW_EVERY)
+    assert await a.leadership.attempt() == "leader"  # the lease runs until 1000 + LEASE_TTL
+    assert a.leadership.next_attempt_in() == RENEW_EVERY  # the holder renews on its rounds
+    assert await b.leadership.attempt() == "follower"
+    assert b.leadership.next_attempt_in() == RENEW_EVERY  # the expiry is further off than a round
+    # a is killed; b's next round falls 0.1 s before the expiry: the one after it is aimed at it
+    clocks.now = 1000 + LEASE_TTL - 0.1
+    assert await b.leadership.attempt() == "follower"
+    wait = b.leadership.next_attempt_in()
+    assert 0.1 <= wait <= 0.1 + EXPIRY_SLACK + 1e-9 and wait < RENEW_EVERY
+    clocks.now += wait
+    assert await b.leadership.attempt() == "leader"
+    assert b.duties == ["lead 2"]
+
+
+async def test_a_leader_whose_renewal_hangs_steps_down_at_its_deadline_not_a_round_later(
+    journeys: JourneyStore, tmp_path: Path
+) -> None:
+    """The renewal waits behind SQLite's write lock. The holder must stop ``ttl - renew_every``
+    after its last renewal started; the wait for the hanging write ends then, not ``renew_every``
+    later (which, with a lease four rounds long, was the very moment another node could take it)."""
+    node = Leadership(
+        LeaseStore(journeys.engine), on_lead=noop_lead, on_follow=noop, holder="a", ttl=2.0, renew_every=0.5
+    )
+    assert await node.attempt() == "leader"
+    renewed = time.monotonic()
+    lock = sqlite3.connect(tmp_path / "db.sqlite3", timeout=5, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        await asyncio.sleep(max(0.0, renewed + 1.35 - time.monotonic()))
+        started = time.monotonic()
+        assert await node.attempt() == "follower"
+        stopped = time.monotonic()
+        assert stopped - started < 0.3, stopped - started  # at the deadline (0.15 s away), not 0.5 s on
+        assert stopped - renewed < 2.0 - 0.4  # well before the lease could change hands
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    if node._acquiring is not None:  # the write goes through once the lock is gone
+        await asyncio.wait_for(asyncio.shield(node._acquiring[0]), 5)
+    await node.stop()
+
+
+async def test_a_renewal_that_comes_back_after_the_step_down_deadline_does_not_keep_the_leader(
+    journeys: JourneyStore, tmp_path: Path
+) -> None:
+    clocks = Clocks()
+    node = Node(LeaseStore(journeys.engine), clocks, "a", ttl=2.0, renew_every=0.5)
+    assert await node.leadership.attempt() == "leader"  # renewed at 1000
+    lock = sqlite3.connect(tmp_path / "db.sqlite3", timeout=5, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        clocks.now += 0.1
+        assert await node.leadership.attempt() == "leader"  # the write (asked at 1000.1) hangs; 1000 still holds
+        writing = node.leadership._acquiring
+        assert writing is not None
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    await asyncio.wait_for(asyncio.shield(writing[0]), 5)  # it renews the row ...
+    clocks.now = 1001.7  # ... but is read only after 1000.1 + 1.5, when the holder must be down
+    assert await node.leadership.attempt() == "follower"
+    assert node.duties == ["lead 1", "follow"]
+    await node.leadership.stop()
+
+
+async def test_a_leader_whose_start_up_outlasts_its_lease_keeps_it_renewed_meanwhile(journeys: JourneyStore) -> None:
+    """The new leader's duties take longer than the lease (a loaded machine): the lease is
+    renewed while they start, so no other node leads meanwhile and this one stays the leader."""
+    leases = LeaseStore(journeys.engine)
+    started: list[int] = []
+    starting = asyncio.Event()
+
+    async def slow_lead(token: int) -> None:
+        starting.set()
+        await asyncio.sleep(2.3)  # longer than the 2 s lease
+        started.append(token)
+
+    a = Leadership(leases, on_lead=slow_lead, on_follow=noop, holder="a", ttl=2.0, renew_every=0.5)
+    b = Leadership(leases, on_lead=noop_lead, on_follow=noop, holder="b", ttl=2.0, renew_every=0.5)
+    taking = asyncio.create_task(a.attempt())
+    await starting.wait()  # a took the lease and is starting its duties
+    roles: list[str] = []
+    while not taking.done():
+        roles.append(await b.attempt())
+        await asyncio.sleep(0.1)
+    assert await taking == "leader" and started == [1]
+    assert set(roles) == {"follower"}, roles
+    assert await a.attempt() == "leader" and a.token == 1
+    await a.stop()
+    await b.stop()
+
+
+async def noop_lead(token: int) -> None:
+    return None
+
+
+async def noop() -> None:
+    return None
+
+
 async def test_a_ticket_is_claimed_once_and_never_under_a_lost_lease(journeys: JourneyStore) -> None:
     leases = LeaseStore(journeys.engine)
     callbacks = CallbackStore(journeys.engine)
@@ -162,9 +278,20 @@ class RecordingAmi:
         self.connected.set()
         self.channels: list[str] = []
         self.astdb: dict[str, str] = {}
+        self.when_connected: list[Any] = []
 
     def on_event(self, handler: Any) -> None: ...
-    def on_connected(self, handler: Any) -> None: ...
+    def on_connected(self, handler: Any) -> None:
+        self.when_connected.append(handler)
+
+    async def queue_status(self) -> list[Any]:
+        return []  # no queue members, nobody waiting: the ACD's rebuild adds its agents back
+
+    async def reconnected(self) -> None:
+        """As the client does after a login: connected, then its handlers in order."""
+        self.connected.set()
+        for handler in self.when_connected:
+            await handler()
 
     async def action(self, action: dict[str, str]) -> dict[str, str]:
         self.sent.append(action)
@@ -238,6 +365,58 @@ def test_an_orphaned_ticket_is_done_if_asterisk_connected_it_and_dialled_again_o
     # nothing up: a dial sent just after the claim may not have its channel yet
     assert orphan_fate(connected=False, alive=False, claimed_at=claimed, now=later - 0.1) == "wait"
     assert orphan_fate(connected=False, alive=False, claimed_at=claimed, now=later) == "requeue"
+
+
+def test_an_orphan_claimed_just_before_a_kill_waits_only_briefly_after_the_takeover() -> None:
+    """The earlier leader sent any dial before this node took the lease: TAKEOVER_QUIET_S after
+    the takeover, no channel means no dial, even when the claim was under ORPHAN_QUIET_S ago."""
+    claimed = 100.0
+    led = claimed + 2.0  # the lease changed hands 2 s after the claim
+    fate = {
+        now: orphan_fate(connected=False, alive=False, claimed_at=claimed, now=now, led_at=led)
+        for now in (led, led + TAKEOVER_QUIET_S - 0.01, led + TAKEOVER_QUIET_S)
+    }
+    assert list(fate.values()) == ["wait", "wait", "requeue"]
+    assert led + TAKEOVER_QUIET_S < claimed + ORPHAN_QUIET_S  # sooner than the claim's bound alone
+    # a claim long before the takeover is judged on the claim, as before
+    assert orphan_fate(connected=False, alive=False, claimed_at=claimed, now=claimed + ORPHAN_QUIET_S, led_at=200) == (
+        "requeue"
+    )
+    # and a channel up or an agent connected still wins over any timing
+    assert orphan_fate(connected=False, alive=True, claimed_at=claimed, now=led + 60, led_at=led) == "in_flight"
+
+
+async def test_a_new_leader_dials_a_due_ticket_as_soon_as_ami_is_connected_not_a_round_later(
+    journeys: JourneyStore,
+) -> None:
+    """The agent said ready before AMI was connected (the desktops log in again at once); the
+    dispatcher, whose round is long here, dials once AMI is up and the ACD rebuilt."""
+    store = CallbackStore(journeys.engine)
+    ticket = await store.open(
+        customer_id="c1", journey_id="j", phone="+1555", queue="billing", skill="billing",
+        priority=0, ticket_at=1, not_before=1, context={},
+    )  # fmt: skip
+    assert await LeaseStore(journeys.engine).acquire(ACD_LEASE, "new", ttl=30, now=time.time()) == 1
+    new, ami = dispatcher(journeys, token=1)
+    new.interval = 60.0
+    ami.connected.clear()
+    await new.acd.login(ANN)
+    await new.acd.ready("a1")
+    await new.start(1)
+    try:
+        await asyncio.sleep(0.05)  # its first pass: AMI not connected, nothing dialled
+        assert originated(ami) == []
+        await ami.reconnected()
+        await wait_for(lambda: originated(ami) == [f"cb-{ticket}-1"], 2.0)
+    finally:
+        await new.stop()
+
+
+async def wait_for(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 async def old_leaders_ticket(journeys: JourneyStore) -> tuple[CallbackStore, str]:

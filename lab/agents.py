@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -23,10 +23,12 @@ def add_agent(
     name: str | None = None,
     role: str = "agent",
     phone: str = "sip",
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """``ivr agents add`` against the database in ``data_dir``; raises CalledProcessError on refusal.
     ``role="supervisor"``: a wallboard account (no endpoint, no skills). ``phone="browser"``: the
-    desktop's own softphone rings (endpoint ``<endpoint>-webrtc``)."""
+    desktop's own softphone rings (endpoint ``<endpoint>-webrtc``). ``env``: more settings for the
+    command, e.g. ``IVR_DATABASE_URL`` for a shared database (``data_dir`` then only holds logs)."""
     argv = [sys.executable, "-m", "ivr.cli", "agents", "add", username, "--name", name or username.title()]
     argv += ["--role", role]
     if phone != "sip":
@@ -40,6 +42,6 @@ def add_agent(
         input=password + "\n",
         text=True,
         check=True,
-        env={**os.environ, "IVR_DATA_DIR": str(data_dir)},
+        env={**os.environ, "IVR_DATA_DIR": str(data_dir), **(env or {})},
         capture_output=True,
     )

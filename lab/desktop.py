@@ -10,9 +10,16 @@ from typing import Any
 
 
 async def desktop_login(
-    browser: Any, base: str, username: str, password: str, *, viewport: tuple[int, int] | None = (1280, 900)
+    browser: Any,
+    base: str,
+    username: str,
+    password: str,
+    *,
+    viewport: tuple[int, int] | None = (1280, 900),
+    ready: bool = True,
 ) -> Any:
-    """Sign ``username`` in at ``base``/desktop/ in a fresh context and press Ready; returns the page."""
+    """Sign ``username`` in at ``base``/desktop/ in a fresh context and press Ready (``ready=False``:
+    stay paused, as signed in, so no call rings yet); returns the page."""
     options = {"viewport": {"width": viewport[0], "height": viewport[1]}} if viewport else {}
     context = await browser.new_context(**options)
     page = await context.new_page()
@@ -22,6 +29,8 @@ async def desktop_login(
     await page.click("#signin")
     await page.wait_for_url(f"{base}/desktop/")
     await page.wait_for_selector("#status[data-status=paused]")
+    if not ready:
+        return page
     await page.click("#btn-ready")
     await page.wait_for_selector("#status[data-status=ready]")
     return page

@@ -57,7 +57,11 @@ async def play(scene: Scene, stack: DemoStack) -> SceneResult:
 
 
 async def play_all(scenes: list[Scene], stack: DemoStack) -> list[SceneResult]:
-    return [await play(scene, stack) for scene in scenes]
+    results = []
+    for scene in scenes:
+        await asyncio.to_thread(stack.restore_controller)  # a scene before may have stopped it
+        results.append(await play(scene, stack))
+    return results
 
 
 def print_keep(stack: DemoStack) -> None:
@@ -128,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"\n== Summary ({time.monotonic() - set_up:.0f} s of scenes after {set_up - started:.0f} s of set-up)")
             say(summary_table(results))
             if args.keep:
+                stack.restore_controller()
                 print_keep(stack)
                 wait_for_interrupt()
             return exit_code(results)

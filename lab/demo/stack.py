@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,8 @@ class DemoStack:
         self.lab = AsteriskLab(ami_secret=self.secrets.ami, progress=lambda line: say(f"  {line}"))
         self.kannel: KannelLab | None = None
         self.controller: ControllerProcess | None = None
+        #: a scene stopped the controller (``stop_controller``); ``restore_controller`` restarts it
+        self.controller_stopped = False
         self.lengths: dict[str, int] = {}
 
     @staticmethod
@@ -159,10 +161,35 @@ class DemoStack:
         add_agent(self.data_dir, AGENT, AGENT_ENDPOINT, ["billing"], self.secrets.agent_password, name=AGENT_NAME)
         say("== Starting the controller: `ivr serve` (loading Whisper tiny.en and the sentence encoder)")
         self.controller = ControllerProcess(flows_dir=self.flows_dir, data_dir=self.data_dir, env=self._env())
+        self._start_controller()
+        say(f"  ivr serve is up: FastAGI 127.0.0.1:4573, speech 127.0.0.1:4574, web {self.web}/")
+
+    def _start_controller(self) -> None:
+        assert self.controller is not None
         self.controller.start(timeout=120)
         for line in ("AudioSocket server listening on", "HTTP API listening on", "AMI connected"):
             self.controller.wait_for_log(line, timeout=60)
-        say(f"  ivr serve is up: FastAGI 127.0.0.1:4573, speech 127.0.0.1:4574, web {self.web}/")
+
+    def stop_controller(self) -> None:
+        """Stop the demo's ``ivr serve`` for a scene that runs controllers of its own on this
+        Asterisk: they need its FastAGI port (the dialplan's node 1), and two ACDs on one AMI would
+        both drive app_queue. ``restore_controller`` starts it again, before the next scene or
+        ``--keep``, not at the scene's end: after the last scene no restart is paid for."""
+        assert self.controller is not None
+        self.controller.stop()
+        self.controller_stopped = True
+
+    def restore_controller(self) -> None:
+        """Start the demo's controller again if a scene stopped it; otherwise nothing."""
+        if not self.controller_stopped:
+            return
+        assert self.controller is not None
+        self.say("== Starting the demo's controller again (a scene stopped it)")
+        log = self.controller.log_path
+        if log.exists():  # the restart is waited for by its own lines, not the first run's
+            log.replace(log.with_name(log.name + ".1"))
+        self._start_controller()
+        self.controller_stopped = False
 
     def _env(self) -> dict[str, str]:
         assert self.kannel is not None
@@ -201,15 +228,16 @@ class DemoStack:
         """How long the rendered prompt with this text plays."""
         return prompt_ms(self.lengths, text)
 
-    async def ivr(self, *args: str) -> str:
-        """Run ``ivr ARGS`` against the demo's data, as a user would; its stdout."""
-        env = {**os.environ, "IVR_DATA_DIR": str(self.data_dir), "IVR_FLOWS_DIR": str(self.flows_dir)}
+    async def ivr(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """Run ``ivr ARGS`` against the demo's data, as a user would; its stdout. ``env``: other
+        settings (``IVR_DATABASE_URL``: a scene's own database)."""
+        full = {**os.environ, "IVR_DATA_DIR": str(self.data_dir), "IVR_FLOWS_DIR": str(self.flows_dir), **(env or {})}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "ivr.cli",
             *args,
-            env=env,
+            env=full,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -239,10 +267,11 @@ class DemoStack:
                 raise LabError(f"no matching journey within {timeout}s")
             await asyncio.sleep(0.5)
 
-    def timeline(self, phone: str, limit: int = 200) -> list[dict[str, Any]]:
-        """The customer's timeline through the HTTP API, oldest first."""
+    def timeline(self, phone: str, limit: int = 200, *, web: str | None = None) -> list[dict[str, Any]]:
+        """The customer's timeline through the HTTP API, oldest first (``web``: another controller
+        given the demo's API token, e.g. a scene's own node)."""
         request = urllib.request.Request(
-            f"{self.web}/api/customers/by-phone/{phone}/timeline?limit={limit}",
+            f"{web or self.web}/api/customers/by-phone/{phone}/timeline?limit={limit}",
             headers={"Authorization": f"Bearer {self.secrets.api_token}"},
         )
         with urllib.request.urlopen(request, timeout=5) as reply:

@@ -18,12 +18,14 @@ Choices, each measured on the Asterisk recordings and the telephone-band fixture
   it (as faster-whisper does; a zero there is a flat, fairly loud sound after the normalisation).
   Free, and on a short window it halves the words misheard.
 * **Batches**: the utterances of callers who finished while a decode ran are decoded together
-  (:meth:`WhisperRecognizer.transcribe_batch`, one encoder pass, one batched generation).
+  (:meth:`WhisperRecognizer.transcribe_batch`, one encoder pass, one batched generation); as
+  many batches at once as workers, on one CPU thread each.
 * **No Silero VAD** (``vad_filter=False``): at 8 kHz it cuts short words ("no", "six") away.
   Noise is rejected before decoding by :func:`ivr.speech.audio.has_voice` instead, and after
   it by Whisper's own no-speech probability.
 * **The step's phrases as the initial prompt**: biases spelling and vocabulary toward what the
-  menu offers ("billing", "technical support") without forcing it like a grammar would.
+  menu offers ("billing", "technical support") without forcing it like a grammar would. Short
+  (:data:`PROMPT_MAX_CHARS`, the labels and keys): it is decoded again with every reply.
 * **Greedy search** (beam 1), temperature 0 only: the fallback re-decodes at higher
   temperatures would triple the worst-case latency for no gain on short replies.
 """
@@ -31,7 +33,6 @@ Choices, each measured on the Asterisk recordings and the telephone-band fixture
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -305,7 +306,10 @@ class WhisperRecognizer:
     ) -> WhisperRecognizer:
         """Load the model at ``path`` (a CTranslate2 directory with model.bin), offline.
 
-        ``workers`` decodes may run at once; each uses ``threads`` CPU threads (0: one per core).
+        ``workers`` decodes may run at once; each uses ``threads`` CPU threads (0: one). One
+        thread per decode and ``workers`` decodes at once serve more callers than one decode on
+        every core's threads: tiny.en's matrices are too small for intra-op threads to pay
+        (measured in :mod:`ivr.speech.batching`).
         """
         from faster_whisper import WhisperModel
 
@@ -316,7 +320,7 @@ class WhisperRecognizer:
                 str(path),
                 device="cpu",
                 compute_type="int8",
-                cpu_threads=threads or (os.cpu_count() or 1),
+                cpu_threads=threads or 1,
                 num_workers=max(1, workers),
                 local_files_only=True,
             )

@@ -8,15 +8,17 @@ by each voice (``ivr.prompts.tts``: Piper ``en_US-joe-medium`` with noise scales
 espeak-ng ``en-us``) to the telephone audio the product gets (8 kHz, band-limited), cached under
 ``bench/results/voices/`` (not committed). Then Whisper tiny.en decodes them the way the product
 does (:meth:`ivr.speech.whisper_engine.WhisperRecognizer.transcribe_batch`, prompted with the
-menu's phrases) on each ``--windows`` decode window (30: Whisper's own; 3: the product's), and
-the menu's semantic matcher (``SemanticMatcher``, as ``SpeechService`` builds it) maps the words
+menu's phrases, the silent edges trimmed) with each ``--windows`` shortest decode window (30:
+Whisper's own; 6: the product's, the window then sized to the batch's longest reply; 10: the
+product's before), one utterance per decode by default (``--batch``: so each reply gets the window
+its own length asks for, as a caller alone does), and the menu's semantic matcher (``SemanticMatcher``, as ``SpeechService`` builds it) maps the words
 to an option.
 
 Per voice and window: **WER** (word edits against the written text / its words, after lowering,
 dropping punctuation and spelling digits out), **in-scope right** (the matcher gives the expected
 option on what Whisper heard) beside the same on the written text, and **out-of-scope routed**.
 
-Run: ``.venv/bin/python bench/speech_voices.py [--voices piper,flite,espeak-ng] [--every 2] [--windows 3,30]``
+Run: ``.venv/bin/python bench/speech_voices.py [--voices piper,flite,espeak-ng] [--every 4] [--windows 6,10] [--batch 1]``
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--voices", default="piper,flite,espeak-ng")
     parser.add_argument("--every", type=int, default=2, help="every n-th held-out row")
-    parser.add_argument("--windows", default="3,30", help="decode windows, seconds")
+    parser.add_argument("--windows", default="6,10", help="shortest decode windows, seconds")
+    parser.add_argument("--batch", type=int, default=1, help="utterances per decode")
     parser.add_argument("--show", action="store_true", help="print every misheard row")
     args = parser.parse_args()
 
@@ -128,10 +131,11 @@ def main() -> int:
         for window, recognizer in recognizers.items():
             t0 = time.perf_counter()
             heard: list[str] = []
-            for start in range(0, len(rows), 8):
+            size = max(1, args.batch)
+            for start in range(0, len(rows), size):
                 batch = [
                     (pcm, matchers[r.menu].phrases("en"))
-                    for pcm, r in zip(audio[start : start + 8], rows[start : start + 8], strict=True)
+                    for pcm, r in zip(audio[start : start + size], rows[start : start + size], strict=True)
                 ]
                 heard += [t.text for t in recognizer.transcribe_batch(batch)]
             decode_s = (time.perf_counter() - t0) / len(rows)

@@ -6,13 +6,20 @@ batched decode of the utterances that ended meanwhile does the same work in one 
 one batched generation, with the cores' threads cooperating instead of competing: measured on
 this machine's 2 cores, about 0.6-0.8x the time per utterance of decoding them one by one.
 
-How the batch forms, with no timer: a caller alone is decoded at once (no added latency). While
-a batch decodes, utterances that end queue up; when it is done they all go in the next batch
-(up to ``max_batch``). So the batch grows exactly when the load does.
+How the batch forms, with no timer: a caller alone is decoded at once (no added latency). Up to
+``parallel`` batches decode at once (one per pool worker); while they all decode, utterances that
+end queue up, and the first to finish takes them all as its next batch (up to ``max_batch``). So
+the batch grows exactly when the load does.
+
+Why ``parallel`` decodes of one CPU thread each rather than one decode of every core's threads:
+Whisper tiny.en's matrices are too small for intra-op threads to pay on two cores. Measured on
+this machine (Allison's replies, 6 s window, load average about 3): one thread per decode and two
+decodes at once, 331-438 ms of wall time per reply at full load against 426-483 ms for one decode
+at a time on two threads, and a reply alone 319-322 ms against 332-728 ms.
 
 The batch runs in the speech pool (``executor``); the event loop only queues and hands back
-results. The batcher owns the one task that drains the queue: :meth:`aclose` cancels and awaits
-it, and fails whoever is still waiting.
+results. The batcher owns the tasks that drain the queue (at most ``parallel``): :meth:`aclose`
+cancels and awaits them, and fails whoever is still waiting.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ class BatchRecognizer(Protocol):
 
 
 class DecodeBatcher:
-    """Queue of finished utterances, decoded ``max_batch`` at a time by ``decode`` in ``executor``."""
+    """Queue of finished utterances, decoded ``max_batch`` at a time by ``decode`` in ``executor``,
+    at most ``parallel`` batches at once."""
 
     def __init__(
         self,
@@ -52,12 +60,15 @@ class DecodeBatcher:
         executor: Executor,
         *,
         max_batch: int = 8,
+        parallel: int = 1,
     ) -> None:
         self._decode = decode
         self._executor = executor
         self.max_batch = max(1, max_batch)
+        self.parallel = max(1, parallel)
         self._queue: list[tuple[BatchItem, asyncio.Future[Transcript]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
+        self._decoding = 0  # drainers waiting for their batch's decode
         self._closed = False
         self.batches = 0
         self.decoded = 0
@@ -69,21 +80,28 @@ class DecodeBatcher:
             raise RuntimeError("the decode batcher is closed")
         future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
         self._queue.append(((pcm, tuple(phrases)), future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="speech-batches")
+        if len(self._drainers) < self.parallel:
+            drainer = asyncio.create_task(self._drain(), name="speech-batches")
+            self._drainers.add(drainer)
+            drainer.add_done_callback(self._drainers.discard)
         return await future
 
     def _take(self) -> list[tuple[BatchItem, asyncio.Future[Transcript]]]:
         """The next batch: the oldest waiting utterances whose callers still wait (a caller who
-        pressed a key or hung up meanwhile has cancelled their future)."""
+        pressed a key or hung up meanwhile has cancelled their future), shared with the other
+        drainers that are not decoding (two callers who end together on two idle workers are
+        two decodes at once, not one batch of two)."""
         self._queue = [entry for entry in self._queue if not entry[1].done()]
-        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        idle = max(1, len(self._drainers) - self._decoding)
+        size = min(self.max_batch, -(-len(self._queue) // idle))
+        batch, self._queue = self._queue[:size], self._queue[size:]
         return batch
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while batch := self._take():
             items = [item for item, _ in batch]
+            self._decoding += 1
             try:
                 transcripts = await loop.run_in_executor(self._executor, self._decode, items)
             except asyncio.CancelledError:
@@ -95,6 +113,8 @@ class DecodeBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self._decoding -= 1
             self.batches += 1
             self.decoded += len(batch)
             self.largest = max(self.largest, len(batch))
@@ -106,10 +126,10 @@ class DecodeBatcher:
         """Stop: the batch being decoded is abandoned (its thread finishes on its own), and every
         caller still waiting gets ``CancelledError``."""
         self._closed = True
-        if self._drainer is not None:
-            self._drainer.cancel()
+        for drainer in list(self._drainers):
+            drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
+                await drainer
         for _, future in self._queue:
             future.cancel()
         self._queue.clear()

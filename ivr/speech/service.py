@@ -128,7 +128,7 @@ class SpeechService:
         #: Whisper decodes at the end of speech: the utterances of callers who finish while a
         #: decode runs are decoded together next (one at a time when ``max_batch`` is 1).
         self.batcher = (
-            DecodeBatcher(recognizer.transcribe_batch, self._executor, max_batch=max_batch)
+            DecodeBatcher(recognizer.transcribe_batch, self._executor, max_batch=max_batch, parallel=workers)
             if isinstance(recognizer, BatchRecognizer) and max_batch > 1
             else None
         )

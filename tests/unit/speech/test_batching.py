@@ -102,3 +102,32 @@ async def test_closing_cancels_the_waiting_callers_and_the_drain(executor: Threa
             await task
     with pytest.raises(RuntimeError, match="closed"):
         await batcher.transcribe(b"late", [])
+
+
+async def test_two_workers_decode_two_callers_at_once_and_batch_the_rest(executor: ThreadPoolExecutor) -> None:
+    """With ``parallel=2`` a second caller does not wait for the first's decode; callers who end
+    while both decode go together in the batch of whichever finishes first."""
+    decoder = SlowDecoder(0.3)
+    batcher = DecodeBatcher(decoder, executor, max_batch=4, parallel=2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = asyncio.create_task(batcher.transcribe(b"a", []))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(batcher.transcribe(b"b", []))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(batcher.transcribe(word, [])) for word in (b"c", b"d")]
+    assert (await second).text == "b|"
+    assert loop.time() - started < 0.5  # decoded beside "a", not after it (0.05 + 0.3 s)
+    results = await asyncio.gather(first, *rest)
+    assert [t.text for t in results] == ["a|", "c|", "d|"]
+    assert decoder.batches == [[b"a"], [b"b"], [b"c", b"d"]]
+    await batcher.aclose()
+
+
+async def test_callers_who_end_together_on_idle_workers_are_decoded_apart(executor: ThreadPoolExecutor) -> None:
+    decoder = SlowDecoder(0.1)
+    batcher = DecodeBatcher(decoder, executor, parallel=2)
+    heard = await asyncio.gather(batcher.transcribe(b"a", []), batcher.transcribe(b"b", []))
+    assert [t.text for t in heard] == ["a|", "b|"]
+    assert sorted(decoder.batches) == [[b"a"], [b"b"]]
+    await batcher.aclose()

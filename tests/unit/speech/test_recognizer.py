@@ -159,6 +159,18 @@ def test_initial_prompt_reads_like_a_reply() -> None:
     assert initial_prompt(["", "  "]) is None
 
 
+def test_the_prompt_holds_a_menus_labels_and_keys_not_all_its_examples() -> None:
+    """Every prompt token is decoded with every reply: the labels and keys, first in a menu's
+    phrases, are what it keeps."""
+    phrases = ["Pay your bill", "one", "report an outage", "two", "technical support", "three"]
+    phrases += ["talk to an agent", "zero", "billing", "bill", "my bill", "a question about my bill"]
+    phrases += ["I have a question about my bill", "billing question", "question about my statement"]
+    prompt = initial_prompt(phrases)
+    assert prompt is not None and len(prompt) <= 120
+    assert prompt.startswith("Pay your bill, one, report an outage, two, technical support, three, talk to an agent")
+    assert "question about my statement" not in prompt
+
+
 def test_initial_prompt_is_bounded_and_keeps_the_first_phrases() -> None:
     phrases = [f"phrase number {i}" for i in range(200)]
     prompt = initial_prompt(phrases)

@@ -11,7 +11,7 @@ What each transfer does in Asterisk (``[ivr-transfer]`` in extensions.conf)::
             BlindTransfer of the agent's leg: the caller runs [ivr-transfer] <kind>, the agent's
             leg hangs up (app_queue: AgentComplete, reason transfer -> the agent wraps up)
     consult Setvar IVR_XFER_* on the agent's leg, then one AMI Redirect of both legs: the
-            caller to [ivr-transfer-hold] (MusicOnHold: music, never silence), the agent's leg to
+            caller to [ivr-transfer-hold] (a holding bridge with music, never silence), the agent's leg to
             [ivr-transfer] consult-<kind>, which dials the target for the agent.
             complete = AMI Bridge of the caller with the target's leg (it leaves the agent's Dial),
             then Hangup of the agent's leg; cancel = AMI Bridge of the caller with the agent's leg
@@ -215,6 +215,12 @@ class Transfers:
             consult.finishing = ""
             raise
         await self._hangup(consult.agent_channel)
+        if consult.leg.target_agent_id is not None:
+            # the target's card said "consulted by": the caller is theirs now, by this transfer
+            await self.acd.bus.publish(
+                agent_topic(consult.leg.target_agent_id),
+                {"type": "transfer.received", "transfer": consult.context.to_dict()},
+            )
         await self._end_consult(consult, "completed")
         await self._agent_done(agent_id, "transfer")
 

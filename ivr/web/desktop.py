@@ -22,7 +22,8 @@ Browser -> server: ``{"type": "ready"}``, ``{"type": "pause", "reason"}``, ``{"t
 ``{"type": "transfer", "journey_id", "kind": "agent"|"queue"|"number", "target", "mode":
 "blind"|"consult", "note"}``, ``{"type": "transfer.complete"}``, ``{"type": "transfer.cancel"}``
 (``ivr.acd.transfers``; answered with ``transfer.started`` / ``transfer.consulting`` /
-``transfer.ended``, or an ``error`` saying why it was refused).
+``transfer.ended``, or an ``error`` saying why it was refused; the agent a consult was completed to
+gets ``transfer.received``).
 ``{"type": "call", "number", "journey_id"}`` (click-to-call, ``ivr.acd.outbound``: a refusal comes back
 as an ``error`` the page shows; the call itself pops a card like an inbound one).
 

@@ -4,7 +4,9 @@ registers over WSS (JsSIP) to the lab's Asterisk 22; a SIPp caller goes through 
 billing queue; the browser rings with the screen pop, answers, and audio flows both ways (the
 browser's getStats counts inbound RTP; Asterisk's MixMonitor records the tone the caller hears);
 hold gives the caller music and no tone, resume brings the tone back; the browser hangs up and no
-channel is left. Then the credentials: another agent's are refused, logout and a disabled agent
+channel is left. A consult from Ann's browser to Bob's (his phone is his browser too): his page
+rings with the caller's card, he answers, Ann completes, and the caller talks with Bob both ways.
+Then the credentials: another agent's are refused, logout and a disabled agent
 revoke them (a REGISTER with the old password fails).
 
 One ``ivr serve`` for the module; each test its own Chromium.
@@ -43,6 +45,7 @@ pytestmark = pytest.mark.requires("chromium", "sipp")
 CALLER = "+15551239001"
 ACCOUNT = "12345678"
 TONE_HZ = 1000.0
+CALLER_HZ = 440.0
 WSS_URL = f"wss://127.0.0.1:{WSS_PORT}/ws"
 
 
@@ -220,6 +223,111 @@ async def test_browser_answers_with_the_pop_two_way_audio_hold_music_and_hang_up
                 return lab.cli("core show channels count").startswith("0 active channels")
 
             await wait_until(no_channels, 10, "no channel left after the browser hung up")
+    finally:
+        await ami.stop()
+
+
+async def test_consult_to_a_second_agents_browser_pops_the_card_and_the_caller_ends_up_talking_to_them(
+    lab: AsteriskLab, softdesk: ControllerProcess, prompt_ms: dict[str, int], tmp_path: Path
+) -> None:
+    """Ann answers in her browser and consults Bob, whose phone is his browser too: his page rings
+    with the caller's card (the journey Ann sees, who consulted and the note); he answers in the
+    page, Ann completes, and the caller talks with Bob (his tone in the caller's ear, RTP both ways
+    in his page); Bob hangs up and no channel is left."""
+    base = f"http://127.0.0.1:{web_port(softdesk)}"
+    tone = write_tone_wav(tmp_path / "tone.wav", freq=TONE_HZ)
+    # the caller speaks (a tone) the whole call: Bob's opus leg carries no packets for silence
+    voice = write_tone_wav(tmp_path / "caller.wav", freq=CALLER_HZ, seconds=90, rate=8000)
+    menu_key = ms(prompt_ms, MENU) // 2
+    ami = AmiClient(username=lab.ami_username, secret=lab.ami_secret, events=True)
+    await ami.connect()
+    flags = (*WEBRTC_ARGS, f"--use-file-for-fake-audio-capture={tone}")
+    try:
+        async with chromium(extra_args=flags) as browser:
+            ann, _ = await sign_in(browser, base, "ann", "ann-password-1")
+            bob, _ = await sign_in(browser, base, "bob", "bob-password-1")
+            for page in (ann, bob):
+                await page.click("#btn-ready")
+                await page.wait_for_selector("#status[data-status=ready]")
+            call = asyncio.create_task(
+                run_caller_async(
+                    CallerScript(
+                        caller_id=CALLER,
+                        dialled=NUMBER,
+                        dtmf=(Dtmf("1", menu_key), Dtmf(ACCOUNT, menu_key + 2500)),
+                        audio=voice,
+                        max_call_ms=90000,
+                    ),
+                    timeout=120,
+                )
+            )
+            await ann.wait_for_selector("#softphone[data-call=ringing]", timeout=60000)
+            await ann.click("#sp-answer")
+            await ann.wait_for_selector("#call.active", timeout=10000)
+            caller_uid, journey = await ann.evaluate(
+                "[window.desk.state.pop.uniqueid, window.desk.state.pop.journey_id]"
+            )
+            ann_path = await ann.locator('#call [data-f="path"]').inner_text()
+
+            form = '#call [data-f="transfer"]'
+            await ann.wait_for_selector(f"{form}:not([hidden])")
+            await ann.select_option(f"{form} select[name=kind]", "agent")
+            await ann.fill(f"{form} input[name=target]", "bob")
+            await ann.fill(f"{form} input[name=note]", "Wants the annual plan; already verified.")
+            clicked = time.time()
+            await ann.click(f"{form} button[name=consult]")
+            banner = await bob.wait_for_selector('#call [data-f="transfer-from"]', timeout=10000)
+            painted = time.time()
+            assert banner is not None
+            said = await banner.text_content() or ""
+            assert "by Ann Agent" in said and "Wants the annual plan; already verified." in said, said
+            assert await bob.evaluate("window.desk.state.pop.journey_id") == journey
+            assert await bob.locator('#call [data-f="path"]').inner_text() == ann_path  # the caller's journey
+            assert ACCOUNT in await bob.locator('#call [data-f="slots"]').inner_text()
+            await bob.wait_for_selector("#softphone[data-call=ringing]", timeout=10000)
+            print(f"\nclick on Consult -> card painted on Bob's page: {(painted - clicked) * 1000:.0f} ms")
+            await ann.wait_for_selector(f"{form} button[name=complete]:not([hidden])", timeout=5000)
+
+            await bob.click("#sp-answer")
+            await bob.wait_for_selector("#call.active", timeout=10000)
+            completed = time.time()
+            await ann.click(f"{form} button[name=complete]")
+            await ann.wait_for_selector("#softphone[data-call=idle]", timeout=10000)  # Ann's leg is gone
+            await ann.wait_for_selector("#status[data-status=wrap_up]", timeout=10000)
+            print(f"Complete -> Ann's leg hung up in her page: {(time.time() - completed) * 1000:.0f} ms")
+            # after the complete the card says the call is Bob's now, by Ann's transfer
+            await bob.wait_for_function(
+                "document.querySelector('#call [data-f=transfer-from] h3').textContent === 'Transferred by Ann Agent'",
+                timeout=10000,
+            )
+
+            channels = await ami.action_list({"Action": "CoreShowChannels"})
+            caller = next(str(c["Channel"]) for c in channels if c.get("Uniqueid") == caller_uid)
+            bobs = [c for c in channels if str(c.get("Channel", "")).startswith("PJSIP/agent1002-webrtc-")]
+            assert len(bobs) == 1 and bobs[0].get("BridgeId"), channels
+            mine = next(c for c in channels if c.get("Uniqueid") == caller_uid)
+            assert mine.get("BridgeId") == bobs[0]["BridgeId"], "the caller is not in Bob's bridge"
+            assert not [c for c in channels if str(c.get("Channel", "")).startswith("PJSIP/agent1001-webrtc-")]
+
+            before = await bob.evaluate("IvrSoftphone.stats()")
+            talk = await Recorder(lab, ami, caller).heard("bob")
+            after = await bob.evaluate("IvrSoftphone.stats()")
+            print(f"caller hears Bob's tone: share {tone_share(talk, 8000, TONE_HZ):.2f}, rms {rms(talk):.0f}")
+            assert tone_share(talk, 8000, TONE_HZ) > 0.5  # Ann's leg is gone: the tone is Bob's
+            heard, sent = after["inbound"] - before["inbound"], after["outbound"] - before["outbound"]
+            print(f"Bob's page over that time: {heard} RTP packets from the caller, {sent} to them")
+            assert heard > 25 and sent > 25
+
+            await bob.click("#sp-hangup")
+            await bob.wait_for_selector("#softphone[data-call=idle]", timeout=5000)
+            result = await call
+            assert result.ok and result.who_hung_up == "ivr", result
+
+            async def no_channels() -> bool:
+                return lab.cli("core show channels count").startswith("0 active channels")
+
+            await wait_until(no_channels, 10, "no channel left after Bob hung up")
+            await bob.wait_for_selector("#status[data-status=wrap_up]", timeout=10000)
     finally:
         await ami.stop()
 

@@ -77,6 +77,11 @@
       case "transfer.started": say("Transferred to " + msg.transfer.target.kind + " " + msg.transfer.target.value + "."); break;
       case "transfer.consulting": consulting(true); say("Talking to " + msg.transfer.target.value + "; the caller hears music."); break;
       case "transfer.ended": consulting(false); say("Consultation " + msg.outcome.replace(/_/g, " ") + "."); break;
+      case "transfer.received": {  // a consult to this agent was completed: the caller is theirs now
+        const head = $('#call [data-f="transfer-from"] h3');
+        if (head) head.textContent = "Transferred by " + ((msg.transfer.by && msg.transfer.by.name) || "another agent");
+        break;
+      }
       case "error": if (pop) say(msg.message); break;
     }
   });

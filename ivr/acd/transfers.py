@@ -447,7 +447,9 @@ class Transfers:
         state = self.acd.states.get(leg.target_agent_id)
         if state is None or state.status != "ringing":
             return
-        state.connected({"connected_at": time.time(), "target_channel": channel.name})
+        # their leg is their agent channel, as app_queue's AgentCalled gives it for a queue call:
+        # the caller is theirs now, and they may transfer it again (blind or consult) from it
+        state.connected({"connected_at": time.time(), "agent_channel": channel.name})
         await self.acd.bus.publish(agent_topic(state.agent_id), {"type": "call.connected", "call": state.call})
         await self.acd.publish_state(state.agent_id)
 
@@ -467,11 +469,16 @@ class Transfers:
         await self.acd.publish_state(state.agent_id)
 
     async def _leg_ended(self, leg: Leg) -> None:
+        """The target agent's leg hung up: their call is over (they wrap up), unless they passed
+        the caller on by a consult of their own, whose end wraps them up instead (the leg's hangup
+        after they complete, or a call given back to them), or this leg's call is no longer theirs."""
         self.legs.pop(leg.context.transfer_id, None)
-        if leg.target_agent_id is None:
+        if leg.target_agent_id is None or self.holds(leg.target_agent_id):
             return
         state = self.acd.states.get(leg.target_agent_id)
-        if state is None:
+        if state is None or state.status != "on_call" or not state.call:
+            return
+        if state.call.get("transfer_id") != leg.context.transfer_id:
             return
         ended = state.call
         await self._send(state.completed())

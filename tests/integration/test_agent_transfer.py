@@ -8,6 +8,7 @@
   caller stays with Ann; Bob cannot transfer Ann's call;
 * consult to Bob: the caller hears music on hold (Asterisk keeps sending RTP to the caller, the
   packet count goes up) while Ann talks to Bob, then Ann completes and the caller is in Bob's bridge;
+  Bob passes the caller on again (blind, back to Ann's phone) and no channel is left at the end;
 * the caller hangs up during a consult: no channel is left (AMI CoreShowChannels);
 * blind to an external number: a SIPp UAS behind the trunk gets the call with the configured
   caller id.
@@ -309,23 +310,46 @@ async def test_consult_plays_music_to_the_caller_then_completes_to_the_other_age
     ended = await rig.ann.next("transfer.ended", ann_mark)
     assert ended["outcome"] == "completed"
     # the caller is now bridged with Bob's phone, Ann's leg is gone
-    bob_channel = str((await rig.bob.next("call.connected", bob_mark))["call"]["target_channel"])
+    bob_channel = str((await rig.bob.next("call.connected", bob_mark))["call"]["agent_channel"])
 
-    async def together() -> bool:
-        channels = {c["Channel"]: c for c in await rig.channels()}
-        mine, his = channels.get(caller), channels.get(bob_channel)
-        return bool(mine and his and mine.get("BridgeId") and mine.get("BridgeId") == his.get("BridgeId"))
+    async def together(agent_channel: str, who: str) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            channels = {c["Channel"]: c for c in await rig.channels()}
+            mine, theirs = channels.get(caller), channels.get(agent_channel)
+            if mine and theirs and mine.get("BridgeId") and mine.get("BridgeId") == theirs.get("BridgeId"):
+                return
+            assert time.monotonic() < deadline, f"the caller never reached {who}'s bridge"
+            await asyncio.sleep(0.1)
 
-    deadline = time.monotonic() + 10
-    while not await together():
-        assert time.monotonic() < deadline, "the caller never reached Bob's bridge"
-        await asyncio.sleep(0.1)
+    await together(bob_channel, "Bob")
     assert active["agent_channel"] not in {c["Channel"] for c in await rig.channels()}
     entries = await until(lambda: rig.interactions(journey_id, "agent_transfer"), "the timeline entry")
     assert [(e["data"]["mode"], e["data"]["outcome"]) for e in entries] == [("consult", "completed")]
+    # Bob, who received the caller, passes them on again: blind, back to Ann's phone
+    await rig.ready(rig.ann)
+    bob_mark, ann_mark = len(rig.bob.seen), len(rig.ann.seen)
+    await rig.bob.send(type="transfer", journey_id=journey_id, kind="agent", target="ann", mode="blind", note="back")
+    await rig.bob.next("transfer.started", bob_mark)
+    pop = (await rig.ann.next("pop", ann_mark, "Ann's card from Bob"))["pop"]
+    assert pop["journey_id"] == journey_id and pop["transfer"]["by"]["name"] == "Bob Agent"
+    ann_channel = str((await rig.ann.next("call.connected", ann_mark, "Ann answered"))["call"]["agent_channel"])
+    await together(ann_channel, "Ann")
+    await until(lambda: rig.bob.status() == "wrap_up", "Bob in wrap-up after his transfer")
+    assert bob_channel not in {c["Channel"] for c in await rig.channels()}
+
+    def transfers() -> list[tuple[str, str]]:
+        return [(e["data"]["agent"], e["data"]["outcome"]) for e in rig.interactions(journey_id, "agent_transfer")]
+
+    await until(lambda: len(transfers()) == 2, "Bob's timeline entry")
+    assert transfers() == [("Ann Agent", "completed"), ("Bob Agent", "transferred")]
     await rig.ami.action({"Action": "Hangup", "Channel": caller})
     (await call).raise_for_failure()
-    await until(lambda: rig.bob.status() == "wrap_up", "Bob in wrap-up")
+    await until(lambda: rig.ann.status() == "wrap_up", "Ann in wrap-up")
+    deadline = time.monotonic() + 10
+    while remaining := [str(c["Channel"]) for c in await rig.channels()]:
+        assert time.monotonic() < deadline, f"channels left behind: {remaining}"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_caller_hanging_up_during_a_consult_leaves_no_channel(rig: Rig) -> None:
@@ -384,7 +408,7 @@ async def test_a_cancelled_consult_gives_the_caller_back_to_the_agent(rig: Rig) 
     bob_mark, ann_mark = len(rig.bob.seen), len(rig.ann.seen)
     await rig.ann.send(type="transfer", journey_id=journey_id, kind="agent", target="bob", mode="consult", note="")
     await rig.ann.next("transfer.consulting", ann_mark)
-    bob_channel = str((await rig.bob.next("call.connected", bob_mark, "Bob answered"))["call"]["target_channel"])
+    bob_channel = str((await rig.bob.next("call.connected", bob_mark, "Bob answered"))["call"]["agent_channel"])
     await rig.ann.send(type="transfer.cancel")
     assert (await rig.ann.next("transfer.ended", ann_mark))["outcome"] == "cancelled"
 

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const state = { csrf: "", agent: null, ws: null, pop: null, retry: 500, chats: new Map() };
+const state = { csrf: "", agent: null, ws: null, pop: null, retry: 500, chats: new Map(), leaving: false, navigating: false };
 window.__ivrPops = [];  // {pop_id, called_at, painted_at}: read by tests and the benchmark
 // What other modules use: send(), the state, and the actions the keyboard (keys.js) dispatches to;
 // the softphone and transfer modules register answer, hold, transfer and hangup here.
@@ -20,7 +20,7 @@ function announce(value) { $("#announce").textContent = value; }  // the screen 
 
 async function start() {
   const r = await fetch("/desktop/api/me", { credentials: "same-origin" });
-  if (r.status === 401) { location.href = "/desktop/login"; return; }
+  if (r.status === 401) { toLogin(); return; }
   const me = await r.json();
   state.csrf = me.csrf; state.agent = me.agent;
   text($("#agent-name"), me.agent.display_name);
@@ -51,16 +51,29 @@ function connect() {
   ws.onclose = (e) => {
     $("#link").className = "link down";
     state.dropped = true;
-    if (e.code === 4001) { location.href = "/desktop/login"; return; }  // session ended: log in again
+    if (e.code === 4001 || state.leaving) { toLogin(); return; }  // session ended: log in again
     setTimeout(connect, state.retry);            // the server may be restarting: back off, come back
     state.retry = Math.min(state.retry * 2, 10000);
   };
 }
 
-async function logout() {
-  if (window.IvrSoftphone) await window.IvrSoftphone.stop();
-  await fetch("/desktop/api/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf }, credentials: "same-origin" });
+// The page leaves for the login form once. Signing out closes the desktop socket (code 4001)
+// while the sign-out request is still answering: two navigations to the same address would
+// abort each other, and the agent would see an error page instead of the login form.
+function toLogin() {
+  if (state.navigating) return;
+  state.navigating = true;
   location.href = "/desktop/login";
+}
+
+async function logout() {
+  state.leaving = true;
+  if (window.IvrSoftphone) await window.IvrSoftphone.stop();
+  try {
+    await fetch("/desktop/api/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf }, credentials: "same-origin" });
+  } finally {
+    toLogin();
+  }
 }
 
 function handle(msg) {

@@ -135,8 +135,8 @@ function connect() {
   };
   ws.onclose = (event) => {
     document.getElementById("status").textContent = "disconnected";
-    if (event.code === 4001) {
-      window.location.assign("/supervisor/login");
+    if (event.code === 4001 || leaving) {
+      toLogin();
       return;
     }
     setTimeout(connect, 2000);
@@ -146,7 +146,7 @@ function connect() {
 async function me() {
   const answer = await fetch("/supervisor/api/me", { credentials: "same-origin" });
   if (answer.status === 401 || answer.status === 403) {
-    window.location.assign("/supervisor/login");
+    toLogin();
     return;
   }
   const body = await answer.json();
@@ -155,13 +155,27 @@ async function me() {
   connect();
 }
 
-async function logout() {
-  await fetch("/supervisor/api/logout", {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "X-CSRF-Token": csrf },
-  });
+// The page leaves for the login form once: signing out also closes the socket (code 4001), and
+// two navigations to the same address abort each other.
+let leaving = false;
+let navigating = false;
+function toLogin() {
+  if (navigating) return;
+  navigating = true;
   window.location.assign("/supervisor/login");
+}
+
+async function logout() {
+  leaving = true;
+  try {
+    await fetch("/supervisor/api/logout", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrf },
+    });
+  } finally {
+    toLogin();
+  }
 }
 
 document.getElementById("logout").addEventListener("click", logout);

@@ -49,9 +49,11 @@ async def test_signing_out_reaches_the_login_form_in_one_navigation(
         login_loads: list[str] = []
         page.on(
             "request",
-            lambda r: login_loads.append(r.url)
-            if r.resource_type == "document" and r.url.endswith(f"/{site}/login")
-            else None,
+            lambda r: (
+                login_loads.append(r.url)
+                if r.resource_type == "document" and r.url.endswith(f"/{site}/login")
+                else None
+            ),
         )
         failures: list[str] = []
         page.on("requestfailed", lambda r: failures.append(f"{r.url} {r.failure}"))

@@ -35,6 +35,7 @@ from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
+from ivr.aio import wait_for
 from ivr.ami.actions import originate
 from ivr.ami.client import AmiClient, AmiError
 from ivr.bus.pubsub import RedisBus, bus_from_url
@@ -451,7 +452,7 @@ class App:
         await self.leadership.start()  # the first attempt is made here: a lone node leads before its first call
         if self.ami is not None and self.leadership.is_leader:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ami.connected.wait(), 5.0)
+                await wait_for(self.ami.connected.wait(), 5.0)
             if not self.ami.connected.is_set():
                 log.warning("AMI not reachable yet at %s:%d; retrying in the background", self.ami.host, self.ami.port)
 
@@ -499,7 +500,7 @@ class App:
         if not journey.customer_id:
             return None
         try:
-            return await asyncio.wait_for(
+            return await wait_for(
                 self.customers.load_profile(customer_id=journey.customer_id), self.config.customers.lookup_timeout
             )
         except Exception as exc:
@@ -563,7 +564,7 @@ class App:
         profile = None
         if caller:
             try:
-                profile = await asyncio.wait_for(
+                profile = await wait_for(
                     self.customers.load_profile(phone=caller), self.config.customers.lookup_timeout
                 )
             except Exception as exc:  # as on a call: a slow or failing store makes an unknown caller

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.acd.queueview import QueueView, estimate, queue_view
 from ivr.agi import variables as var
+from ivr.aio import wait_for
 from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.client import AmiError
@@ -322,7 +323,7 @@ class Callbacks:
             except Exception:
                 log.exception("callback dispatcher failed; retrying")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await wait_for(self._wake.wait(), self.interval)
 
     async def _connected_again(self) -> None:
         """AMI is (re)connected and the ACD rebuilt from it: a pass now, not at the next round

@@ -48,6 +48,7 @@ from ivr.acd import sipcreds
 from ivr.acd.chat import ChatContact
 from ivr.acd.sipcreds import Grant, SoftphoneKeys
 from ivr.acd.topics import agent_topic
+from ivr.aio import wait_for
 from ivr.ami.actions import Action
 from ivr.ami.client import AmiError
 from ivr.bus.pubsub import Bus, Message, Subscription
@@ -174,7 +175,7 @@ class AcdDesk:
             command = {"id": command_id, "reply_to": self.node, "op": op, "agent_id": agent_id, "args": args}
             await self.bus.publish(COMMANDS, command)
             try:
-                reply = await asyncio.wait_for(answer, self.timeout)
+                reply = await wait_for(answer, self.timeout)
             except TimeoutError:
                 log.warning("ACD command %s of agent %s: no leader answered in %.0f s", op, agent_id, self.timeout)
                 raise LeaderUnavailable("the contact center is switching controllers: try again") from None

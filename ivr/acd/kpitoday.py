@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ivr.aio import wait_for
 from ivr.kpis import DEFAULT_SERVICE_LEVEL_S, ReportRequest, ReportRow
 from ivr.store.kpis import KpiStore
 
@@ -147,7 +148,7 @@ class TodayKpis:
         if self._task is not None:
             self._stopping.set()
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
+                await wait_for(asyncio.shield(self._task), STOP_WAIT)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -161,4 +162,4 @@ class TodayKpis:
             except Exception as exc:  # a database blip: keep the last figures, try again later
                 log.warning("today's KPIs not refreshed: %s", exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.refresh)
+                await wait_for(stopping.wait(), self.refresh)

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+from ivr.aio import wait_for
 from ivr.store.leases import ACD_LEASE, LeaseStore
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class Leadership:
         """When the lease another node holds expires (None if it cannot be read in time: the
         follower then simply tries again after ``renew_every``)."""
         try:
-            held = await asyncio.wait_for(self.leases.holder(self.name), self.renew_every)
+            held = await wait_for(self.leases.holder(self.name), self.renew_every)
         except Exception:
             return None
         return None if held is None else held[2]
@@ -213,7 +214,7 @@ class Leadership:
             self._acquiring = (task, self._monotonic())
         task, started = self._acquiring
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self._wait_limit()), started
+            return await wait_for(asyncio.shield(task), self._wait_limit()), started
         finally:
             if task.done():
                 self._acquiring = None

@@ -31,6 +31,7 @@ from typing import Any
 
 from panoramisk import Manager
 
+from ivr.aio import wait_for
 from ivr.ami.events import AmiEvent, AmiEventError, FullyBooted, parse
 from ivr.errors import IvrError
 
@@ -175,7 +176,7 @@ class AmiClient:
         manager = self._new_manager()
         self._manager = manager
         try:
-            await asyncio.wait_for(manager.connect(), self._timeout)
+            await wait_for(manager.connect(), self._timeout)
             for _ in range(int(self._timeout / 0.02)):
                 if manager.authenticated:
                     break
@@ -226,7 +227,7 @@ class AmiClient:
             self._supervisor = asyncio.create_task(self._supervise(), name="ami-supervisor")
         if wait:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.connected.wait(), wait)
+                await wait_for(self.connected.wait(), wait)
 
     async def stop(self) -> None:
         for task in (self._supervisor, self._consumer):
@@ -254,7 +255,7 @@ class AmiClient:
                 # Asterisk sends FullyBooted right after login when it is already up; after a
                 # restart it comes once the modules (app_queue) are loaded.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._booted.wait(), self._boot_timeout)
+                    await wait_for(self._booted.wait(), self._boot_timeout)
             log.info("AMI connected to %s:%d (connection %d)", self.host, self.port, self.connections)
             for handler in self._on_connected:
                 if lost.is_set():
@@ -279,7 +280,7 @@ class AmiClient:
         try:
             # as_list=False: panoramisk takes a reply whose Message reads "Added ... to queue"
             # (QueueAdd's!) for the start of a list and would wait for more replies forever.
-            reply = await asyncio.wait_for(manager.send_action(dict(action), as_list=False), self._timeout)
+            reply = await wait_for(manager.send_action(dict(action), as_list=False), self._timeout)
         except TimeoutError:
             raise AmiError(f"AMI action {action.get('Action')} timed out") from None
         if isinstance(reply, list):
@@ -293,7 +294,7 @@ class AmiClient:
         """Actions answered by a list of events ending in ...Complete (QueueStatus, Status)."""
         manager = self._require()
         try:
-            replies = await asyncio.wait_for(manager.send_action(dict(action), as_list=True), self._timeout)
+            replies = await wait_for(manager.send_action(dict(action), as_list=True), self._timeout)
         except TimeoutError:
             raise AmiError(f"AMI action {action.get('Action')} timed out") from None
         return [_headers(r) for r in replies]

@@ -30,6 +30,8 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ivr.aio import wait_for
+
 log = logging.getLogger(__name__)
 Message = dict[str, Any]
 QUEUE_LIMIT = 1000
@@ -82,7 +84,7 @@ class Subscription:
 
     async def get(self, timeout: float | None = None) -> Message:
         """The next message (tests and simple loops); TimeoutError after ``timeout`` seconds."""
-        message = await asyncio.wait_for(self.__anext__(), timeout)
+        message = await wait_for(self.__anext__(), timeout)
         return message
 
     async def __aenter__(self) -> Subscription:
@@ -299,7 +301,7 @@ class RedisBus:
                 await task
         if self._outbox:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._send_batch(len(self._outbox)), CONNECT_TIMEOUT * 2)
+                await wait_for(self._send_batch(len(self._outbox)), CONNECT_TIMEOUT * 2)
             if self._outbox:
                 log.error(
                     "redis bus %s: stopping with %d messages Redis at %s never acknowledged: they are lost",

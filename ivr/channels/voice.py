@@ -17,7 +17,6 @@ died, sends the call down the dialplan's fallback path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -28,6 +27,7 @@ from typing import Literal, Protocol
 from ivr.agi import commands as agi
 from ivr.agi import variables as var
 from ivr.agi.server import AgiSession
+from ivr.aio import wait_for
 from ivr.channels import queuedesk
 from ivr.channels.queuedesk import QueueDesk
 from ivr.channels.rendering import cannot_render
@@ -505,7 +505,7 @@ class InboundCalls:
         if self.open_journeys is None or journey.customer_id is None:
             return None
         try:
-            found = await asyncio.wait_for(self.open_journeys(journey.customer_id), 1.0)
+            found = await wait_for(self.open_journeys(journey.customer_id), 1.0)
             previous = await self.store.get(found) if found else None
         except Exception as exc:  # the call goes on as a new journey
             log.error("open journey lookup failed for journey %s: %s", journey.id, exc)

@@ -80,11 +80,18 @@ class DecodeBatcher:
             raise RuntimeError("the decode batcher is closed")
         future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
         self._queue.append(((pcm, tuple(phrases)), future))
-        if len(self._drainers) < self.parallel:
+        if self._running() < self.parallel:
             drainer = asyncio.create_task(self._drain(), name="speech-batches")
             self._drainers.add(drainer)
             drainer.add_done_callback(self._drainers.discard)
         return await future
+
+    def _running(self) -> int:
+        """Drainers not finished. Why not ``len(self._drainers)``: a drainer that found the queue
+        empty has ended, but leaves the set only when its done callback runs, a turn of the loop
+        later; the caller it just answered resumes before that, and an utterance it sent right
+        away (the next answer) counted the ended drainer, started none, and waited forever."""
+        return sum(not drainer.done() for drainer in self._drainers)
 
     def _take(self) -> list[tuple[BatchItem, asyncio.Future[Transcript]]]:
         """The next batch: the oldest waiting utterances whose callers still wait (a caller who
@@ -92,7 +99,7 @@ class DecodeBatcher:
         drainers that are not decoding (two callers who end together on two idle workers are
         two decodes at once, not one batch of two)."""
         self._queue = [entry for entry in self._queue if not entry[1].done()]
-        idle = max(1, len(self._drainers) - self._decoding)
+        idle = max(1, self._running() - self._decoding)
         size = min(self.max_batch, -(-len(self._queue) // idle))
         batch, self._queue = self._queue[:size], self._queue[size:]
         return batch

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
+from ivr.aio import wait_for
 from ivr.errors import StoreError
 from ivr.flow.model import REDACTED, Interaction, Journey
 from ivr.store import schema
@@ -206,7 +207,7 @@ class JourneyStore:
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self.flush(), timeout=FLUSH_AT_STOP_S)
+            await wait_for(self.flush(), timeout=FLUSH_AT_STOP_S)
         except TimeoutError:
             log.error("journey store: %d journeys not written at shutdown", len(self._pending))
         self._task.cancel()

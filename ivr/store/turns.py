@@ -12,7 +12,9 @@ commits, in arrival order, and holds no connection while waiting.
 
 The turn is per database file, not per engine: two engines on one file (a second store, a test,
 ``ivr`` commands run in the controller's process) still share SQLite's one lock. It is not
-re-entrant: a writer holding the turn must not call another writer (none does).
+re-entrant: a writer holding the turn must not call another writer (none does); a task that asks
+for the turn it holds gets a ``RuntimeError`` at once instead of waiting for itself forever (a
+silent hang of every writer, and of shutdown behind them).
 
 An *urgent* writer (the ACD lease's renewal: the leader steps down when it has not renewed within
 its margin, and gives each attempt one ``renew_every``) goes before every writer already
@@ -44,6 +46,8 @@ class Turn:
         self._held = False
         self._urgent: deque[asyncio.Future[None]] = deque()
         self._normal: deque[asyncio.Future[None]] = deque()
+        #: the task holding the turn (None while it is being handed over), to refuse it a second one
+        self._holder: asyncio.Task[object] | None = None
 
     @property
     def held(self) -> bool:
@@ -54,13 +58,17 @@ class Turn:
         return sum(not f.done() for f in (*self._urgent, *self._normal))
 
     async def acquire(self, *, urgent: bool = False) -> None:
+        me = asyncio.current_task()
+        if self._held and me is not None and self._holder is me:
+            raise RuntimeError("this task already holds the SQLite write turn: a nested writer would wait for itself")
         if not self._held and not self.waiting:
-            self._held = True
+            self._held, self._holder = True, me
             return
         waiter = asyncio.get_running_loop().create_future()
         (self._urgent if urgent else self._normal).append(waiter)
         try:
             await waiter
+            self._holder = me
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():  # handed the turn as we were cancelled
                 self.release()
@@ -71,6 +79,7 @@ class Turn:
                     queue.remove(waiter)
 
     def release(self) -> None:
+        self._holder = None
         for queue in (self._urgent, self._normal):
             while queue:
                 waiter = queue.popleft()

@@ -19,7 +19,6 @@ says what happened and carries no journey data.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import html
 import json
@@ -33,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.acd.chat import BlendedChats, ChatContact, ChatOffers, chat_topic, still_waiting
+from ivr.aio import wait_for
 from ivr.bus.pubsub import Bus
 from ivr.channels.chat import TextFlows, View
 from ivr.channels.handoff import REASON_TEXT, TokenCodec, TokenRejected, new_session, session_hash
@@ -399,7 +399,7 @@ async def _relay(
                 if await offer_to_agent(settings, view):
                     await response.write(b'data: {"type": "agent.joined"}\n\n')
         try:
-            message = await asyncio.wait_for(anext(messages), settings.retry_offer)
+            message = await wait_for(anext(messages), settings.retry_offer)
         except TimeoutError:
             await response.write(b": waiting\n\n")  # also notices a customer who left
             continue

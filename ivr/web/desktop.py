@@ -160,15 +160,19 @@ class RevokeLater:
     socket opened again (a reload) or the page asked for new credentials first. Why a grace and
     not at once: a reload closes the old socket before the new page asks, and the page's phone
     must not lose its registration to a network blip. Owns its timers: ``stop`` cancels and
-    awaits them."""
+    awaits them, and refuses new ones after (a socket handler that outlived the server's shutdown
+    grace ends after ``stop``: its timer would have had no owner, and run against a stopped desk)."""
 
     def __init__(self, desk: AcdDesk, grace: float) -> None:
         self.desk = desk
         self.grace = grace
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     def schedule(self, agent: dict[str, Any]) -> None:
+        if self._stopped:
+            return  # stopping: nobody would own the timer (the next leader clears grants no node holds)
         if agent.get("phone") != "browser" or agent["id"] not in self.desk.grants:
             return  # nothing this node granted: nothing to take back
         self.cancel(agent["id"])
@@ -192,6 +196,7 @@ class RevokeLater:
             await revoke_softphone(self.desk, agent)
 
     async def stop(self) -> None:
+        self._stopped = True
         self._timers.clear()
         running = list(self._running)
         for task in running:

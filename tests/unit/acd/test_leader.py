@@ -501,3 +501,50 @@ async def test_a_renewal_behind_a_locked_database_gives_up_on_time_and_its_write
     assert writing[0].done() and node.leadership._acquiring is None
     await node.leadership.stop()
     assert node.duties == ["lead 1", "follow"]
+
+
+class StopWhenRenewed(LeaseStore):
+    """A real lease store that, once armed, calls ``stop`` on the node the moment one of its
+    renewals' writes has returned, before the renewing task has read the answer: the instant at
+    which Python 3.11's ``asyncio.wait_for`` swallowed the task's cancellation."""
+
+    def __init__(self, journeys: JourneyStore) -> None:
+        super().__init__(journeys.engine)
+        self.node: Leadership | None = None
+        self.stopping: asyncio.Future[None] | None = None
+        self.stop_called = asyncio.Event()
+
+    async def acquire(self, name: str, holder: str, *, ttl: float, now: float) -> int | None:
+        token = await super().acquire(name, holder, ttl=ttl, now=now)
+        write = asyncio.current_task()
+        if self.node is not None and self.stopping is None and write is not None:
+            node = self.node
+
+            def stop(_: object) -> None:
+                self.stopping = asyncio.ensure_future(node.stop())
+                self.stop_called.set()
+
+            write.add_done_callback(stop)  # runs after the shield's callback: the answer is in
+        return token
+
+
+async def test_stopping_as_a_renewal_returns_ends_the_renewing_task(journeys: JourneyStore) -> None:
+    """The App's stop cancels the renewing task and awaits it. A cancel that arrived just as the
+    lease write returned was swallowed by ``asyncio.wait_for`` (3.11), the task renewed on and
+    the stop (and the test run's teardown) waited forever."""
+    leases = StopWhenRenewed(journeys)
+    node = Leadership(leases, on_lead=noop_lead, on_follow=noop, holder="a", ttl=2.0, renew_every=0.05)
+    await node.start()
+    assert node.is_leader
+    leases.node = node  # the next renewal (from the renewing task, 0.05 s on) stops the node
+    await asyncio.wait_for(leases.stop_called.wait(), 5)
+    assert leases.stopping is not None
+    done, _ = await asyncio.wait([leases.stopping], timeout=3)
+    if not done:  # cancelling the stop cancels the renewing task it awaits (a second cancel)
+        leases.stopping.cancel()
+        await asyncio.wait([leases.stopping], timeout=3)
+    assert done, "stop() still waiting for the renewing task"
+    leases.stopping.result()
+    assert not node.is_leader
+    held = await leases.holder(ACD_LEASE)
+    assert held is not None and held[2] == 0.0  # and the lease was given up (expired at once)

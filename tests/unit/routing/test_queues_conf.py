@@ -14,6 +14,7 @@ from ivr.flow.library import queues_named
 from ivr.flow.loader import parse_flow
 from ivr.routing.queues_conf import check_queues, defined_queues, missing_queues
 from ivr.routing.rules import RoutingRules
+from tests.unit.bounded import stop_bounded
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "asterisk-config" / "queues.conf"
@@ -72,7 +73,7 @@ async def test_the_service_refuses_to_start_with_a_queue_asterisk_does_not_defin
     app = App(load_config(environ=env(tmp_path, flows)))
     with pytest.raises(ConfigError, match=r"vipline.yaml:4: to_vip: .*queues.conf: no queue \[vip\]"):
         await app.start()
-    await app.stop()
+    await stop_bounded(app.stop)
 
 
 def test_ivr_check_reports_the_unknown_queue(

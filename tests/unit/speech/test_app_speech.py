@@ -11,6 +11,7 @@ from ivr import app as app_module
 from ivr.app import App
 from ivr.config import Config, load_config
 from ivr.speech.service import IntentMatchers, SpeechService, speech_from_config
+from tests.unit.bounded import stop_bounded
 from tests.unit.speech.fakes import FakeRecognizer
 
 DIALPLANS = Path(__file__).resolve().parents[3] / "dialplans"
@@ -34,7 +35,7 @@ async def test_engine_off_means_keys_only(tmp_path: Path) -> None:
     try:
         assert app.speech is None and app.speech_slot.current is None
     finally:
-        await app.stop()
+        await stop_bounded(app.stop)
 
 
 async def test_speech_is_started_before_calls_and_stopped_after(
@@ -55,7 +56,7 @@ async def test_speech_is_started_before_calls_and_stopped_after(
         _, writer = await asyncio.open_connection(host, int(port))  # it is listening
         writer.close()
     finally:
-        await app.stop()
+        await stop_bounded(app.stop)
     assert app.speech is None and app.speech_slot.current is None
     with pytest.raises(OSError):
         await asyncio.open_connection(host, int(port))
@@ -75,7 +76,7 @@ async def test_a_port_in_use_costs_speech_not_the_server(tmp_path: Path, monkeyp
         await app.start()
         assert app.speech is None and app.speech_slot.current is None
     finally:
-        await app.stop()
+        await stop_bounded(app.stop)
         blocker.close()
 
 

@@ -131,3 +131,17 @@ async def test_callers_who_end_together_on_idle_workers_are_decoded_apart(execut
     assert [t.text for t in heard] == ["a|", "b|"]
     assert sorted(decoder.batches) == [[b"a"], [b"b"]]
     await batcher.aclose()
+
+
+async def test_a_caller_speaking_again_as_the_last_drainer_ends_is_decoded(executor: ThreadPoolExecutor) -> None:
+    """The caller's task resumes with its transcript before the finished drainer's done callback
+    has taken it out of the set: an utterance asked for right then (the next answer, with no
+    await in between) saw the full set, started no drainer and waited forever."""
+    decoder = SlowDecoder(0.01)
+    for parallel in (1, 2):
+        batcher = DecodeBatcher(decoder, executor, parallel=parallel)
+        assert (await batcher.transcribe(b"one", ["x"])).text == "one|x"
+        async with asyncio.timeout(2.0):  # not wait_for: its task would start a turn too late
+            second = await batcher.transcribe(b"two", ["x"])
+        assert second.text == "two|x"
+        await batcher.aclose()

@@ -226,3 +226,21 @@ async def test_a_writer_cancelled_while_waiting_or_just_handed_the_turn_passes_i
     assert turn.held
     turn.release()
     assert not turn.held
+
+
+async def test_a_writer_asking_for_the_turn_it_holds_is_refused_not_left_waiting_for_itself() -> None:
+    turn = Turn()
+    async with turn():
+        with pytest.raises(RuntimeError, match="already holds"):
+            async with asyncio.timeout(1.0):  # the old turn: a TimeoutError (forever, unbounded)
+                await turn.acquire()  # in this task (wait_for would ask from a task of its own)
+        # another task still queues behind it, and gets it next
+        other = asyncio.create_task(turn.acquire())
+        await asyncio.sleep(0.01)
+        assert not other.done() and turn.waiting == 1
+    await asyncio.wait_for(other, 1.0)
+    assert turn.held
+    turn.release()
+    assert not turn.held
+    async with turn():  # and the holder's next turn, after it let go, is granted
+        pass

@@ -21,6 +21,7 @@ from ivr.app import App
 from ivr.config import load_config
 from ivr.flow.model import Journey
 from ivr.store.models import Base
+from tests.unit.bounded import stop_bounded
 
 ROOT = Path(__file__).resolve().parents[3]
 API_TOKEN = "api-token-" + "a" * 20
@@ -121,4 +122,4 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     try:
         yield started
     finally:
-        await started.app.stop()
+        await stop_bounded(started.app.stop)

@@ -22,7 +22,7 @@ from ivr.acd.service import Acd
 from ivr.bus.pubsub import MemoryBus
 from ivr.store.agents import AgentStore
 from ivr.store.customers import CustomerStore
-from ivr.web.desktop import setup_desktop
+from ivr.web.desktop import RevokeLater, setup_desktop
 from tests.unit.web.desk_parts import stores_with_two_agents
 from tests.unit.web.test_desktop import Desk
 
@@ -181,3 +181,19 @@ async def test_a_closed_tab_revokes_after_the_grace_and_a_reload_within_it_keeps
         assert status == 200 and json.loads(ami.db()[-1][2])["password"] == again["password"]
     finally:
         await session.close()
+
+
+async def test_no_revoke_timer_is_started_after_the_desktop_stopped() -> None:
+    """A socket handler that outlived the server's shutdown grace closes after ``stop``: its
+    timer would belong to nobody and fire against a stopped desk."""
+
+    class Granted:  # the one thing RevokeLater reads of the desk: this node's grants
+        grants = {"7": object()}
+
+    revoke = RevokeLater(Granted(), 0.01)  # type: ignore[arg-type]
+    agent = {"id": "7", "phone": "browser", "username": "ann"}
+    revoke.schedule(agent)
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "softphone-revoke-7"]  # before: one
+    await revoke.stop()
+    revoke.schedule(agent)
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "softphone-revoke-7" and not t.done()]

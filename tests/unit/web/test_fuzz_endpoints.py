@@ -23,6 +23,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.bounded import stop_bounded
 from tests.unit.web.conftest import Live, start_live, status_of
 
 T = TypeVar("T")
@@ -87,7 +88,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Live, Loop, Problems]]:
     finally:
         root.removeHandler(problems)
         root.setLevel(old_level)
-        loop.run(live.app.stop())
+        loop.run(stop_bounded(live.app.stop))
         loop.close()
 
 

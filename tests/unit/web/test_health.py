@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ivr.app import App
 from ivr.config import load_config
 from ivr.web.health import Readiness
+from tests.unit.bounded import stop_bounded
 
 ROOT = Path(__file__).resolve().parents[3]
 METRICS_TOKEN = "metrics-token-" + "m" * 20
@@ -119,7 +120,7 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
     try:
         yield started
     finally:
-        await started.stop()
+        await stop_bounded(started.stop)
 
 
 def base(app: App) -> str:
@@ -193,4 +194,4 @@ async def test_metrics_are_off_without_a_token(tmp_path: Path) -> None:
             assert r.status == 503
             assert "IVR_WEB_METRICS_TOKEN" in await r.text()
     finally:
-        await app.stop()
+        await stop_bounded(app.stop)

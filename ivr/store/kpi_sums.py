@@ -35,7 +35,14 @@ is one to lock): no other writer can change a row between the read of its old co
 the commit of the new one. Customers whose repeat flags it recomputes are locked too (PostgreSQL
 advisory locks, in order), so two nodes writing two contacts of one customer at once see each
 other. Locks are taken in a fixed order (contacts by id, customers by id, sums by key); a deadlock
-PostgreSQL still finds aborts one batch, which the writer retries. SQLite has one writer at a time.
+PostgreSQL still finds aborts one batch, which the writer retries. SQLite has one writer at a time
+(and the process's write turn, ``ivr.store.turns``): there the writer neither claims nor locks, it
+reads the rows; an empty claimed row counted nowhere, exactly as a missing one.
+
+Statements per batch: the merge's ``RETURNING`` gives the merged rows (no read after it), and a
+contact whose row came back unchanged moves no sum. A contact's contribution is kept from one
+batch to the next (:class:`Contributions`): the row a batch reads is usually the one the last
+batch wrote.
 """
 
 from __future__ import annotations
@@ -177,31 +184,86 @@ def add(a: GroupSums, b: GroupSums) -> GroupSums:
     return GroupSums(**merged)
 
 
+@dataclass(frozen=True)
+class Contribution:
+    """One contact row's part of the sums: its non-zero measures, the groups it is in, and its
+    wait's whole second (``second``, and ``whole`` 1 if the wait is exactly that) if handled."""
+
+    counted: dict[str, float]
+    groups: tuple[tuple[str, float, str, str, str], ...]
+    second: int | None
+    whole: int
+
+
+def contribution(journey_id: str, row: Mapping[str, Any]) -> Contribution:
+    """What one started contact row adds to the sums (``Deltas.add`` adds or takes it away)."""
+    counted = {name: value for name, value in measures(journey_id, row).items() if value}
+    slot, flow, held = slot_of(row["started_at"]), row["flow"] or "", holdout_of(row)
+    second: int | None = None
+    whole = 0
+    if counted.get("handled"):
+        wait = row["answered_at"] - row["queued_at"]
+        second = math.floor(wait)
+        whole = int(wait == second)
+    groups = tuple((dim, slot, key, flow, held) for dim, key in group_keys(row).items())
+    return Contribution(counted, groups, second, whole)
+
+
+class Contributions:
+    """The last contribution computed for each of the latest ``size`` contacts, by journey id,
+    with the row it came from (about 2 kB each: 4,096 contacts in progress on one node are a few
+    MB, well beyond what two cores serve at once).
+
+    Why: a contact in one batch is usually in the next one too, and the row the next batch reads
+    before its merge is the very row this batch wrote, so its contribution (``ivr.kpis.facts``,
+    ``sums_of``, ``flatten``: most of the journey writer's CPU, bench/README.md) is known. A hit
+    needs the whole row equal, so a row another node changed in between is computed again.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._known: dict[str, tuple[tuple[str, ...], tuple[Any, ...], Contribution]] = {}
+        self._names: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.hits = 0
+
+    def of(self, journey_id: str, row: Mapping[str, Any]) -> Contribution:
+        names = tuple(row)
+        names = self._names.setdefault(names, names)  # one copy of each column list, compared by identity
+        values = tuple(row.values())
+        known = self._known.pop(journey_id, None)  # popped: put back as the newest
+        if known is not None and known[0] is names and known[1] == values:
+            self.hits += 1
+            made = known[2]
+        else:
+            made = contribution(journey_id, row)
+        self._known[journey_id] = (names, values, made)
+        if len(self._known) > self.size:
+            del self._known[next(iter(self._known))]  # the contact seen longest ago
+        return made
+
+
 @dataclass
 class Deltas:
     """What a batch changes in ``kpi_sums`` and ``kpi_waits``: contributions added and taken away."""
 
     sums: dict[SumKey, dict[str, float]] = field(default_factory=dict)
     waits: dict[WaitKey, list[int]] = field(default_factory=dict)
+    known: Contributions | None = None
 
     def add(self, journey_id: str, row: Mapping[str, Any] | None, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) one contact row's contribution; a row that has not
         started counts nowhere, as in a report."""
         if row is None or row["started_at"] is None:
             return
-        counted = {name: value for name, value in measures(journey_id, row).items() if value}
-        slot, flow, held = slot_of(row["started_at"]), row["flow"] or "", holdout_of(row)
-        second = whole = None
-        if counted.get("handled"):
-            wait = row["answered_at"] - row["queued_at"]
-            second = math.floor(wait)
-            whole = int(wait == second)
-        for dim, key in group_keys(row).items():
-            group = (dim, slot, key, flow, held)
-            acc = self.sums.setdefault(group, dict.fromkeys(MEASURES, 0))
+        part = self.known.of(journey_id, row) if self.known is not None else contribution(journey_id, row)
+        counted, second, whole = part.counted, part.second, part.whole
+        for group in part.groups:
+            acc = self.sums.get(group)
+            if acc is None:  # not setdefault: that built a dict of every measure per group and contact
+                acc = self.sums[group] = dict.fromkeys(MEASURES, 0)
             for name, value in counted.items():
                 acc[name] += sign * value
-            if second is not None and whole is not None:
+            if second is not None:
                 entry = self.waits.setdefault((*group, second), [0, 0])
                 entry[0] += sign
                 entry[1] += sign * whole
@@ -255,7 +317,10 @@ class SumsWriter:
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self.postgresql = dialect == "postgresql"
         self.chunk = chunk
-        self.upsert = upsert
+        self.contributions = Contributions()
+        # the merged rows come back from the upsert itself (RETURNING: SQLite >= 3.35, bookworm has
+        # 3.40; PostgreSQL): before, a read after it fetched them, one statement per batch more
+        self.upsert = upsert.returning(*ContactFactRow.__table__.c)
         self.claim = insert(ContactFactRow.__table__).on_conflict_do_nothing(index_elements=[_c.journey_id])
         ids: Any = bindparam("ids", expanding=True)
         self.locked = (
@@ -287,20 +352,27 @@ class SumsWriter:
         if not contacts:
             return
         ids = sorted({c["journey_id"] for c in contacts})
-        for part in self._chunks(ids):
-            await conn.execute(self.claim, [{"journey_id": j} for j in part])
         before: dict[str, dict[str, Any]] = {}
-        for part in self._chunks(ids):
-            before.update(_rows(await conn.execute(self.locked, {"ids": list(part)})))
+        if self.postgresql:
+            # claim, then lock: a new contact needs a row to lock before its old contribution is read
+            for part in self._chunks(ids):
+                await conn.execute(self.claim, [{"journey_id": j} for j in part])
+            for part in self._chunks(ids):
+                before.update(_rows(await conn.execute(self.locked, {"ids": list(part)})))
+        else:
+            # SQLite: the write turn and the database's one writer already keep every other writer
+            # out until the commit; a claimed empty row counts nowhere, exactly as a missing one
+            for part in self._chunks(ids):
+                before.update(_rows(await conn.execute(self.read, {"ids": list(part)})))
         ordered = sorted(contacts, key=lambda c: c["journey_id"])
-        for rows in self._chunks(ordered):
-            await conn.execute(self.upsert, list(rows))
         after: dict[str, dict[str, Any]] = {}
-        for part in self._chunks(ids):
-            after.update(_rows(await conn.execute(self.read, {"ids": list(part)})))
+        for rows in self._chunks(ordered):
+            after.update(_rows(await conn.execute(self.upsert, list(rows))))
         others = await self._repeats(conn, before, after)
-        deltas = Deltas()
+        deltas = Deltas(known=self.contributions)
         for jid, (old, new) in {**{j: (before.get(j), after[j]) for j in ids}, **others}.items():
+            if old == new:  # a contact whose row did not change moves no sum: skip both folds
+                continue
             deltas.add(jid, old, -1)
             deltas.add(jid, new, 1)
         for rows in self._chunks(deltas.sum_rows()):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from ivr.flow.model import Interaction
 from ivr.kpis import DIMENSIONS, INTERVALS, ReportRequest, ReportRow
@@ -225,3 +225,38 @@ def _alembic(conn: Any, verb: str, revision: str) -> None:
     cfg = schema.alembic_config()
     cfg.attributes["connection"] = conn
     getattr(command, verb)(cfg, revision)
+
+
+async def test_a_batch_is_the_fewest_statements_each_database_needs(database_url: str) -> None:
+    """The KPI writer's statements per batch, first batch and later ones: the merge gives the
+    merged rows back (no read after it). PostgreSQL still claims the new contacts' rows and locks
+    them before reading (two nodes: the sums' correctness above); SQLite's one writer only reads.
+    Before: a claim, a locked read, the merge and a read after it on both."""
+    store = JourneyStore(make_engine(database_url), batch_delay=0.0)
+    await store.start()
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        words = statement.split()
+        if words[0] == "INSERT":
+            statements.append(f"{words[2]}{' returning' if ' RETURNING ' in statement else ''}")
+        elif words[0] == "SELECT":
+            statements.append(
+                f"select {words[words.index('FROM') + 1]}{' locked' if 'FOR UPDATE' in statement else ''}"
+            )
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    sqlite = database_url.startswith("sqlite")
+    try:
+        for step, kind in enumerate(("journey_started", "journey_completed")):
+            statements.clear()
+            for n in range(3):
+                store.append(f"j{n}", None, "voice", [Interaction(kind, "hello", {"flow": "bench"}, T0 + step)])
+            await store.flush()
+            read = ["select contact_facts"] if sqlite else ["contact_facts", "select contact_facts locked"]
+            assert statements == ["interactions", *read, "contact_facts returning", "kpi_sums"], step
+        async with store.engine.connect() as conn:
+            sums = (await conn.execute(select(KpiSums.c.contacts, KpiSums.c.contained_completed))).all()
+        assert {tuple(r) for r in sums if r.contacts} == {(3, 3)}
+    finally:
+        await store.stop()

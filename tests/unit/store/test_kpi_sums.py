@@ -10,6 +10,7 @@ from ivr.kpis import COLUMNS, ContactFacts, GroupSums, figures, sums_of
 from ivr.store.kpi_sums import (
     MEASURES,
     NOT_SUMMED,
+    Contributions,
     Deltas,
     add,
     flatten,
@@ -128,3 +129,35 @@ def _added(contact: dict[str, Any]) -> list[dict[str, Any]]:
     deltas = Deltas()
     deltas.add("j", contact, 1)
     return deltas.sum_rows()
+
+
+def test_a_known_contribution_is_reused_only_for_the_same_row() -> None:
+    """The writer's cache of contributions: the row a batch reads back is the row the last batch
+    wrote, so its contribution is not computed again; any column another writer changed (here the
+    agent, which moves the contact to another group) makes it computed again, and the sums are
+    those of no cache at all."""
+    queued = row(started_at=T0 + 10, queued_at=T0 + 20, queue="billing", skill="billing")
+    answered = {**queued, "answered_at": T0 + 40.0, "agent_id": "ag1"}
+    elsewhere = {**answered, "agent_id": "ag2"}  # what another node wrote in between
+    known = Contributions()
+    cached, plain = Deltas(known=known), Deltas()
+    for deltas in (cached, plain):
+        deltas.add("j1", queued, 1)
+        deltas.add("j1", dict(queued), -1)  # read back: an equal row, another dict
+        deltas.add("j1", answered, 1)
+        deltas.add("j1", elsewhere, -1)
+        deltas.add("j1", elsewhere, 1)
+    assert known.hits == 2  # queued read back, elsewhere again; answered and elsewhere computed
+    assert cached.sum_rows() == plain.sum_rows() and cached.wait_rows() == plain.wait_rows()
+    sums = {(r["dim"], r["key"]): r for r in cached.sum_rows()}
+    assert sums[("agent", "ag1")]["handled"] == 1 and ("agent", "ag2") not in sums
+
+
+def test_the_cache_of_contributions_keeps_the_latest_contacts() -> None:
+    known = Contributions(size=2)
+    for jid in ("j1", "j2", "j1", "j3"):  # j1 seen again: j2 is the oldest when j3 comes
+        known.of(jid, row(started_at=T0))
+    assert known.hits == 1
+    known.of("j1", row(started_at=T0))
+    known.of("j2", row(started_at=T0))
+    assert known.hits == 2  # j1 kept, j2 had gone

@@ -13,10 +13,14 @@ from typing import Any
 
 import aiosqlite.core
 import pytest
+from sqlalchemy import event as sa_event
 
 from ivr.errors import StoreError
+from ivr.flow.journey import Interaction, Journey
 from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
 from ivr.store.journeys import JourneyStore, make_engine
+
+T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z
 
 
 @pytest.fixture
@@ -86,3 +90,40 @@ async def test_a_first_callers_creation_is_three_trips(store: JourneyStore, trip
     await customers.create(crm_id="C1", phones=["+15551230002"])
     with pytest.raises(StoreError, match="cannot create customer"):  # a CRM id another customer has
         await customers.create(crm_id="C1")
+
+
+async def test_a_journey_writers_batch_is_five_statements_and_eighteen_trips(
+    store: JourneyStore, trips: list[str]
+) -> None:
+    """The journey writer's batch of a short call's steps, statement by statement: journeys,
+    interactions, the contact rows read, their merge (which gives the merged rows back: no read
+    after it), the sums, one commit. Before: seven statements and twenty-four trips (a claim of
+    empty rows to lock and a read after the merge; SQLite's one writer needs neither).
+    A handled contact adds its waits, the eighth statement."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        words = statement.split()
+        statements.append(" ".join(words[:3]) if words[0] == "INSERT" else f"SELECT {words[words.index('FROM') + 1]}")
+
+    sa_event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    journeys = [Journey(f"call-{n}", "bench", "v1", "voice", caller=f"+1555123000{n}") for n in range(3)]
+    for step, kind in enumerate(("journey_started", "journey_completed")):
+        for journey in journeys:
+            store.save(journey, [Interaction(kind, "hello", {"flow": "bench"}, T0 + step)])
+        trips.clear()
+        statements.clear()
+        await store.flush()
+        assert statements == [
+            "INSERT INTO journeys",
+            "INSERT INTO interactions",
+            "SELECT contact_facts",
+            "INSERT INTO contact_facts",
+            "INSERT INTO kpi_sums",
+        ], step
+        # executemany: cursor, executemany, close; a statement with rows: cursor, execute, fetchall, close
+        assert len(trips) == 18 and trips[-1] == "commit", trips
+    async with store.engine.connect() as conn:
+        rows = (await conn.exec_driver_sql("SELECT ended, started_at FROM contact_facts")).all()
+        contacts = (await conn.exec_driver_sql("SELECT sum(contacts) FROM kpi_sums WHERE dim = 'all'")).scalar()
+    assert [tuple(r) for r in rows] == [("completed", T0)] * 3 and contacts == 3

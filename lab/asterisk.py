@@ -853,7 +853,8 @@ class AsteriskLab:
         return result.stdout
 
     def hang_up_caller(self, caller_id: str) -> int:
-        """Hang up every channel whose caller id number is ``caller_id``; returns how many.
+        """Hang up every channel whose caller id number is ``caller_id`` (an agent's leg that app_queue
+        dialled for that caller may carry it too); returns how many.
 
         Why: a test's scripted caller (SIPp) hangs up at a time fixed before the call starts, with a
         margin for a busy machine; a test that knows the moment its check is settled (the journey

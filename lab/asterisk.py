@@ -852,6 +852,24 @@ class AsteriskLab:
             raise LabError(f"asterisk -rx {command!r} failed: {(result.stdout + result.stderr).strip()}")
         return result.stdout
 
+    def hang_up_caller(self, caller_id: str) -> int:
+        """Hang up every channel whose caller id number is ``caller_id`` (an agent's leg that app_queue
+        dialled for that caller may carry it too); returns how many.
+
+        Why: a test's scripted caller (SIPp) hangs up at a time fixed before the call starts, with a
+        margin for a busy machine; a test that knows the moment its check is settled (the journey
+        reached its step) ends the call then instead, as the caller's BYE would. None found (the
+        call already ended) is no error: the caller's own bound came first.
+        """
+        found = 0
+        for line in self.cli("core show channels concise").splitlines():
+            fields = line.split("!")
+            if len(fields) > 7 and fields[7] == caller_id:
+                with contextlib.suppress(LabError):  # it may end on its own meanwhile
+                    self.cli(f"channel request hangup {fields[0]}")
+                    found += 1
+        return found
+
     def stop(self, timeout: float = 15) -> None:
         """Stop this root's Asterisk: ``core stop now``, then SIGTERM, then SIGKILL. Idempotent."""
         deadline = time.monotonic() + timeout

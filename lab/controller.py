@@ -7,6 +7,7 @@ the controller's own CPU time apart from the test driver's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,9 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
+from lab.sipp import CallerScript, SippResult, run_caller_async
+
+if TYPE_CHECKING:
+    from lab.asterisk import AsteriskLab
 
 
 class ControllerProcess:
@@ -175,3 +180,24 @@ class ControllerSlot:
         current, self._current = self._current, None
         if current is not None:
             current.stop()
+
+
+async def call_until(
+    lab: AsteriskLab, proc: ControllerProcess, script: CallerScript, until: Callable[[dict[str, Any]], bool]
+) -> SippResult:
+    """Place ``script``'s call and hang it up (as the caller's BYE would) as soon as the caller's
+    journey on ``proc`` satisfies ``until``; returns SIPp's result, unchecked.
+
+    Why: a scripted caller hangs up at a time fixed before the call starts, with margins for a busy
+    machine, so a test whose check is settled once the journey reached a step would wait out those
+    margins on every run. When ``until`` never holds, nothing is hung up: the call ends at the
+    script's own bound and the test's assertions judge the journey as they would have.
+    """
+    call = asyncio.create_task(run_caller_async(script))
+    while not call.done():
+        journeys = await asyncio.to_thread(proc.journeys)
+        if any(j["caller"] == script.caller_id and until(j) for j in journeys):
+            await asyncio.to_thread(lab.hang_up_caller, script.caller_id)
+            break
+        await asyncio.wait({call}, timeout=0.1)
+    return await call

@@ -141,7 +141,7 @@ async def test_screen_pop_before_answer_only_for_that_agent_and_recovery_after_a
     lead = 1500  # into the menu prompt: the caller barges in
     audio, speech_ms = padded_speech("I want to pay my bill.", lead, tmp_path / "caller.wav")
     key_at = lead + speech_ms + 4500  # after the decode, during the account prompt
-    hangup = key_at + 8 * 250 + 1500 + RING_MS + 6000
+    hangup = key_at + 8 * 250 + 1500 + RING_MS + 15000  # a bound: the test hangs up once the notes are in
     watch = AmiWatch(lab)
     await watch.ami.connect()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
@@ -188,6 +188,9 @@ async def test_screen_pop_before_answer_only_for_that_agent_and_recovery_after_a
         await ann.wait_for_selector("#call.active")
         await ann.fill("#call textarea[name=notes]", "Customer asked about the last bill; explained the fees.")
         await ann.select_option("#call select[name=disposition]", "resolved")
+        # the customer hangs up now that she has written her notes (their channel ended as their
+        # BYE would end it), not at the bound of the caller's script
+        await watch.ami.action({"Action": "Hangup", "Channel": connected.caller.name})
         result = await call
         result.raise_for_failure()
         await ann.wait_for_selector("#status[data-status=wrap_up]")

@@ -189,6 +189,10 @@ async def test_the_acd_leader_is_killed_with_callers_queued_and_a_callback_booke
     def connects() -> list[str]:
         return [e.caller.callerid for e in seen if isinstance(e, ev.AgentConnect)]
 
+    def status() -> str | None:
+        states = [m["agent"]["status"] for m in desktop if m.get("type") == "state"]
+        return states[-1] if states else None
+
     engine = make_engine(shared_db)
 
     async def tickets() -> list[tuple[str, str, int | None]]:
@@ -250,9 +254,15 @@ async def test_the_acd_leader_is_killed_with_callers_queued_and_a_callback_booke
         await wait_until(lambda: any(m.get("type") == "pop" for m in desktop), 30, "H's pop on B")
         await wait_until(lambda: connects() == [HOLDER], 30, "H connected")
         assert customer_phone.invites() == 0  # H was ahead of the ticket
-        (await holder).raise_for_failure()  # H hangs up; ann wraps up
-        await asyncio.sleep(5.0)
-        await ws.send_json({"type": "ready"})  # now the ticket is due: B dials it
+        # H's call ends once they are through (hanging up their channel ends it as their BYE
+        # would: app_queue's AgentComplete, ann wraps up), not at the 60 s bound of their script
+        first = next(e for e in seen if isinstance(e, ev.AgentConnect))
+        await watch.action({"Action": "Hangup", "Channel": first.caller.name})
+        (await holder).raise_for_failure()
+        await wait_until(lambda: status() == "wrap_up", 10, "ann wrapping up")
+        # ready during app_queue's own 5 s wrap-up: the ticket is due, B holds her for it and
+        # dials it while K's phone rings; the queue connects them once its wrap-up has passed
+        await ws.send_json({"type": "ready"})
         await wait_until(lambda: connects() == [HOLDER, CALLBACK], 40, "K called back and connected")
         assert len([m for m in desktop if m.get("type") == "pop"]) >= 2
         second = [e for e in seen if isinstance(e, ev.AgentConnect)][1]
@@ -405,6 +415,9 @@ steps:
     hangup: {{}}
 """
 ON_B = "+15551239301"  # reaches node 2: node 1 is down when it calls
+#: when ON_B presses their key (ms after the answer): after node 1 is killed (asserted; 6.8 s after
+#: ON_B dialled, measured at load average 5 on 2 cores), in node 2's menu's second try (13-25 s)
+B_KEY_MS = 18000
 ON_A = "+15551239302"  # reaches node 1, which is killed while it waits in the menu
 FOLLOWER_FIRST = "+15551239303"
 FOLLOWER_SECOND = "+15551239304"
@@ -470,10 +483,12 @@ async def test_a_node_killed_mid_call_sends_its_caller_to_the_fallback_and_the_o
     try:
         # node 1 is down (connection refused): the dialplan's [ivr-agi] takes the call to node 2
         b.start(timeout=30)
+        dialled_b = time.monotonic()  # ON_B's call is answered after this: its key comes after + B_KEY_MS
         on_b = asyncio.create_task(
             run_caller_async(
-                # the key comes after node 1 is killed: node 2's menu is then in its second try
-                CallerScript(caller_id=ON_B, dialled=MIDCALL_NUMBER, dtmf=(Dtmf("2", 25000),), max_call_ms=40000),
+                # the key comes after node 1 is killed (asserted below): node 2's menu is then in
+                # its second try
+                CallerScript(caller_id=ON_B, dialled=MIDCALL_NUMBER, dtmf=(Dtmf("2", B_KEY_MS),), max_call_ms=40000),
                 timeout=60,
             )
         )
@@ -502,6 +517,9 @@ async def test_a_node_killed_mid_call_sends_its_caller_to_the_fallback_and_the_o
             ),
             40,
         )
+        killed_after = on_a[1] - dialled_b
+        print(f"node 1 killed {killed_after:.1f} s after node 2's caller dialled; their key at {B_KEY_MS / 1000} s")
+        assert killed_after < B_KEY_MS / 1000  # node 2's caller pressed their key after the kill
         # the killed node's caller: res_agi sees the socket closed once the command it was running
         # (the menu's Read) returns, and the call leaves AGI with AGISTATUS=SUCCESS and no
         # IVR_ACTION: the fallback queue took them; it was not retried on node 2 (the menu would
@@ -539,9 +557,11 @@ async def test_a_node_killed_mid_call_sends_its_caller_to_the_fallback_and_the_o
         await engine.dispose()
 
 
-async def _kill_when(node: ControllerProcess, ready: Any) -> None:
+async def _kill_when(node: ControllerProcess, ready: Any) -> float:
+    """Kill ``node`` once ``ready``; returns when (``time.monotonic()``)."""
     await wait_until(ready, 15, "the caller in node 1's menu")
     node.kill()
+    return time.monotonic()
 
 
 async def test_a_call_on_a_follower_hears_the_queue_position_the_leader_knows(
@@ -584,9 +604,16 @@ async def test_a_call_on_a_follower_hears_the_queue_position_the_leader_knows(
         assert (await estimated(FOLLOWER_FIRST) or {}).get("position") == 1
         announce = sum(ms(prompt_ms, p) for p in (QUEUE_POSITION_PROMPT, QUEUE_WAIT_PROMPT, QUEUE_MINUTES_PROMPT))
         await asyncio.sleep(1.0)  # the leader's view carries the first caller within 0.25 s of its join
-        second = await run_caller_async(
-            CallerScript(caller_id=FOLLOWER_SECOND, dialled=NUMBER, hangup_after_ms=announce + 3000), timeout=30
+        second_call = asyncio.create_task(
+            run_caller_async(
+                CallerScript(caller_id=FOLLOWER_SECOND, dialled=NUMBER, hangup_after_ms=announce + 3000), timeout=30
+            )
         )
+        # they joined the queue after the announcement: hung up then (as their BYE would), not at
+        # the bound of their script
+        await wait_until(lambda: FOLLOWER_SECOND in joined or second_call.done(), 30, "the second caller queued")
+        await asyncio.to_thread(lab.hang_up_caller, FOLLOWER_SECOND)
+        second = await second_call
         assert second.calls_created == 1
         facts = await estimated(FOLLOWER_SECOND)
         # before, a follower estimated from its own empty ACD: always "number 1"

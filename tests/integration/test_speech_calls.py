@@ -31,7 +31,7 @@ from ivr.prompts.build import PromptItem, build_prompts
 from ivr.prompts.tts import EspeakEngine, get_engine, render_to_file
 from ivr.speech.audio import read_wav
 from lab.asterisk import AsteriskLab
-from lab.controller import ControllerProcess, ControllerSlot
+from lab.controller import ControllerProcess, ControllerSlot, call_until
 from lab.prompts import prompt_ms as ms
 from lab.require import allison
 from lab.sipp import CallerScript, Dtmf, run_caller
@@ -206,7 +206,7 @@ def test_recognizer_off_the_same_call_works_on_keys(
         proc.stop()
 
 
-def test_prompts_the_controller_cannot_read_are_played_by_asterisk_then_it_listens(
+async def test_prompts_the_controller_cannot_read_are_played_by_asterisk_then_it_listens(
     lab: AsteriskLab, prompt_ms: dict[str, int], utterance: Path, tmp_path: Path
 ) -> None:
     """Degraded path: no sounds directory for the controller. Asterisk plays the menu with STREAM
@@ -216,7 +216,8 @@ def test_prompts_the_controller_cannot_read_are_played_by_asterisk_then_it_liste
         lead = ms(prompt_ms, GREETING) + menu_ms(lab, prompt_ms, MAIN_MENU) + 1000
         audio, speech_ms = padded(utterance, lead, tmp_path / "caller.wav")
         hangup = lead + speech_ms + DECODE_MARGIN_MS + ms(prompt_ms, OUTAGE) + 1000
-        run_caller(CallerScript(caller_id="+15551230104", audio=audio, hangup_after_ms=hangup)).raise_for_failure()
+        caller = CallerScript(caller_id="+15551230104", audio=audio, hangup_after_ms=hangup)
+        (await call_until(lab, proc, caller, lambda j: "outage_info" in j["path"])).raise_for_failure()
         journey = by_caller(proc, "+15551230104", status="abandoned")
         assert journey["path"][:4] == ["greeting", "check_hours", "main_menu", "outage_info"]
         assert journey["recognition"]["intent"] == "outage"
@@ -232,7 +233,7 @@ def test_asterisk_has_the_audiosocket_application(lab: AsteriskLab) -> None:
     assert "AudioSocket" in lab.cli("core show application AudioSocket")
 
 
-def test_a_low_confidence_answer_is_read_back_and_confirmed_with_a_key(
+async def test_a_low_confidence_answer_is_read_back_and_confirmed_with_a_key(
     lab: AsteriskLab, prompt_ms: dict[str, int], utterance: Path, tmp_path: Path
 ) -> None:
     """The flow asks for a read-back below 1.0 (so always): "Did you say reporting an outage? Is
@@ -250,9 +251,8 @@ def test_a_low_confidence_answer_is_read_back_and_confirmed_with_a_key(
         read_back = ms(prompt_ms, "Did you say") + ms(prompt_ms, "reporting an outage")
         key_at = lead + speech_ms + DECODE_MARGIN_MS + read_back + 1500  # during "Is that right? ..."
         hangup = key_at + ms(prompt_ms, OUTAGE) + 1500
-        run_caller(
-            CallerScript(caller_id="+15551230105", audio=audio, dtmf=(Dtmf("1", key_at),), hangup_after_ms=hangup)
-        ).raise_for_failure()
+        caller = CallerScript(caller_id="+15551230105", audio=audio, dtmf=(Dtmf("1", key_at),), hangup_after_ms=hangup)
+        (await call_until(lab, proc, caller, lambda j: "outage_info" in j["path"])).raise_for_failure()
         journey = by_caller(proc, "+15551230105", status="abandoned")
         assert journey["path"][:4] == ["greeting", "check_hours", "main_menu", "outage_info"]
         assert journey["confirming"] is None
@@ -282,7 +282,7 @@ HUMAN_CALLS = [
 @pytest.mark.parametrize(
     ("recording", "said", "option", "intent", "lands_on"), HUMAN_CALLS, ids=[h[0] for h in HUMAN_CALLS]
 )
-def test_a_human_recording_said_over_the_menu_routes_the_call(
+async def test_a_human_recording_said_over_the_menu_routes_the_call(
     lab: AsteriskLab,
     speech_controller: ControllerProcess,
     prompt_ms: dict[str, int],
@@ -299,7 +299,9 @@ def test_a_human_recording_said_over_the_menu_routes_the_call(
     lead = ms(prompt_ms, GREETING) + 1500  # into the main menu's prompt: barge-in
     audio, speech_ms = padded(allison() / recording, lead, tmp_path / "caller.wav")
     hangup = lead + speech_ms + DECODE_MARGIN_MS + 3000  # the next step has started by then
-    run_caller(CallerScript(caller_id=caller, audio=audio, hangup_after_ms=hangup)).raise_for_failure()
+    script = CallerScript(caller_id=caller, audio=audio, hangup_after_ms=hangup)
+    # hung up once the journey is past the menu (whichever step: the assertions below judge it)
+    (await call_until(lab, speech_controller, script, lambda j: len(j["path"]) > 3)).raise_for_failure()
     journey = by_caller(speech_controller, caller)
     assert journey["path"][:4] == ["greeting", "check_hours", "main_menu", lands_on], (said, journey["path"])
     heard = journey["recognition"]

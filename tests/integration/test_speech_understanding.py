@@ -24,9 +24,9 @@ import pytest
 
 from ivr.prompts.tts import get_engine, render_to_file
 from lab.asterisk import AsteriskLab
-from lab.controller import ControllerProcess
+from lab.controller import ControllerProcess, ControllerSlot, call_until
 from lab.prompts import prompt_ms as ms
-from lab.sipp import CallerScript, Dtmf, run_caller, run_caller_async
+from lab.sipp import CallerScript, Dtmf, run_caller_async
 from tests.integration.read_back_flows import flows_with_read_back
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,18 +93,32 @@ def start_controller(
     return proc
 
 
+@pytest.fixture(scope="module")
+def controller_slot(lab: AsteriskLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerSlot]:
+    """The shipped flows' controller, shared by the tests that only place calls (each its own
+    caller id): Whisper and the sentence encoder load once, not once per test."""
+    slot = ControllerSlot(lambda: start_controller(lab, DIALPLANS, tmp_path_factory.mktemp("ivr")))
+    yield slot
+    slot.release()
+
+
+@pytest.fixture(autouse=True)
+def one_controller_at_a_time(request: pytest.FixtureRequest, controller_slot: ControllerSlot) -> None:
+    """A test that starts a controller of its own finds the AGI port free: the shared one steps aside."""
+    if "controller" not in request.fixturenames:
+        controller_slot.release()
+
+
 @pytest.fixture
-def controller(lab: AsteriskLab, tmp_path: Path) -> Iterator[ControllerProcess]:
-    proc = start_controller(lab, DIALPLANS, tmp_path / "ivr")
-    yield proc
-    proc.stop()
+def controller(controller_slot: ControllerSlot) -> ControllerProcess:
+    return controller_slot.get()
 
 
 def events_at(proc: ControllerProcess, journey: dict[str, Any], step: str) -> list[dict[str, Any]]:
     return [e for e in proc.interactions(journey["id"]) if e["step"] == step]
 
 
-def test_a_paraphrase_reaches_its_option(
+async def test_a_paraphrase_reaches_its_option(
     lab: AsteriskLab, controller: ControllerProcess, prompt_ms: dict[str, int], said: dict[str, Path], tmp_path: Path
 ) -> None:
     """ "Everything in my house went dark" names no outage word the examples use; it lands on
@@ -112,9 +126,8 @@ def test_a_paraphrase_reaches_its_option(
     lead = ms(prompt_ms, GREETING) + 1500
     audio, (speech_ms,) = script(tmp_path / "caller.wav", (lead, said["paraphrase"]))
     hangup = lead + speech_ms + DECODE_MARGIN_MS + ms(prompt_ms, OUTAGE) + 1000
-    run_caller(
-        CallerScript(caller_id="+15551230201", audio=audio, hangup_after_ms=hangup, max_call_ms=hangup + 20000)
-    ).raise_for_failure()
+    caller = CallerScript(caller_id="+15551230201", audio=audio, hangup_after_ms=hangup, max_call_ms=hangup + 20000)
+    (await call_until(lab, controller, caller, lambda j: "outage_info" in j["path"])).raise_for_failure()
     journey = controller.wait_for_journey(lambda j: j["caller"] == "+15551230201" and j["status"] != "active", 40)
     assert journey["path"][:4] == ["greeting", "check_hours", "main_menu", "outage_info"]
     heard = journey["recognition"]
@@ -125,7 +138,7 @@ def test_a_paraphrase_reaches_its_option(
     assert recognised[0]["reason"] == heard["reason"]
 
 
-def test_an_out_of_scope_question_takes_no_option_and_is_asked_again(
+async def test_an_out_of_scope_question_takes_no_option_and_is_asked_again(
     lab: AsteriskLab, controller: ControllerProcess, prompt_ms: dict[str, int], said: dict[str, Path], tmp_path: Path
 ) -> None:
     """ "What time do you open on Saturday?" is no option: no option is taken, the caller hears
@@ -134,15 +147,14 @@ def test_an_out_of_scope_question_takes_no_option_and_is_asked_again(
     audio, (speech_ms,) = script(tmp_path / "caller.wav", (lead, said["out_of_scope"]))
     key_at = lead + speech_ms + DECODE_MARGIN_MS + ms(prompt_ms, "Sorry, that is not a valid choice.") + 1500
     hangup = key_at + ms(prompt_ms, OUTAGE) + 1000
-    run_caller(
-        CallerScript(
-            caller_id="+15551230202",
-            audio=audio,
-            dtmf=(Dtmf("2", key_at),),
-            hangup_after_ms=hangup,
-            max_call_ms=hangup + 20000,
-        )
-    ).raise_for_failure()
+    caller = CallerScript(
+        caller_id="+15551230202",
+        audio=audio,
+        dtmf=(Dtmf("2", key_at),),
+        hangup_after_ms=hangup,
+        max_call_ms=hangup + 20000,
+    )
+    (await call_until(lab, controller, caller, lambda j: "outage_info" in j["path"])).raise_for_failure()
     journey = controller.wait_for_journey(lambda j: j["caller"] == "+15551230202" and j["status"] != "active", 40)
     main = events_at(controller, journey, "main_menu")
     recognised = [e["data"] for e in main if e["kind"] == "intent_recognised"]
@@ -156,7 +168,7 @@ def test_an_out_of_scope_question_takes_no_option_and_is_asked_again(
     assert journey["path"][:4] == ["greeting", "check_hours", "main_menu", "outage_info"]
 
 
-def test_a_read_back_answered_no_by_voice_asks_the_menu_again(
+async def test_a_read_back_answered_no_by_voice_asks_the_menu_again(
     lab: AsteriskLab, prompt_ms: dict[str, int], said: dict[str, Path], tmp_path: Path
 ) -> None:
     """With the main menu reading back every spoken answer (confirm_below 1.0), "I want to report
@@ -172,15 +184,14 @@ def test_a_read_back_answered_no_by_voice_asks_the_menu_again(
         audio, (_, no_ms) = script(tmp_path / "caller.wav", (lead, said["outage"]), (no_at, said["no"]))
         key_at = no_at + no_ms + DECODE_MARGIN_MS + ms(prompt_ms, "Sorry about that.") + 1500
         hangup = key_at + 6000
-        run_caller(
-            CallerScript(
-                caller_id="+15551230203",
-                audio=audio,
-                dtmf=(Dtmf("1", key_at),),
-                hangup_after_ms=hangup,
-                max_call_ms=hangup + 20000,
-            )
-        ).raise_for_failure()
+        caller = CallerScript(
+            caller_id="+15551230203",
+            audio=audio,
+            dtmf=(Dtmf("1", key_at),),
+            hangup_after_ms=hangup,
+            max_call_ms=hangup + 20000,
+        )
+        (await call_until(lab, proc, caller, lambda j: "account" in j["path"])).raise_for_failure()
         journey = proc.wait_for_journey(lambda j: j["caller"] == "+15551230203" and j["status"] != "active", 40)
         main = events_at(proc, journey, "main_menu")
         kinds = [e["kind"] for e in main]

@@ -196,11 +196,17 @@ async def test_a_callback_is_answered_after_the_callers_before_it_and_before_tho
         try:
             # ann is logged in but paused: nobody can answer yet
             announce = sum(ms(prompt_ms, p) for p in (QUEUE_POSITION_PROMPT, QUEUE_WAIT_PROMPT, QUEUE_MINUTES_PROMPT))
+            press_from = announce + 1200  # after the two numbers, into the offer prompt: a key until it is taken
+            # B and C answer the offer with 2, "keep holding": they join the queue then, not after
+            # the offer's 5 s without an answer (which ends the same way: holding, no ticket)
+            keep_holding = Dtmf("2222", press_from, spacing_ms=900)
             holder = asyncio.create_task(
-                run_caller_async(CallerScript(caller_id=HOLDER, dialled=NUMBER, hangup_after_ms=40000), timeout=70)
+                run_caller_async(
+                    CallerScript(caller_id=HOLDER, dialled=NUMBER, dtmf=(keep_holding,), hangup_after_ms=40000),
+                    timeout=70,
+                )
             )
             await wait_until(lambda: joined(HOLDER), 30, "B holding")
-            press_from = announce + 1200  # after the two numbers, into the offer prompt: "1" until it is taken
             booked = await run_caller_async(
                 CallerScript(
                     caller_id=CALLBACK,
@@ -217,9 +223,11 @@ async def test_a_callback_is_answered_after_the_callers_before_it_and_before_tho
             assert tickets(db)[0][2] is not None  # open: held by the caller's customer, who cannot book a second
             assert not joined(CALLBACK)
 
-            # C calls after the ticket was booked and holds (no key: no callback) until answered
+            # C calls after the ticket was booked and holds (2: no callback) until answered
             later = asyncio.create_task(
-                run_caller_async(CallerScript(caller_id=LATER, dialled=NUMBER, max_call_ms=150000), timeout=180)
+                run_caller_async(
+                    CallerScript(caller_id=LATER, dialled=NUMBER, dtmf=(keep_holding,), max_call_ms=150000), timeout=180
+                )
             )
             await ws.send_json({"type": "ready"})  # B is ahead of the ticket and of C: B first
             await wait_until(lambda: len(connects(seen)) == 1, 30, "B connected")

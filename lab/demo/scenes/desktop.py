@@ -50,6 +50,7 @@ async def desktop(stack: DemoStack, tell: Tell) -> str:
     lead = 1500  # into the menu prompt: the caller barges in by voice
     audio, speech_ms = padded_speech(WORDS, lead, stack.work_dir / "desk-caller.wav")
     key_at = lead + speech_ms + 4500  # after the decode, during the account prompt
+    # the latest the call may last; it ends sooner, once the agent has noted it (hung up below)
     hangup = key_at + 8 * 250 + 1500 + RING_MS + 6000
     shot = stack.artifacts / "desktop-screen-pop.png"
     phone = Softphone(AGENT_ENDPOINT, stack.lab.agent_passwords[AGENT_ENDPOINT], ring_ms=RING_MS)
@@ -63,8 +64,7 @@ async def desktop(stack: DemoStack, tell: Tell) -> str:
             dialled=DESK_NUMBER,
             audio=audio,
             dtmf=(Dtmf(ACCOUNT, key_at),),
-            hangup_after_ms=hangup,
-            max_call_ms=hangup + 1000,
+            max_call_ms=hangup,
         )
         call = asyncio.create_task(run_caller_async(script, timeout=hangup / 1000 + 30))
         try:
@@ -84,11 +84,14 @@ async def desktop(stack: DemoStack, tell: Tell) -> str:
         tell("  the softphone answered: the card is the active call; the agent notes a disposition")
         await page.fill("#call textarea[name=notes]", "Explained the bill; customer will pay online.")
         await page.select_option("#call select[name=disposition]", "resolved")
+        hung_up = await asyncio.to_thread(stack.lab.hang_up_caller, CALLER)
+        tell("  the caller hangs up")
         result = tell.call_result(await call, "caller")
         await page.wait_for_selector("#status[data-status=wrap_up]", timeout=15000)
         await page.click("#call button[name=save]")
         await page.wait_for_selector("#status[data-status=ready]", timeout=15000)
         tell("  wrap-up saved; the agent is ready again")
+    check(hung_up > 0, "the caller's channel was gone before the hang-up")
     check(result.ok, "the caller's SIP call failed")
     check(len(pops) == 1, f"{len(pops)} pops painted")
     check(fields["path"] == "main_menu > account > to_billing", f"card path {fields['path']}")

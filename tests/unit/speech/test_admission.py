@@ -51,6 +51,33 @@ def test_a_wait_past_the_budget_halves_the_limit_and_fast_answers_grow_it() -> N
     assert [a.admit() for _ in range(3)] == [True, True, False]
 
 
+def test_a_fresh_limit_grows_one_caller_per_fast_answer_until_the_first_wait_past_the_budget() -> None:
+    a = Admission(1.5, workers=2)
+    assert [a.admit() for _ in range(3)] == [True, True, False]  # full: in use
+    a.release(0.1)
+    assert a.limit == 3.0  # slow start: one more per fast answer
+    assert a.admit() and a.admit()  # 3 listening: full again
+    a.release(0.1)
+    assert a.limit == 4.0
+    a.release(2.0)  # a wait past the budget: halved, and cautious from now on
+    assert a.limit == 2.0 and not a.slow_start
+    assert a.listening == 1 and a.admit() and not a.admit()  # full again
+    a.release(0.1)
+    assert a.limit == 2.5  # one over its size
+
+
+def test_a_limit_nobody_reached_does_not_grow() -> None:
+    """One caller at a time answering fast for an hour proves nothing about two at once."""
+    a = Admission(1.5, workers=2)
+    for _ in range(100):
+        assert a.admit()
+        a.release(0.1)
+    assert a.limit == 2.0
+    assert a.admit() and a.admit()  # now it is full: the next fast answer grows it
+    a.release(0.1)
+    assert a.limit == 3.0
+
+
 def test_refusals_are_logged_once_a_minute_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     a = Admission(0.5, workers=1, clock=clock)

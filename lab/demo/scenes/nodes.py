@@ -368,8 +368,19 @@ async def nodes(stack: DemoStack, tell: Tell) -> str:
 
         # what is left: the journeys in the shared database, the dials counted at Asterisk
         m_rows, m_journey = await saved
-        timeline = await asyncio.to_thread(stack.timeline, BOOKER, web=web["B"])
-        k_kinds = [e["kind"] for e in timeline if e["kind"].startswith("callback_")]
+
+        async def k_callback() -> list[str]:
+            timeline = await asyncio.to_thread(stack.timeline, BOOKER, web=web["B"])
+            return [e["kind"] for e in timeline if e["kind"].startswith("callback_")]
+
+        # read until the connection is there, as a person refreshing the page would: it reaches the
+        # database with the writer's next batch, which may come after the wrap-up is saved
+        k_kinds = await k_callback()
+        for _ in range(20):
+            if "callback_connected" in k_kinds:
+                break
+            await asyncio.sleep(0.5)
+            k_kinds = await k_callback()
         tell(
             f"  M's journey {m_journey['id'][:12]}: saved at step {m_journey['step']!r}, "
             f"{'waiting there (resumable)' if m_journey.get('waiting') else 'not waiting'}"

@@ -32,6 +32,11 @@ database before its steps, and each step's calls cycle through them, one call in
 ``1 / --new-callers`` coming from a number never seen before (a first call: the controller creates
 the customer). So ``ivr`` runs the caller lookup before its first command, as a customer's call does.
 
+``--pin``: Asterisk and SIPp run on CPU 0 only, and the FastAGI server of each route (the bare
+server, the controller, its PostgreSQL) on CPU 1 only: the two sides on cores of their own, as
+when the controller runs on another host than Asterisk (FastAGI's usual deployment). Without it
+everything shares both cores, and every millisecond of the controller's CPU is taken from Asterisk.
+
 Two calls (``--calls``):
 
 * ``short`` — answer, one short file, two variables, hang up (2 AGI commands): the worst case for
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -120,9 +126,12 @@ class CallerPool:
     ``+1555300NNNN``, each new number used once in the whole bench run.
     """
 
-    def __init__(self, known: int, new_share: float) -> None:
+    def __init__(self, known: int, new_share: float, *, anonymous: bool = False) -> None:
         if known < 1 or not 0 <= new_share < 1:
             raise ValueError("known >= 1 and 0 <= new_share < 1")
+        #: ``--anonymous``: every call from the endpoint's own caller id (``bench``, not a number),
+        #: as the bench's calls were before they carried real ones: no lookup, no customer
+        self.anonymous = anonymous
         self.known = [f"+1555200{n:04d}" for n in range(known)]
         self.every = round(1 / new_share) if new_share else 0  # one new caller in `every` calls
         self._known = itertools.cycle(self.known)
@@ -279,6 +288,17 @@ def extension(route: str) -> str:
     return "ivr" if route.startswith("ivr") else route
 
 
+#: ``--pin``: the cores of Asterisk's side (Asterisk, SIPp, this script) and of the FastAGI side
+ASTERISK_CPUS, FASTAGI_CPUS = {0}, {1}
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus``; threads it starts later inherit it."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
+
+
 def run_step(
     call: Call,
     route: str,
@@ -291,7 +311,8 @@ def run_step(
     calls = max(10, int(rate * seconds))
     script = CallerScript(
         from_user="bench",  # the lab endpoint that takes the caller's number from P-Asserted-Identity
-        caller_ids=pool.take(calls),
+        caller_ids=() if pool.anonymous else pool.take(calls),
+        caller_id="anonymous" if pool.anonymous else CallerScript.caller_id,
         dialled=f"{call.extension_prefix}{extension(route)}",
         dtmf=call.dtmf,
         max_call_ms=15000,
@@ -427,6 +448,14 @@ def main() -> int:
     parser.add_argument("--no-target-run", action="store_true", help="skip the run at 80%% of the ivr ceiling")
     parser.add_argument("--known", type=int, default=1000, help="known customers the calls come from")
     parser.add_argument("--new-callers", type=float, default=0.2, help="share of calls from a new number")
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="calls without a caller id (no lookup, no customer): the old bench's call",
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="Asterisk and SIPp on CPU 0, each FastAGI server (and PostgreSQL) on CPU 1"
+    )
     args = parser.parse_args()
     if "ivr-base" in args.routes.split(",") and args.base_code is None:
         parser.error("route ivr-base needs --base-code")
@@ -469,20 +498,30 @@ def run(args: argparse.Namespace) -> int:
     target.chmod(0o755)
     known = build_calls(lab)
     calls = [known[name] for name in args.calls.split(",")]
+    if args.pin:  # SIPp, started from here, inherits it
+        os.sched_setaffinity(0, ASTERISK_CPUS)
     started_lab = not lab.is_running()
     if started_lab:
         lab.start()
+    if args.pin:
+        server = lab.server_pid()
+        assert server is not None, "the lab's Asterisk has no pid to pin"
+        pin(server, ASTERISK_CPUS)
     pg = PostgresServer().start() if args.database == "postgresql" else None
+    if pg is not None and args.pin:  # its backends are forked from the postmaster: they inherit
+        pin(int((pg.data_dir / "postmaster.pid").read_text().split()[0]), FASTAGI_CPUS)
     bare = subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "bare_fastagi.py"), "4575"], stdout=subprocess.PIPE, text=True
     )
     assert bare.stdout is not None and bare.stdout.readline().strip() == "ready"
+    if args.pin:
+        pin(bare.pid, FASTAGI_CPUS)
     steps: list[Step] = []
     routes = args.routes.split(",")
     rounds: list[dict[str, dict[str, float]]] = []
     first: dict[tuple[str, str], float] = {}
     target_steps: list[Step] = []
-    pool = CallerPool(args.known, args.new_callers)
+    pool = CallerPool(args.known, args.new_callers, anonymous=args.anonymous)
     try:
         for number in range(max(1, args.rounds)):
             order = routes if number % 2 == 0 else routes[::-1]
@@ -490,7 +529,10 @@ def run(args: argparse.Namespace) -> int:
             for call in calls:
                 this[call.name] = {}
                 for route in order:
-                    print(f"== round {number + 1}: {call.name} call, {route} ({args.database})", flush=True)
+                    print(
+                        f"== round {number + 1}: {call.name} call, {route} ({args.database}{', pinned' if args.pin else ''})",
+                        flush=True,
+                    )
                     controller = start_controller(route, args, pg, pool)
                     try:
                         start = 8 if route == "pyst2" else 40
@@ -563,11 +605,13 @@ def run(args: argparse.Namespace) -> int:
 def start_controller(
     route: str, args: argparse.Namespace, pg: PostgresServer | None, pool: CallerPool
 ) -> Controller | None:
-    if route == "ivr":
-        return Controller(route, None, pg, pool)
-    if route == "ivr-base":
-        return Controller(route, args.base_code, pg, pool)
-    return None
+    if route not in ("ivr", "ivr-base"):
+        return None
+    controller = Controller(route, args.base_code if route == "ivr-base" else None, pg, pool)
+    if args.pin:
+        assert controller.process.process is not None
+        pin(controller.process.process.pid, FASTAGI_CPUS)
+    return controller
 
 
 def pairs(rounds: list[dict[str, float]], top: str, bottom: str) -> list[tuple[float, float]]:

@@ -659,6 +659,7 @@ class App:
             await self.sms_outbox.stop()
         for profiles in self.profiles:
             await profiles.stop()
+        self.customers.close()
         await self.store.stop()
         log.info("stopped after %d calls: %s", self.inbound.calls, self.inbound.finished)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -433,11 +432,9 @@ class AgiServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connected = time.perf_counter()
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # One small command, one small reply: Nagle would add up to 40 ms per exchange.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # One small command, one small reply: Nagle would add up to 40 ms per exchange. asyncio
+        # (since 3.7) and uvloop set TCP_NODELAY on every TCP transport already; setting it again
+        # here cost a socket object and a system call per call (test_tcp_nodelay_is_set holds them to it).
         conn = AgiConnection()
         env = await self._read_environment(reader, conn, writer)
         if env is None:

@@ -115,7 +115,14 @@ def _database(engine: AsyncEngine) -> str:
     name = engine.url.database or ""
     if name in ("", ":memory:") or name.startswith("file:"):
         return f"{name}@{id(engine.sync_engine)}"
-    return str(Path(name).resolve())
+    resolved = _RESOLVED.get(name)
+    if resolved is None:  # resolve() is a few lstat calls: once per file, not once per write
+        resolved = _RESOLVED[name] = str(Path(name).resolve())
+    return resolved
+
+
+#: database file name as the engine's URL gives it -> its resolved path (see _database)
+_RESOLVED: dict[str, str] = {}
 
 
 def turn_of(engine: AsyncEngine) -> Turn | None:

@@ -6,6 +6,7 @@ main thread's share of them was the largest item of a call's CPU (bench/README.m
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from sqlalchemy import event as sa_event
 
 from ivr.errors import StoreError
 from ivr.flow.journey import Interaction, Journey
+from ivr.store import loop_reads
 from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
 from ivr.store.journeys import JourneyStore, make_engine
 
@@ -45,15 +47,31 @@ async def store(tmp_path: Path) -> AsyncIterator[JourneyStore]:
     await journeys.stop()
 
 
-async def test_a_known_callers_lookup_is_one_trip(store: JourneyStore, trips: list[str]) -> None:
-    """The profile statement, and no rollback when the connection goes back to the pool: the
-    lookup opened no transaction (before: a second trip, for nothing)."""
-    profiles = CallerProfiles(CustomerStore(store.engine))
+async def test_a_known_callers_lookup_takes_no_trip_and_one_when_the_loop_read_steps_aside(
+    store: JourneyStore, trips: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile statement runs on the loop's thread (ivr.store.loop_reads). A read that
+    cannot be quick (here: interrupted at once, as one over its budget is) takes the threaded
+    path: one trip, and no rollback when the connection goes back to the pool, since the lookup
+    opened no transaction (before: a second trip, for nothing)."""
+    customers = CustomerStore(store.engine)
+    profiles = CallerProfiles(customers)
     first = await profiles.load("+15551230001")  # created
     trips.clear()
     again = await profiles.load("+15551230001")
     assert first is not None and again is not None and again.customer_id == first.customer_id
-    assert trips == ["_execute_fetchall"]
+    assert trips == []
+    assert customers.loop_reads is not None and customers.loop_reads.served == 2  # the miss, then the hit
+
+    slow = CustomerStore(store.engine)
+    monkeypatch.setattr(loop_reads, "CHECK_EVERY", 1)  # read when its connection opens
+    assert slow.loop_reads is not None
+    slow.loop_reads.budget = -1.0  # every statement is over its budget
+    aside = await CallerProfiles(slow).load("+15551230001")
+    assert aside is not None and aside.customer_id == first.customer_id
+    assert trips == ["_execute_fetchall"] and slow.loop_reads.stepped_aside == 1
+    customers.close()
+    slow.close()
 
 
 async def test_a_connection_given_back_mid_transaction_is_rolled_back(store: JourneyStore, tmp_path: Path) -> None:
@@ -72,13 +90,29 @@ async def test_a_connection_given_back_mid_transaction_is_rolled_back(store: Jou
         other.close()
 
 
-async def test_a_first_callers_creation_is_three_trips(store: JourneyStore, trips: list[str]) -> None:
-    """The customer, their number, the commit: one trip each (before: seven, three per statement
-    through SQLAlchemy's adapter and a rollback on return). Still one transaction: a number that
-    is taken leaves no customer behind."""
+async def test_a_first_callers_creation_takes_no_trip_and_three_when_another_process_writes(
+    store: JourneyStore, trips: list[str], tmp_path: Path
+) -> None:
+    """The customer, their number, the commit: on the loop's thread in the write turn, no trip.
+    When another process holds SQLite's write lock, the loop's transaction steps aside at once
+    (it never waits on the loop) and the threaded path waits for the lock: one trip each
+    (before: seven, three per statement through SQLAlchemy's adapter and a rollback on return).
+    Still one transaction either way: a number that is taken leaves no customer behind."""
     customers = CustomerStore(store.engine)
-    customer_id = await customers.create(phones=["+15551230001"])
+    other = sqlite3.connect(tmp_path / "ivr.sqlite3", timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    creating = asyncio.create_task(customers.create(phones=["+15551230009"]))
+    async with asyncio.timeout(10):
+        while not trips:  # noqa: ASYNC110 - the loop's try stepped aside; the threaded path waits for the lock
+            await asyncio.sleep(0.01)
+    assert customers.loop_writes is not None and customers.loop_writes.stepped_aside == 1
+    other.execute("ROLLBACK")
+    other.close()
+    await creating
     assert trips == ["execute", "execute", "commit"]
+    trips.clear()
+    customer_id = await customers.create(phones=["+15551230001"])
+    assert trips == [] and customers.loop_writes.served == 1
     assert await customers.find("phone", "+15551230001") == customer_id
     profiles = CallerProfiles(customers)
     assert (profile := await profiles.load("+15551230001")) is not None and profile.customer_id == customer_id
@@ -86,10 +120,11 @@ async def test_a_first_callers_creation_is_three_trips(store: JourneyStore, trip
         await customers.create(name="Second", phones=["+15551230001"])
     async with store.engine.connect() as conn:
         names = (await conn.exec_driver_sql("SELECT display_name FROM customers")).scalars().all()
-    assert names == [None]
+    assert names == [None, None]
     await customers.create(crm_id="C1", phones=["+15551230002"])
     with pytest.raises(StoreError, match="cannot create customer"):  # a CRM id another customer has
         await customers.create(crm_id="C1")
+    customers.close()
 
 
 async def test_a_journey_writers_batch_is_five_statements_and_eighteen_trips(

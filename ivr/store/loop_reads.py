@@ -1,0 +1,166 @@
+"""Short SQLite reads and writes on the event loop's own thread, for as long as they stay short.
+
+Why: a known caller's profile statement costs SQLite about 10 us, and the trip to aiosqlite's
+thread around it about 280 us of the controller's CPU: a queue put, the thread's wake-up, the
+rows handed back through the loop's self-pipe, SQLAlchemy's pool check-out and return. That trip
+was the largest single item of a short call's CPU (bench/README.md). A read on the loop's thread
+is only acceptable while it cannot stall the other calls, so this one never waits:
+
+* no busy timeout: a lock (a writer in another process, a WAL recovery) is ``SQLITE_BUSY`` at once;
+* a progress handler interrupts a statement that runs past ``budget`` (a caller with thousands of
+  journeys, a cold page cache);
+* ``query_only``: it cannot write, whatever statement it is given.
+
+Any of these, or any other error, makes :meth:`LoopReader.fetchall` answer None, and the caller
+takes the threaded path, which owns the timeouts, the retries and the error messages. So a read
+here is an optimisation that can always step aside, never a second way to fail.
+
+:class:`LoopWriter` does the same for a short transaction (a first caller's customer row and
+identity: about 50 us of SQLite against 600 us through aiosqlite). It is used only inside the
+process's write turn (``ivr.store.turns``), so no writer of this process holds SQLite's lock;
+another process's writer makes it step aside at once, and a step aside rolls back first: the
+threaded path then does the whole transaction again. Its connection has the engine's durability
+(``synchronous = NORMAL``, so a commit appends to the WAL without an fsync) and never runs a
+checkpoint (the engine's connections do, off the loop).
+
+WAL (``make_engine``) is what makes this sound: readers never block the writer and never wait for
+it, and a statement in autocommit mode sees every transaction committed before it began, as a
+pooled connection does.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: The longest a read may hold the event loop: a tenth of the loop-lag budget of 5 ms p99.
+DEFAULT_BUDGET_S = 0.0005
+#: SQLite VM instructions between two checks of the clock (a caller's profile is a few thousand).
+CHECK_EVERY = 500
+#: At most one log line per this many seconds about reads that stepped aside (with their count).
+LOG_EVERY = 60.0
+
+
+class LoopReader:
+    """One read-only SQLite connection used on the event loop's thread (see the module doc).
+
+    ``path``: the database file, which must exist (it is never created here). ``stepped_aside``
+    counts reads that answered None; ``served`` those that answered rows.
+    """
+
+    #: how the connection is set up after it opens (the reader: it cannot write)
+    PRAGMAS: tuple[str, ...] = ("PRAGMA query_only = ON",)
+
+    def __init__(self, path: str, *, budget: float = DEFAULT_BUDGET_S) -> None:
+        self.path = path
+        self.budget = budget
+        self.served = 0
+        self.stepped_aside = 0
+        self._conn: sqlite3.Connection | None = None
+        self._deadline = 0.0
+        self._broken = False  # could not even open: stop trying
+        self._logged_at = -float("inf")
+        self._unlogged = 0
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | Sequence[Any]) -> list[Any] | None:
+        """The statement's rows, or None when it could not run at once and quickly."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        self._deadline = time.perf_counter() + self.budget
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:  # busy, interrupted, another thread, a closed file ...
+            self._step_aside(exc)
+            return None
+        self.served += 1
+        return rows
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:  # closed from another thread than its own: let it go
+                log.debug("loop reader for %s not closed: %s", self.path, exc)
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._conn is not None or self._broken:
+            return self._conn
+        uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"  # rw: never creates the file
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, cached_statements=32)
+            conn.execute("PRAGMA busy_timeout = 0")
+            for pragma in self.PRAGMAS:
+                conn.execute(pragma)
+        except sqlite3.Error as exc:
+            self._broken = True
+            log.warning("reads of %s stay on the database thread (cannot open it here: %s)", self.path, exc)
+            return None
+        conn.set_progress_handler(self._overdue, CHECK_EVERY)
+        self._conn = conn
+        return conn
+
+    def _overdue(self) -> int:
+        """SQLite's progress callback: non-zero interrupts the statement."""
+        return int(time.perf_counter() > self._deadline)
+
+    def _step_aside(self, exc: sqlite3.Error) -> None:
+        self.stepped_aside += 1
+        now = time.monotonic()
+        if now - self._logged_at < LOG_EVERY:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more since the last line)" if self._unlogged else ""
+        log.info("a read of %s went to the database thread instead: %s%s", self.path, exc, more)
+        self._logged_at, self._unlogged = now, 0
+
+
+class LoopWriter(LoopReader):
+    """One short write transaction at a time on the event loop's thread (see the module doc).
+
+    Only inside the process's write turn for the database: that is what keeps every other
+    writer of this process out of SQLite's lock while it runs.
+    """
+
+    PRAGMAS = ("PRAGMA foreign_keys = ON", "PRAGMA synchronous = NORMAL", "PRAGMA wal_autocheckpoint = 0")
+
+    def write(
+        self,
+        statements: Sequence[tuple[str, Mapping[str, Any]]],
+        keep: Callable[[list[int]], bool] = lambda _counts: True,
+    ) -> bool | None:
+        """Run ``statements`` in one transaction; commit if ``keep`` (given each one's row count)
+        says so, else roll back. True: committed; False: rolled back by ``keep``; None: stepped
+        aside, nothing written (rolled back): the caller runs the transaction on its thread."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        self._deadline = time.perf_counter() + self.budget
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the lock now, or SQLITE_BUSY now
+            try:
+                counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+                if not keep(counts):
+                    conn.execute("ROLLBACK")
+                    return False
+                self._deadline = float("inf")  # a commit that started is not interrupted
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    self._deadline = float("inf")
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if conn.in_transaction:  # a failed rollback: closing is one, and frees the lock
+                self.close()
+            self._step_aside(exc)
+            return None
+        self.served += 1
+        return True

@@ -660,6 +660,7 @@ class App:
         for profiles in self.profiles:
             await profiles.stop()
         self.customers.close()
+        self.continuations.close()
         await self.store.stop()
         log.info("stopped after %d calls: %s", self.inbound.calls, self.inbound.finished)
 

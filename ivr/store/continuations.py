@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ivr.store.loop_reads import LoopReader, sqlite_file
 from ivr.store.models import ContinuationRow, JourneyRow
 from ivr.store.turns import writing
 
@@ -33,9 +34,28 @@ def _row(r: Any) -> Continuation:
     return Continuation(r.id, r.journey_id, r.customer_id, r.channel, r.step, r.created_at, r.expires_at, r.claimed_at)
 
 
+#: A customer's newest journey open on another channel since ``:since``: handed off by a call, or
+#: active in chat or SMS (see ``open_journey_of_customer``). Plain SQL, the same on both databases:
+#: on SQLite it runs on the loop's thread (``ivr.store.loop_reads``) on every known caller's call.
+OPEN_JOURNEY_OF_CUSTOMER_SQL = (
+    "SELECT id FROM journeys WHERE customer_id = :customer_id"
+    " AND (status = 'handed_off' OR (status = 'active' AND channel IN ('chat', 'sms')))"
+    " AND updated_at >= :since ORDER BY updated_at DESC LIMIT 1"
+)
+_OPEN_JOURNEY_OF_CUSTOMER = text(OPEN_JOURNEY_OF_CUSTOMER_SQL)
+
+
 class ContinuationStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        database = sqlite_file(engine.url.database, engine.dialect.name)
+        #: the call path's read (``open_journey_of_customer``) on the loop's thread while it is quick
+        self.loop_reads = LoopReader(database) if database is not None else None
+
+    def close(self) -> None:
+        """Close what the store holds beside the engine (whose owner disposes of it)."""
+        if self.loop_reads is not None:
+            self.loop_reads.close()
 
     async def create(
         self, *, id: str, journey_id: str, customer_id: str | None, channel: str, step: str, expires_at: float
@@ -113,19 +133,16 @@ class ContinuationStore:
 
     async def open_journey_of_customer(self, customer_id: str, since: float) -> str | None:
         """The newest journey of a customer open on another channel since ``since``: handed off by a
-        call, or active in chat or SMS. (A call abandoned mid-menu is not: that caller starts afresh.)"""
-        j = JourneyRow
+        call, or active in chat or SMS. (A call abandoned mid-menu is not: that caller starts afresh.)
+
+        Every known caller's call asks this before its first prompt when handoffs are on: on
+        SQLite the read runs on the loop's thread (no trip to the database's thread), and steps
+        aside to the pooled connection whenever it cannot be quick."""
+        params = {"customer_id": customer_id, "since": since}
+        if self.loop_reads is not None:
+            rows = self.loop_reads.fetchall(OPEN_JOURNEY_OF_CUSTOMER_SQL, params)
+            if rows is not None:
+                return str(rows[0][0]) if rows else None
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(j.id)
-                    .where(
-                        j.customer_id == customer_id,
-                        or_(j.status == "handed_off", and_(j.status == "active", j.channel.in_(("chat", "sms")))),
-                        j.updated_at >= since,
-                    )
-                    .order_by(j.updated_at.desc())
-                    .limit(1)
-                )
-            ).first()
+            row = (await conn.execute(_OPEN_JOURNEY_OF_CUSTOMER, params)).first()
         return str(row[0]) if row else None

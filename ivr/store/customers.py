@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivr.errors import StoreError
 from ivr.flow.profile import CallerProfile, KnownSlot, OpenCallback, OpenContinuation, OptionStat, PastContact
-from ivr.store.loop_reads import LoopReader, LoopWriter
+from ivr.store.loop_reads import LoopReader, LoopWriter, sqlite_file
 from ivr.store.models import CustomerIdentityRow, CustomerRow, InteractionRow
 from ivr.store.phones import to_e164
 from ivr.store.turns import write_turn, writing
@@ -234,8 +234,8 @@ class CustomerStore:
         self.loop_reads: LoopReader | None = None
         #: a first caller's creation on the loop's thread while it is quick (SQLite files only)
         self.loop_writes: LoopWriter | None = None
-        database = engine.url.database or ""
-        if self._sqlite and database not in ("", ":memory:") and not database.startswith("file:"):
+        database = sqlite_file(engine.url.database, engine.dialect.name)
+        if database is not None:
             self.loop_reads = LoopReader(database)
             self.loop_writes = LoopWriter(database)
         # A first call's two INSERTs, built once and run with parameters. Why: a statement built

@@ -39,6 +39,16 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
+def sqlite_file(url_database: str | None, dialect: str) -> str | None:
+    """The database file a loop connection may open: an SQLite file, not a memory database
+    (private to its connection) nor a ``file:`` URI (its options are the engine's)."""
+    name = url_database or ""
+    if dialect != "sqlite" or name in ("", ":memory:") or name.startswith("file:"):
+        return None
+    return name
+
+
 #: The longest a read may hold the event loop: a tenth of the loop-lag budget of 5 ms p99.
 DEFAULT_BUDGET_S = 0.0005
 #: SQLite VM instructions between two checks of the clock (a caller's profile is a few thousand).

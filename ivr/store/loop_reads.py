@@ -92,6 +92,12 @@ class LoopReader:
         self.served += 1
         return rows
 
+    def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """sqlite3's statement trace on this connection (what tests count, what a debugger logs)."""
+        conn = self._connection()
+        if conn is not None:
+            conn.set_trace_callback(callback)
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -126,12 +126,9 @@ class CallerPool:
     ``+1555300NNNN``, each new number used once in the whole bench run.
     """
 
-    def __init__(self, known: int, new_share: float, *, anonymous: bool = False) -> None:
+    def __init__(self, known: int, new_share: float) -> None:
         if known < 1 or not 0 <= new_share < 1:
             raise ValueError("known >= 1 and 0 <= new_share < 1")
-        #: ``--anonymous``: every call from the endpoint's own caller id (``bench``, not a number),
-        #: as the bench's calls were before they carried real ones: no lookup, no customer
-        self.anonymous = anonymous
         self.known = [f"+1555200{n:04d}" for n in range(known)]
         self.every = round(1 / new_share) if new_share else 0  # one new caller in `every` calls
         self._known = itertools.cycle(self.known)
@@ -311,8 +308,7 @@ def run_step(
     calls = max(10, int(rate * seconds))
     script = CallerScript(
         from_user="bench",  # the lab endpoint that takes the caller's number from P-Asserted-Identity
-        caller_ids=() if pool.anonymous else pool.take(calls),
-        caller_id="anonymous" if pool.anonymous else CallerScript.caller_id,
+        caller_ids=pool.take(calls),
         dialled=f"{call.extension_prefix}{extension(route)}",
         dtmf=call.dtmf,
         max_call_ms=15000,
@@ -449,11 +445,6 @@ def main() -> int:
     parser.add_argument("--known", type=int, default=1000, help="known customers the calls come from")
     parser.add_argument("--new-callers", type=float, default=0.2, help="share of calls from a new number")
     parser.add_argument(
-        "--anonymous",
-        action="store_true",
-        help="calls without a caller id (no lookup, no customer): the old bench's call",
-    )
-    parser.add_argument(
         "--pin", action="store_true", help="Asterisk and SIPp on CPU 0, each FastAGI server (and PostgreSQL) on CPU 1"
     )
     args = parser.parse_args()
@@ -521,7 +512,7 @@ def run(args: argparse.Namespace) -> int:
     rounds: list[dict[str, dict[str, float]]] = []
     first: dict[tuple[str, str], float] = {}
     target_steps: list[Step] = []
-    pool = CallerPool(args.known, args.new_callers, anonymous=args.anonymous)
+    pool = CallerPool(args.known, args.new_callers)
     try:
         for number in range(max(1, args.rounds)):
             order = routes if number % 2 == 0 else routes[::-1]

@@ -287,14 +287,26 @@ class CustomerStore:
         """
         if not self._sqlite:
             return await self._fetch(statement, params)
-        if self.loop_reads is not None and on_loop:
-            rows = self.loop_reads.fetchall(statement.text, params)
-            if rows is not None:
-                return [ProfileRow._make(row) for row in rows]
+        if on_loop and (rows := self._profile_rows_on_loop(statement, params)) is not None:
+            return rows
         async with self._read.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             rows = await driver.execute_fetchall(statement.text, params)  # type: ignore[union-attr]
         return [ProfileRow._make(row) for row in rows]
+
+    def _profile_rows_on_loop(self, statement: TextClause, params: dict[str, Any]) -> list[ProfileRow] | None:
+        """The profile statement's rows read on the loop's thread; None when that steps aside."""
+        if self.loop_reads is None:
+            return None
+        rows = self.loop_reads.fetchall(statement.text, params)
+        return None if rows is None else [ProfileRow._make(row) for row in rows]
+
+    def _profile_query(self, phone: str | None, customer_id: str | None) -> tuple[TextClause, dict[str, Any]]:
+        if (phone is None) == (customer_id is None):
+            raise ValueError("give exactly one of phone or customer_id")
+        statement: TextClause = _PROFILE_BY_PHONE if phone is not None else _PROFILE_BY_ID
+        key = self.phone(phone) if phone is not None else customer_id
+        return statement, {"key": key, "since": time.time() - RECENT_DAYS * 86400}
 
     # ------------------------------------------------------------------------------ call path
     async def load_profile(
@@ -302,12 +314,8 @@ class CustomerStore:
     ) -> CallerProfile | None:
         """Everything the call needs about this customer, in one statement; None if unknown.
         ``on_loop=False``: straight to the database's thread (a read on the loop just stepped aside)."""
-        if (phone is None) == (customer_id is None):
-            raise ValueError("give exactly one of phone or customer_id")
-        statement: TextClause = _PROFILE_BY_PHONE if phone is not None else _PROFILE_BY_ID
-        key = self.phone(phone) if phone is not None else customer_id
-        since = time.time() - RECENT_DAYS * 86400
-        return profile_from_rows(await self._fetch_profile(statement, {"key": key, "since": since}, on_loop=on_loop))
+        statement, params = self._profile_query(phone, customer_id)
+        return profile_from_rows(await self._fetch_profile(statement, params, on_loop=on_loop))
 
     def profile_now(self, phone: str) -> tuple[bool, CallerProfile | None]:
         """The caller's profile read at once on the loop's thread: ``(True, profile)``, the
@@ -317,13 +325,8 @@ class CustomerStore:
         Why: nearly every call's lookup is then done without a timeout, a task switch or a trip
         to the database's thread: about 20 us of CPU where the awaited path costs several times
         that."""
-        if self.loop_reads is None:
-            return False, None
-        since = time.time() - RECENT_DAYS * 86400
-        rows = self.loop_reads.fetchall(_PROFILE_BY_PHONE.text, {"key": self.phone(phone), "since": since})
-        if rows is None:
-            return False, None
-        return True, profile_from_rows([ProfileRow._make(row) for row in rows])
+        rows = self._profile_rows_on_loop(*self._profile_query(phone, None))
+        return (False, None) if rows is None else (True, profile_from_rows(rows))
 
     async def find(self, kind: IdentityKind, value: str) -> str | None:
         """The customer id an identity belongs to (the benchmark's baseline: one indexed row)."""

@@ -74,7 +74,7 @@ class LoopReader:
         self.stepped_aside = 0
         self._conn: sqlite3.Connection | None = None
         self._deadline = 0.0
-        self._broken = False  # could not even open: stop trying
+        self._retry_open_at = 0.0  # after a failed open: when to try again (monotonic)
         self._logged_at = -float("inf")
         self._unlogged = 0
 
@@ -107,17 +107,22 @@ class LoopReader:
                 log.debug("loop reader for %s not closed: %s", self.path, exc)
 
     def _connection(self) -> sqlite3.Connection | None:
-        if self._conn is not None or self._broken:
+        if self._conn is not None or time.monotonic() < self._retry_open_at:
             return self._conn
         uri = f"file:{urllib.parse.quote(self.path)}?mode=rw"  # rw: never creates the file
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=0, isolation_level=None, cached_statements=32)
             conn.execute("PRAGMA busy_timeout = 0")
             for pragma in self.PRAGMAS:
                 conn.execute(pragma)
-        except sqlite3.Error as exc:
-            self._broken = True
-            log.warning("reads of %s stay on the database thread (cannot open it here: %s)", self.path, exc)
+        except sqlite3.Error as exc:  # no file yet, no descriptor left ...: the thread reads meanwhile
+            if conn is not None:
+                conn.close()
+            self._retry_open_at = time.monotonic() + LOG_EVERY
+            log.warning(
+                "reads of %s stay on the database thread for %gs (cannot open it here: %s)", self.path, LOG_EVERY, exc
+            )
             return None
         conn.set_progress_handler(self._overdue, CHECK_EVERY)
         self._conn = conn

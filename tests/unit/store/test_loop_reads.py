@@ -62,8 +62,14 @@ def test_a_reader_cannot_write_and_never_creates_a_database(database: Path, tmp_
     assert reader.fetchall("UPDATE t SET v = 9", {}) is None  # query_only
     assert other(database).execute("SELECT v FROM t").fetchall() == [(1,)]
     missing = tmp_path / "missing.sqlite3"
-    assert LoopReader(str(missing)).fetchall("SELECT 1", {}) is None
+    late = LoopReader(str(missing))
+    assert late.fetchall("SELECT 1", {}) is None
     assert not missing.exists()
+    sqlite3.connect(missing).close()  # the file appears (the schema's migration ran) ...
+    assert late.fetchall("SELECT 1", {}) is None  # ... and is opened only after the retry delay
+    late._retry_open_at = 0.0  # that delay passed
+    assert late.fetchall("SELECT 1", {}) == [(1,)]
+    late.close()
     reader.close()
 
 

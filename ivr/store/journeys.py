@@ -22,6 +22,7 @@ import copy
 import json
 import logging
 import math
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -119,6 +120,19 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_recycle=1800)
+
+
+async def in_connection_thread(driver: Any, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(sqlite3_connection, *args)`` on an aiosqlite connection's own thread: one trip.
+
+    Why: aiosqlite runs each statement as one trip to that thread; a function that runs several
+    statements there makes them one trip. sqlite3 connections refuse use from any other thread,
+    so this is the only place such a function can run. ``_execute`` and ``_conn`` are how every
+    public aiosqlite method does it (0.17 to 0.22): tests/unit/store/test_sqlite_trips.py fails
+    if a release changes them.
+    """
+    result: T = await driver._execute(fn, driver._conn, *args)
+    return result
 
 
 _JOURNEY_UPDATED = ("flow", "flow_version", "channel", "step", "status", "caller", "customer_id", "data", "updated_at")
@@ -368,63 +382,74 @@ class JourneyStore:
 
     async def _write(self, journeys: dict[str, dict[str, Any]], events: list[LoggedEvent]) -> None:
         stmts = self._statements()
+        journey_rows = [
+            {
+                "id": d["id"],
+                "flow": d["flow"],
+                "flow_version": d["version"],
+                "channel": d["channel"],
+                "step": d["step"],
+                "status": d["status"],
+                "caller": d["caller"],
+                "customer_id": d["customer_id"],
+                "data": d,
+                "started_at": d["started_at"],
+                "updated_at": d["updated_at"],
+            }
+            for d in journeys.values()
+        ]
+        logged = [
+            {
+                "journey_id": jid,
+                "customer_id": cid,
+                "channel": ch,
+                "kind": e.kind,
+                "step": e.step,
+                "data": e.data,
+                "at": e.at,
+            }
+            for jid, cid, ch, _flow, e, _value in events
+        ]
+        contacts = contact_rows(
+            [(jid, ch, e.kind, e.at, e.data, e.step, cid) for jid, cid, ch, _flow, e, _value in events]
+        )
         async with writing(self.engine) as conn:
-            if journeys:
-                rows = [
-                    {
-                        "id": d["id"],
-                        "flow": d["flow"],
-                        "flow_version": d["version"],
-                        "channel": d["channel"],
-                        "step": d["step"],
-                        "status": d["status"],
-                        "caller": d["caller"],
-                        "customer_id": d["customer_id"],
-                        "data": d,
-                        "started_at": d["started_at"],
-                        "updated_at": d["updated_at"],
-                    }
-                    for d in journeys.values()
-                ]
-                await self._write_rows(conn, stmts.journey, stmts.sqlite_journey, rows)
-            if events:
-                logged = [
-                    {
-                        "journey_id": jid,
-                        "customer_id": cid,
-                        "channel": ch,
-                        "kind": e.kind,
-                        "step": e.step,
-                        "data": e.data,
-                        "at": e.at,
-                    }
-                    for jid, cid, ch, _flow, e, _value in events
-                ]
-                await self._write_rows(conn, stmts.interaction, stmts.sqlite_interaction, logged)
-                await self._aggregate(conn, events, stmts)
-                contacts = contact_rows(
-                    [(jid, ch, e.kind, e.at, e.data, e.step, cid) for jid, cid, ch, _flow, e, _value in events]
-                )
+            if stmts.sqlite_journey is not None and stmts.sqlite_interaction is not None:
+                driver = (await conn.get_raw_connection()).driver_connection
+                await in_connection_thread(driver, self._write_sqlite, stmts, journey_rows, logged, contacts)
+            else:
+                for rows, statement in ((journey_rows, stmts.journey), (logged, stmts.interaction)):
+                    for chunk in chunks(rows):
+                        await conn.execute(statement, chunk)
                 await stmts.contact.write(conn, contacts)
+            if events:
+                await self._aggregate(conn, events, stmts)
 
-    async def _write_rows(self, conn: Any, statement: Any, sqlite_sql: str | None, rows: list[dict[str, Any]]) -> None:
-        """The batch's journeys or interactions, in the writer's transaction.
+    @staticmethod
+    def _write_sqlite(
+        db: sqlite3.Connection,
+        stmts: _Statements,
+        journeys: list[dict[str, Any]],
+        logged: list[dict[str, Any]],
+        contacts: list[dict[str, Any]],
+    ) -> None:
+        """The batch's journeys, interactions and contact rows with their sums, on sqlite3's own
+        connection in its thread: one trip for the whole batch, in the writer's transaction
+        (sqlite3 begins it with the first statement, ``writing`` commits it).
 
-        On SQLite, through sqlite3's own ``executemany`` with the statement's SQL compiled once
-        (one trip to the connection's thread, ``data`` as the same JSON text SQLAlchemy writes).
-        Why: SQLAlchemy's per-row work (parameter processing, the JSON type's serializer, the
-        adapter's cursor trips) cost about 26 us a row, and these two are most of a batch's rows
-        (bench/README.md). The same transaction: sqlite3 began it with the first statement, and
-        ``writing`` commits it. PostgreSQL keeps SQLAlchemy's path (asyncpg, prepared statements).
+        Why: each statement through SQLAlchemy and aiosqlite was a trip to this thread (a queue
+        put, a wake-up, the rows handed back through the loop's self-pipe, the GIL passed back
+        and forth) plus SQLAlchemy's per-row work (parameter processing, the JSON type, result
+        rows): most of the writer's CPU per call (bench/README.md). ``data`` is the same JSON
+        text SQLAlchemy writes. PostgreSQL keeps SQLAlchemy's path (asyncpg, prepared statements).
         """
-        if sqlite_sql is None:
-            for chunk in chunks(rows):
-                await conn.execute(statement, chunk)
-            return
-        for row in rows:
-            row["data"] = json.dumps(row["data"])
-        driver = (await conn.get_raw_connection()).driver_connection
-        await driver.executemany(sqlite_sql, rows)
+        assert stmts.sqlite_journey is not None and stmts.sqlite_interaction is not None
+        for rows, sql in ((journeys, stmts.sqlite_journey), (logged, stmts.sqlite_interaction)):
+            if rows:
+                for row in rows:
+                    row["data"] = json.dumps(row["data"])
+                db.executemany(sql, rows)
+        stmts.contact.write_sqlite(db, contacts)
 
     async def _aggregate(self, conn: Any, events: list[LoggedEvent], stmts: _Statements) -> None:
         """Fold this batch's choices and slot values into the aggregates (same transaction)."""

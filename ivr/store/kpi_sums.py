@@ -48,14 +48,17 @@ batch wrote.
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, bindparam, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from ivr.kpis import (
     CONTAINED_ENDS,
@@ -65,7 +68,6 @@ from ivr.kpis import (
     GroupKey,
     GroupSums,
     facts,
-    sums_of,
 )
 from ivr.store.models import KPI_COUNTS, KPI_SECONDS, ContactFactRow, KpiSums, KpiWaits
 
@@ -130,12 +132,101 @@ def holdout_of(row: Mapping[str, Any]) -> str:
 
 
 def measures(journey_id: str, row: Mapping[str, Any]) -> dict[str, float]:
-    """One contact's columns of ``kpi_sums``: ``ivr.kpis.sums_of`` of that contact alone, with the
-    repeat flags the row keeps."""
-    contact = facts(journey_id, row)  # the flags default to False: a copy only when one is set
-    if row["repeat_24h"] or row["repeat_7d"]:
-        contact = replace(contact, repeat_24h=bool(row["repeat_24h"]), repeat_7d=bool(row["repeat_7d"]))
-    return flatten(sums_of([contact]))
+    """One contact's non-zero columns of ``kpi_sums``: ``flatten(sums_of([contact]))`` without its
+    zeros, with the repeat flags the row keeps, computed for the one contact directly.
+
+    Why not ``sums_of`` itself: for one contact, its forty lists of one item, two Counters and a
+    GroupSums were most of the journey writer's CPU once the writer's statements were one trip
+    (bench/README.md). ``sums_of`` stays the definition: tests/unit/store/test_kpi_sums.py holds
+    this to it, key by key and value by value, over thousands of contacts.
+    """
+    c = facts(journey_id, row)
+    out: dict[str, float] = {"contacts": 1}
+
+    def count(name: str, value: float) -> None:
+        if value:
+            out[name] = value
+
+    offered = c.queued_at is not None
+    wait = c.answered_at - c.queued_at if offered and c.answered_at is not None else None  # type: ignore[operator]
+    abandon = c.time_to_abandon
+    handle = c.handle_time if wait is not None else None
+    to_choice = c.time_to_choice
+    if offered:
+        out["offered"] = 1
+        reason = str(c.offer_reason)
+        if reason in _REASONS:
+            out[f"reason_{reason}"] = 1
+    if wait is not None:
+        out["handled"] = 1
+        count("wait_s", wait)
+        if handle is not None:
+            out["handle_n"] = 1
+            count("handle_s", handle)
+    if abandon is not None:
+        out["abandoned"] = 1
+        count("abandon_s", abandon)
+    if to_choice is not None:
+        out["to_choice_n"] = 1
+        count("to_choice_s", to_choice)
+    if c.contained:
+        out[f"contained_{c.ended}"] = 1
+    for name in _COUNTED:
+        count(name, getattr(c, name))
+    if c.spoke:
+        out["speech_contacts"] = 1
+        if c.key_choices > 0:
+            out["fell_back"] = 1
+    if c.left_in_flow:
+        out["left_in_flow"] = 1
+    if c.sent_at is not None:
+        out["links_sent"] = 1
+        if c.opened:
+            out["links_opened"] = 1
+        if c.claimed:
+            out["links_claimed"] = 1
+            if c.completed_after_claim:
+                out["links_completed"] = 1
+    if c.callback_at is not None:
+        out["callbacks_booked"] = 1
+        if c.callback_dials:
+            out["callbacks_dialled"] = 1
+            out["callback_dials"] = c.callback_dials
+        if c.callback_failed_at is not None:
+            out["callbacks_failed"] = 1
+    callback_wait = c.callback_wait
+    if callback_wait is not None:
+        out["callbacks_answered"] = 1
+        count("callback_wait_s", callback_wait)
+    if c.customer_id is not None:
+        out["known_contacts"] = 1
+    if row["repeat_24h"]:
+        out["repeat_24h"] = 1
+    if row["repeat_7d"]:
+        out["repeat_7d"] = 1
+    if c.outbound_at is not None:
+        out["outbound_calls"] = 1
+        if c.outbound_answered_at is not None:
+            out["outbound_answered"] = 1
+    return out
+
+
+#: The counts a contact adds as they are (``sums_of`` sums each over its group).
+_COUNTED = (
+    "choices",
+    "first_choices",
+    "no_match",
+    "no_input",
+    "speech_heard",
+    "speech_recognised",
+    "speech_no_input",
+    "confirmations",
+    "confirmed",
+    "speech_choices",
+    "agent_transfers_blind",
+    "agent_transfers_consult",
+)
+_REASONS = frozenset(OFFER_REASONS)
 
 
 #: GroupSums' fields that ``flatten`` copies, in order (``dataclasses.fields`` once, not per contact:
@@ -197,7 +288,7 @@ class Contribution:
 
 def contribution(journey_id: str, row: Mapping[str, Any]) -> Contribution:
     """What one started contact row adds to the sums (``Deltas.add`` adds or takes it away)."""
-    counted = {name: value for name, value in measures(journey_id, row).items() if value}
+    counted = measures(journey_id, row)
     slot, flow, held = slot_of(row["started_at"]), row["flow"] or "", holdout_of(row)
     second: int | None = None
     whole = 0
@@ -305,70 +396,197 @@ def repeat_flags(starts: Sequence[float], at: float) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------------- writing
-def _rows(result: Any) -> dict[str, dict[str, Any]]:
-    return {r["journey_id"]: dict(r) for r in result.mappings()}
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement the fold needs run: which of the writer's statements (``SumsWriter.statements``),
+    with what (a dict, or a list of dicts run as one executemany); ``returns``: its rows are sent
+    back into the fold, as dicts (``None`` is sent for the others)."""
+
+    name: str
+    params: dict[str, Any] | list[dict[str, Any]]
+    returns: bool = False
+
+
+Fold = Generator[Step, list[dict[str, Any]] | None, None]
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    """A SQLAlchemy result's rows as dicts, the column names taken once (``dict(row._mapping)``
+    builds a key view per row: it was a tenth of the journey writer's CPU, bench/README.md)."""
+    names = tuple(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result]
+
+
+def _by_journey(rows: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    return {r["journey_id"]: r for r in rows or ()}
 
 
 class SumsWriter:
     """Folds a batch's contact rows into ``contact_facts`` and their deltas into the sums, inside
-    the writer's transaction (see the module docstring for the locking)."""
+    the writer's transaction (see the module docstring for the locking).
+
+    The fold itself (:meth:`fold`) does no I/O: it yields each statement it needs as a
+    :class:`Step` and is sent the rows back. Two drivers run it: :meth:`write` through SQLAlchemy
+    (PostgreSQL, and SQLite where a test asks for it), and :meth:`write_sqlite` on sqlite3's own
+    connection inside the journey writer's one trip to it (``ivr.store.journeys``), with each
+    statement's SQL compiled once. Why two: on SQLite, SQLAlchemy's per-statement and per-row
+    work and one trip to aiosqlite's thread per statement were most of the writer's CPU
+    (bench/README.md); the fold, which decides what the sums are, is the same code for both.
+    """
 
     def __init__(self, dialect: str, upsert: Any, chunk: int) -> None:
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self.postgresql = dialect == "postgresql"
         self.chunk = chunk
         self.contributions = Contributions()
-        # the merged rows come back from the upsert itself (RETURNING: SQLite >= 3.35, bookworm has
-        # 3.40; PostgreSQL): before, a read after it fetched them, one statement per batch more
-        self.upsert = upsert.returning(*ContactFactRow.__table__.c)
-        self.claim = insert(ContactFactRow.__table__).on_conflict_do_nothing(index_elements=[_c.journey_id])
         ids: Any = bindparam("ids", expanding=True)
-        self.locked = (
-            select(ContactFactRow.__table__).where(_c.journey_id.in_(ids)).order_by(_c.journey_id).with_for_update()
-        )
-        self.read = select(ContactFactRow.__table__).where(_c.journey_id.in_(ids))
-        self.flags = (
-            update(ContactFactRow)
-            .where(_c.journey_id == bindparam("jid"))
-            .values(repeat_24h=bindparam("r24"), repeat_7d=bindparam("r7"))
-        )
         stmt = insert(KpiSums)
-        self.sums = stmt.on_conflict_do_update(
+        sums = stmt.on_conflict_do_update(
             index_elements=list(KpiSums.primary_key.columns),
             set_={m: KpiSums.c[m] + stmt.excluded[m] for m in MEASURES},
         )
         stmt = insert(KpiWaits)
-        self.waits = stmt.on_conflict_do_update(
+        waits = stmt.on_conflict_do_update(
             index_elements=list(KpiWaits.primary_key.columns),
             set_={"n": KpiWaits.c.n + stmt.excluded.n, "n_whole": KpiWaits.c.n_whole + stmt.excluded.n_whole},
         )
+        #: name -> statement, for :meth:`write`
+        self.statements: dict[str, Any] = {
+            # the merged rows come back from the upsert itself (RETURNING: SQLite >= 3.35, bookworm
+            # has 3.40; PostgreSQL): before, a read after it fetched them, one statement per batch more
+            "upsert": upsert.returning(*_c),
+            "claim": insert(ContactFactRow.__table__).on_conflict_do_nothing(index_elements=[_c.journey_id]),
+            "locked": select(ContactFactRow.__table__)
+            .where(_c.journey_id.in_(ids))
+            .order_by(_c.journey_id)
+            .with_for_update(),
+            "read": select(ContactFactRow.__table__).where(_c.journey_id.in_(ids)),
+            "repeat_locks": text(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended('kpi-repeats/' || c, 0)))"
+                " FROM (SELECT unnest(CAST(:ids AS text[])) AS c ORDER BY 1) AS customers"
+            ),
+            # only what the flags need: a customer's contacts over two weeks can be many rows
+            "repeats": select(_c.journey_id, _c.customer_id, _c.started_at, _c.repeat_24h, _c.repeat_7d)
+            .where(
+                _c.customer_id.in_(bindparam("ids", expanding=True)),
+                _c.started_at >= bindparam("low"),
+                _c.started_at <= bindparam("high"),
+            )
+            .order_by(_c.journey_id)
+            .with_for_update(),
+            "flags": update(ContactFactRow)
+            .where(_c.journey_id == bindparam("jid"))
+            .values(repeat_24h=bindparam("r24"), repeat_7d=bindparam("r7")),
+            "sums": sums,
+            "waits": waits,
+        }
+        self._sqlite: dict[str, tuple[str, tuple[str, ...] | None]] | None = None
 
     def _chunks(self, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         for start in range(0, len(items), self.chunk):
             yield items[start : start + self.chunk]
 
+    # -------------------------------------------------------------------------------- drivers
     async def write(self, conn: Any, contacts: Sequence[dict[str, Any]]) -> None:
-        """Merge ``contacts`` (``ivr.store.kpis.contact_rows``) and move the sums by what changed."""
+        """Merge ``contacts`` (``ivr.store.kpis.contact_rows``) and move the sums by what changed,
+        on a SQLAlchemy connection."""
         if not contacts:
             return
+        fold = self.fold(contacts)
+        rows: list[dict[str, Any]] | None = None
+        while True:
+            try:
+                step = fold.send(rows)
+            except StopIteration:
+                return
+            result = await conn.execute(self.statements[step.name], step.params)
+            rows = _rows(result) if step.returns else None
+
+    def write_sqlite(self, db: sqlite3.Connection, contacts: Sequence[dict[str, Any]]) -> None:
+        """The same on sqlite3's own connection, in its current transaction (the caller's thread
+        is the connection's own). Each statement's SQL is compiled once; a list of parameters is
+        one ``executemany``, except the merge, whose rows come back one ``RETURNING`` each."""
+        if not contacts:
+            return
+        compiled = self._sqlite_statements()
+        fold = self.fold(contacts)
+        rows: list[dict[str, Any]] | None = None
+        while True:
+            try:
+                step = fold.send(rows)
+            except StopIteration:
+                return
+            sql, columns = compiled[step.name]
+            params = step.params
+            rows = None
+            if isinstance(params, list):
+                if columns is not None:  # every column named: SQLAlchemy's defaults for the absent ones
+                    defaults = _DEFAULTS[step.name]
+                    params = [{name: row.get(name, defaults.get(name)) for name in columns} for row in params]
+                if step.returns:
+                    rows = []
+                    for one in params:
+                        cursor = db.execute(sql, one)
+                        rows.extend(_sqlite_rows(cursor))
+                else:
+                    db.executemany(sql, params)
+            else:
+                if "ids" in params:
+                    params = {**params, "ids": json.dumps(params["ids"])}
+                cursor = db.execute(sql, params)
+                rows = _sqlite_rows(cursor) if step.returns else None
+
+    def _sqlite_statements(self) -> dict[str, tuple[str, tuple[str, ...] | None]]:
+        """name -> (SQL for sqlite3 with named parameters, the columns an insert names or None).
+
+        The reads by id take the ids as one JSON array (``json_each``, in SQLite since 3.38;
+        bookworm has 3.40): an expanding ``IN`` is new SQL for every number of ids."""
+        if self._sqlite is None:
+            dialect = sqlite.dialect(paramstyle="named")
+            compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+            for name in ("upsert", "sums", "waits"):
+                table = _TABLES[name]
+                columns = tuple(c.name for c in table.c)
+                compiled[name] = (
+                    str(self.statements[name].compile(dialect=dialect, column_keys=list(columns))),
+                    columns,
+                )
+            compiled["flags"] = (str(self.statements["flags"].compile(dialect=dialect)), None)
+            every = ", ".join(c.name for c in _c)
+            compiled["read"] = (
+                f"SELECT {every} FROM contact_facts WHERE journey_id IN (SELECT value FROM json_each(:ids))",
+                None,
+            )
+            compiled["repeats"] = (
+                "SELECT journey_id, customer_id, started_at, repeat_24h, repeat_7d FROM contact_facts"
+                " WHERE customer_id IN (SELECT value FROM json_each(:ids))"
+                " AND started_at >= :low AND started_at <= :high",
+                None,
+            )
+            self._sqlite = compiled
+        return self._sqlite
+
+    # ----------------------------------------------------------------------------------- fold
+    def fold(self, contacts: Sequence[dict[str, Any]]) -> Fold:
+        """Merge ``contacts`` and move the sums by what changed: the statements, in order."""
         ids = sorted({c["journey_id"] for c in contacts})
         before: dict[str, dict[str, Any]] = {}
         if self.postgresql:
             # claim, then lock: a new contact needs a row to lock before its old contribution is read
             for part in self._chunks(ids):
-                await conn.execute(self.claim, [{"journey_id": j} for j in part])
+                yield Step("claim", [{"journey_id": j} for j in part])
             for part in self._chunks(ids):
-                before.update(_rows(await conn.execute(self.locked, {"ids": list(part)})))
+                before.update(_by_journey((yield Step("locked", {"ids": list(part)}, returns=True))))
         else:
             # SQLite: the write turn and the database's one writer already keep every other writer
             # out until the commit; a claimed empty row counts nowhere, exactly as a missing one
             for part in self._chunks(ids):
-                before.update(_rows(await conn.execute(self.read, {"ids": list(part)})))
+                before.update(_by_journey((yield Step("read", {"ids": list(part)}, returns=True))))
         ordered = sorted(contacts, key=lambda c: c["journey_id"])
         after: dict[str, dict[str, Any]] = {}
         for rows in self._chunks(ordered):
-            after.update(_rows(await conn.execute(self.upsert, list(rows))))
-        others = await self._repeats(conn, before, after)
+            after.update(_by_journey((yield Step("upsert", list(rows), returns=True))))
+        others = yield from self._repeats(before, after)
         deltas = Deltas(known=self.contributions)
         for jid, (old, new) in {**{j: (before.get(j), after[j]) for j in ids}, **others}.items():
             if old == new:  # a contact whose row did not change moves no sum: skip both folds
@@ -376,13 +594,13 @@ class SumsWriter:
             deltas.add(jid, old, -1)
             deltas.add(jid, new, 1)
         for rows in self._chunks(deltas.sum_rows()):
-            await conn.execute(self.sums, list(rows))
+            yield Step("sums", list(rows))
         for rows in self._chunks(deltas.wait_rows()):
-            await conn.execute(self.waits, list(rows))
+            yield Step("waits", list(rows))
 
-    async def _repeats(
-        self, conn: Any, before: Mapping[str, Mapping[str, Any]], after: dict[str, dict[str, Any]]
-    ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    def _repeats(
+        self, before: Mapping[str, Mapping[str, Any]], after: dict[str, dict[str, Any]]
+    ) -> Generator[Step, list[dict[str, Any]] | None, dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
         """Recompute the repeat flags a batch can change; patch them into ``after`` (the batch's
         rows) and return the other contacts whose flags changed, as (old row, new row)."""
         moved: dict[str, list[float]] = defaultdict(list)  # customer -> start times that changed
@@ -398,25 +616,12 @@ class SumsWriter:
             return {}
         customers = sorted(moved)
         if self.postgresql:
-            await conn.execute(
-                text(
-                    "SELECT count(pg_advisory_xact_lock(hashtextextended('kpi-repeats/' || c, 0)))"
-                    " FROM (SELECT unnest(CAST(:ids AS text[])) AS c ORDER BY 1) AS customers"
-                ),
-                {"ids": customers},
-            )
+            yield Step("repeat_locks", {"ids": customers})
         low = min(min(times) for times in moved.values()) - LONGEST_REPEAT
         high = max(max(times) for times in moved.values()) + LONGEST_REPEAT
-        # only what the flags need: a customer's contacts over two weeks can be many rows
-        stmt = (
-            select(_c.journey_id, _c.customer_id, _c.started_at, _c.repeat_24h, _c.repeat_7d)
-            .where(_c.customer_id.in_(bindparam("ids", expanding=True)), _c.started_at >= low, _c.started_at <= high)
-            .order_by(_c.journey_id)
-            .with_for_update()
-        )
         found: dict[str, dict[str, Any]] = {}
         for part in self._chunks(customers):
-            found.update(_rows(await conn.execute(stmt, {"ids": list(part)})))
+            found.update(_by_journey((yield Step("repeats", {"ids": list(part), "low": low, "high": high}, True))))
         by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in found.values():
             by_customer[row["customer_id"]].append(row)
@@ -439,12 +644,27 @@ class SumsWriter:
                     after[jid].update(repeat_24h=r24, repeat_7d=r7)
                 else:
                     flagged[jid] = {"repeat_24h": r24, "repeat_7d": r7}
+        read = "locked" if self.postgresql else "read"
         for part in self._chunks(sorted(flagged)):  # their whole rows, for their groups
-            for jid, full in _rows(await conn.execute(self.locked, {"ids": list(part)})).items():
+            for jid, full in _by_journey((yield Step(read, {"ids": list(part)}, returns=True))).items():
                 others[jid] = (full, {**full, **flagged[jid]})
         for rows in self._chunks(sorted(changed, key=lambda r: r["jid"])):
-            await conn.execute(self.flags, list(rows))
+            yield Step("flags", list(rows))
         return others
+
+
+#: the table each insert of :meth:`SumsWriter.write_sqlite` writes, and its columns' scalar defaults
+#: (SQLAlchemy fills a column a row leaves out with its default: the repeat flags' 0)
+_TABLES: dict[str, Table] = {"upsert": ContactFactRow.__table__, "sums": KpiSums, "waits": KpiWaits}  # type: ignore[dict-item]
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    name: {c.name: c.default.arg for c in table.c if isinstance(c.default, ScalarElementColumnDefault)}
+    for name, table in _TABLES.items()
+}
+
+
+def _sqlite_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = tuple(d[0] for d in cursor.description)
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 # ----------------------------------------------------------------------------------- reading

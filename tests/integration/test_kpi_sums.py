@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,8 +231,9 @@ def _alembic(conn: Any, verb: str, revision: str) -> None:
 async def test_a_batch_is_the_fewest_statements_each_database_needs(database_url: str) -> None:
     """The KPI writer's statements per batch, first batch and later ones: the merge gives the
     merged rows back (no read after it). PostgreSQL still claims the new contacts' rows and locks
-    them before reading (two nodes: the sums' correctness above); SQLite's one writer only reads.
-    Before: a claim, a locked read, the merge and a read after it on both."""
+    them before reading (two nodes: the sums' correctness above); SQLite's one writer only reads,
+    in one trip to its connection's thread. Before: a claim, a locked read, the merge and a read
+    after it on both."""
     store = JourneyStore(make_engine(database_url), batch_delay=0.0)
     await store.start()
     statements: list[str] = []
@@ -253,11 +255,11 @@ async def test_a_batch_is_the_fewest_statements_each_database_needs(database_url
             for n in range(3):
                 store.append(f"j{n}", None, "voice", [Interaction(kind, "hello", {"flow": "bench"}, T0 + step)])
             await store.flush()
-            # SQLite's interactions go through sqlite3's own executemany, out of SQLAlchemy's sight
-            read = (
-                ["select contact_facts"] if sqlite else ["interactions", "contact_facts", "select contact_facts locked"]
-            )
-            assert statements == [*read, "contact_facts returning", "kpi_sums"], step
+            if sqlite:  # one function on sqlite3's own connection, out of SQLAlchemy's sight (test_sqlite_trips.py)
+                assert statements == [], step
+            else:
+                read = ["interactions", "contact_facts", "select contact_facts locked"]
+                assert statements == [*read, "contact_facts returning", "kpi_sums"], step
         async with store.engine.connect() as conn:
             sums = (await conn.execute(select(KpiSums.c.contacts, KpiSums.c.contained_completed))).all()
             logged = (await conn.exec_driver_sql("SELECT count(*) FROM interactions")).scalar()
@@ -265,3 +267,41 @@ async def test_a_batch_is_the_fewest_statements_each_database_needs(database_url
         assert logged == 6
     finally:
         await store.stop()
+
+
+async def test_sqlites_one_trip_writes_every_row_sqlalchemys_path_writes(tmp_path: Path) -> None:
+    """SQLite's writer runs a batch as one function on sqlite3's own connection (its SQL compiled
+    once, ``SumsWriter.write_sqlite``); PostgreSQL's goes statement by statement through
+    SQLAlchemy (``SumsWriter.write``). The same log through both on two SQLite files, in the same
+    batches, leaves the same interactions, contact rows, sums and waits, to the bit."""
+    one_trip = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one-trip.sqlite3'}"), batch_delay=0.0)
+    through = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'sqlalchemy.sqlite3'}"), batch_delay=0.0)
+    real = through._statements
+
+    def without_raw_sql() -> Any:  # what PostgreSQL gets: no sqlite3 SQL, so SQLAlchemy's path
+        return real()._replace(sqlite_journey=None, sqlite_interaction=None)
+
+    through._statements = without_raw_sql  # type: ignore[method-assign]
+    for store in (one_trip, through):
+        await store.start()
+    try:
+        for i, (jid, customer, channel, events) in enumerate(journey_log(random.Random(SEED), JOURNEYS)):
+            for store in (one_trip, through):
+                store.append(jid, customer, channel, events)
+            if i % 5 == 4:  # the same batches on both
+                await asyncio.gather(one_trip.flush(), through.flush())
+        await asyncio.gather(one_trip.flush(), through.flush())
+        tables = ("interactions", "contact_facts", "kpi_sums", "kpi_waits")
+        dumps = []
+        for store in (one_trip, through):
+            async with store.engine.connect() as conn:
+                dumps.append(
+                    {t: (await conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all() for t in tables}
+                )
+        assert len(dumps[0]["contact_facts"]) == JOURNEYS
+        assert sum(1 for r in dumps[0]["contact_facts"] if r.repeat_7d) > 10  # the repeat flags moved too
+        for table in tables:
+            assert [tuple(r) for r in dumps[0][table]] == [tuple(r) for r in dumps[1][table]], table
+    finally:
+        for store in (one_trip, through):
+            await store.stop()

@@ -3,10 +3,11 @@ the service level from whole-second waits, repeat flags from start times."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+import random
+from dataclasses import fields, replace
 from typing import Any
 
-from ivr.kpis import COLUMNS, ContactFacts, GroupSums, figures, sums_of
+from ivr.kpis import COLUMNS, ContactFacts, GroupSums, facts, figures, sums_of
 from ivr.store.kpi_sums import (
     MEASURES,
     NOT_SUMMED,
@@ -15,6 +16,7 @@ from ivr.store.kpi_sums import (
     add,
     flatten,
     group_keys,
+    measures,
     repeat_flags,
     slot_of,
     unflatten,
@@ -32,6 +34,40 @@ def row(**values: Any) -> dict[str, Any]:
     out.update(speech_choices=0, key_choices=0, channel="voice", flow="support")
     out.update(values)
     return out
+
+
+def random_row(rng: random.Random) -> dict[str, Any]:
+    """A started contact row with each fact there or not, at times that tie, precede or follow
+    each other (a wait of exactly 0, an end before a claim), every text a label or None."""
+    times = [T0 + rng.choice([0.0, 0.5, 1.0, 20.0, 20.25, 300.0]) for _ in range(3)]
+    out = row(started_at=T0, customer_id=rng.choice([None, "c1"]))
+    for name in COLUMNS:
+        if name.endswith("_at") and name != "started_at" and rng.random() < 0.4:
+            out[name] = rng.choice(times)
+    for name in ("callback_dials", "transfers", "choices", "first_choices", "no_match", "no_input", "speech_heard"):
+        out[name] = rng.choice([0, 0, 1, 3])
+    for name in ("speech_recognised", "speech_no_input", "confirmations", "confirmed", "speech_choices", "key_choices"):
+        out[name] = rng.choice([0, 0, 1, 2])
+    for name in ("agent_transfers_blind", "agent_transfers_consult", "repeat_24h", "repeat_7d"):
+        out[name] = rng.choice([0, 0, 1])
+    out["ended"] = rng.choice([None, "completed", "abandoned", "failed", "queued", "handed_off"])
+    out["queue_reason"] = rng.choice([None, "asked_for_agent", "flow"])
+    out["exhausted_by"] = rng.choice([None, "no_input", "no_match"])
+    out["holdout"] = rng.choice([None, 0, 1])
+    return out
+
+
+def test_one_contacts_measures_are_the_sums_of_a_group_of_it_alone() -> None:
+    """``measures`` computes one contact's columns directly; ``sums_of`` is their definition."""
+    rng = random.Random(20261204)
+    seen: set[str] = set()
+    for n in range(5000):
+        one = random_row(rng)
+        contact = replace(facts(f"j{n}", one), repeat_24h=bool(one["repeat_24h"]), repeat_7d=bool(one["repeat_7d"]))
+        want = {name: value for name, value in flatten(sums_of([contact])).items() if value}
+        assert measures(f"j{n}", one) == want, one
+        seen.update(want)
+    assert seen == set(MEASURES)  # every column was non-zero for some contact: none went untested
 
 
 def test_a_slot_is_the_quarter_hour_a_time_falls_in_exactly_at_the_boundaries() -> None:

@@ -7,6 +7,7 @@ main thread's share of them was the largest item of a call's CPU (bench/README.m
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,6 @@ from typing import Any
 
 import aiosqlite.core
 import pytest
-from sqlalchemy import event as sa_event
 
 from ivr.errors import StoreError
 from ivr.flow.journey import Interaction, Journey
@@ -128,22 +128,28 @@ async def test_a_first_callers_creation_takes_no_trip_and_three_when_another_pro
     customers.close()
 
 
-async def test_a_journey_writers_batch_is_five_statements_and_fourteen_trips(
-    store: JourneyStore, trips: list[str]
+async def test_a_journey_writers_batch_is_one_trip_and_a_commit(
+    store: JourneyStore, trips: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The journey writer's batch of a short call's steps, statement by statement: journeys and
-    interactions (sqlite3's own executemany: one trip each), the contact rows read, their merge
-    (which gives the merged rows back: no read after it), the sums, one commit. Before: seven
+    """The journey writer's batch of a short call's steps: one trip to the connection's thread
+    runs every statement (journeys and interactions as sqlite3's own executemany, the contact
+    rows read, their merge giving the merged rows back, the sums), then the commit. Before: seven
     statements and twenty-four trips (a claim of empty rows to lock and a read after the merge;
     SQLite's one writer needs neither), then eighteen (three trips per executemany through
-    SQLAlchemy's adapter). A handled contact adds its waits, the sixth statement."""
+    SQLAlchemy's adapter), then fourteen (a trip or more per statement). A handled contact adds
+    its waits, one statement more in the same trip."""
     statements: list[str] = []
+    real = JourneyStore._write_sqlite
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        words = statement.split()
-        statements.append(" ".join(words[:3]) if words[0] == "INSERT" else f"SELECT {words[words.index('FROM') + 1]}")
+    def traced(db: sqlite3.Connection, *args: Any) -> None:
+        """The real batch, with sqlite3's trace on for it (it runs on the connection's thread)."""
+        db.set_trace_callback(statements.append)
+        try:
+            real(db, *args)
+        finally:
+            db.set_trace_callback(None)
 
-    sa_event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    monkeypatch.setattr(JourneyStore, "_write_sqlite", staticmethod(traced))
     journeys = [Journey(f"call-{n}", "bench", "v1", "voice", caller=f"+1555123000{n}") for n in range(3)]
     for step, kind in enumerate(("journey_started", "journey_completed")):
         for journey in journeys:
@@ -151,10 +157,18 @@ async def test_a_journey_writers_batch_is_five_statements_and_fourteen_trips(
         trips.clear()
         statements.clear()
         await store.flush()
-        assert statements == ["SELECT contact_facts", "INSERT INTO contact_facts", "INSERT INTO kpi_sums"], step
-        # executemany: cursor, executemany, close; a statement with rows: cursor, execute, fetchall, close
-        assert trips[:2] == ["executemany", "executemany"], trips
-        assert len(trips) == 14 and trips[-1] == "commit", trips
+        assert trips == ["traced", "commit"], trips
+        # sqlite3's trace shows an executemany's every row: runs of one statement, in this order
+        kinds = [" ".join(s.split()[:3]) if s.startswith("INSERT") else s.split()[0] for s in statements]
+        runs = [(kind, len(list(run))) for kind, run in itertools.groupby(kinds)]
+        assert runs[:-1] == [
+            ("BEGIN", 1),
+            ("INSERT INTO journeys", 3),
+            ("INSERT INTO interactions", 3),
+            ("SELECT", 1),  # the contact rows as they were
+            ("INSERT INTO contact_facts", 3),  # the merge, one RETURNING each
+        ], runs
+        assert runs[-1][0] == "INSERT INTO kpi_sums", runs  # the groups whose sums moved
     async with store.engine.connect() as conn:
         stored = (await conn.exec_driver_sql("SELECT id, step, data FROM journeys ORDER BY id")).all()
         logged = (await conn.exec_driver_sql("SELECT journey_id, kind, data, at FROM interactions ORDER BY id")).all()

@@ -6,8 +6,9 @@ between runs of the same code on this shared machine, more than the writer's sha
 each run is a fresh process that feeds ``JourneyStore`` the steps of ``--calls`` short calls the
 way a loaded controller does (every batch: ``--per-batch`` calls starting, as many one step in,
 as many ending; ``--known`` of them with a customer, a fifth of those calling again), commits
-each batch (``flush``), and reports its own CPU (all threads: aiosqlite's too) per call and the
-statements per batch. Runs of this checkout and of ``--base-code`` alternate, the order flipping
+each batch (``flush``), and reports its own CPU (all threads: aiosqlite's too) per call, the
+statements per batch that go through SQLAlchemy, and on SQLite the trips per batch to the
+connection's thread. Runs of this checkout and of ``--base-code`` alternate, the order flipping
 each round; the ratio this / base is printed per round, with the median and spread.
 
     .venv/bin/python bench/journey_writer.py [--rounds 5] [--calls 3000] [--per-batch 6]
@@ -51,6 +52,20 @@ async def child(url: str, calls: int, per_batch: int, known: float) -> dict[str,
         statements += 1
 
     event.listen(store.engine.sync_engine, "before_cursor_execute", counted)
+    trips = 0
+    if url.startswith(
+        "sqlite"
+    ):  # trips to aiosqlite's connection thread (SQLite's statements may run out of SQLAlchemy's sight)
+        import aiosqlite.core
+
+        real = aiosqlite.core.Connection._execute
+
+        async def tripped(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await real(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+        aiosqlite.core.Connection._execute = tripped  # type: ignore[method-assign]
 
     async def run(first: int, n: int) -> int:
         """Calls ``first .. first + n``, each in three consecutive batches; returns the batches."""
@@ -75,12 +90,17 @@ async def child(url: str, calls: int, per_batch: int, known: float) -> dict[str,
         return batches
 
     await run(0, per_batch * 20)  # warm-up: statements compiled, pools filled, caches warm
-    statements = 0
+    statements = trips = 0
     cpu, wall = time.process_time(), time.perf_counter()
     batches = await run(per_batch * 20, calls)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     await store.stop()
-    return {"cpu_ms_per_call": 1000 * cpu / calls, "wall_s": wall, "statements_per_batch": statements / batches}
+    return {
+        "cpu_ms_per_call": 1000 * cpu / calls,
+        "wall_s": wall,
+        "statements_per_batch": statements / batches,
+        "trips_per_batch": trips / batches,
+    }
 
 
 def run_once(code: Path | None, args: argparse.Namespace, url: str) -> dict[str, float]:
@@ -131,9 +151,11 @@ def main() -> int:
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 cpu[name] = result["cpu_ms_per_call"]
+                trips = f"{result['trips_per_batch']:.2f} trips/batch to SQLite's thread, " if pg is None else ""
                 print(
                     f"round {number + 1} {name}: writer CPU {result['cpu_ms_per_call']:.3f} ms/call, "
-                    f"{result['statements_per_batch']:.2f} statements/batch, {result['wall_s']:.1f} s",
+                    f"{result['statements_per_batch']:.2f} statements/batch through SQLAlchemy, "
+                    f"{trips}{result['wall_s']:.1f} s",
                     flush=True,
                 )
             if len(cpu) == 2:

@@ -127,9 +127,9 @@ async def in_connection_thread(driver: Any, fn: Callable[..., T], *args: Any) ->
 
     Why: aiosqlite runs each statement as one trip to that thread; a function that runs several
     statements there makes them one trip. sqlite3 connections refuse use from any other thread,
-    so this is the only place such a function can run. ``_execute`` and ``_conn`` are how every
-    public aiosqlite method does it (0.17 to 0.22): tests/unit/store/test_sqlite_trips.py fails
-    if a release changes them.
+    so this is the only place such a function can run. ``_execute`` and ``_conn`` are how
+    aiosqlite's own public methods do it (0.22 here): every journey writer test fails if a
+    release changes them, tests/unit/store/test_sqlite_trips.py first.
     """
     result: T = await driver._execute(fn, driver._conn, *args)
     return result

@@ -42,7 +42,8 @@ reads the rows; an empty claimed row counted nowhere, exactly as a missing one.
 Statements per batch: the merge's ``RETURNING`` gives the merged rows (no read after it), and a
 contact whose row came back unchanged moves no sum. A contact's contribution is kept from one
 batch to the next (:class:`Contributions`): the row a batch reads is usually the one the last
-batch wrote.
+batch wrote. On SQLite every statement of a batch runs in one trip to the connection's thread
+(:meth:`SumsWriter.write_sqlite`, called by ``ivr.store.journeys``).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def measures(journey_id: str, row: Mapping[str, Any]) -> dict[str, float]:
             out[name] = value
 
     offered = c.queued_at is not None
-    wait = c.answered_at - c.queued_at if offered and c.answered_at is not None else None  # type: ignore[operator]
+    wait = c.wait  # None unless handled
     abandon = c.time_to_abandon
     handle = c.handle_time if wait is not None else None
     to_choice = c.time_to_choice

@@ -29,12 +29,16 @@ def database(tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
+#: for tests of what a statement does, not of its budget: a preempted process must not step aside
+ROOMY = 10.0
+
+
 def other(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, timeout=0, isolation_level=None)
 
 
 def test_a_read_gives_the_rows_and_sees_what_others_committed(database: Path) -> None:
-    reader = LoopReader(str(database))
+    reader = LoopReader(str(database), budget=ROOMY)
     assert reader.fetchall("SELECT k, v FROM t WHERE k = :k", {"k": "a"}) == [("a", 1)]
     writer = other(database)
     writer.execute("INSERT INTO t VALUES ('b', 2)")
@@ -58,11 +62,11 @@ def test_a_read_over_its_budget_is_interrupted_and_steps_aside(database: Path) -
 
 
 def test_a_reader_cannot_write_and_never_creates_a_database(database: Path, tmp_path: Path) -> None:
-    reader = LoopReader(str(database))
+    reader = LoopReader(str(database), budget=ROOMY)
     assert reader.fetchall("UPDATE t SET v = 9", {}) is None  # query_only
     assert other(database).execute("SELECT v FROM t").fetchall() == [(1,)]
     missing = tmp_path / "missing.sqlite3"
-    late = LoopReader(str(missing))
+    late = LoopReader(str(missing), budget=ROOMY)
     assert late.fetchall("SELECT 1", {}) is None
     assert not missing.exists()
     sqlite3.connect(missing).close()  # the file appears (the schema's migration ran) ...
@@ -74,7 +78,7 @@ def test_a_reader_cannot_write_and_never_creates_a_database(database: Path, tmp_
 
 
 def test_a_write_commits_what_keep_accepts_and_rolls_back_the_rest(database: Path) -> None:
-    writer = LoopWriter(str(database))
+    writer = LoopWriter(str(database), budget=ROOMY)
     insert = "INSERT INTO t VALUES (:k, :v) ON CONFLICT (k) DO NOTHING"
     assert writer.write([(insert, {"k": "b", "v": 2}), (insert, {"k": "c", "v": 3})]) is True
     assert writer.write([(insert, {"k": "d", "v": 4}), (insert, {"k": "a", "v": 5})], keep=all) is False  # 'a' taken
@@ -89,7 +93,7 @@ def test_a_write_commits_what_keep_accepts_and_rolls_back_the_rest(database: Pat
 def test_a_write_steps_aside_at_once_when_another_process_holds_the_lock(database: Path) -> None:
     holder = other(database)
     holder.execute("BEGIN IMMEDIATE")
-    writer = LoopWriter(str(database))
+    writer = LoopWriter(str(database), budget=ROOMY)
     assert writer.write([("INSERT INTO t VALUES ('b', 2)", {})]) is None
     assert writer.stepped_aside == 1
     holder.execute("ROLLBACK")
@@ -99,7 +103,7 @@ def test_a_write_steps_aside_at_once_when_another_process_holds_the_lock(databas
 
 
 def test_a_failed_write_leaves_nothing_and_no_lock(database: Path) -> None:
-    writer = LoopWriter(str(database))
+    writer = LoopWriter(str(database), budget=ROOMY)
     statements: list[tuple[str, dict[str, object]]] = [
         ("INSERT INTO t VALUES ('b', 2)", {}),
         ("INSERT INTO t VALUES ('c', NULL)", {}),  # v is NOT NULL
@@ -122,7 +126,7 @@ def test_a_writer_commits_without_checkpointing_and_with_foreign_keys_on(databas
     setup = other(database)
     setup.execute("CREATE TABLE child (k TEXT NOT NULL REFERENCES t (k))")
     setup.close()
-    writer = LoopWriter(str(database))
+    writer = LoopWriter(str(database), budget=ROOMY)  # 1,500 commits: one preempted must not step aside
     assert writer.write([("INSERT INTO child VALUES ('nobody')", {})]) is None
     for n in range(1500):  # past the default auto-checkpoint of 1,000 pages
         assert writer.write([("INSERT INTO t VALUES (:k, :v)", {"k": f"k{n}", "v": n})]) is True

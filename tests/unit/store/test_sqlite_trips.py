@@ -22,8 +22,18 @@ from ivr.flow.journey import Interaction, Journey
 from ivr.store import loop_reads
 from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
 from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.kpi_sums import SumsWriter
 
 T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z
+
+
+def roomy(customers: CustomerStore) -> CustomerStore:
+    """Loop reads and writes with a budget no preemption reaches: these tests count trips, and a
+    statement preempted past 0.5 ms on a busy machine rightly steps aside (one trip more)."""
+    for connection in (customers.loop_reads, customers.loop_writes):
+        assert connection is not None
+        connection.budget = 10.0
+    return customers
 
 
 @pytest.fixture
@@ -55,7 +65,7 @@ async def test_a_known_callers_lookup_takes_no_trip_and_one_when_the_loop_read_s
     cannot be quick (here: interrupted at once, as one over its budget is) takes the threaded
     path: one trip, and no rollback when the connection goes back to the pool, since the lookup
     opened no transaction (before: a second trip, for nothing)."""
-    customers = CustomerStore(store.engine)
+    customers = roomy(CustomerStore(store.engine))
     profiles = CallerProfiles(customers)
     first = await profiles.load("+15551230001")  # created
     trips.clear()
@@ -99,7 +109,7 @@ async def test_a_first_callers_creation_takes_no_trip_and_three_when_another_pro
     (it never waits on the loop) and the threaded path waits for the lock: one trip each
     (before: seven, three per statement through SQLAlchemy's adapter and a rollback on return).
     Still one transaction either way: a number that is taken leaves no customer behind."""
-    customers = CustomerStore(store.engine)
+    customers = roomy(CustomerStore(store.engine))
     other = sqlite3.connect(tmp_path / "ivr.sqlite3", timeout=0, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     creating = asyncio.create_task(customers.create(phones=["+15551230009"]))
@@ -181,3 +191,38 @@ async def test_a_journey_writers_batch_is_one_trip_and_a_commit(
         rows = (await conn.exec_driver_sql("SELECT ended, started_at FROM contact_facts")).all()
         contacts = (await conn.exec_driver_sql("SELECT sum(contacts) FROM kpi_sums WHERE dim = 'all'")).scalar()
     assert [tuple(r) for r in rows] == [("completed", T0)] * 3 and contacts == 3
+
+
+async def test_a_batch_that_fails_half_way_through_its_trip_leaves_nothing_and_is_written_once_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one trip runs several statements in the writer's transaction: a failure after the
+    journeys and interactions went in (here the sums' step, as a full disk or a corrupt page
+    would) rolls all of them back, and the writer's retry writes the batch exactly once."""
+    store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"), batch_delay=0.0)
+    await store.start()
+    real = SumsWriter.write_sqlite
+    failures: list[int] = []
+
+    def failing(self: SumsWriter, db: sqlite3.Connection, contacts: Any) -> None:
+        if not failures:
+            failures.append(db.execute("SELECT count(*) FROM interactions").fetchone()[0])
+            raise sqlite3.OperationalError("database or disk is full")
+        real(self, db, contacts)
+
+    monkeypatch.setattr(SumsWriter, "write_sqlite", failing)
+    try:
+        journey = Journey("call-1", "bench", "v1", "voice", caller="+15551230001")
+        store.save(journey, [Interaction("journey_started", "hello", {"flow": "bench"}, T0)])
+        async with asyncio.timeout(10):
+            await store.flush()  # the first write fails, the retry (0.1 s later) succeeds
+        assert failures == [1]  # the interaction was in the transaction when it failed
+        async with store.engine.connect() as conn:
+            counts = [
+                (await conn.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()
+                for table in ("journeys", "interactions", "contact_facts")
+            ]
+            contacts = (await conn.exec_driver_sql("SELECT sum(contacts) FROM kpi_sums WHERE dim = 'all'")).scalar()
+        assert counts == [1, 1, 1] and contacts == 1
+    finally:
+        await store.stop()

@@ -307,8 +307,8 @@ class Contributions:
     MB, well beyond what two cores serve at once).
 
     Why: a contact in one batch is usually in the next one too, and the row the next batch reads
-    before its merge is the very row this batch wrote, so its contribution (``ivr.kpis.facts``,
-    ``sums_of``, ``flatten``: most of the journey writer's CPU, bench/README.md) is known. A hit
+    before its merge is the very row this batch wrote, so its contribution (``ivr.kpis.facts`` and
+    :func:`measures`, once most of the journey writer's CPU, bench/README.md) is known. A hit
     needs the whole row equal, so a row another node changed in between is computed again.
     """
 

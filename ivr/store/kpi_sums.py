@@ -65,6 +65,8 @@ from ivr.kpis import (
     CONTAINED_ENDS,
     OFFER_REASONS,
     REPEAT_WINDOWS,
+    SPEECH_COUNTS,
+    TRANSFER_MODES,
     Dimension,
     GroupKey,
     GroupSums,
@@ -174,41 +176,33 @@ def measures(journey_id: str, row: Mapping[str, Any]) -> dict[str, float]:
         out[f"contained_{c.ended}"] = 1
     for name in _COUNTED:
         count(name, getattr(c, name))
-    if c.spoke:
-        out["speech_contacts"] = 1
-        if c.key_choices > 0:
-            out["fell_back"] = 1
-    if c.left_in_flow:
-        out["left_in_flow"] = 1
-    if c.sent_at is not None:
-        out["links_sent"] = 1
-        if c.opened:
-            out["links_opened"] = 1
-        if c.claimed:
-            out["links_claimed"] = 1
-            if c.completed_after_claim:
-                out["links_completed"] = 1
-    if c.callback_at is not None:
-        out["callbacks_booked"] = 1
-        if c.callback_dials:
-            out["callbacks_dialled"] = 1
-            out["callback_dials"] = c.callback_dials
-        if c.callback_failed_at is not None:
-            out["callbacks_failed"] = 1
     callback_wait = c.callback_wait
     if callback_wait is not None:
-        out["callbacks_answered"] = 1
         count("callback_wait_s", callback_wait)
-    if c.customer_id is not None:
-        out["known_contacts"] = 1
-    if row["repeat_24h"]:
-        out["repeat_24h"] = 1
-    if row["repeat_7d"]:
-        out["repeat_7d"] = 1
-    if c.outbound_at is not None:
-        out["outbound_calls"] = 1
-        if c.outbound_answered_at is not None:
-            out["outbound_answered"] = 1
+    if c.callback_at is not None:
+        count("callback_dials", c.callback_dials)
+    booked = c.callback_at is not None
+    flags = (  # the contact is one of the group's "1 for each contact that ..." counts
+        ("speech_contacts", c.spoke),
+        ("fell_back", c.fell_back_to_keys),
+        ("left_in_flow", c.left_in_flow),
+        ("links_sent", c.sent),
+        ("links_opened", c.opened),
+        ("links_claimed", c.claimed),
+        ("links_completed", c.completed_after_claim),
+        ("callbacks_booked", booked),
+        ("callbacks_dialled", booked and c.callback_dials > 0),
+        ("callbacks_failed", booked and c.callback_failed_at is not None),
+        ("callbacks_answered", callback_wait is not None),
+        ("known_contacts", c.customer_id is not None),
+        ("repeat_24h", row["repeat_24h"]),
+        ("repeat_7d", row["repeat_7d"]),
+        ("outbound_calls", c.outbound),
+        ("outbound_answered", c.outbound_answered),
+    )
+    for name, on in flags:
+        if on:
+            out[name] = 1
     return out
 
 
@@ -218,14 +212,8 @@ _COUNTED = (
     "first_choices",
     "no_match",
     "no_input",
-    "speech_heard",
-    "speech_recognised",
-    "speech_no_input",
-    "confirmations",
-    "confirmed",
-    "speech_choices",
-    "agent_transfers_blind",
-    "agent_transfers_consult",
+    *(name for name in SPEECH_COUNTS if name != "key_choices"),
+    *(f"agent_transfers_{mode}" for mode in TRANSFER_MODES),
 )
 _REASONS = frozenset(OFFER_REASONS)
 

@@ -247,6 +247,11 @@ class ConnectionState(enum.Enum):
     #: The peer sent garbage; the byte stream can no longer be trusted (h11's ERROR state).
     ERROR = "ERROR"
 
+    # Every reply and command looks its (state, trigger) pair up in the transition table, and
+    # Enum's own __hash__ is a Python call that hashes the name each time. Members are singletons
+    # compared by identity, so the identity hash is the same contract at C speed.
+    __hash__ = object.__hash__
+
 
 class _Send:
     """Trigger: we sent a command."""
@@ -363,6 +368,12 @@ class AgiConnection:
         self._usage: list[str] | None = None  # collecting a multi-line 520 reply
 
     # -- input ------------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet consumed as events (what a transport bounds before it
+        stops reading)."""
+        return len(self._buffer)
 
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes from the peer; ``b""`` means the peer closed its side."""

@@ -15,9 +15,10 @@ error ends in a *defined dialplan fallback* rather than a dead channel:
 
 Each connection is its own task, owned by the server (``stop`` cancels and awaits them), and
 exceptions are contained per task, so one call's failure never touches another.
-Per-call overhead is kept low (no threads, no per-line INFO logging, ``asyncio.timeout`` rather
-than ``wait_for`` which would create a task per command) because Asterisk, not us, should be the
-bottleneck of the benchmark.
+Per-call overhead is kept low (no threads, no per-line INFO logging, no task per command, and no
+stream layer: :class:`_AgiStream` hands the socket's bytes straight to the sans-IO connection,
+and a wait is one future with one timer) because Asterisk, not us, should be the bottleneck of
+the benchmark.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ivr.agi import commands
 from ivr.agi.protocol import (
@@ -51,7 +52,9 @@ __all__ = ["AgiServer", "AgiSession", "CommandObservers", "Handler", "Router"]
 
 log = logging.getLogger("ivr.agi")
 
-_READ_SIZE: Final = 64 * 1024
+#: Bytes buffered and not yet parsed at which the socket stops being read until the call asks
+#: for more: a peer that floods us is held to this, as a stream reader's limit held it.
+_READ_LIMIT: Final = 128 * 1024
 #: Bound on the fallback SET VARIABLE after a failure: the call must not wait long for it.
 _FALLBACK_TIMEOUT: Final = 2.0
 _BACKLOG: Final = 1024
@@ -71,18 +74,15 @@ class AgiSession:
         "_dead",
         "_hangup_grace",
         "_observers",
-        "_reader",
+        "_stream",
         "_timeout",
-        "_writer",
         "env",
     )
 
     def __init__(
         self,
         env: AgiEnvironment,
-        conn: AgiConnection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        stream: _AgiStream,
         *,
         command_timeout: float,
         hangup_grace: float = 0.1,
@@ -92,9 +92,8 @@ class AgiSession:
         """``connected``: ``time.perf_counter()`` when Asterisk connected (the first command's
         delay is measured from it); ``observers``: told each command's round trip."""
         self.env = env
-        self._conn = conn
-        self._reader = reader
-        self._writer = writer
+        self._conn = stream.conn
+        self._stream = stream
         self._timeout = command_timeout
         self._hangup_grace = hangup_grace
         self._closed = False
@@ -133,7 +132,7 @@ class AgiSession:
         if self._closed:
             raise ChannelError("the AGI session is closed")
         sent = time.perf_counter()
-        self._writer.write(self._conn.send_command(line))
+        self._stream.write(self._conn.send_command(line))
         observers = self._observers
         if observers is not None and self._connected is not None:
             if observers.first is not None:
@@ -142,8 +141,7 @@ class AgiSession:
         limit = self._timeout if timeout is None else timeout
         try:
             try:
-                async with asyncio.timeout(limit):
-                    reply = await self._await_reply(line)
+                reply = await self._await_reply(line, self._stream.deadline(limit))
                 if observers is not None:
                     took = time.perf_counter() - sent
                     if observers.command is not None:
@@ -183,20 +181,20 @@ class AgiSession:
         if self._closed or self._dead:
             return None
         conn = self._conn
+        deadline = self._stream.deadline(timeout)
         try:
-            async with asyncio.timeout(timeout):
-                while conn.state is ConnectionState.AWAITING_REPLY:
-                    if await self._next_dead_event() is None:
-                        return None
-                if conn.state is not ConnectionState.IDLE:
+            while conn.state is ConnectionState.AWAITING_REPLY:
+                if await self._next_dead_event(deadline) is None:
                     return None
-                self._writer.write(conn.send_command(commands.get_variable(name)))
-                while True:
-                    event = await self._next_dead_event()
-                    if event is None:
-                        return None
-                    if isinstance(event, Reply):
-                        return commands.variable_from_reply(event) if event.code == 200 else None
+            if conn.state is not ConnectionState.IDLE:
+                return None
+            self._stream.write(conn.send_command(commands.get_variable(name)))
+            while True:
+                event = await self._next_dead_event(deadline)
+                if event is None:
+                    return None
+                if isinstance(event, Reply):
+                    return commands.variable_from_reply(event) if event.code == 200 else None
         except TimeoutError:
             self.close()
             return None
@@ -204,12 +202,12 @@ class AgiSession:
             self.close()
             return None
 
-    async def _next_dead_event(self) -> Reply | HangupNotice | None:
+    async def _next_dead_event(self, deadline: float) -> Reply | HangupNotice | None:
         """The next reply or HANGUP notice; None when the channel is dead or the socket closed."""
         while True:
             event = self._conn.next_event()
             if event is NEED_DATA:
-                await self._fill()
+                await self._stream.fill(deadline)
             elif isinstance(event, Reply | HangupNotice):
                 return event
             elif isinstance(event, DeadChannel | Closed):
@@ -222,14 +220,14 @@ class AgiSession:
         """Close the socket (idempotent); Asterisk then continues in the dialplan."""
         if not self._closed:
             self._closed = True
-            self._writer.close()
+            self._stream.close()
 
-    async def _await_reply(self, line: str) -> Reply:
+    async def _await_reply(self, line: str, deadline: float) -> Reply:
         conn = self._conn
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
-                await self._fill()
+                await self._stream.fill(deadline)
             elif isinstance(event, Reply):
                 return event
             elif isinstance(event, HangupNotice):
@@ -251,24 +249,116 @@ class AgiSession:
         if self._hangup_grace <= 0:
             return
         conn = self._conn
+        deadline = self._stream.deadline(self._hangup_grace)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._hangup_grace):
-                while True:
-                    event = conn.next_event()
-                    if event is NEED_DATA:
-                        await self._fill()
-                    elif isinstance(event, Closed):
-                        self._dead = True
-                        return
-                    else:  # only HANGUP is legal while idle; anything else raised already
-                        return
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    await self._stream.fill(deadline)
+                elif isinstance(event, Closed):
+                    self._dead = True
+                    return
+                else:  # only HANGUP is legal while idle; anything else raised already
+                    return
 
-    async def _fill(self) -> None:
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _AgiStream(asyncio.Protocol):
+    """One FastAGI connection's socket, its bytes fed straight into its :class:`AgiConnection`.
+
+    Why not asyncio's streams: a ``StreamReader`` buffers every chunk before the sans-IO
+    connection buffers it again, and each wait for a reply goes through the reader's waiter and an
+    ``asyncio.timeout`` context (a Timeout object, a reschedule, a task cancellation on expiry).
+    Here ``data_received`` hands the bytes to the connection and wakes the call's one waiter, and a
+    wait is one future with one timer at its deadline. The end of the peer's side (EOF, a reset)
+    reaches the connection as ``b""``, as a stream's EOF did.
+    """
+
+    __slots__ = ("_eof", "_loop", "_on_open", "_paused", "_waiter", "conn", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_open: Callable[[_AgiStream], None]) -> None:
+        self.conn = AgiConnection()
+        self.transport: asyncio.Transport | None = None
+        self._loop = loop
+        self._on_open = on_open
+        self._waiter: asyncio.Future[None] | None = None
+        self._eof = False
+        self._paused = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport does not subclass asyncio.Transport, so no isinstance check
+        self.transport = cast(asyncio.Transport, transport)
+        self._on_open(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._eof:
+            return
+        self.conn.receive_data(data)
+        if not self._paused and self.conn.buffered > _READ_LIMIT and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._end()
+        return True  # half-closed: the call may still write (the fallback), then closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()  # a reset by the peer is the same as EOF for us
+
+    # -- for the session --------------------------------------------------------------------
+
+    def deadline(self, seconds: float) -> float:
+        """The loop time ``seconds`` from now (what :meth:`fill` is given)."""
+        return self._loop.time() + seconds
+
+    async def fill(self, deadline: float) -> None:
+        """Wait until more bytes (or the end of the peer's side) reached the connection;
+        TimeoutError at ``deadline`` (loop time)."""
+        if self._eof:
+            return
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        timer = self._loop.call_at(deadline, _expire, waiter)
         try:
-            data = await self._reader.read(_READ_SIZE)
-        except OSError:  # reset by peer and friends: the same as EOF for us
-            data = b""
-        self._conn.receive_data(data)
+            await waiter
+        finally:
+            self._waiter = None
+            timer.cancel()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return f"{peer[0]}:{peer[1]}"
+        return str(peer)
+
+    def _end(self) -> None:
+        if not self._eof:
+            self._eof = True
+            self.conn.receive_data(b"")
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,8 +455,9 @@ class AgiServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("AgiServer.start() called twice")
-        self._server = await asyncio.start_server(
-            self._on_connect, self._host, self._port, backlog=_BACKLOG, reuse_address=True
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _AgiStream(loop, self._on_open), self._host, self._port, backlog=_BACKLOG, reuse_address=True
         )
         log.info("FastAGI server listening on %s:%d", self._host, self.port)
 
@@ -409,42 +500,39 @@ class AgiServer:
 
     # -- per connection ---------------------------------------------------------------------
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _on_open(self, stream: _AgiStream) -> None:
+        """A connection was accepted: its call task, owned by the server from this moment."""
         if self._stopping:
-            writer.close()
+            stream.close()
             return
-        task = asyncio.current_task()
-        assert task is not None
+        task = asyncio.get_running_loop().create_task(self._on_connect(stream), name="agi-call")
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_connect(self, stream: _AgiStream) -> None:
         try:
-            await self._serve(reader, writer)
+            await self._serve(stream)
         except asyncio.CancelledError:
             # stop() cancelled this call (the socket is closed below). Ending normally is
-            # deliberate: this is the task's outermost frame, stop() only waits for it, and
-            # Python 3.11's start_server done-callback calls task.exception(), which on a
-            # cancelled task logs a spurious "Exception in callback" at ERROR.
+            # deliberate: this is the task's outermost frame and stop() only waits for it.
             log.debug("call cancelled by server stop")
         except Exception:  # a bug here must not reach the event loop or another call
             log.exception("unexpected error in the FastAGI connection handler")
         finally:
-            self._tasks.discard(task)
-            writer.close()
+            stream.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, stream: _AgiStream) -> None:
         connected = time.perf_counter()
         # One small command, one small reply: Nagle would add up to 40 ms per exchange. asyncio
         # (since 3.7) and uvloop set TCP_NODELAY on every TCP transport already; setting it again
         # here cost a socket object and a system call per call (test_tcp_nodelay_is_set holds them to it).
-        conn = AgiConnection()
-        env = await self._read_environment(reader, conn, writer)
+        env = await self._read_environment(stream)
         if env is None:
             return
         call_id.set(env.uniqueid or "-")
         session = AgiSession(
             env,
-            conn,
-            reader,
-            writer,
+            stream,
             command_timeout=self._command_timeout,
             hangup_grace=self._hangup_grace,
             observers=self._observers,
@@ -458,29 +546,24 @@ class AgiServer:
             self._active_calls -= 1
             session.close()
 
-    async def _read_environment(
-        self, reader: asyncio.StreamReader, conn: AgiConnection, writer: asyncio.StreamWriter
-    ) -> AgiEnvironment | None:
+    async def _read_environment(self, stream: _AgiStream) -> AgiEnvironment | None:
         """The environment, or None (logged once) for EOF, garbage or silence within the bound."""
+        conn = stream.conn
+        deadline = stream.deadline(self._header_timeout)
         try:
-            async with asyncio.timeout(self._header_timeout):
-                while True:
-                    event = conn.next_event()
-                    if event is NEED_DATA:
-                        try:
-                            data = await reader.read(_READ_SIZE)
-                        except OSError:
-                            data = b""
-                        conn.receive_data(data)
-                    elif isinstance(event, AgiEnvironment):
-                        return event
-                    else:  # Closed: a health check, or a peer that gave up mid-header
-                        log.debug("peer %s closed before the end of the AGI environment", _peer(writer))
-                        return None
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    await stream.fill(deadline)
+                elif isinstance(event, AgiEnvironment):
+                    return event
+                else:  # Closed: a health check, or a peer that gave up mid-header
+                    log.debug("peer %s closed before the end of the AGI environment", stream.peer())
+                    return None
         except TimeoutError:
-            log.info("no AGI environment from %s within %gs; closing", _peer(writer), self._header_timeout)
+            log.info("no AGI environment from %s within %gs; closing", stream.peer(), self._header_timeout)
         except RemoteProtocolError as exc:
-            log.info("dropping connection from %s: %s", _peer(writer), exc)
+            log.info("dropping connection from %s: %s", stream.peer(), exc)
         return None
 
     async def _run_call(self, session: AgiSession) -> None:
@@ -518,10 +601,3 @@ class AgiServer:
             log.info("caller hung up before the fallback was set")
         except (IvrError, OSError) as exc:
             log.warning("could not set %s for the dialplan fallback: %s", ACTION, exc)
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)

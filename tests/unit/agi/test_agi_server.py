@@ -152,7 +152,9 @@ async def test_tcp_nodelay_is_set() -> None:
     flags: list[int] = []
 
     async def handler(session: AgiSession) -> None:
-        sock = session._writer.get_extra_info("socket")
+        transport = session._stream.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
         flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
     async with running(only(handler)) as server:
@@ -469,6 +471,33 @@ async def test_garbage_reply_closes_only_that_call() -> None:
         assert await good.eof() == b""
         assert (server.total_calls, server.failed_calls) == (2, 1)
     assert seen.events == ["garbage", "fine"]
+
+
+async def test_a_peer_flooding_a_busy_call_is_held_to_the_read_limit_then_dropped() -> None:
+    """While the call does something else (a slow lookup), a peer that streams megabytes without
+    a newline fills at most the read limit (plus one read) before the socket stops being read;
+    when the call asks again, the over-long line fails only that call."""
+    buffered: list[int] = []
+    seen = Recorder()
+
+    async def handler(session: AgiSession) -> None:
+        await asyncio.sleep(0.3)  # busy: nobody reads the connection meanwhile
+        buffered.append(session._stream.conn.buffered)
+        try:
+            await session.command(c.answer())
+        except RemoteProtocolError as exc:
+            seen.events.append(str(exc))
+            raise
+
+    async with running(only(handler)) as server:
+        ast = await FakeAsterisk.connect(server.port)
+        await ast.send(ENV_BYTES)
+        ast.writer.write(b"x" * (8 * 1024 * 1024))  # no drain: the kernel's buffers fill and stop
+        with contextlib.suppress(ConnectionResetError):  # closed with our bytes unread: a reset
+            await ast.eof(timeout=5.0)
+        await wait_until(lambda: server.failed_calls == 1)
+    assert buffered and buffered[0] <= 1024 * 1024  # of 8 MiB sent
+    assert seen.events and "longer than" in seen.events[0]
 
 
 async def test_two_concurrent_calls_one_crashes() -> None:

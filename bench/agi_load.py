@@ -14,19 +14,23 @@ creates the first half of them. Each fake Asterisk connection sends an AGI envir
 answered with 2, the reply, hang up: the lab's menu call, five commands).
 
 Prints per run: calls, how long after connecting each call got its first AGI command (p50 / p99 /
-max: the silence a caller hears; the lookup's timeout is 1 s), and the controller's CPU per call.
+max: the silence a caller hears; the lookup's timeout is 1 s), and the controller's CPU per call,
+the event loop's thread apart from the others (aiosqlite's, the speech pool's ...).
+``--pin``: this script (the fake Asterisk) on CPU 0 and every thread of the controller on CPU 1,
+so neither preempts the other; the figures then move less from run to run.
 ``--profile DIR``: py-spy samples the controller during the measured load (not the warm-up) and
 the run's CPU is split into the call's stages (``bench/profile_calls.py``); the raw stacks are
 kept in DIR.
 
     .venv/bin/python bench/agi_load.py [--rate 60] [--seconds 8] [--callers 400] [--rounds 3] [--base-code /work/main]
-        [--database sqlite|postgresql] [--calls short|menu] [--profile DIR]
+        [--database sqlite|postgresql] [--calls short|menu] [--profile DIR] [--pin]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -102,6 +106,26 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a process (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def pin_threads(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` on ``cpu`` (threads started later inherit it from theirs)."""
+    for tid in thread_cpu(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(tid, {cpu})
+
+
 def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | None, number: int) -> str:
     data = Path(tempfile.mkdtemp(prefix="ivr-agi-load-"))
     env = {"IVR_SPEECH_ENGINE": "off"}
@@ -113,6 +137,10 @@ def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | N
         flows_dir=REPO / "dialplans", data_dir=data, agi_port=PORT, log_level="WARNING", env=env
     )
     controller.start(timeout=60)
+    assert controller.process is not None
+    pid = controller.process.pid
+    if args.pin:
+        pin_threads(pid, 1)
     spy: subprocess.Popen[bytes] | None = None
     raw = Path()
     try:
@@ -128,10 +156,13 @@ def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | N
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(0.5)  # py-spy attached
-        assert controller.process is not None
-        user, system = cpu_split(controller.process.pid)
+        if args.pin:
+            pin_threads(pid, 1)  # threads the warm-up started
+        threads = thread_cpu(pid)
+        user, system = cpu_split(pid)
         calls, served, firsts = asyncio.run(load(args.rate, args.seconds, args.callers, offset=args.callers // 2))
-        user2, system2 = cpu_split(controller.process.pid)
+        user2, system2 = cpu_split(pid)
+        threads2 = thread_cpu(pid)
         user, system = user2 - user, system2 - system
         cpu = user + system
         if spy is not None:
@@ -139,13 +170,15 @@ def run_once(code: Path | None, args: argparse.Namespace, pg: PostgresServer | N
     finally:
         controller.stop()
         shutil.rmtree(data, ignore_errors=True)
+    loop_cpu = threads2.get(pid, 0.0) - threads.get(pid, 0.0)
     if not firsts:
         return f"{calls} calls, none served"
     p99 = firsts[min(len(firsts) - 1, int(0.99 * len(firsts)))]
     line = (
         f"{served}/{calls} calls served; first command p50 {1000 * statistics.median(firsts):.1f} ms, "
         f"p99 {1000 * p99:.1f} ms, max {1000 * firsts[-1]:.1f} ms; controller CPU {1000 * cpu / calls:.2f} ms/call "
-        f"(user {1000 * user / calls:.2f}, system {1000 * system / calls:.2f})"
+        f"(user {1000 * user / calls:.2f}, system {1000 * system / calls:.2f}; "
+        f"event loop's thread {1000 * loop_cpu / calls:.2f})"
     )
     if spy is not None:
         line += "\n" + stage_table(raw.read_text().splitlines(), cpu_ms_per_call=1000 * cpu / calls)
@@ -162,6 +195,7 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--calls", choices=tuple(FLOWS), default="short")
     parser.add_argument("--profile", type=Path, help="sample the controller with py-spy; raw stacks go here")
+    parser.add_argument("--pin", action="store_true", help="this script on CPU 0, the controller on CPU 1")
     args = parser.parse_args()
     global flow
     flow = FLOWS[args.calls]
@@ -172,6 +206,10 @@ def main() -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     # the controllers import ivr from their working folder first: run them from a neutral one
     os.chdir(tempfile.gettempdir())
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            parser.error("--pin needs two CPUs")
+        os.sched_setaffinity(0, {0})
     codes: list[tuple[str, Path | None]] = [("this", None)]
     if args.base_code is not None:
         codes.append(("base", args.base_code))

@@ -115,9 +115,7 @@ class Leadership:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._cancel_until_done(self._task)
             self._task = None
         settled = await self._settle_acquire()  # before the release: a late renewal would take the lease back
         if self.is_leader:
@@ -128,6 +126,22 @@ class Leadership:
                 await self.leases.release(self.name, self.holder)
             except Exception as exc:  # the lease then simply expires
                 log.warning("ACD lease not released: %s", exc)
+
+    async def _cancel_until_done(self, task: asyncio.Task[None]) -> None:
+        """Cancel the renewing task and wait for it, cancelling it again (every ``renew_every``)
+        while it runs on.
+
+        Why again: a step-down in progress awaits duties that stop tasks of their own the usual
+        way (``cancel()``, then ``await`` it under ``suppress(CancelledError)``), and a cancel that
+        reaches this task while it waits there is taken for the child's and swallowed. The loop
+        then ran on, renewing into a locked database, and the process never stopped (SIGTERM under
+        load with the database locked, just as the lease was lost). The spacing lets the step-down
+        finish before the next cancel."""
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=self.renew_every)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ACD leadership task ended with an error", exc_info=task.exception())
 
     def next_attempt_in(self) -> float:
         """Seconds until the next attempt: ``renew_every`` for the holder; for a follower the time

@@ -5,6 +5,7 @@ claims fenced by the leader's token. PostgreSQL: tests/integration/test_nodes.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -229,6 +230,38 @@ async def test_a_leader_whose_start_up_outlasts_its_lease_keeps_it_renewed_meanw
     assert await a.attempt() == "leader" and a.token == 1
     await a.stop()
     await b.stop()
+
+
+async def test_stop_ends_the_renewing_task_even_when_a_step_down_swallowed_its_cancel(journeys: JourneyStore) -> None:
+    """SIGTERM just as the lease was lost: stop's cancel reaches the renewing task while its
+    step-down awaits a duty being stopped the usual way (``cancel()``, then ``await`` under
+    ``suppress(CancelledError)``), which swallows it, and the task renews on. Stop still ends it
+    (it cancels again after ``renew_every``), where it used to wait forever."""
+    node = Leadership(LeaseStore(journeys.engine), on_lead=noop_lead, on_follow=noop, holder="a", renew_every=0.3)
+    stepping_down = asyncio.Event()
+
+    async def duty() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.2)  # its own clean-up: the awaiting step-down waits meanwhile
+
+    async def renewing() -> None:
+        child = asyncio.create_task(duty())
+        await asyncio.sleep(0)
+        child.cancel()  # the step-down stops a duty
+        stepping_down.set()
+        with contextlib.suppress(asyncio.CancelledError):  # meant for the child; takes stop's too
+            await child
+        while True:  # noqa: ASYNC110 - the renewal loop goes on, as _run does
+            await asyncio.sleep(0.05)
+
+    node._task = asyncio.create_task(renewing())
+    await stepping_down.wait()
+    started = time.monotonic()
+    await asyncio.wait_for(node.stop(), 5.0)
+    assert node._task is None
+    assert time.monotonic() - started < 2.0
 
 
 async def noop_lead(token: int) -> None:

@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import agi_load  # noqa: E402  (the same fake Asterisk's environment and /proc reading)
+
 PORT = 4591  # neither the lab's 4573 nor agi_load.py's 4581
 
 
@@ -34,8 +38,12 @@ def serve(code: str, port: int) -> None:
     sys.path.insert(0, code)
     import uvloop
 
+    import ivr
     from ivr.agi import commands
     from ivr.agi.server import AgiServer, AgiSession
+
+    if not Path(ivr.__file__).resolve().is_relative_to(Path(code).resolve()):  # imported before the path was set
+        raise SystemExit(f"the server runs ivr from {ivr.__file__}, not from {code}")
 
     async def short_call(session: AgiSession) -> None:
         await session.command(commands.answer())
@@ -53,18 +61,9 @@ def serve(code: str, port: int) -> None:
     asyncio.run(main())
 
 
-def _environment(n: int) -> bytes:
-    return (
-        "agi_network: yes\nagi_network_script: inbound?flow=bench\nagi_request: agi://127.0.0.1/inbound?flow=bench\n"
-        f"agi_channel: PJSIP/lab-{n:08x}\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: 1764000000.{n}\n"
-        f"agi_version: 22.1.0\nagi_callerid: +1555{n % 2000:07d}\nagi_calleridname: bench\nagi_dnid: 5550100\n"
-        "agi_context: lab-routes\nagi_extension: bench-ivr\nagi_priority: 2\n\n"
-    ).encode()
-
-
 async def _call(n: int) -> bool:
     reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
-    writer.write(_environment(n))
+    writer.write(agi_load.environment(n, 2000))
     commands = 0
     while line := await reader.readline():
         commands += 1
@@ -82,11 +81,6 @@ async def _load(calls: int, rate: float, offset: int) -> int:
     return sum(await asyncio.gather(*tasks))
 
 
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_once(code: Path, args: argparse.Namespace) -> float:
     """One server's CPU per call in microseconds, after a warm-up of a tenth of the calls."""
     server = subprocess.Popen(
@@ -99,10 +93,10 @@ def run_once(code: Path, args: argparse.Namespace) -> float:
         if len(os.sched_getaffinity(0)) > 1:
             os.sched_setaffinity(server.pid, {1})
         asyncio.run(_load(args.calls // 10, args.rate, 0))
-        before = _cpu(server.pid)
+        before = sum(agi_load.cpu_split(server.pid))
         calls: int = args.calls
         served = asyncio.run(_load(calls, args.rate, calls))
-        cpu = _cpu(server.pid) - before
+        cpu = sum(agi_load.cpu_split(server.pid)) - before
         if served != calls:
             raise SystemExit(f"{code}: {calls - served} calls did not get their four commands")
         return 1e6 * cpu / calls

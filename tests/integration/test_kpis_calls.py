@@ -274,7 +274,10 @@ async def answered_call(lab: AsteriskLab, base: str, menu_key: int) -> dict[str,
                 timeout=60,
             )
             call.raise_for_failure()
-            await until(lambda: "AgentComplete" in seen, 10, "the agent's call completed")
+            try:
+                await until(lambda: "AgentComplete" in seen, 10, "the agent's call completed")
+            except AssertionError as exc:  # say how far the call got: queued, rang, connected ...
+                raise AssertionError(f"{exc}; the call's AMI events (first seen at): {seen}") from None
             assert phone.invites() == 1  # her phone rang once: this call
             await web.post(f"{base}/desktop/api/logout", headers={"X-CSRF-Token": csrf, "Origin": base})
         finally:

@@ -520,8 +520,7 @@ class SumsWriter:
                 else:
                     db.executemany(sql, params)
             else:
-                if "ids" in params:
-                    params = {**params, "ids": json.dumps(params["ids"])}
+                params = {k: json.dumps(v) if k in _AS_JSON else v for k, v in params.items()}
                 cursor = db.execute(sql, params)
                 rows = _sqlite_rows(cursor) if step.returns else None
 
@@ -546,12 +545,7 @@ class SumsWriter:
                 f"SELECT {every} FROM contact_facts WHERE journey_id IN (SELECT value FROM json_each(:ids))",
                 None,
             )
-            compiled["repeats"] = (
-                "SELECT journey_id, customer_id, started_at, repeat_24h, repeat_7d FROM contact_facts"
-                " WHERE customer_id IN (SELECT value FROM json_each(:ids))"
-                " AND started_at >= :low AND started_at <= :high",
-                None,
-            )
+            compiled["repeats"] = (REPEATS_SQLITE, None)
             self._sqlite = compiled
         return self._sqlite
 
@@ -610,7 +604,10 @@ class SumsWriter:
         high = max(max(times) for times in moved.values()) + LONGEST_REPEAT
         found: dict[str, dict[str, Any]] = {}
         for part in self._chunks(customers):
-            found.update(_by_journey((yield Step("repeats", {"ids": list(part), "low": low, "high": high}, True))))
+            # ``spans``: each customer's own stretch, for SQLite's statement (``_sqlite_statements``)
+            spans = [[c, min(moved[c]), max(moved[c]) + LONGEST_REPEAT] for c in part]
+            params = {"ids": list(part), "low": low, "high": high, "spans": spans}
+            found.update(_by_journey((yield Step("repeats", params, True))))
         by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in found.values():
             by_customer[row["customer_id"]].append(row)
@@ -649,6 +646,35 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     name: {c.name: c.default.arg for c in table.c if isinstance(c.default, ScalarElementColumnDefault)}
     for name, table in _TABLES.items()
 }
+
+
+#: the parameters SQLite's statements take as one JSON array (``json_each``)
+_AS_JSON = frozenset({"ids", "spans"})
+
+#: SQLite's read for the repeat flags: per customer ``[id, first, last]`` of ``spans``, its contacts
+#: started from ``first`` to ``last`` (the ones whose flags may change) and the one contact started
+#: last before ``first`` within the longest window. Why only that one: a contact's flags say whether
+#: *another* contact started in the window before it (:func:`repeat_flags`), and for every contact
+#: from ``first`` on, the latest start before ``first`` is the nearest of all the earlier ones. The
+#: window read before took every contact of the customer over the two weeks around the batch: a
+#: caller who calls many times a week (a switchboard, a test number, the benchmark's callers) made
+#: every batch read and convert all of them, most of the journey writer's CPU per call
+#: (bench/README.md). Both lookups are ranges of ``ix_contact_facts_customer_started``.
+REPEATS_SQLITE = f"""
+SELECT f.journey_id, f.customer_id, f.started_at, f.repeat_24h, f.repeat_7d
+  FROM json_each(:spans) AS s
+  JOIN contact_facts AS f
+    ON f.customer_id = s.value ->> 0 AND f.started_at >= s.value ->> 1 AND f.started_at <= s.value ->> 2
+UNION ALL
+SELECT f.journey_id, f.customer_id, f.started_at, f.repeat_24h, f.repeat_7d
+  FROM json_each(:spans) AS s
+  JOIN contact_facts AS f
+    ON f.journey_id = (
+      SELECT p.journey_id FROM contact_facts AS p
+       WHERE p.customer_id = s.value ->> 0 AND p.started_at < s.value ->> 1
+         AND p.started_at >= (s.value ->> 1) - {LONGEST_REPEAT!r}
+       ORDER BY p.started_at DESC LIMIT 1)
+"""
 
 
 def _sqlite_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:

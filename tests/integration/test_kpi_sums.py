@@ -23,6 +23,7 @@ from ivr.flow.model import Interaction
 from ivr.kpis import DIMENSIONS, INTERVALS, ReportRequest, ReportRow
 from ivr.store import schema
 from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.kpi_sums import SumsWriter
 from ivr.store.kpis import KpiStore
 from ivr.store.models import KpiSums, KpiWaits
 
@@ -305,3 +306,54 @@ async def test_sqlites_one_trip_writes_every_row_sqlalchemys_path_writes(tmp_pat
     finally:
         for store in (one_trip, through):
             await store.stop()
+
+
+async def test_a_frequent_callers_new_contact_reads_the_contacts_it_can_change_not_the_week(tmp_path: Path) -> None:
+    """SQLite's read for the repeat flags: a customer with 300 contacts over the last six days
+    calls again; the batch reads that contact and the one started just before it, not the 300
+    (the two weeks around the batch were read, row by row into Python, on every batch). A contact
+    logged late reads the contacts whose flags it may change. The flags are what the whole history
+    gives (``ivr.kpis.mark_repeats``; every case of it in the report's test above)."""
+    store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"), batch_delay=0.0)
+    await store.start()
+    read: list[int] = []
+    real_fold = SumsWriter.fold
+
+    def fold(self: SumsWriter, contacts: Any) -> Any:  # the rows each "repeats" statement gave
+        inner = real_fold(self, contacts)
+        rows = None
+        while True:
+            try:
+                step = inner.send(rows)
+            except StopIteration:
+                return
+            rows = yield step
+            if step.name == "repeats":
+                read.append(len(rows or []))
+
+    def started(jid: str, at: float) -> None:
+        store.append(jid, "c-frequent", "voice", [Interaction("journey_started", None, {"flow": "bench"}, at)])
+
+    try:
+        for i in range(300):  # six days, one call every 28.8 minutes
+            started(f"old{i}", T0 - 6 * 86400 + i * 1728.0)
+        await store.flush()
+        SumsWriter.fold = fold  # type: ignore[method-assign]
+        started("new", T0 + 3600.0)  # 1 h after the last: a repeat within 24 h
+        await store.flush()
+        assert read == [2]  # itself and the one before it
+        started("late", T0 - 3 * 86400 + 10.0)  # logged late, 10 s after an old one, 28 min before the next
+        await store.flush()
+        # itself, the one before (10 s before), and every contact up to 7 days after it, whose flags
+        # are recomputed: the 149 old ones after it and "new"
+        assert read == [2, 1 + 1 + 149 + 1]
+        async with store.engine.connect() as conn:
+            result = await conn.exec_driver_sql(
+                "SELECT journey_id, repeat_24h + 2 * repeat_7d FROM contact_facts"
+                " WHERE journey_id IN ('old0', 'old1', 'new', 'late')"
+            )
+            flags = {row[0]: row[1] for row in result.all()}
+        assert flags == {"old0": 0, "old1": 3, "new": 3, "late": 3}
+    finally:
+        SumsWriter.fold = real_fold  # type: ignore[method-assign]
+        await store.stop()

@@ -25,7 +25,7 @@ from ivr.store import schema
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.kpi_sums import SumsWriter
 from ivr.store.kpis import KpiStore
-from ivr.store.models import KpiSums, KpiWaits
+from ivr.store.models import ContactFactRow, KpiSums, KpiWaits
 
 T0 = 1_764_720_000.0  # 2025-12-03T00:00:00Z
 SEED = 20261203
@@ -348,11 +348,12 @@ async def test_a_frequent_callers_new_contact_reads_the_contacts_it_can_change_n
         # are recomputed: the 149 old ones after it and "new"
         assert read == [2, 1 + 1 + 149 + 1]
         async with store.engine.connect() as conn:
-            result = await conn.exec_driver_sql(
-                "SELECT journey_id, repeat_24h + 2 * repeat_7d FROM contact_facts"
-                " WHERE journey_id IN ('old0', 'old1', 'new', 'late')"
+            result = await conn.execute(
+                select(ContactFactRow.journey_id, ContactFactRow.repeat_24h, ContactFactRow.repeat_7d).where(
+                    ContactFactRow.journey_id.in_(["old0", "old1", "new", "late"])
+                )
             )
-            flags = {row[0]: row[1] for row in result.all()}
+            flags = {jid: r24 + 2 * r7 for jid, r24, r7 in result.all()}
         assert flags == {"old0": 0, "old1": 3, "new": 3, "late": 3}
     finally:
         SumsWriter.fold = real_fold  # type: ignore[method-assign]

@@ -87,6 +87,7 @@ class LoopReader:
         try:
             rows = conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:  # busy, interrupted, another thread, a closed file ...
+            self.close()  # a new connection for the next read: see _step_aside
             self._step_aside(exc)
             return None
         self.served += 1
@@ -133,6 +134,16 @@ class LoopReader:
         return int(time.perf_counter() > self._deadline)
 
     def _step_aside(self, exc: sqlite3.Error) -> None:
+        """Count (and now and then log) a statement that failed; its connection is closed by then.
+
+        Why closed: on Python 3.11, a statement that fails while its rows are being fetched (the
+        progress handler interrupting a read past its budget, once in a while under load) stays
+        marked in use in sqlite3's statement cache (``sqlite3_reset`` gives the step's error
+        back, and the cursor drops the statement without clearing the mark), so every later
+        ``execute`` of the same SQL prepared a new statement instead: a caller's lookup went
+        from about 50 to 250 us of the loop's CPU for the rest of the process's life
+        (bench/README.md). A new connection, opened by the next read, has a clean cache.
+        """
         self.stepped_aside += 1
         now = time.monotonic()
         if now - self._logged_at < LOG_EVERY:
@@ -179,8 +190,7 @@ class LoopWriter(LoopReader):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            if conn.in_transaction:  # a failed rollback: closing is one, and frees the lock
-                self.close()
+            self.close()  # a failed rollback too: closing is one, and frees the lock
             self._step_aside(exc)
             return None
         self.served += 1

@@ -18,6 +18,10 @@ from ivr.store.loop_reads import LoopReader, LoopWriter
 ENDLESS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) SELECT count(*) FROM n"
 
 
+#: Rows one at a time up to ``:upto``: the first comes at once, the rest while they are fetched.
+COUNTING = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :upto) SELECT i FROM n"
+
+
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "ivr.sqlite3"
@@ -133,3 +137,21 @@ def test_a_writer_commits_without_checkpointing_and_with_foreign_keys_on(databas
     _busy, frames, _done = other(database).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert frames >= 1500  # every commit still in the WAL: none of them checkpointed it
     writer.close()
+
+
+def test_a_read_interrupted_while_its_rows_are_fetched_leaves_its_statement_reusable(database: Path) -> None:
+    """On Python 3.11 a statement that fails after its first row stays marked in use in sqlite3's
+    statement cache, and every later read of the same SQL prepared a new statement (a caller's
+    lookup: 50 -> 250 us for the rest of the process's life). SQLite's own list of the
+    connection's statements (``sqlite_stmt``) shows whether the cached one is run again."""
+    reader = LoopReader(str(database), budget=ROOMY)
+    assert reader.fetchall(COUNTING, {"upto": 3}) == [(1,), (2,), (3,)]
+    reader.budget = 0.05  # the first row at once, then 50 ms of fetching until it is interrupted
+    assert reader.fetchall(COUNTING, {"upto": 10**9}) is None
+    reader.budget = ROOMY
+    assert reader.stepped_aside == 1
+    for _ in range(5):
+        assert reader.fetchall(COUNTING, {"upto": 3}) == [(1,), (2,), (3,)]
+    runs = reader.fetchall("SELECT run FROM sqlite_stmt WHERE sql = :sql", {"sql": COUNTING})
+    assert runs == [(5,)]  # one statement, run again each time
+    reader.close()

@@ -35,7 +35,7 @@ from ivr.acd.wallboard import WallboardPublisher, snapshot
 from ivr.agi import variables as var
 from ivr.agi.protocol import AgiEnvironment
 from ivr.agi.server import AgiServer, Handler
-from ivr.aio import wait_for
+from ivr.aio import cancel_and_wait, wait_for
 from ivr.ami.actions import originate
 from ivr.ami.client import AmiClient, AmiError
 from ivr.bus.pubsub import RedisBus, bus_from_url
@@ -649,9 +649,7 @@ class App:
             await self.speech.stop()
             self.speech = None
         if self._watcher:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            await cancel_and_wait(self._watcher)
             self._watcher = None
         await self.web.stop()
         await self._stop_acd()

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.acd.queueview import QueueView, estimate, queue_view
 from ivr.agi import variables as var
-from ivr.aio import wait_for
+from ivr.aio import cancel_and_wait, wait_for
 from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.client import AmiError
@@ -308,9 +308,7 @@ class Callbacks:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         for ticket_id in list(self.reserved):  # nobody will release them after us
             await self._release(ticket_id, "controller stopping")

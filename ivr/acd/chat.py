@@ -32,7 +32,6 @@ not import the ACD service, which owns one ``ChatOffers``: no import cycle betwe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -42,6 +41,7 @@ from typing import Any, Protocol
 
 from ivr.acd.agents import AgentState
 from ivr.acd.topics import agent_topic, chat_topic
+from ivr.aio import cancel_and_wait
 from ivr.bus.pubsub import Bus
 
 __all__ = [
@@ -308,9 +308,7 @@ class ChatOffers:
     async def stop(self) -> None:
         """End the sweeping task (the ACD stops): waiting chats stay as they are."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
             self._sweeper = None
 
     def agent_of(self, contact_id: str) -> str | None:

@@ -38,7 +38,6 @@ working and any other left in astdb is gone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -48,7 +47,7 @@ from ivr.acd import sipcreds
 from ivr.acd.chat import ChatContact
 from ivr.acd.sipcreds import Grant, SoftphoneKeys
 from ivr.acd.topics import agent_topic
-from ivr.aio import wait_for
+from ivr.aio import cancel_and_wait, wait_cancelled, wait_for
 from ivr.ami.actions import Action
 from ivr.ami.client import AmiError
 from ivr.bus.pubsub import Bus, Message, Subscription
@@ -146,8 +145,7 @@ class AcdDesk:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await wait_cancelled(task)
         self._tasks = []
 
     async def _read(self, sub: Subscription, handle: Callable[[Message], Any]) -> None:
@@ -267,9 +265,7 @@ class AcdDesk:
     async def unserve(self) -> None:
         self._granted.clear()  # the next leader gathers them from the nodes again
         if self._serving is not None:
-            self._serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._serving
+            await cancel_and_wait(self._serving)
             self._serving = None
 
     async def _command(self, command: Message) -> None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ivr.aio import wait_for
+from ivr.aio import cancel_and_wait, wait_for
 from ivr.kpis import DEFAULT_SERVICE_LEVEL_S, ReportRequest, ReportRow
 from ivr.store.kpis import KpiStore
 
@@ -150,9 +150,7 @@ class TodayKpis:
             try:
                 await wait_for(asyncio.shield(self._task), STOP_WAIT)
             except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self, stopping: asyncio.Event) -> None:

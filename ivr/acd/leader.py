@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from ivr.aio import wait_for
+from ivr.aio import wait_cancelled, wait_for
 from ivr.store.leases import ACD_LEASE, LeaseStore
 
 log = logging.getLogger(__name__)
@@ -131,12 +131,13 @@ class Leadership:
         """Cancel the renewing task and wait for it, cancelling it again (every ``renew_every``)
         while it runs on.
 
-        Why again: a step-down in progress awaits duties that stop tasks of their own the usual
-        way (``cancel()``, then ``await`` it under ``suppress(CancelledError)``), and a cancel that
-        reaches this task while it waits there is taken for the child's and swallowed. The loop
-        then ran on, renewing into a locked database, and the process never stopped (SIGTERM under
-        load with the database locked, just as the lease was lost). The spacing lets the step-down
-        finish before the next cancel."""
+        Why again: a step-down in progress awaits the duties' stops, and a duty that waits for a
+        task of its own under ``suppress(CancelledError)`` takes a cancel that reaches this task
+        there for its child's and swallows it. The loop then ran on, renewing into a locked
+        database, and the process never stopped (SIGTERM under load with the database locked,
+        just as the lease was lost). The duties here wait with ``ivr.aio.wait_cancelled``, which
+        lets such a cancel through; this stays for any duty that does not. The spacing lets the
+        step-down finish before the next cancel."""
         while not task.done():
             task.cancel()
             await asyncio.wait([task], timeout=self.renew_every)
@@ -292,8 +293,8 @@ class Leadership:
         finally:
             if not lead.done():
                 lead.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await lead
+                with contextlib.suppress(Exception):  # a cancel of this task still propagates
+                    await wait_cancelled(lead)
 
     async def _renew_while_starting(self, token: int) -> None:
         try:

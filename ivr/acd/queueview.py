@@ -18,7 +18,6 @@ an agent is free, rather than being told a position that may be wrong.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from typing import Any
 
 from ivr.acd.agents import AgentState
 from ivr.acd.wallboard import WallboardPublisher
+from ivr.aio import cancel_and_wait
 from ivr.bus.pubsub import Bus, Message, Subscription
 from ivr.routing.rules import CATCH_ALL
 
@@ -152,9 +152,7 @@ class QueueViews:
     async def stop(self) -> None:
         await self._publisher.stop()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait(self._reader)
             self._reader = None
 
     async def lead(self) -> None:

@@ -38,6 +38,7 @@ from ivr.acd.topics import agent_topic
 from ivr.acd.transfer import carried_pop
 from ivr.acd.transfers import Transfers
 from ivr.agi import variables as var
+from ivr.aio import wait_cancelled
 from ivr.ami import actions
 from ivr.ami import events as ev
 from ivr.ami.actions import Action
@@ -111,8 +112,8 @@ class Acd:
         for task in [*self._tasks, *self._pops.values()]:
             task.cancel()
         for task in [*self._tasks, *self._pops.values()]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):  # a cancel of this task still propagates
+                await wait_cancelled(task)
         self._tasks.clear()
         self._pops.clear()
 
@@ -126,8 +127,8 @@ class Acd:
         for task in pops:
             task.cancel()
         for task in pops:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):  # a cancel of this task still propagates
+                await wait_cancelled(task)
         self.states.clear()
         self._by_interface.clear()
         self.waiting.clear()

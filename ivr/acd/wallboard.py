@@ -36,7 +36,6 @@ call, wrapping up) and paused. Logged-out agents are not counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import json
 import logging
@@ -46,6 +45,7 @@ from typing import Any
 
 from ivr.acd.agents import AgentState, memberships
 from ivr.acd.topics import WALLBOARD
+from ivr.aio import cancel_and_wait
 from ivr.bus.pubsub import Bus
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,7 @@ class WallboardPublisher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from panoramisk import Manager
 
-from ivr.aio import wait_for
+from ivr.aio import wait_cancelled, wait_for
 from ivr.ami.events import AmiEvent, AmiEventError, FullyBooted, parse
 from ivr.errors import IvrError
 
@@ -230,13 +230,15 @@ class AmiClient:
                 await wait_for(self.connected.wait(), wait)
 
     async def stop(self) -> None:
-        for task in (self._supervisor, self._consumer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = [task for task in (self._supervisor, self._consumer) if task is not None]
         self._supervisor = self._consumer = None
-        self.close()
+        for task in tasks:  # both cancelled before either is waited for
+            task.cancel()
+        try:
+            for task in tasks:
+                await wait_cancelled(task)
+        finally:
+            self.close()
 
     async def _supervise(self) -> None:
         delay = 0.2

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ivr.aio import wait_for
+from ivr.aio import wait_cancelled, wait_for
 
 log = logging.getLogger(__name__)
 Message = dict[str, Any]
@@ -297,8 +297,7 @@ class RedisBus:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await wait_cancelled(task)
         if self._outbox:
             with contextlib.suppress(Exception):
                 await wait_for(self._send_batch(len(self._outbox)), CONNECT_TIMEOUT * 2)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from ivr.aio import cancel_and_wait
 from ivr.channels.chat import TextFlows, View, menu_text
 from ivr.errors import ChannelError
 from ivr.flow.model import Flow, Interaction, Journey, Menu
@@ -217,9 +218,7 @@ class SmsOutbox:
 
     async def stop(self) -> None:
         if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
+            await cancel_and_wait(self._sender)
             self._sender = None
         if self._replies:
             log.warning("%d SMS reply(ies) not sent at shutdown", len(self._replies))

@@ -25,12 +25,12 @@ cancels and awaits them, and fails whoever is still waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Protocol, runtime_checkable
 
+from ivr.aio import cancel_and_wait
 from ivr.speech.engine import Transcript
 
 __all__ = ["BatchItem", "BatchRecognizer", "DecodeBatcher"]
@@ -134,9 +134,7 @@ class DecodeBatcher:
         caller still waiting gets ``CancelledError``."""
         self._closed = True
         for drainer in list(self._drainers):
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
+            await cancel_and_wait(drainer)
         for _, future in self._queue:
             future.cancel()
         self._queue.clear()

@@ -35,6 +35,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from ivr.aio import wait_cancelled
 from ivr.errors import LocalProtocolError, RemoteProtocolError
 from ivr.logs import call_id
 from ivr.speech.audiosocket import (
@@ -233,11 +234,13 @@ class AudioSocketServer:
         """Drop a registration (the call went on without it): its exchange is cancelled."""
         self._pending.pop(listening.id, None)
         task = self._by_listening.pop(listening.id, None)
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        try:
+            if task is not None and not task.done():
+                task.cancel()
+                # at most _CLOSE_TIMEOUT: the call goes on; a cancel of the call itself propagates
                 await asyncio.wait([task], timeout=_CLOSE_TIMEOUT)
-        listening.resolve(ListenResult("failed", detail="abandoned by the call"))
+        finally:
+            listening.resolve(ListenResult("failed", detail="abandoned by the call"))
 
     # -- per connection ---------------------------------------------------------------------
 
@@ -363,8 +366,7 @@ class AudioSocketServer:
                 recognition.cancel()
             await _hang_up(conn, writer)
             if player is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await player
+                await wait_cancelled(player)
         if outcome is not None:
             return outcome
         assert ended is not None

@@ -71,6 +71,7 @@ from ivr.acd import sipcreds
 from ivr.acd.desk import AcdDesk, LeaderUnavailable
 from ivr.acd.permissions import loggable
 from ivr.acd.service import Acd, agent_topic
+from ivr.aio import run_to_end, wait_cancelled
 from ivr.bus.pubsub import Bus
 from ivr.config import DesktopSettings
 from ivr.errors import ConfigError
@@ -202,8 +203,7 @@ class RevokeLater:
         for task in running:
             task.cancel()
         for task in running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await wait_cancelled(task)
 
 
 REVOKE_LATER = web.AppKey("softphone_revoke_later", RevokeLater)
@@ -482,18 +482,21 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 ) as exc:
                     await ws.send_json({"type": "error", "message": str(exc)[:200]})
         finally:
-            for task in (forwarder, watcher):
-                task.cancel()
-            for task in (forwarder, watcher):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            left = sockets.closed(agent["id"], session, ws)
-            if not left:
-                # nobody sees this agent's screen any more: no call may ring there unannounced
-                desk.closed(agent["id"])
-                request.app[REVOKE_LATER].schedule(agent)
-                with contextlib.suppress(LeaderUnavailable):  # a new leader logs nobody in paused or not
-                    await desk.run("closed", agent["id"])
+
+            async def gone() -> None:
+                for task in (forwarder, watcher):
+                    task.cancel()
+                for task in (forwarder, watcher):
+                    await wait_cancelled(task)
+                left = sockets.closed(agent["id"], session, ws)
+                if not left:
+                    # nobody sees this agent's screen any more: no call may ring there unannounced
+                    desk.closed(agent["id"])
+                    request.app[REVOKE_LATER].schedule(agent)
+                    with contextlib.suppress(LeaderUnavailable):  # a new leader logs nobody in paused or not
+                        await desk.run("closed", agent["id"])
+
+            await run_to_end(gone())  # also when aiohttp cancels this handler as the client leaves
     return ws
 
 

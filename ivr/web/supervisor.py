@@ -32,7 +32,6 @@ here is refused (403) and a supervisor's opens nothing on the desktop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from ivr.acd.topics import WALLBOARD
+from ivr.aio import run_to_end, wait_cancelled
 from ivr.web.agents_auth import same_token, token_hash
 from ivr.web.desktop import (
     AGENTS,
@@ -166,11 +166,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             async for _ in ws:  # the browser sends nothing; this waits for the close
                 pass
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+
+            async def gone() -> None:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    await wait_cancelled(task)
+
+            await run_to_end(gone())  # also when aiohttp cancels this handler as the client leaves
     return ws
 
 

@@ -1,6 +1,8 @@
-"""``wait_for`` that never swallows a cancel; use it instead of ``asyncio.wait_for`` (ruff bans that).
+"""Waiting that never swallows a cancel: ``wait_for`` instead of ``asyncio.wait_for`` (ruff bans
+that), ``wait_cancelled`` / ``cancel_and_wait`` to stop a task, ``run_to_end`` for cleanup that
+must finish.
 
-Why: on Python 3.11 (this package's floor) ``asyncio.wait_for`` returns the awaited result when
+Why ``wait_for``: on Python 3.11 (this package's floor) ``asyncio.wait_for`` returns the awaited result when
 the task waiting in it is cancelled just after the awaited future completed (CPython gh-86296;
 3.12 rebuilt ``wait_for`` on ``asyncio.timeout`` and no longer does). Every background task here
 is stopped by its owner's ``cancel()`` and then awaited: a loop whose cancel was swallowed keeps

@@ -658,8 +658,9 @@ _AS_JSON = frozenset({"ids", "spans"})
 #: from ``first`` on, the latest start before ``first`` is the nearest of all the earlier ones. The
 #: window read before took every contact of the customer over the two weeks around the batch: a
 #: caller who calls many times a week (a switchboard, a test number, the benchmark's callers) made
-#: every batch read and convert all of them, most of the journey writer's CPU per call
-#: (bench/README.md). Both lookups are ranges of ``ix_contact_facts_customer_started``.
+#: every batch read and convert all of them: a quarter of the KPI part's CPU per call for callers
+#: with a few dozen contacts (bench/README.md), growing with each. Both lookups are ranges of
+#: ``ix_contact_facts_customer_started``.
 REPEATS_SQLITE = f"""
 SELECT f.journey_id, f.customer_id, f.started_at, f.repeat_24h, f.repeat_7d
   FROM json_each(:spans) AS s

@@ -87,7 +87,6 @@ class LoopReader:
         try:
             rows = conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:  # busy, interrupted, another thread, a closed file ...
-            self.close()  # a new connection for the next read: see _step_aside
             self._step_aside(exc)
             return None
         self.served += 1
@@ -134,7 +133,8 @@ class LoopReader:
         return int(time.perf_counter() > self._deadline)
 
     def _step_aside(self, exc: sqlite3.Error) -> None:
-        """Count (and now and then log) a statement that failed; its connection is closed by then.
+        """Count (and now and then log) a statement that failed, and close the connection: the
+        next read or write opens a new one.
 
         Why closed: on Python 3.11, a statement that fails while its rows are being fetched (the
         progress handler interrupting a read past its budget, once in a while under load) stays
@@ -142,8 +142,9 @@ class LoopReader:
         back, and the cursor drops the statement without clearing the mark), so every later
         ``execute`` of the same SQL prepared a new statement instead: a caller's lookup went
         from about 50 to 250 us of the loop's CPU for the rest of the process's life
-        (bench/README.md). A new connection, opened by the next read, has a clean cache.
+        (bench/README.md). A new connection has a clean cache.
         """
+        self.close()
         self.stepped_aside += 1
         now = time.monotonic()
         if now - self._logged_at < LOG_EVERY:
@@ -190,8 +191,7 @@ class LoopWriter(LoopReader):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            self.close()  # a failed rollback too: closing is one, and frees the lock
-            self._step_aside(exc)
+            self._step_aside(exc)  # closing is a rollback too, and frees the lock
             return None
         self.served += 1
         return True

@@ -659,6 +659,7 @@ class App:
             await profiles.stop()
         self.customers.close()
         self.continuations.close()
+        self.leadership.leases.close()
         await self.store.stop()
         log.info("stopped after %d calls: %s", self.inbound.calls, self.inbound.finished)
 

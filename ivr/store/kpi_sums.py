@@ -49,6 +49,7 @@ batch wrote. On SQLite every statement of a batch runs in one trip to the connec
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 import sqlite3
@@ -696,11 +697,16 @@ def _group_label(table: Table, by: Dimension, interval_s: float) -> ColumnElemen
     return t.key
 
 
+@functools.lru_cache(maxsize=64)
 def statements(
     by: Dimension, interval_s: float, split_holdout: bool, start: float, end: float, flow: str | None
 ) -> tuple[Any, Any]:
     """The two reads of whole slots ``[start, end)``: the summed columns per group (without the
-    groups whose contacts all moved elsewhere), and the waits per group and second."""
+    groups whose contacts all moved elsewhere), and the waits per group and second.
+
+    Kept (a statement is immutable, and runs again as it is): the wallboard asks for the same
+    three of them every few seconds all day, and building them cost more of an idle controller's
+    CPU than running them (sixty summed columns, their labels and SQLAlchemy's cache key)."""
 
     def grouped(table: Table, *summed: ColumnElement[Any], per_second: bool) -> Any:
         keys: list[ColumnElement[Any]] = [_group_label(table, by, interval_s).label("k")]

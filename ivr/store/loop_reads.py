@@ -35,9 +35,10 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def sqlite_file(url_database: str | None, dialect: str) -> str | None:
@@ -172,6 +173,29 @@ class LoopWriter(LoopReader):
         """Run ``statements`` in one transaction; commit if ``keep`` (given each one's row count)
         says so, else roll back. True: committed; False: rolled back by ``keep``; None: stepped
         aside, nothing written (rolled back): the caller runs the transaction on its thread."""
+
+        def body(conn: sqlite3.Connection) -> tuple[bool, bool]:
+            commit = keep([conn.execute(sql, params).rowcount for sql, params in statements])
+            return commit, commit
+
+        return self._transaction(body)
+
+    def write_then_read(
+        self, statements: Sequence[tuple[str, Mapping[str, Any]]], query: str, params: Mapping[str, Any]
+    ) -> list[Any] | None:
+        """Run ``statements``, then ``query`` in the same transaction, and commit: the query's rows
+        (what the writes left, read under the same lock), or None: stepped aside, nothing written."""
+
+        def body(conn: sqlite3.Connection) -> tuple[bool, list[Any]]:
+            for sql, values in statements:
+                conn.execute(sql, values)
+            return True, conn.execute(query, params).fetchall()
+
+        return self._transaction(body)
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], tuple[bool, _T]]) -> _T | None:
+        """``body`` in one ``BEGIN IMMEDIATE`` transaction, committed if its first answer is True;
+        its second answer, or None when anything failed (rolled back, and stepped aside)."""
         conn = self._connection()
         if conn is None:
             return None
@@ -179,10 +203,10 @@ class LoopWriter(LoopReader):
         try:
             conn.execute("BEGIN IMMEDIATE")  # the lock now, or SQLITE_BUSY now
             try:
-                counts = [conn.execute(sql, params).rowcount for sql, params in statements]
-                if not keep(counts):
+                commit, answer = body(conn)
+                if not commit:
                     conn.execute("ROLLBACK")
-                    return False
+                    return answer
                 self._deadline = float("inf")  # a commit that started is not interrupted
                 conn.execute("COMMIT")
             except BaseException:
@@ -194,4 +218,4 @@ class LoopWriter(LoopReader):
             self._step_aside(exc)  # closing is a rollback too, and frees the lock
             return None
         self.served += 1
-        return True
+        return answer

@@ -72,8 +72,15 @@ class Node:
         self.duties.append("follow")
 
 
-async def test_one_holder_at_a_time_and_the_token_grows_when_it_changes_hands(journeys: JourneyStore) -> None:
+@pytest.mark.parametrize("on_loop", [True, False], ids=["loop-thread", "database-thread"])
+async def test_one_holder_at_a_time_and_the_token_grows_when_it_changes_hands(
+    journeys: JourneyStore, on_loop: bool
+) -> None:
+    """The same answers from the loop's own connection and from the engine's statements."""
     leases = LeaseStore(journeys.engine)
+    assert leases.loop_writes is not None
+    if not on_loop:
+        leases.loop_writes = None
     assert await leases.acquire("acd", "a", ttl=3, now=100) == 1
     assert await leases.acquire("acd", "b", ttl=3, now=101) is None  # a's lease runs until 103
     assert await leases.acquire("acd", "a", ttl=3, now=102) == 1  # renewed: same token, until 105
@@ -84,6 +91,32 @@ async def test_one_holder_at_a_time_and_the_token_grows_when_it_changes_hands(jo
     assert await leases.holder("acd") == ("b", 2, 108)
     await leases.release("acd", "b")  # a clean shutdown: the next node need not wait
     assert await leases.acquire("acd", "a", ttl=3, now=106.5) == 3
+    if on_loop:  # every one on the loop's connection (the first found no row: the engine's INSERT made it)
+        assert leases.loop_writes is not None
+        assert (leases.loop_writes.served, leases.loop_writes.stepped_aside) == (7, 0)
+    leases.close()
+
+
+async def test_a_renewal_on_the_loop_steps_aside_from_another_writer_and_lands_on_the_database_thread(
+    journeys: JourneyStore, tmp_path: Path
+) -> None:
+    """Another process's writer holds SQLite's lock: the loop's renewal gets SQLITE_BUSY at once
+    (it never waits on the loop), and the engine's statement waits for the lock and renews."""
+    leases = LeaseStore(journeys.engine)
+    assert await leases.acquire("acd", "a", ttl=3, now=100) == 1
+    lock = sqlite3.connect(tmp_path / "db.sqlite3", timeout=5, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN IMMEDIATE")
+    renewal = asyncio.create_task(leases.acquire("acd", "a", ttl=3, now=101))
+    await asyncio.sleep(0.3)
+    assert not renewal.done()  # waiting on the database thread, not on the loop
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert await renewal == 1
+    assert leases.loop_writes is not None and leases.loop_writes.stepped_aside == 1
+    assert await leases.holder("acd") == ("a", 1, 104)
+    assert await leases.acquire("acd", "a", ttl=3, now=102) == 1  # the loop's connection again
+    assert leases.loop_writes.served == 2  # the first acquire and this one
+    leases.close()
 
 
 async def test_a_node_takes_over_once_the_leader_stops_renewing(journeys: JourneyStore) -> None:

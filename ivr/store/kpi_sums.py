@@ -427,6 +427,8 @@ class SumsWriter:
     def __init__(self, dialect: str, upsert: Any, chunk: int) -> None:
         insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self.postgresql = dialect == "postgresql"
+        #: SQLite: a contact with no row yet is a plain INSERT (``fold``); off, it is merged as the others
+        self.insert_new = not self.postgresql
         self.chunk = chunk
         self.contributions = Contributions()
         ids: Any = bindparam("ids", expanding=True)
@@ -445,6 +447,8 @@ class SumsWriter:
             # the merged rows come back from the upsert itself (RETURNING: SQLite >= 3.35, bookworm
             # has 3.40; PostgreSQL): before, a read after it fetched them, one statement per batch more
             "upsert": upsert.returning(*_c),
+            # a contact with no row yet, on SQLite (``fold``): its merged row is itself, complete
+            "insert": insert(ContactFactRow.__table__),
             "claim": insert(ContactFactRow.__table__).on_conflict_do_nothing(index_elements=[_c.journey_id]),
             "locked": select(ContactFactRow.__table__)
             .where(_c.journey_id.in_(ids))
@@ -470,7 +474,7 @@ class SumsWriter:
             "sums": sums,
             "waits": waits,
         }
-        self._sqlite: dict[str, tuple[str, tuple[str, ...] | None]] | None = None
+        self._sqlite: tuple[dict[str, str], dict[str, _Positional]] | None = None
 
     def _chunks(self, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         for start in range(0, len(items), self.chunk):
@@ -495,10 +499,15 @@ class SumsWriter:
     def write_sqlite(self, db: sqlite3.Connection, contacts: Sequence[dict[str, Any]]) -> None:
         """The same on sqlite3's own connection, in its current transaction (the caller's thread
         is the connection's own). Each statement's SQL is compiled once; a list of parameters is
-        one ``executemany``, except the merge, whose rows come back one ``RETURNING`` each."""
+        one ``executemany``, except the merge, whose rows come back one ``RETURNING`` each.
+
+        The statements that take whole rows (the contacts, the sums, the waits) take them as
+        tuples in their columns' order, a column a row lacks given its default (``_Positional``):
+        a dict of sixty named values per row, built and then bound by name, was a quarter of
+        this function's CPU (bench/README.md)."""
         if not contacts:
             return
-        compiled = self._sqlite_statements()
+        compiled, positional = self._sqlite_statements()
         fold = self.fold(contacts)
         rows: list[dict[str, Any]] | None = None
         while True:
@@ -506,48 +515,53 @@ class SumsWriter:
                 step = fold.send(rows)
             except StopIteration:
                 return
-            sql, columns = compiled[step.name]
             params = step.params
             rows = None
-            if isinstance(params, list):
-                if columns is not None:  # every column named: SQLAlchemy's defaults for the absent ones
-                    defaults = _DEFAULTS[step.name]
-                    params = [{name: row.get(name, defaults.get(name)) for name in columns} for row in params]
+            if isinstance(params, list) and step.name in positional:
+                sql, names, defaults = positional[step.name]
+                values = [tuple(map(row.get, names, defaults)) for row in params]
                 if step.returns:
                     rows = []
-                    for one in params:
-                        cursor = db.execute(sql, one)
-                        rows.extend(_sqlite_rows(cursor))
+                    for one in values:
+                        rows.extend(_sqlite_rows(db.execute(sql, one)))
                 else:
-                    db.executemany(sql, params)
+                    db.executemany(sql, values)
+            elif isinstance(params, list):
+                db.executemany(compiled[step.name], params)
             else:
                 params = {k: json.dumps(v) if k in _AS_JSON else v for k, v in params.items()}
-                cursor = db.execute(sql, params)
+                cursor = db.execute(compiled[step.name], params)
                 rows = _sqlite_rows(cursor) if step.returns else None
 
-    def _sqlite_statements(self) -> dict[str, tuple[str, tuple[str, ...] | None]]:
-        """name -> (SQL for sqlite3 with named parameters, the columns an insert names or None).
+    def _sqlite_statements(self) -> tuple[dict[str, str], dict[str, _Positional]]:
+        """The SQL for sqlite3: name -> SQL with named parameters, and name -> ``_Positional`` for
+        the statements that take whole rows.
 
         The reads by id take the ids as one JSON array (``json_each``, in SQLite since 3.38;
         bookworm has 3.40): an expanding ``IN`` is new SQL for every number of ids."""
         if self._sqlite is None:
             dialect = sqlite.dialect(paramstyle="named")
-            compiled: dict[str, tuple[str, tuple[str, ...] | None]] = {}
-            for name in ("upsert", "sums", "waits"):
+            compiled: dict[str, str] = {}
+            positional: dict[str, _Positional] = {}
+            for name in ("upsert", "insert", "sums", "waits"):
                 table = _TABLES[name]
-                columns = tuple(c.name for c in table.c)
-                compiled[name] = (
-                    str(self.statements[name].compile(dialect=dialect, column_keys=list(columns))),
-                    columns,
+                statement = self.statements[name].compile(
+                    dialect=sqlite.dialect(paramstyle="qmark"), column_keys=[c.name for c in table.c]
                 )
-            compiled["flags"] = (str(self.statements["flags"].compile(dialect=dialect)), None)
+                names = tuple(statement.positiontup or ())
+                if not set(names) <= set(table.c.keys()):  # a bound literal would be given a row's None
+                    raise RuntimeError(
+                        f"{name}: parameters other than columns: {sorted(set(names) - set(table.c.keys()))}"
+                    )
+                defaults = _DEFAULTS[name]
+                positional[name] = (str(statement), names, tuple(defaults.get(n) for n in names))
+            compiled["flags"] = str(self.statements["flags"].compile(dialect=dialect))
             every = ", ".join(c.name for c in _c)
             compiled["read"] = (
-                f"SELECT {every} FROM contact_facts WHERE journey_id IN (SELECT value FROM json_each(:ids))",
-                None,
+                f"SELECT {every} FROM contact_facts WHERE journey_id IN (SELECT value FROM json_each(:ids))"
             )
-            compiled["repeats"] = (REPEATS_SQLITE, None)
-            self._sqlite = compiled
+            compiled["repeats"] = REPEATS_SQLITE
+            self._sqlite = compiled, positional
         return self._sqlite
 
     # ----------------------------------------------------------------------------------- fold
@@ -568,6 +582,17 @@ class SumsWriter:
                 before.update(_by_journey((yield Step("read", {"ids": list(part)}, returns=True))))
         ordered = sorted(contacts, key=lambda c: c["journey_id"])
         after: dict[str, dict[str, Any]] = {}
+        if self.insert_new:
+            # SQLite: a contact with no row (most of a batch: calls that started in it) is a plain
+            # INSERT, all at once, and its merged row is itself with the columns' defaults, built
+            # here; the merge, one RETURNING per row, was the largest part of the writer's work
+            # (bench/README.md). PostgreSQL's claim gave every contact a row already.
+            once = Counter(c["journey_id"] for c in contacts)
+            fresh = [_complete(c) for c in ordered if c["journey_id"] not in before and once[c["journey_id"]] == 1]
+            for rows in self._chunks(fresh):
+                yield Step("insert", list(rows))
+            after.update(_by_journey(fresh))
+            ordered = [c for c in ordered if c["journey_id"] not in after]
         for rows in self._chunks(ordered):
             after.update(_by_journey((yield Step("upsert", list(rows), returns=True))))
         others = yield from self._repeats(before, after)
@@ -642,11 +667,29 @@ class SumsWriter:
 
 #: the table each insert of :meth:`SumsWriter.write_sqlite` writes, and its columns' scalar defaults
 #: (SQLAlchemy fills a column a row leaves out with its default: the repeat flags' 0)
-_TABLES: dict[str, Table] = {"upsert": ContactFactRow.__table__, "sums": KpiSums, "waits": KpiWaits}  # type: ignore[dict-item]
+_TABLES: dict[str, Table] = {
+    "upsert": ContactFactRow.__table__,  # type: ignore[dict-item]
+    "insert": ContactFactRow.__table__,  # type: ignore[dict-item]
+    "sums": KpiSums,
+    "waits": KpiWaits,
+}
 _DEFAULTS: dict[str, dict[str, Any]] = {
     name: {c.name: c.default.arg for c in table.c if isinstance(c.default, ScalarElementColumnDefault)}
     for name, table in _TABLES.items()
 }
+
+
+#: a statement ``write_sqlite`` runs with positional parameters: its SQL, the columns its ``?`` stand
+#: for in order, and each one's default (the value of a column a row lacks)
+_Positional = tuple[str, tuple[str, ...], tuple[Any, ...]]
+#: the contact row's columns and their defaults, in the same order
+_CONTACT_COLUMNS = tuple(c.name for c in ContactFactRow.__table__.c)
+_CONTACT_DEFAULTS = tuple(_DEFAULTS["insert"].get(name) for name in _CONTACT_COLUMNS)
+
+
+def _complete(contact: Mapping[str, Any]) -> dict[str, Any]:
+    """A contact row as its INSERT stores it: every column, the default where it has none."""
+    return dict(zip(_CONTACT_COLUMNS, map(contact.get, _CONTACT_COLUMNS, _CONTACT_DEFAULTS), strict=True))
 
 
 #: the parameters SQLite's statements take as one JSON array (``json_each``)

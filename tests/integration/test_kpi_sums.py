@@ -308,6 +308,64 @@ async def test_sqlites_one_trip_writes_every_row_sqlalchemys_path_writes(tmp_pat
             await store.stop()
 
 
+async def test_sqlites_new_contacts_inserted_as_they_are_leave_the_rows_the_merge_leaves(tmp_path: Path) -> None:
+    """On SQLite a contact with no row yet is a plain INSERT, its merged row built in Python
+    (``SumsWriter.insert_new``), not a merge with one RETURNING per row. The same log, in the
+    same batches, through a writer that merges every contact leaves the same contact rows, sums
+    and waits, to the bit: the rows built in Python are the rows the database gives back."""
+    inserting = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'inserting.sqlite3'}"), batch_delay=0.0)
+    merging = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'merging.sqlite3'}"), batch_delay=0.0)
+    real = merging._statements
+
+    def merge_all() -> Any:
+        stmts = real()
+        stmts.contact.insert_new = False
+        return stmts
+
+    merging._statements = merge_all  # type: ignore[method-assign]
+    for store in (inserting, merging):
+        await store.start()
+    try:
+        steps: dict[str, list[str]] = {"inserting": [], "merging": []}
+        for name, store in (("inserting", inserting), ("merging", merging)):
+            writer = store._statements().contact
+            fold = writer.fold
+
+            def watched(contacts: Any, fold: Any = fold, seen: list[str] = steps[name]) -> Any:
+                for_fold = fold(contacts)
+                rows = None
+                while True:
+                    try:
+                        step = for_fold.send(rows)
+                    except StopIteration:
+                        return
+                    seen.append(step.name)
+                    rows = yield step
+
+            writer.fold = watched  # type: ignore[method-assign]
+        for i, (jid, customer, channel, events) in enumerate(journey_log(random.Random(SEED), JOURNEYS)):
+            for store in (inserting, merging):
+                store.append(jid, customer, channel, events)
+            if i % 5 == 4:
+                await asyncio.gather(inserting.flush(), merging.flush())
+        await asyncio.gather(inserting.flush(), merging.flush())
+        assert steps["inserting"].count("insert") > 10 and "insert" not in steps["merging"]
+        assert steps["inserting"].count("upsert") < steps["merging"].count("upsert")
+        tables = ("contact_facts", "kpi_sums", "kpi_waits")
+        dumps = []
+        for store in (inserting, merging):
+            async with store.engine.connect() as conn:
+                dumps.append(
+                    {t: (await conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all() for t in tables}
+                )
+        assert len(dumps[0]["contact_facts"]) == JOURNEYS
+        for table in tables:
+            assert [tuple(r) for r in dumps[0][table]] == [tuple(r) for r in dumps[1][table]], table
+    finally:
+        for store in (inserting, merging):
+            await store.stop()
+
+
 async def test_a_frequent_callers_new_contact_reads_the_contacts_it_can_change_not_the_week(tmp_path: Path) -> None:
     """SQLite's read for the repeat flags: a customer with 300 contacts over the last six days
     calls again; the batch reads that contact and the one started just before it, not the 300

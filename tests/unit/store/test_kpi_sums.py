@@ -7,6 +7,8 @@ import random
 from dataclasses import fields, replace
 from typing import Any
 
+import pytest
+
 from ivr.kpis import COLUMNS, ContactFacts, GroupSums, facts, figures, sums_of
 from ivr.store.kpi_sums import (
     MEASURES,
@@ -99,6 +101,39 @@ def test_a_queued_contact_answered_later_moves_from_one_group_to_another() -> No
         ("all", 20, 1, 1)
     }
     assert all(r["slot"] == T0 for r in deltas.sum_rows())
+
+
+def test_moving_a_contact_gives_the_sums_of_taking_it_away_and_adding_it_again() -> None:
+    """``Deltas.move`` (the difference per group, in one pass, when the groups are the same) adds
+    up to ``add(old, -1)`` then ``add(new, 1)``: over contacts that change a measure or two, that
+    change group (answered by an agent), whose wait moves to another second, that start, or that
+    end up not started; several of them in the same groups of one batch."""
+    rng = random.Random(7)
+    pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
+    for i in range(400):
+        old = random_row(rng)
+        new = dict(old)
+        for name in rng.sample(["ended", "choices", "no_match", "answered_at", "agent_id", "queue", "transfers"], 2):
+            new[name] = random_row(rng)[name]
+        if rng.random() < 0.3:  # answered by an agent: other groups
+            new.update(agent_id=rng.choice(["ag1", "ag2"]), queue=rng.choice(["billing", "support"]))
+        pairs.append((old, new))
+        if i % 20 == 0:
+            pairs.append((None, random_row(rng)))
+            pairs.append((random_row(rng), None))
+            pairs.append((random_row(rng), row(started_at=None)))
+    moved, added = Deltas(known=Contributions()), Deltas()
+    for i, (old, new) in enumerate(pairs):
+        moved.move(f"j{i}", old, new)
+        added.add(f"j{i}", old, -1)
+        added.add(f"j{i}", new, 1)
+    got, want = moved.sum_rows(), added.sum_rows()
+    same_groups = sum(1 for old, new in pairs if old and new and group_keys(old) == group_keys(new))
+    assert len(want) > 20 and 100 < same_groups < len(pairs) - 100  # both of move's ways, many times
+    assert [{k: v for k, v in r.items() if v} for r in got] == [
+        {k: pytest.approx(v, abs=1e-9) for k, v in r.items() if v} for r in want
+    ]
+    assert moved.wait_rows() == added.wait_rows()
 
 
 def test_a_contact_that_has_not_started_counts_nowhere() -> None:

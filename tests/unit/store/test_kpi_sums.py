@@ -123,12 +123,12 @@ def test_moving_a_contact_gives_the_sums_of_taking_it_away_and_adding_it_again()
             pairs.append((random_row(rng), None))
             pairs.append((random_row(rng), row(started_at=None)))
     moved, added = Deltas(known=Contributions()), Deltas()
-    for i, (old, new) in enumerate(pairs):
-        moved.move(f"j{i}", old, new)
-        added.add(f"j{i}", old, -1)
-        added.add(f"j{i}", new, 1)
+    for i, (was, now) in enumerate(pairs):
+        moved.move(f"j{i}", was, now)
+        added.add(f"j{i}", was, -1)
+        added.add(f"j{i}", now, 1)
     got, want = moved.sum_rows(), added.sum_rows()
-    same_groups = sum(1 for old, new in pairs if old and new and group_keys(old) == group_keys(new))
+    same_groups = sum(1 for was, now in pairs if was and now and group_keys(was) == group_keys(now))
     assert len(want) > 20 and 100 < same_groups < len(pairs) - 100  # both of move's ways, many times
     assert [{k: v for k, v in r.items() if v} for r in got] == [
         {k: pytest.approx(v, abs=1e-9) for k, v in r.items() if v} for r in want

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
+from ivr.flow.journey import new_journey_id
 from ivr.flow.model import REDACTED, Frame, Journey, Waiting
 
 
@@ -106,3 +108,15 @@ def test_a_journey_saved_before_the_waiting_state_still_loads() -> None:
     assert Journey.from_dict({**old, "status": "handed_off"}).waiting is None
     assert Journey.from_dict({**old, "status": "abandoned"}).waiting is None
     assert Journey.from_dict({**old, "step": None}).waiting is None
+
+
+def test_journey_ids_are_32_hex_digits_in_the_order_they_were_made_and_never_the_same() -> None:
+    """A journey id starts with its millisecond, so the ids of a batch sit side by side in every
+    index keyed by them; 80 random bits after it keep two made in the same millisecond apart."""
+    ids = [new_journey_id(now=1_764_748_800.0 + i / 1000) for i in range(0, 3000, 3)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", j) for j in ids)
+    assert ids == sorted(ids)
+    assert ids[0].startswith(f"{1_764_748_800_000:012x}")
+    same_moment = {new_journey_id(now=1_764_748_800.0) for _ in range(10_000)}
+    assert len(same_moment) == 10_000
+    assert len({j[12:] for j in same_moment}) == 10_000  # the random part, not the time, tells them apart

@@ -38,7 +38,7 @@ from ivr.flow.profile import CallerProfile, KnownSlot, OpenCallback, OpenContinu
 from ivr.store.loop_reads import LoopReader, LoopWriter, sqlite_file
 from ivr.store.models import CustomerIdentityRow, CustomerRow, InteractionRow
 from ivr.store.phones import to_e164
-from ivr.store.turns import write_turn, writing
+from ivr.store.turns import turn_of, write_turn, writing
 
 log = logging.getLogger(__name__)
 IdentityKind = Literal["phone", "email", "crm"]
@@ -367,24 +367,11 @@ class CustomerStore:
         phones: Sequence[str] = (),
     ) -> str:
         """A new customer with its identities, in one transaction."""
-        now = time.time()
-        customer_id = uuid.uuid4().hex
-        identities: list[tuple[IdentityKind, str]] = [("phone", self.phone(p)) for p in phones]
-        if email:
-            identities.append(("email", self._normalise("email", email)))
-        if crm_id:
-            identities.append(("crm", crm_id.strip()))
-        row = {
-            "id": customer_id,
-            "display_name": name,
-            "email": email.strip() if email else None,
-            "crm_id": crm_id,
-            "tier": tier,
-            "language": language,
-            "verified": verified,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row, identities = self._new_customer_rows(
+            name=name, email=email, crm_id=crm_id, tier=tier, language=language, verified=verified, phones=phones
+        )
+        customer_id: str = row["id"]
+        now: float = row["created_at"]
         if self._sqlite:
             await self._create_on_sqlite(row, identities)
             return customer_id
@@ -397,6 +384,66 @@ class CustomerStore:
             raise StoreError(f"cannot create customer: {exc.orig}") from None
         return customer_id
 
+    def create_now(self, phone: str) -> str | None:
+        """A new customer with this phone number, created at once on the loop's thread: its id, or
+        None when that cannot be done at once (not SQLite, another writer of this process holds
+        or waits for the turn, the loop's write steps aside, the number was just taken by another
+        process): then :meth:`create` does it (and answers for a taken number).
+
+        Why: a first caller's creation otherwise costs a task of its own, a timeout and the
+        write turn's bookkeeping around the very same short transaction (bench/README.md). With
+        the turn free and no ``await`` between the look at it and the commit, no writer of this
+        process can come between."""
+        turn = turn_of(self.engine) if self._sqlite else None
+        if self.loop_writes is None or turn is None or not turn.free:
+            return None
+        row, identities = self._new_customer_rows(phones=[phone])
+        written = self.loop_writes.write(self._creation_statements(row, identities), keep=lambda counts: all(counts))
+        return row["id"] if written else None
+
+    def _new_customer_rows(
+        self,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        crm_id: str | None = None,
+        tier: str | None = None,
+        language: str | None = None,
+        verified: bool = False,
+        phones: Sequence[str] = (),
+    ) -> tuple[dict[str, Any], list[tuple[IdentityKind, str]]]:
+        """A new customer's row (a new id, now) and its identities, normalised."""
+        now = time.time()
+        identities: list[tuple[IdentityKind, str]] = [("phone", self.phone(p)) for p in phones]
+        if email:
+            identities.append(("email", self._normalise("email", email)))
+        if crm_id:
+            identities.append(("crm", crm_id.strip()))
+        row = {
+            "id": uuid.uuid4().hex,
+            "display_name": name,
+            "email": email.strip() if email else None,
+            "crm_id": crm_id,
+            "tier": tier,
+            "language": language,
+            "verified": verified,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return row, identities
+
+    @staticmethod
+    def _creation_statements(
+        row: dict[str, Any], identities: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        return [(_INSERT_CUSTOMER_SQL, row)] + [
+            (
+                _INSERT_IDENTITY_SQL,
+                {"kind": kind, "value": value, "customer_id": row["id"], "created_at": row["created_at"]},
+            )
+            for kind, value in identities
+        ]
+
     async def _create_on_sqlite(self, row: dict[str, Any], identities: Sequence[tuple[str, str]]) -> None:
         """The customer's INSERT, its identities' and the commit, in the process's write turn.
 
@@ -404,13 +451,7 @@ class CustomerStore:
         a tenth of the CPU of the trips below). A step aside there wrote nothing, and
         :meth:`_create_in_thread` does the whole transaction again (and gives its errors).
         """
-        statements = [(_INSERT_CUSTOMER_SQL, row)] + [
-            (
-                _INSERT_IDENTITY_SQL,
-                {"kind": kind, "value": value, "customer_id": row["id"], "created_at": row["created_at"]},
-            )
-            for kind, value in identities
-        ]
+        statements = self._creation_statements(row, identities)
         async with write_turn(self.engine):
             if self.loop_writes is not None:
                 written = self.loop_writes.write(statements, keep=lambda counts: all(counts))
@@ -551,6 +592,14 @@ class CallerProfiles:
             answered, known = self.customers.profile_now(number)
             if known is not None:
                 return known
+            if answered:  # no such caller: created at once, where that can be done
+                creating = time.perf_counter()
+                created = self.customers.create_now(number)
+                if created is not None:
+                    if self._observe_create is not None:
+                        self._observe_create(time.perf_counter() - creating)
+                    log.info("new caller %s is customer %s", number, created)
+                    return CallerProfile(created)
             async with asyncio.timeout(self.timeout):  # no extra task per call, unlike wait_for
                 return await self._load(number, unknown=answered)
         except TimeoutError:

@@ -54,6 +54,12 @@ class Turn:
         return self._held
 
     @property
+    def free(self) -> bool:
+        """Nobody holds the turn and nobody waits for it: a writer that does not ``await`` until
+        its commit may write without taking it."""
+        return not self._held and not self.waiting
+
+    @property
     def waiting(self) -> int:
         return sum(not f.done() for f in (*self._urgent, *self._normal))
 

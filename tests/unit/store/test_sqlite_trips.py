@@ -23,6 +23,7 @@ from ivr.store import loop_reads
 from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
 from ivr.store.journeys import JourneyStore, make_engine
 from ivr.store.kpi_sums import SumsWriter
+from ivr.store.turns import turn_of
 
 T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z
 
@@ -135,6 +136,45 @@ async def test_a_first_callers_creation_takes_no_trip_and_three_when_another_pro
     await customers.create(crm_id="C1", phones=["+15551230002"])
     with pytest.raises(StoreError, match="cannot create customer"):  # a CRM id another customer has
         await customers.create(crm_id="C1")
+    customers.close()
+
+
+async def test_a_first_caller_is_created_at_once_while_the_turn_is_free_and_in_turn_while_it_is_not(
+    store: JourneyStore, trips: list[str]
+) -> None:
+    """With the write turn free, a new number's customer is created right in the lookup, on the
+    loop's thread: no task of its own, no timeout, no trip. While another writer of this process
+    holds the turn, the creation waits for it in its own task, as before, and lands after."""
+    customers = roomy(CustomerStore(store.engine))
+    timed: list[float] = []
+    profiles = CallerProfiles(customers, observe_create=timed.append)
+    started: list[str] = []
+    real = profiles._start_creation
+
+    def start_creation(number: str) -> asyncio.Task[str]:
+        started.append(number)
+        return real(number)
+
+    profiles._start_creation = start_creation  # type: ignore[method-assign]
+    first = await profiles.load("+15551230001")
+    assert (started, trips, len(timed)) == ([], [], 1)
+    assert first is not None and await customers.find("phone", "+15551230001") == first.customer_id
+    assert customers.loop_writes is not None and customers.loop_writes.served == 1
+
+    turn = turn_of(store.engine)
+    assert turn is not None
+    await turn.acquire()  # another writer of this process (the journey writer's batch, say)
+    try:
+        loading = asyncio.create_task(profiles.load("+15551230002"))
+        await asyncio.sleep(0.05)
+        assert not loading.done() and started == ["+15551230002"]
+    finally:
+        turn.release()
+    second = await loading
+    assert second is not None and await customers.find("phone", "+15551230002") == second.customer_id
+    assert second.customer_id != first.customer_id and customers.loop_writes.served == 2 and len(timed) == 2
+    again = await profiles.load("+15551230001")
+    assert again is not None and again.customer_id == first.customer_id and len(started) == 1
     customers.close()
 
 

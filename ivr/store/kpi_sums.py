@@ -544,7 +544,7 @@ class SumsWriter:
 
         The statements that take whole rows (the contacts, the sums, the waits) take them as
         tuples in their columns' order, a column a row lacks given its default (``_Positional``):
-        a dict of sixty named values per row, built and then bound by name, was a quarter of
+        a dict of sixty named values per row, built and then bound by name, was a sixth of
         this function's CPU (bench/README.md)."""
         if not contacts:
             return

@@ -16,8 +16,9 @@ takes the threaded path, which owns the timeouts, the retries and the error mess
 here is an optimisation that can always step aside, never a second way to fail.
 
 :class:`LoopWriter` does the same for a short transaction (a first caller's customer row and
-identity: about 50 us of SQLite against 600 us through aiosqlite). It is used only inside the
-process's write turn (``ivr.store.turns``), so no writer of this process holds SQLite's lock;
+identity: about 50 us of SQLite against 600 us through aiosqlite; the ACD lease's renewal). It is
+used only inside the process's write turn (``ivr.store.turns``), or while that turn is free with
+no ``await`` until the commit, so no writer of this process holds SQLite's lock;
 another process's writer makes it step aside at once, and a step aside rolls back first: the
 threaded path then does the whole transaction again. Its connection has the engine's durability
 (``synchronous = NORMAL``, so a commit appends to the WAL without an fsync) and never runs a
@@ -159,7 +160,8 @@ class LoopReader:
 class LoopWriter(LoopReader):
     """One short write transaction at a time on the event loop's thread (see the module doc).
 
-    Only inside the process's write turn for the database: that is what keeps every other
+    Only inside the process's write turn for the database, or while that turn is free
+    (``Turn.free``) and nothing is awaited until the commit: that is what keeps every other
     writer of this process out of SQLite's lock while it runs.
     """
 

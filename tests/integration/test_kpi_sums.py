@@ -270,6 +270,22 @@ async def test_a_batch_is_the_fewest_statements_each_database_needs(database_url
         await store.stop()
 
 
+async def _same_log(first: JourneyStore, second: JourneyStore) -> None:
+    """The seeded journey log into both stores, in the same batches (a flush every five journeys)."""
+    for i, (jid, customer, channel, events) in enumerate(journey_log(random.Random(SEED), JOURNEYS)):
+        for store in (first, second):
+            store.append(jid, customer, channel, events)
+        if i % 5 == 4:
+            await asyncio.gather(first.flush(), second.flush())
+    await asyncio.gather(first.flush(), second.flush())
+
+
+async def _dump(store: JourneyStore, tables: tuple[str, ...]) -> dict[str, Any]:
+    """Every row of ``tables``, in key order."""
+    async with store.engine.connect() as conn:
+        return {t: (await conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all() for t in tables}
+
+
 async def test_sqlites_one_trip_writes_every_row_sqlalchemys_path_writes(tmp_path: Path) -> None:
     """SQLite's writer runs a batch as one function on sqlite3's own connection (its SQL compiled
     once, ``SumsWriter.write_sqlite``); PostgreSQL's goes statement by statement through
@@ -286,19 +302,9 @@ async def test_sqlites_one_trip_writes_every_row_sqlalchemys_path_writes(tmp_pat
     for store in (one_trip, through):
         await store.start()
     try:
-        for i, (jid, customer, channel, events) in enumerate(journey_log(random.Random(SEED), JOURNEYS)):
-            for store in (one_trip, through):
-                store.append(jid, customer, channel, events)
-            if i % 5 == 4:  # the same batches on both
-                await asyncio.gather(one_trip.flush(), through.flush())
-        await asyncio.gather(one_trip.flush(), through.flush())
+        await _same_log(one_trip, through)
         tables = ("interactions", "contact_facts", "kpi_sums", "kpi_waits")
-        dumps = []
-        for store in (one_trip, through):
-            async with store.engine.connect() as conn:
-                dumps.append(
-                    {t: (await conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all() for t in tables}
-                )
+        dumps = [await _dump(store, tables) for store in (one_trip, through)]
         assert len(dumps[0]["contact_facts"]) == JOURNEYS
         assert sum(1 for r in dumps[0]["contact_facts"] if r.repeat_7d) > 10  # the repeat flags moved too
         for table in tables:
@@ -343,21 +349,11 @@ async def test_sqlites_new_contacts_inserted_as_they_are_leave_the_rows_the_merg
                     rows = yield step
 
             writer.fold = watched  # type: ignore[method-assign]
-        for i, (jid, customer, channel, events) in enumerate(journey_log(random.Random(SEED), JOURNEYS)):
-            for store in (inserting, merging):
-                store.append(jid, customer, channel, events)
-            if i % 5 == 4:
-                await asyncio.gather(inserting.flush(), merging.flush())
-        await asyncio.gather(inserting.flush(), merging.flush())
+        await _same_log(inserting, merging)
         assert steps["inserting"].count("insert") > 10 and "insert" not in steps["merging"]
         assert steps["inserting"].count("upsert") < steps["merging"].count("upsert")
         tables = ("contact_facts", "kpi_sums", "kpi_waits")
-        dumps = []
-        for store in (inserting, merging):
-            async with store.engine.connect() as conn:
-                dumps.append(
-                    {t: (await conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all() for t in tables}
-                )
+        dumps = [await _dump(store, tables) for store in (inserting, merging)]
         assert len(dumps[0]["contact_facts"]) == JOURNEYS
         for table in tables:
             assert [tuple(r) for r in dumps[0][table]] == [tuple(r) for r in dumps[1][table]], table

@@ -21,7 +21,7 @@ from ivr.errors import StoreError
 from ivr.flow.journey import Interaction, Journey
 from ivr.store import loop_reads
 from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
-from ivr.store.journeys import JourneyStore, make_engine
+from ivr.store.journeys import WAL_CHECKPOINT_PAGES, JourneyStore, make_engine
 from ivr.store.kpi_sums import SumsWriter
 from ivr.store.turns import turn_of
 
@@ -57,6 +57,28 @@ async def store(tmp_path: Path) -> AsyncIterator[JourneyStore]:
     await journeys.start()
     yield journeys
     await journeys.stop()
+
+
+async def test_the_engines_connections_checkpoint_late_and_the_loops_never(store: JourneyStore) -> None:
+    """A checkpoint copies the WAL into the database file: the engine's connections do it (off
+    the loop), rarely enough that a page changed in every batch is copied once, not once per
+    batch; the loop's writer never does it (it would stall every call for as long)."""
+    async with store.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        (pages,), (mode,) = [
+            row
+            for sql in ("PRAGMA wal_autocheckpoint", "PRAGMA journal_mode")
+            for row in await driver.execute_fetchall(sql)  # type: ignore[union-attr]
+        ]
+    assert (pages, mode) == (WAL_CHECKPOINT_PAGES, "wal")
+    assert pages > 1000  # SQLite's default
+    customers = CustomerStore(store.engine)
+    assert customers.loop_writes is not None
+    assert customers.create_now("+15550001234") is not None
+    conn = customers.loop_writes._conn
+    assert conn is not None
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    customers.close()
 
 
 async def test_a_known_callers_lookup_takes_no_trip_and_one_when_the_loop_read_steps_aside(

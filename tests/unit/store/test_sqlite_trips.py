@@ -75,9 +75,9 @@ async def test_the_engines_connections_checkpoint_late_and_the_loops_never(store
     customers = CustomerStore(store.engine)
     assert customers.loop_writes is not None
     assert customers.create_now("+15550001234") is not None
-    conn = customers.loop_writes._conn
-    assert conn is not None
-    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    loops = customers.loop_writes._conn
+    assert loops is not None
+    assert loops.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     customers.close()
 
 

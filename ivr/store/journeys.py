@@ -57,12 +57,17 @@ POOL_OVERFLOW = 10
 #: one; longer means the database is stuck, and the lab kills a controller 15 s after SIGTERM
 FLUSH_AT_STOP_S = 6.0
 
-#: WAL pages after which a commit of the engine's connections copies the WAL back into the
-#: database (SQLite's default is 1,000: 4 MB). Why more: every commit appends each page it changed,
-#: and the same pages change in every batch (the last leaf of each index keyed by time or journey
-#: id, the quarter hour's KPI sums); a checkpoint writes each page once however often the WAL has
-#: it. At 200 calls a second the default checkpointed several times a second; 10,000 pages wrote
-#: 18% fewer bytes per call (bench/README.md). The WAL file stays at up to 40 MB.
+#: Seconds between two checkpoints the journey writer runs itself (SQLite files), after a batch and
+#: outside the write turn. A checkpoint copies the WAL back into the database file. Why the writer
+#: runs it and not SQLite's automatic one: the automatic checkpoint runs inside the commit that
+#: crosses its size, in the write turn, so a first caller's creation and the ACD lease waited for
+#: it (the longest silence before a first prompt went from 16 to 38 ms with a larger WAL). And why
+#: every few seconds: every batch appends each page it changed, and the same pages change in every
+#: batch (the last leaf of each index keyed by time or journey id, the quarter hour's KPI sums);
+#: a checkpoint copies each page once however often the WAL has it (bench/README.md).
+CHECKPOINT_EVERY_S = 2.0
+#: WAL pages after which a commit checkpoints anyway (SQLite's default is 1,000): the backstop,
+#: when the writer's own checkpoints cannot keep up. The WAL file stays at up to 40 MB.
 WAL_CHECKPOINT_PAGES = 10_000
 
 
@@ -212,6 +217,7 @@ class JourneyStore:
         batch_delay: float = 0.1,
         half_life_days: float = 30.0,
         observe_batch: Callable[[float], None] | None = None,
+        checkpoint_every: float = CHECKPOINT_EVERY_S,
     ) -> None:
         if half_life_days <= 0:
             raise StoreError(f"half-life must be positive, got {half_life_days} days")
@@ -232,6 +238,10 @@ class JourneyStore:
         self._observe_batch = observe_batch
         self.commits = 0
         self._stmts: _Statements | None = None
+        #: SQLite files: the writer's own checkpoints (``CHECKPOINT_EVERY_S``), and when the last began
+        self._checkpoint_every = checkpoint_every if engine.dialect.name == "sqlite" else None
+        self._checkpointed_at = time.monotonic()
+        self.checkpoints = 0
 
     async def start(self) -> None:
         """Bring the schema to head (``alembic upgrade head``), then start the writer."""
@@ -317,6 +327,7 @@ class JourneyStore:
                 await self._timed_write(journeys, events)
                 self.commits += 1
                 backoff = 0.1
+                await self._checkpoint_if_due()
             except Exception as exc:  # keep everything; retry later
                 log.error(
                     "journey store write failed (%d journeys pending, retry in %.1fs): %s", len(journeys), backoff, exc
@@ -332,6 +343,26 @@ class JourneyStore:
                 self._inflight = {}
             if not self._pending and not self._events:
                 self._idle.set()
+
+    async def _checkpoint_if_due(self) -> None:
+        """``PRAGMA wal_checkpoint(PASSIVE)`` on a pooled connection, one trip, if the last one
+        began ``checkpoint_every`` seconds ago; never in the write turn (``CHECKPOINT_EVERY_S``).
+
+        PASSIVE copies what no reader still needs and waits for nobody: writers go on appending
+        meanwhile. A checkpoint that fails is logged and tried again at the next interval; the
+        WAL only grows meanwhile (and SQLite's backstop, ``WAL_CHECKPOINT_PAGES``, still holds).
+        """
+        every = self._checkpoint_every
+        if every is None or time.monotonic() - self._checkpointed_at < every:
+            return
+        self._checkpointed_at = time.monotonic()
+        try:
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                await driver.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            self.checkpoints += 1
+        except Exception as exc:  # the data is safe in the WAL: only the copy waits
+            log.warning("journey store: WAL checkpoint failed (tried again in %gs): %s", every, exc)
 
     async def _timed_write(self, journeys: dict[str, dict[str, Any]], events: list[LoggedEvent]) -> None:
         """``_write``, its duration told to ``observe_batch`` (a failure's too: a database that

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ def trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[JourneyStore]:
-    journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"))
+    # no checkpoint of the writer's own between the trips these tests count
+    journeys = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"), checkpoint_every=math.inf)
     await journeys.start()
     yield journeys
     await journeys.stop()
@@ -79,6 +81,67 @@ async def test_the_engines_connections_checkpoint_late_and_the_loops_never(store
     assert loops is not None
     assert loops.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     customers.close()
+
+
+async def test_the_writer_checkpoints_after_its_batch_in_one_trip_and_outside_the_write_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's rows reach the database file itself (read here ignoring the WAL) at the
+    writer's checkpoint, which takes one trip of its own after the commit, with the write turn
+    free: a first caller's creation or the ACD lease never waits for it."""
+    path = tmp_path / "ivr.sqlite3"
+    store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{path}"), checkpoint_every=0.0)
+    await store.start()
+    turn_free_at_trip: list[tuple[str, bool]] = []
+    counted = aiosqlite.core.Connection._execute
+
+    async def noting(self: aiosqlite.core.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        turn = turn_of(store.engine)
+        assert turn is not None
+        turn_free_at_trip.append((getattr(fn, "__name__", ""), turn.free))
+        return await counted(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(aiosqlite.core.Connection, "_execute", noting)
+    try:
+        store.save(Journey("call-0", "bench", "v1", "voice"), [Interaction("journey_started", "hello", {}, T0)])
+        await store.flush()
+        batch = list(turn_free_at_trip)  # (what follows is the pool's closing at stop)
+    finally:
+        await store.stop()
+    assert batch == [("_write_sqlite", False), ("commit", False), ("_execute_fetchall", True)]
+    assert store.checkpoints == 1
+    database_file_alone = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        assert database_file_alone.execute("SELECT id FROM journeys").fetchall() == [("call-0",)]
+    finally:
+        database_file_alone.close()
+
+
+async def test_a_failed_checkpoint_costs_nothing_but_a_log_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The data is in the WAL already: the batch stays committed, the writer goes on, and the
+    next interval tries again."""
+    store = JourneyStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.sqlite3'}"), checkpoint_every=0.0)
+    await store.start()
+    real = aiosqlite.core.Connection.execute_fetchall
+
+    async def failing(self: aiosqlite.core.Connection, sql: str, *args: Any) -> Any:
+        if "wal_checkpoint" in sql:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real(self, sql, *args)
+
+    monkeypatch.setattr(aiosqlite.core.Connection, "execute_fetchall", failing)
+    try:
+        for n in range(2):
+            store.save(Journey(f"call-{n}", "bench", "v1", "voice"), [])
+            await store.flush()
+        assert (await store.get("call-0")) is not None and store.commits == 2 and store.checkpoints == 0
+        assert store.backlog == 0
+    finally:
+        await store.stop()
+    failures = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
+    assert len(failures) == 2 and "disk I/O error" in failures[0].getMessage()
 
 
 async def test_a_known_callers_lookup_takes_no_trip_and_one_when_the_loop_read_steps_aside(

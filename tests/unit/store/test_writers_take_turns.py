@@ -170,7 +170,9 @@ async def test_a_lease_renewal_during_a_burst_of_journeys_and_first_calls_does_n
         f"{1000 * max(creations):.0f} ms; {len(tickets)} tickets and links, longest {1000 * max(tickets):.0f} ms; "
         f"{store.commits} batches; at most {held[1]} connections out"
     )
-    assert held[1] == 1
+    # the writer in the turn's connection, and beside it at most the journey writer's checkpoint
+    # (which never waits for the turn): never one per writer waiting
+    assert held[1] <= 2
     assert max(renewals) < 1.0
     assert max(creations) < 2.0
     assert len(renewals) >= 5

@@ -23,8 +23,11 @@ the IVR ran). A failed step is explained: each failed call is classified from SI
 controller's own histograms are scraped from ``/metrics`` before and after the step (how late its
 first AGI command was, control-command round trips, event-loop lag, caller lookups).
 
-After the rounds, ``ivr`` runs once at 80% of its median ceiling: the issue's latency targets
-(control-command round trip and loop lag p99 <= 5 ms, no failed call) and the controller's CPU per call.
+After the rounds, each ``ivr`` route runs at 80% of its median ceiling ``--target-runs`` times
+(3 by default, the routes interleaved, the order flipping every run, a new controller each): the
+issue's latency targets (control-command round trip and loop lag p99 <= 5 ms over every run, no
+failed call) and the controller's CPU per call, its median and range (one 10 s step cannot resolve
+a few percent of CPU here), and ``ivr`` against ``ivr-base`` run by run.
 
 Every call carries a real E.164 caller id (the lab's ``bench`` endpoint trusts
 P-Asserted-Identity, as the trunk does): ``--known`` customers are created in each controller's
@@ -76,6 +79,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from bench.loadstats import (  # noqa: E402
     Buckets,
+    Spread,
     classify_failures,
     count,
     histogram_delta,
@@ -441,7 +445,8 @@ def main() -> int:
     parser.add_argument("--step", type=float, default=1.05, help="rate factor between steps near a known ceiling")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--base-code", type=Path, help="a checkout whose controller runs as route ivr-base")
-    parser.add_argument("--no-target-run", action="store_true", help="skip the run at 80%% of the ivr ceiling")
+    parser.add_argument("--no-target-run", action="store_true", help="skip the runs at 80%% of the ivr ceiling")
+    parser.add_argument("--target-runs", type=int, default=3, help="runs at 80%% of each ivr route's ceiling")
     parser.add_argument("--known", type=int, default=1000, help="known customers the calls come from")
     parser.add_argument("--new-callers", type=float, default=0.2, help="share of calls from a new number")
     parser.add_argument(
@@ -552,20 +557,28 @@ def run(args: argparse.Namespace) -> int:
             rounds.append(this)
         if not args.no_target_run:
             for call in calls:
+                rates: dict[str, float] = {}
                 for route in [r for r in routes if r.startswith("ivr")]:
                     ceilings = [r[call.name][route] for r in rounds if r[call.name].get(route)]
-                    if not ceilings:
-                        continue
-                    rate = 0.8 * statistics.median(ceilings)
-                    print(f"== {call.name} call, {route} at 80% of its median ceiling: {rate:.1f} calls/s", flush=True)
-                    controller = start_controller(route, args, pg, pool)
-                    try:
-                        step = run_step(call, route, rate, max(args.seconds, 10), lab, controller, pool)
-                    finally:
-                        if controller is not None:
-                            controller.stop()
-                    show(step)
-                    target_steps.append(step)
+                    if ceilings:
+                        rates[route] = 0.8 * statistics.median(ceilings)
+                for run_number in range(args.target_runs):
+                    order = list(rates) if run_number % 2 == 0 else list(rates)[::-1]
+                    for route in order:
+                        rate = rates[route]
+                        print(
+                            f"== {call.name} call, {route} at 80% of its median ceiling: {rate:.1f} calls/s "
+                            f"(run {run_number + 1} of {args.target_runs})",
+                            flush=True,
+                        )
+                        controller = start_controller(route, args, pg, pool)
+                        try:
+                            step = run_step(call, route, rate, max(args.seconds, 10), lab, controller, pool)
+                        finally:
+                            if controller is not None:
+                                controller.stop()
+                        show(step)
+                        target_steps.append(step)
     finally:
         bare.terminate()
         bare.wait(10)
@@ -630,14 +643,26 @@ def report(call: str, routes: list[str], rounds: list[dict[str, float]], at_80: 
             print(f"  {top} / {bottom}: {summary}  ({note})")
     if call == "short" and pairs(rounds, "ivr", "pyst2"):
         print(f"  ivr / pyst2: {ratio_summary(pairs(rounds, 'ivr', 'pyst2'))}  (short call only)")
+    by_route: dict[str, list[Step]] = {}
     for step in at_80:
-        p = step.probes
+        by_route.setdefault(step.route, []).append(step)
+    for route, steps in by_route.items():
+        worst: dict[str, float | None] = {}
+        for probe in PROBES.values():
+            seen = [v for s in steps if (v := s.probes.get(f"{probe} p99")) is not None]
+            worst[probe] = max(seen) if seen else None
+        cpus = tuple(s.cpu_ms_per_call for s in steps if s.cpu_ms_per_call is not None)
         print(
-            f"  {step.route} at {step.rate:.0f} calls/s (80% of its median ceiling): "
-            f"{step.successful}/{step.calls} calls ok, {step.failed} failed; p99 control command {ms(p.get('control p99'))} ms, "
-            f"loop lag {ms(p.get('lag p99'))} ms, first command {ms(p.get('first p99'))} ms, lookup {ms(p.get('lookup p99'))} ms "
-            f"(targets: <= 5 ms, 0 failed); CPU {step.cpu_ms_per_call or 0:.2f} ms per call (target <= 0.8)"
+            f"  {route} at 80% of its median ceiling ({len(steps)} runs, {steps[0].rate:.0f} calls/s): "
+            f"{sum(s.successful for s in steps)}/{sum(s.calls for s in steps)} calls ok, "
+            f"{sum(s.failed for s in steps)} failed; worst p99 control command {ms(worst['control'])} ms, "
+            f"loop lag {ms(worst['lag'])} ms, first command {ms(worst['first'])} ms, lookup {ms(worst['lookup'])} ms "
+            f"(targets: <= 5 ms, 0 failed); CPU per call {Spread(cpus) if cpus else '-'} ms (target <= 0.8)"
         )
+    runs = list(zip(by_route.get("ivr", []), by_route.get("ivr-base", []), strict=False))
+    cpu_pairs = [(a.cpu_ms_per_call, b.cpu_ms_per_call) for a, b in runs if a.cpu_ms_per_call and b.cpu_ms_per_call]
+    if cpu_pairs:
+        print(f"  ivr / ivr-base CPU per call at 80%: {ratio_summary(cpu_pairs)}  (run by run)")
 
 
 if __name__ == "__main__":

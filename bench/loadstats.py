@@ -133,6 +133,28 @@ class RatioSummary:
         )
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One measure over interleaved runs of the same step (CPU per call at 80% of the ceiling).
+
+    Why more than one run: a single 10 s step's CPU per call moved by up to 8% between two runs of
+    the same code on this machine, as much as the changes it was meant to show (bench/README.md)."""
+
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise ValueError("no run to summarise")
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def __str__(self) -> str:
+        each = ", ".join(f"{v:.2f}" for v in self.values)
+        return f"median {self.median:.2f}, range {min(self.values):.2f}-{max(self.values):.2f} (runs {each})"
+
+
 def ratio_summary(pairs: Sequence[tuple[float, float]]) -> RatioSummary:
     """``pairs``: (numerator, denominator) ceilings of one round each, e.g. (ivr, bare)."""
     ratios = tuple(a / b for a, b in pairs if b > 0)

@@ -7,6 +7,7 @@ import pytest
 
 from bench.loadstats import (
     Failure,
+    Spread,
     classify,
     classify_failures,
     count,
@@ -131,3 +132,11 @@ def test_a_steps_percentiles_come_from_the_difference_of_two_scrapes() -> None:
     assert quantile(after["ivr_agi_control_command_seconds"], 0.95) == 0.005
     assert quantile(((0.001, 0.0), (float("inf"), 0.0)), 0.99) is None
     assert histogram_delta(None, step) == step
+
+
+def test_a_measure_over_runs_gives_its_median_and_range() -> None:
+    spread = Spread((1.10, 1.02, 1.05))
+    assert spread.median == 1.05
+    assert str(spread) == "median 1.05, range 1.02-1.10 (runs 1.10, 1.02, 1.05)"
+    with pytest.raises(ValueError):
+        Spread(())

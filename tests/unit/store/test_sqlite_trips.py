@@ -20,10 +20,13 @@ import pytest
 
 from ivr.errors import StoreError
 from ivr.flow.journey import Interaction, Journey
+from ivr.kpis import DIMENSIONS, ReportRequest
+from ivr.store import kpis as kpis_store
 from ivr.store import loop_reads
 from ivr.store.customers import CallerProfiles, CustomerStore, _IdentityTaken
 from ivr.store.journeys import WAL_CHECKPOINT_PAGES, JourneyStore, make_engine
 from ivr.store.kpi_sums import SumsWriter
+from ivr.store.kpis import KpiStore
 from ivr.store.turns import turn_of
 
 T0 = 1_764_748_800.0  # 2025-12-03T08:00:00Z
@@ -351,3 +354,30 @@ async def test_a_batch_that_fails_half_way_through_its_trip_leaves_nothing_and_i
         assert counts == [1, 1, 1] and contacts == 1
     finally:
         await store.stop()
+
+
+async def test_a_kpi_report_is_one_trip_per_statement_with_sqlalchemys_figures(
+    store: JourneyStore, trips: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wallboard's reports run every 5 s on every node: each statement is one trip to the
+    connection's thread, not SQLAlchemy's five, and gives the rows SQLAlchemy gives, by every
+    grouping, from the quarter hours' sums and from the contact rows at a window's ends."""
+    for n in range(12):
+        events = [Interaction("journey_started", "hello", {"flow": "bench"}, T0 + n)]
+        if n % 3:
+            events.append(Interaction("queued", "agent", {"queue": f"q{n % 2}", "skill": "billing"}, T0 + n + 1))
+        if n % 4 == 0:
+            events.append(Interaction("agent_connected", "agent", {"agent": "a1"}, T0 + n + 20))
+        events.append(Interaction("journey_completed" if n % 2 else "journey_abandoned", "agent", {}, T0 + n + 60))
+        store.append(f"call-{n:02}", "cust-1" if n < 6 else None, "voice", events)
+    await store.flush()
+    kpis = KpiStore(store.engine)
+    requests = [ReportRequest(T0 - 3600, T0 + 7200, by) for by in DIMENSIONS]  # slots and both ends
+    requests.append(ReportRequest(T0 - 900, T0 + 900, "queue", split_holdout=True))
+    await asyncio.gather(*(kpis.report(request) for request in requests))  # the pool's connections opened
+    trips.clear()
+    one_trip_each = [await kpis.report(request) for request in requests]
+    assert set(trips) == {"_execute_fetchall"}, trips
+    monkeypatch.setattr(kpis_store, "_sqlite_query", lambda *_: None)  # SQLAlchemy's own path
+    assert one_trip_each == [await kpis.report(request) for request in requests]
+    assert sum(row.figures.offered for row in one_trip_each[DIMENSIONS.index("queue")]) == 8

@@ -358,7 +358,7 @@ class _SqliteQuery(NamedTuple):
     row: Callable[[Sequence[Any]], Any]
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # a statement and its compiled form: tens of kB each
 def _sqlite_query(stmt: Any, dialect: Any) -> _SqliteQuery | None:
     """``stmt`` as sqlite3 runs it: its SQL, its parameters in order (through the types' own
     bind processors, as SQLAlchemy binds them) and a row type with its columns' names (attributes

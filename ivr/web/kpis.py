@@ -10,15 +10,19 @@ middleware). Answer::
      "rows": [{"queue": "billing", "contacts": 12, "offered": 10, "handled": 9, ...}, ...]}
 
 A bad parameter or a window longer than ``kpi.max_days`` is a 400 saying what is wrong, checked
-before any query runs.
+before any query runs. A database that cannot be read (down, unreachable, its file gone) is a 503
+saying so, and the error goes to the log.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from ivr.kpis import ReportRequest
 from ivr.store.kpis import KpiStore
@@ -32,6 +36,7 @@ class KpiSettings:
     max_window_s: float
 
 
+log = logging.getLogger(__name__)
 KPIS = web.AppKey("kpis", KpiSettings)
 FLAGS = {"1": True, "true": True, "0": False, "false": False}
 routes = web.RouteTableDef()
@@ -69,7 +74,13 @@ def parse(query: dict[str, str], max_window_s: float) -> ReportRequest:
 async def kpis(request: web.Request) -> web.Response:
     settings = request.app[KPIS]
     wanted = parse(dict(request.query), settings.max_window_s)
-    rows = await settings.store.report(wanted, service_level_s=settings.service_level_s)
+    try:
+        rows = await settings.store.report(wanted, service_level_s=settings.service_level_s)
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:  # OSError: a refused or timed-out connection
+        log.warning("GET /api/kpis: the database cannot be read: %s", exc)
+        raise json_error(
+            web.HTTPServiceUnavailable, "the KPIs cannot be read now: the database is not answering"
+        ) from None
     return web.json_response(
         {
             "from": iso(wanted.start),

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from alembic import command
+from sqlalchemy import make_url
 
 from ivr.cli import main
 from ivr.flow.model import Interaction
@@ -403,3 +406,32 @@ def _alembic(conn: Any, verb: str, revision: str) -> None:
     cfg = schema.alembic_config()
     cfg.attributes["connection"] = conn
     getattr(command, verb)(cfg, revision)
+
+
+async def test_the_api_answers_503_when_the_database_cannot_be_read(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database that is down or gone: a 503 that says so, the cause in the log, never a 500."""
+    if database_url.startswith("sqlite"):
+        dead = f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'ivr.sqlite3'}"  # no such folder
+    else:
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        dead = str(make_url(database_url).set(host="127.0.0.1", port=port))
+    engine = make_engine(dead)
+    app = create_app(CustomerStore(engine), bearer_token(TOKEN))
+    setup_kpis(app, KpiStore(engine), service_level_s=20.0, max_window_s=31 * 86400.0)
+    server = WebServer(app, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            query = {"from": WINDOW[0], "to": WINDOW[1], "by": "queue"}
+            url = f"http://127.0.0.1:{server.port}/api/kpis"
+            async with http.get(url, params=query, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 503, await r.text()
+                assert "database is not answering" in (await r.json())["error"]
+    finally:
+        await server.stop()
+        await engine.dispose()
+    assert any("the database cannot be read" in r.getMessage() for r in caplog.records)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -29,8 +30,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ivr.errors import StoreError
 from ivr.kpis import (
     CONTAINED_ENDS,
     COUNTS,
@@ -201,7 +204,16 @@ class KpiStore:
         The whole 15-minute slots of the window are added up from ``kpi_sums`` (``ivr.store.kpi_sums``);
         what is left at either end (the current quarter of an hour of "today so far") is grouped
         from the contact rows, and the two add up. A service level threshold with a fraction of a
-        second, or a window inside one slot, is grouped from the contact rows alone."""
+        second, or a window inside one slot, is grouped from the contact rows alone.
+
+        A database that cannot be read (down, unreachable, its file gone) is a StoreError, whatever
+        the driver raised (SQLAlchemy's errors, sqlite3's on the one-trip path, a refused socket)."""
+        try:
+            return await self._report(request, service_level_s)
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise StoreError(f"the KPIs cannot be read: the database is not answering ({exc})") from exc
+
+    async def _report(self, request: ReportRequest, service_level_s: float) -> list[ReportRow]:
         first, last = kpi_sums.slot_of(request.start), kpi_sums.slot_of(request.end)
         if first < request.start:
             first += kpi_sums.SLOT_S

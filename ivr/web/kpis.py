@@ -17,13 +17,12 @@ saying so, and the error goes to the log.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
+from ivr.errors import StoreError
 from ivr.kpis import ReportRequest
 from ivr.store.kpis import KpiStore
 from ivr.web.errors import json_error
@@ -76,7 +75,7 @@ async def kpis(request: web.Request) -> web.Response:
     wanted = parse(dict(request.query), settings.max_window_s)
     try:
         rows = await settings.store.report(wanted, service_level_s=settings.service_level_s)
-    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:  # OSError: a refused or timed-out connection
+    except StoreError as exc:
         log.warning("GET /api/kpis: the database cannot be read: %s", exc)
         raise json_error(
             web.HTTPServiceUnavailable, "the KPIs cannot be read now: the database is not answering"
